@@ -1,0 +1,109 @@
+"""The ASGI application: routes, error handlers and the lifespan of what it opens."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from proxy import handlers
+from proxy.cache import Cache
+from proxy.embeddings import EmbeddingPipeline
+from proxy.errors import HTTPError, NotFoundError, error_body
+from proxy.metrics import Metrics
+from proxy.pipeline import ChatPipeline
+from proxy.responses import JSON, raw_response
+from proxy.settings import Settings
+from proxy.stores import Store, open_store
+from proxy.upstream import Upstream
+
+log = logging.getLogger("semcache.app")
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    upstream: Upstream | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the app. Collaborators passed in stay the caller's to close; those the app opens
+    itself (from ``settings``) are closed when its lifespan ends."""
+    metrics = Metrics() if metrics is None else metrics
+    owned_store = store is None
+    owned_upstream = upstream is None
+    store = open_store(settings) if store is None else store
+    upstream = Upstream.from_settings(settings, metrics) if upstream is None else upstream
+    cache = Cache(store, metrics, clock=clock)
+    services = handlers.Services(
+        settings=settings,
+        cache=cache,
+        upstream=upstream,
+        metrics=metrics,
+        chat=ChatPipeline(cache, upstream, metrics),
+        embeddings=EmbeddingPipeline(cache, upstream, metrics),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not await cache.reachable():
+            log.warning("store is unreachable at startup; serving uncached until it is back")
+        try:
+            yield
+        finally:
+            if owned_upstream:
+                await upstream.close()
+            if owned_store:
+                await store.close()
+
+    routes = [
+        Route("/v1/chat/completions", handlers.chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", handlers.embeddings, methods=["POST"]),
+        Route("/v1/{path:path}", handlers.passthrough, methods=ALL_METHODS),
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/metrics", handlers.metrics, methods=["GET"]),
+        Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_exception,
+            HTTPError: _semcache_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.services = services
+    return app
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _semcache_error_response(NotFoundError(f"no route for {request.url.path}"))
+    body = error_body(str(exc.detail), "invalid_request_error", code=str(exc.status_code))
+    return raw_response(body, exc.status_code, [JSON])
+
+
+async def _semcache_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return _semcache_error_response(exc)
+
+
+def _semcache_error_response(exc: HTTPError) -> Response:
+    return raw_response(exc.body(), exc.status_code, [JSON])
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    body = error_body("semcache failed unexpectedly; see its log", "server_error", code="internal")
+    return raw_response(body, 500, [JSON])

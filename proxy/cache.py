@@ -1,0 +1,75 @@
+"""The request path's view of a store: a failure is a miss or a skipped write, never an error.
+
+Failures are counted in :class:`~proxy.metrics.Metrics` and logged at most once per
+``LOG_EVERY_SECONDS`` so that a dead Redis does not flood the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from proxy.errors import StoreError
+from proxy.metrics import Metrics
+from proxy.stores.base import Entry, Store, StoreStats
+
+log = logging.getLogger("semcache.cache")
+LOG_EVERY_SECONDS = 10.0
+
+
+class Cache:
+    def __init__(
+        self, store: Store, metrics: Metrics, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._metrics = metrics
+        self._last_logged = float("-inf")
+        self._suppressed = 0
+
+    def new_entry(self, body: bytes, *, tokens: int = 0) -> Entry:
+        return Entry(id=secrets.token_hex(8), body=body, created_at=self.clock(), tokens=tokens)
+
+    async def get(self, key: str) -> Entry | None:
+        try:
+            return await self.store.get(key)
+        except StoreError as exc:
+            self._failed("get", exc)
+            return None
+
+    async def put(self, key: str, entry: Entry, ttl_seconds: float, *, kind: str) -> bool:
+        try:
+            await self.store.put(key, entry, ttl_seconds)
+        except StoreError as exc:
+            self._failed("put", exc)
+            return False
+        self._metrics.stores[kind] += 1
+        return True
+
+    async def stats(self) -> StoreStats | None:
+        try:
+            return await self.store.stats()
+        except StoreError as exc:
+            self._failed("stats", exc)
+            return None
+
+    async def reachable(self) -> bool:
+        try:
+            await self.store.ping()
+        except StoreError as exc:
+            self._failed("ping", exc)
+            return False
+        return True
+
+    def _failed(self, op: str, exc: StoreError) -> None:
+        self._metrics.store_errors[op] += 1
+        now = time.monotonic()
+        if now - self._last_logged < LOG_EVERY_SECONDS:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since last report)" if self._suppressed else ""
+        log.warning("store %s failed, serving uncached: %s%s", op, exc, more)
+        self._last_logged = now
+        self._suppressed = 0

@@ -1,0 +1,91 @@
+"""The errors semcache raises, and their OpenAI-format bodies.
+
+    SemcacheError
+    ├── SettingsError               bad configuration: startup stops with one line
+    ├── BadRequestError             a malformed request (400, 413): never sent upstream
+    ├── UpstreamError               the upstream could not answer
+    │   ├── UpstreamUnreachableError    502: connect failed, connection reset, protocol error
+    │   └── UpstreamTimeoutError        504
+    └── StoreError                  a store operation failed: the request carries on uncached
+
+Error bodies follow the OpenAI API reference ("Error codes"):
+``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}``.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class SemcacheError(Exception):
+    """Base of every error semcache raises on purpose."""
+
+
+class SettingsError(SemcacheError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class HTTPError(SemcacheError):
+    """An error that becomes an HTTP response in OpenAI format."""
+
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.error_type, param=self.param, code=self.code)
+
+
+class BadRequestError(HTTPError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLargeError(BadRequestError):
+    status_code = 413
+    code = "request_too_large"
+
+
+class NotFoundError(HTTPError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class UnauthorizedError(HTTPError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "unauthorized"
+
+
+class UpstreamError(HTTPError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnreachableError(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class StoreError(SemcacheError):
+    """A store could not be read or written (down, timeout, bad data)."""
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )

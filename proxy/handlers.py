@@ -1,0 +1,144 @@
+"""Thin endpoints: read and validate the request, hand it to a pipeline, respond."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from proxy.cache import Cache
+from proxy.embeddings import EmbeddingPipeline
+from proxy.errors import BadRequestError, HTTPError, PayloadTooLargeError
+from proxy.keys import api_key_from, tenant_namespace
+from proxy.metrics import Metrics
+from proxy.pipeline import ChatPipeline
+from proxy.policy import cache_control
+from proxy.responses import JSON, error_response, raw_response, relay
+from proxy.settings import Settings
+from proxy.upstream import Upstream
+from proxy.validate import chat_request, embedding_request
+
+log = logging.getLogger("semcache.handlers")
+V1 = "/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    cache: Cache
+    upstream: Upstream
+    metrics: Metrics
+    chat: ChatPipeline
+    embeddings: EmbeddingPipeline
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+async def chat_completions(request: Request) -> Response:
+    svc = services(request)
+    try:
+        raw = await read_body(request, svc.settings.max_body_bytes)
+        chat = chat_request(raw)
+        control = cache_control(
+            request.headers,
+            default_ttl_seconds=svc.settings.ttl_seconds,
+            temperature=chat.temperature,
+            max_temperature=svc.settings.max_temperature,
+        )
+        return await svc.chat.handle(
+            chat,
+            namespace=tenant_namespace(api_key_from(request.headers)),
+            control=control,
+            headers=request.headers.raw,
+            query=request.scope["query_string"],
+        )
+    except HTTPError as exc:
+        svc.metrics.request("chat", _error_outcome(exc))
+        return error_response(exc)
+
+
+async def embeddings(request: Request) -> Response:
+    svc = services(request)
+    try:
+        raw = await read_body(request, svc.settings.max_body_bytes)
+        parsed = embedding_request(raw)
+        control = cache_control(request.headers, default_ttl_seconds=svc.settings.ttl_seconds)
+        return await svc.embeddings.handle(
+            parsed,
+            raw,
+            namespace=tenant_namespace(api_key_from(request.headers)),
+            control=control,
+            headers=request.headers.raw,
+            query=request.scope["query_string"],
+        )
+    except HTTPError as exc:
+        svc.metrics.request("embeddings", _error_outcome(exc))
+        return error_response(exc)
+
+
+async def passthrough(request: Request) -> Response:
+    """Any other ``/v1/*`` request goes upstream untouched and streams back as it arrives."""
+    svc = services(request)
+    path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    path = path.partition("?")[0].removeprefix(V1)
+    body = request.stream() if request.method not in ("GET", "HEAD") else None
+    try:
+        response = await svc.upstream.send(
+            request.method,
+            svc.upstream.url(path, request.scope["query_string"]),
+            headers=svc.upstream.forward_headers(request.headers.raw, decoded=False),
+            content=body,
+        )
+    except HTTPError as exc:
+        svc.metrics.request("passthrough", _error_outcome(exc))
+        return error_response(exc)
+    svc.metrics.request("passthrough", "relayed")
+    return relay(svc.upstream, response, extra_headers=[])
+
+
+async def healthz(request: Request) -> Response:
+    svc = services(request)
+    ok = await svc.cache.reachable()
+    body = {"status": "ok" if ok else "degraded", "store": "ok" if ok else "unreachable"}
+    # A store outage degrades to "no cache", so the proxy itself stays healthy (200).
+    return raw_response(orjson.dumps(body), 200, [JSON])
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    text = svc.metrics.render(await svc.cache.stats())
+    return raw_response(text.encode(), 200, [(b"content-type", b"text/plain; version=0.0.4")])
+
+
+async def cache_stats(request: Request) -> Response:
+    svc = services(request)
+    snapshot = svc.metrics.snapshot(await svc.cache.stats())
+    snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
+    return raw_response(orjson.dumps(snapshot), 200, [JSON])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequestError("the client went away while sending the body") from None
+    return b"".join(chunks)
+
+
+def _error_outcome(exc: HTTPError) -> str:
+    return "upstream_error" if exc.status_code >= 500 else "bad_request"

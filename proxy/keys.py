@@ -1,0 +1,111 @@
+"""Cache keys: tenant namespace + a hash of the canonical request.
+
+The canonical request keeps every field that can change the answer and drops only fields the
+OpenAI API reference documents as not affecting the output (transport and bookkeeping). A field
+we do not know is kept: an unknown field costs a hit, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from proxy.errors import BadRequestError
+
+# Chat fields that cannot change the answer: how it is delivered (`stream`, `stream_options`) and
+# bookkeeping that the API reference says is for abuse monitoring, billing or stored completions.
+CHAT_IGNORED_FIELDS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "metadata",
+        "store",
+        "service_tier",
+    }
+)
+EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
+
+SHARED_NAMESPACE = "shared"
+_MAX_EXACT_INT_FLOAT = 2.0**53
+
+
+def tenant_namespace(api_key: str | None) -> str:
+    """A namespace derived from the caller's API key; the key itself is never kept."""
+    if not api_key:
+        return SHARED_NAMESPACE
+    return hashlib.sha256(b"semcache-tenant\x00" + api_key.encode()).hexdigest()[:32]
+
+
+def api_key_from(headers: Mapping[str, str]) -> str | None:
+    """The caller's key: ``Authorization: Bearer``, else Azure-style ``api-key``."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else auth
+    return headers.get("api-key") or None
+
+
+def chat_key(namespace: str, body: Mapping[str, Any]) -> str:
+    """Key of a chat completion request; ``body`` has been validated."""
+    canonical = {k: v for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
+    canonical["messages"] = [normalize_message(m) for m in body["messages"]]
+    return f"chat:{namespace}:{_digest(canonical)}"
+
+
+def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
+    """Key of one embedding input item; ``params`` is the request minus ignored fields."""
+    canonical = {k: v for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}
+    canonical["input"] = item
+    return f"emb:{namespace}:{_digest(canonical)}"
+
+
+def normalize_text(text: str) -> str:
+    """NFC, CRLF -> LF, surrounding whitespace trimmed."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
+
+
+def normalize_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message
+    out = dict(message)
+    content = out.get("content")
+    if isinstance(content, str):
+        out["content"] = normalize_text(content)
+    elif isinstance(content, list):
+        out["content"] = [_normalize_part(part) for part in content]
+    return out
+
+
+def _normalize_part(part: Any) -> Any:
+    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+        return {**part, "text": normalize_text(part["text"])}
+    return part
+
+
+def _digest(value: object) -> str:
+    try:
+        data = orjson.dumps(_canonical_numbers(value), option=orjson.OPT_SORT_KEYS)
+    except (RecursionError, orjson.JSONEncodeError):
+        raise BadRequestError("the request is nested too deeply") from None
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical_numbers(value: Any) -> Any:
+    """``1.0`` and ``1`` mean the same to every API; give them one spelling."""
+    if type(value) is float:
+        if value.is_integer() and abs(value) < _MAX_EXACT_INT_FLOAT:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _canonical_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical_numbers(v) for v in value]
+    return value

@@ -1,0 +1,130 @@
+"""In-process counters, rendered as Prometheus text (``/metrics``) and JSON (``/cache/stats``)."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+
+from proxy.stores.base import StoreStats
+
+LATENCY_BUCKETS_SECONDS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class Metrics:
+    """Counters only; nothing here does I/O or knows about requests."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.hits: Counter[str] = Counter()
+        self.store_errors: Counter[str] = Counter()
+        self.stores: Counter[str] = Counter()
+        self.not_stored: Counter[str] = Counter()
+        self.upstream_errors: Counter[str] = Counter()
+        self.upstream_latency = Histogram(LATENCY_BUCKETS_SECONDS)
+        self.tokens_saved = 0
+        self.embedding_items: Counter[str] = Counter()
+
+    def request(self, route: str, outcome: str) -> None:
+        self.requests[(route, outcome)] += 1
+
+    def hit(self, lookup: str, tokens: int) -> None:
+        self.hits[lookup] += 1
+        self.tokens_saved += tokens
+
+    def snapshot(self, store: StoreStats | None) -> dict[str, object]:
+        hits = sum(n for (_, outcome), n in self.requests.items() if outcome == "hit")
+        misses = sum(n for (_, outcome), n in self.requests.items() if outcome == "miss")
+        looked_up = hits + misses
+        return {
+            "requests": {
+                f"{route} {outcome}": n for (route, outcome), n in sorted(self.requests.items())
+            },
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": round(hits / looked_up, 4) if looked_up else 0.0,
+            "hits_by_lookup": dict(self.hits),
+            "tokens_saved": self.tokens_saved,
+            "embedding_items": dict(self.embedding_items),
+            "stored": dict(self.stores),
+            "not_stored": dict(self.not_stored),
+            "store_errors": dict(self.store_errors),
+            "upstream_errors": dict(self.upstream_errors),
+            "store": None if store is None else {"entries": store.entries, "bytes": store.bytes},
+        }
+
+    def render(self, store: StoreStats | None) -> str:
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help: str) -> None:
+            lines.append(f"# HELP {name} {help}")
+            lines.append(f"# TYPE {name} {kind}")
+
+        family("semcache_requests_total", "counter", "Requests by route and cache outcome.")
+        for (route, outcome), n in sorted(self.requests.items()):
+            lines.append(f'semcache_requests_total{{route="{route}",outcome="{outcome}"}} {n}')
+        family("semcache_cache_hits_total", "counter", "Cache hits by lookup kind.")
+        for lookup in ("exact", "semantic"):
+            lines.append(f'semcache_cache_hits_total{{lookup="{lookup}"}} {self.hits[lookup]}')
+        family(
+            "semcache_tokens_saved_total", "counter", "Upstream tokens not spent thanks to hits."
+        )
+        lines.append(f"semcache_tokens_saved_total {self.tokens_saved}")
+        family("semcache_embedding_items_total", "counter", "Embedding input items by outcome.")
+        for outcome, n in sorted(self.embedding_items.items()):
+            lines.append(f'semcache_embedding_items_total{{outcome="{outcome}"}} {n}')
+        family("semcache_stored_total", "counter", "Entries written to the store.")
+        for kind, n in sorted(self.stores.items()):
+            lines.append(f'semcache_stored_total{{kind="{kind}"}} {n}')
+        family("semcache_not_stored_total", "counter", "Answers served but not stored, by reason.")
+        for reason, n in sorted(self.not_stored.items()):
+            lines.append(f'semcache_not_stored_total{{reason="{reason}"}} {n}')
+        family("semcache_store_errors_total", "counter", "Store operations that failed.")
+        for op, n in sorted(self.store_errors.items()):
+            lines.append(f'semcache_store_errors_total{{op="{op}"}} {n}')
+        family("semcache_upstream_errors_total", "counter", "Upstream requests that failed.")
+        for kind, n in sorted(self.upstream_errors.items()):
+            lines.append(f'semcache_upstream_errors_total{{kind="{kind}"}} {n}')
+        h = self.upstream_latency
+        family(
+            "semcache_upstream_latency_seconds", "histogram", "Time to upstream response headers."
+        )
+        cumulative = 0
+        for bound, n in zip((*h.buckets, float("inf")), h.counts, strict=True):
+            cumulative += n
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            lines.append(f'semcache_upstream_latency_seconds_bucket{{le="{le}"}} {cumulative}')
+        lines.append(f"semcache_upstream_latency_seconds_sum {h.sum}")
+        lines.append(f"semcache_upstream_latency_seconds_count {h.count}")
+        if store is not None:
+            family("semcache_store_entries", "gauge", "Entries in the store.")
+            lines.append(f"semcache_store_entries {store.entries}")
+            family("semcache_store_bytes", "gauge", "Bytes held by the store.")
+            lines.append(f"semcache_store_bytes {store.bytes}")
+        return "\n".join(lines) + "\n"

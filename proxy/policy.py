@@ -1,0 +1,122 @@
+"""Pure cache policy: what a request may do with the cache, and what may be stored.
+
+No I/O here: the pipeline asks, this module decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.errors import BadRequestError
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+# The OpenAI API's default sampling temperature, assumed when a request sends none.
+DEFAULT_TEMPERATURE = 1.0
+# finish_reason values that mean "the model said all it had to say" (OpenAI API reference,
+# chat completion object); `function_call` is the legacy spelling of `tool_calls`.
+COMPLETE_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """What one request allows: look up, store, and with which lifetime."""
+
+    lookup: bool
+    store: bool
+    ttl_seconds: int
+    max_age_seconds: int | None = None
+    reason: str | None = None
+    """Why the cache is skipped entirely (``X-Cache: BYPASS``), or None."""
+
+    @property
+    def bypass(self) -> bool:
+        return self.reason is not None
+
+
+def cache_control(
+    headers: Mapping[str, str],
+    *,
+    default_ttl_seconds: int,
+    temperature: float | None = None,
+    max_temperature: float | None = None,
+) -> CacheControl:
+    """Read ``X-Cache-Bypass``, ``Cache-Control`` and ``X-Cache-TTL`` (RFC 9111 §5.2.1 for the
+    request directives ``no-cache``, ``no-store`` and ``max-age``)."""
+    ttl = default_ttl_seconds
+    raw_ttl = headers.get("x-cache-ttl")
+    if raw_ttl is not None:
+        ttl = _positive_int(raw_ttl, "X-Cache-TTL")
+    if headers.get("x-cache-bypass", "").strip().lower() in TRUE_WORDS:
+        return CacheControl(lookup=False, store=False, ttl_seconds=ttl, reason="header")
+    if max_temperature is not None:
+        effective = DEFAULT_TEMPERATURE if temperature is None else temperature
+        if effective > max_temperature:
+            return CacheControl(lookup=False, store=False, ttl_seconds=ttl, reason="temperature")
+    lookup, store, max_age = True, True, None
+    for directive in headers.get("cache-control", "").split(","):
+        name, _, value = directive.strip().lower().partition("=")
+        if name == "no-cache":
+            lookup = False
+        elif name == "no-store":
+            store = False
+        elif name == "max-age" and _is_digits(value.strip()):
+            max_age = int(value.strip())
+    if not lookup and not store:
+        return CacheControl(lookup=False, store=False, ttl_seconds=ttl, reason="cache-control")
+    return CacheControl(lookup=lookup, store=store, ttl_seconds=ttl, max_age_seconds=max_age)
+
+
+def is_fresh(age_seconds: float, control: CacheControl) -> bool:
+    return control.max_age_seconds is None or age_seconds <= control.max_age_seconds
+
+
+def completion_is_storable(status_code: int, completion: object) -> bool:
+    """Only complete successes are stored: status 200, every choice finished with ``stop`` or
+    ``tool_calls``, each with non-empty content or tool calls. Errors, ``length``-truncated,
+    filtered and empty answers are served but never stored."""
+    if status_code != 200 or not isinstance(completion, dict):
+        return False
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    return all(_choice_is_complete(choice) for choice in choices)
+
+
+def completion_tokens_saved(completion: Mapping[str, Any]) -> int:
+    usage = completion.get("usage")
+    if isinstance(usage, dict):
+        total = usage.get("total_tokens")
+        if type(total) is int and total >= 0:
+            return total
+    return 0
+
+
+def _choice_is_complete(choice: object) -> bool:
+    if not isinstance(choice, dict) or choice.get("finish_reason") not in COMPLETE_FINISH_REASONS:
+        return False
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return False
+    content = message.get("content")
+    if isinstance(content, str) and content.strip():
+        return True
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list) and tool_calls:
+        return True
+    return isinstance(message.get("function_call"), dict)
+
+
+def _positive_int(raw: str, header: str) -> int:
+    text = raw.strip()
+    if not _is_digits(text) or not 0 < int(text) <= MAX_TTL_SECONDS:
+        raise BadRequestError(
+            f"{header} must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}, got {raw!r}"
+        )
+    return int(text)
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12

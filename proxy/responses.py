@@ -1,0 +1,61 @@
+"""Building responses: JSON bodies with raw headers, errors, and relayed upstream streams."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from proxy.errors import HTTPError, UpstreamError
+from proxy.upstream import Headers, Upstream, response_headers
+
+log = logging.getLogger("semcache.responses")
+
+JSON = (b"content-type", b"application/json")
+
+
+def raw_response(body: bytes, status_code: int, headers: Headers) -> Response:
+    """A buffered response with exactly ``headers`` (plus the content length)."""
+    response = Response(body, status_code=status_code)
+    response.raw_headers.extend(headers)
+    return response
+
+
+def error_response(error: HTTPError, *, headers: Headers | None = None) -> Response:
+    return raw_response(error.body(), error.status_code, [JSON, *(headers or [])])
+
+
+def relay(
+    upstream: Upstream, response: httpx.Response, *, extra_headers: Headers
+) -> StreamingResponse:
+    """Relay an upstream response as it arrives; never buffered.
+
+    A transport failure after the first bytes can no longer change the status: an SSE stream
+    gets a final ``error`` event, any other body just ends. The upstream response is closed by
+    whoever ends first, the client (disconnect) or the upstream.
+    """
+    headers = response_headers(response, decoded=False)
+    is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+    can_append = is_sse and "content-encoding" not in response.headers
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.iter_raw(response):
+                yield chunk
+        except UpstreamError as exc:
+            log.warning("upstream failed mid-response: %s", exc.message)
+            if can_append:
+                yield b"data: " + exc.body() + b"\n\n"
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    streaming = StreamingResponse(
+        body(), status_code=response.status_code, background=BackgroundTask(response.aclose)
+    )
+    streaming.raw_headers = [*headers, *extra_headers]
+    return streaming

@@ -1,0 +1,217 @@
+"""One typed settings object, built once at the edge.
+
+Sources, highest first: command-line flags, ``SEMCACHE_*`` environment variables, an optional
+TOML file (``--config`` or ``SEMCACHE_CONFIG``), then the defaults below. Every setting has one
+name: ``SEMCACHE_<NAME>`` in the environment, ``<name>`` in the TOML file, ``--<name>`` on the
+command line (underscores become dashes). ``config/semcache.example.toml`` documents them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.errors import SettingsError
+
+ENV_PREFIX = "SEMCACHE_"
+MiB = 1024 * 1024
+
+
+def _setting(name: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"name": name, "help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = _setting("host", "127.0.0.1", "Address to listen on.")
+    port: int = _setting("port", 8080, "Port to listen on.")
+    upstream_url: str = _setting(
+        "upstream_url",
+        "http://127.0.0.1:11434/v1",
+        "OpenAI-compatible base URL that requests are forwarded to (Ollama by default).",
+    )
+    upstream_api_key: str | None = _setting(
+        "upstream_api_key", None, "Key sent upstream as a Bearer token when the client sends none."
+    )
+    upstream_timeout_seconds: float = _setting(
+        "upstream_timeout", 600.0, "Seconds to wait for upstream bytes (read, write, pool)."
+    )
+    upstream_connect_timeout_seconds: float = _setting(
+        "upstream_connect_timeout", 10.0, "Seconds to wait for a connection to the upstream."
+    )
+    upstream_max_connections: int = _setting(
+        "upstream_max_connections", 512, "Size of the pooled connections to the upstream."
+    )
+    redis_url: str | None = _setting(
+        "redis_url", None, "Redis URL for the shared store; unset = in-process memory store."
+    )
+    redis_prefix: str = _setting("redis_prefix", "semcache:", "Prefix of every Redis key.")
+    redis_timeout_seconds: float = _setting(
+        "redis_timeout", 0.5, "Seconds a Redis command may take before it counts as a miss."
+    )
+    ttl_seconds: int = _setting("ttl", 7 * 24 * 3600, "Default lifetime of a cache entry.")
+    memory_max_entries: int = _setting(
+        "memory_max_entries", 100_000, "Memory store: most entries kept (LRU eviction)."
+    )
+    memory_max_bytes: int = _setting(
+        "memory_max_bytes", 512 * MiB, "Memory store: most bytes of entries kept (LRU eviction)."
+    )
+    max_body_bytes: int = _setting(
+        "max_body_bytes", 16 * MiB, "Largest request body accepted on cached routes (413 above)."
+    )
+    max_temperature: float | None = _setting(
+        "max_temperature", None, "Skip the cache for requests with a higher temperature."
+    )
+    log_level: str = _setting("log_level", "info", "debug, info, warning or error.")
+
+    def __post_init__(self) -> None:
+        _check(self.host != "", "host", "must not be empty")
+        _check(0 < self.port < 65536, "port", "must be between 1 and 65535")
+        url = urlsplit(self.upstream_url)
+        _check(
+            url.scheme in ("http", "https") and bool(url.netloc),
+            "upstream_url",
+            "must be an http:// or https:// URL",
+        )
+        object.__setattr__(self, "upstream_url", self.upstream_url.rstrip("/"))
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            _check(
+                scheme in ("redis", "rediss", "unix"),
+                "redis_url",
+                "must start with redis://, rediss:// or unix://",
+            )
+        for name in (
+            "upstream_timeout_seconds",
+            "upstream_connect_timeout_seconds",
+            "redis_timeout_seconds",
+        ):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value > 0, _name(name), "must be a positive number")
+        for name in (
+            "upstream_max_connections",
+            "ttl_seconds",
+            "memory_max_entries",
+            "memory_max_bytes",
+            "max_body_bytes",
+        ):
+            _check(getattr(self, name) > 0, _name(name), "must be a positive integer")
+        if self.max_temperature is not None:
+            _check(self.max_temperature >= 0, "max_temperature", "must be >= 0")
+        _check(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "log_level",
+            "must be one of debug, info, warning, error",
+        )
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        flags: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_path: str | Path | None = None,
+    ) -> Settings:
+        """Merge flags over ``SEMCACHE_*`` variables over the TOML file over the defaults.
+
+        ``flags`` maps setting names (``upstream_url``) to typed values; ``None`` means unset.
+        """
+        environ = {} if environ is None else environ
+        if config_path is None:
+            config_path = environ.get(ENV_PREFIX + "CONFIG") or None
+        values: dict[str, object] = {}
+        if config_path is not None:
+            values.update(_read_toml(Path(config_path)))
+        for f in dataclasses.fields(cls):
+            var = ENV_PREFIX + f.metadata["name"].upper()
+            if var in environ:
+                values[f.name] = _parse(f, environ[var], var)
+        for name, value in (flags or {}).items():
+            if value is not None:
+                values[_field(name).name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+    def public(self) -> dict[str, object]:
+        """The settings with secrets masked, for logs and ``/cache/stats``."""
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "upstream_api_key" and value is not None:
+                value = "***"
+            elif f.name == "redis_url" and value is not None:
+                value = _mask_url(value)
+            out[f.metadata["name"]] = value
+        return out
+
+
+def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(Settings)
+
+
+def _name(attr: str) -> str:
+    return str(Settings.__dataclass_fields__[attr].metadata["name"])
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    for f in dataclasses.fields(Settings):
+        if name in (f.name, f.metadata["name"]):
+            return f
+    raise SettingsError(f"unknown setting {name!r}")
+
+
+def _check(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()} {problem}")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str, source: str) -> object:
+    kind = str(f.type)
+    text = raw.strip()
+    if "None" in kind and text == "":
+        return None
+    try:
+        if kind.startswith("int"):
+            return int(text.replace("_", ""))
+        if kind.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise SettingsError(f"{source}={raw!r} is not a valid {kind.split(' ')[0]}") from None
+    return text
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        try:
+            f = _field(key)
+        except SettingsError:
+            raise SettingsError(f"config file {path}: unknown setting {key!r}") from None
+        kind = str(f.type)
+        ok = (
+            (kind.startswith("int") and type(value) is int)
+            or (kind.startswith("float") and type(value) in (int, float))
+            or (kind.startswith("str") and isinstance(value, str))
+        )
+        if not ok:
+            raise SettingsError(f"config file {path}: {key} must be a {kind.split(' ')[0]}")
+        values[f.name] = float(value) if kind.startswith("float") else value
+    return values
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

@@ -1,0 +1,66 @@
+"""What every store offers: get, put, ping, stats, close. Stores only store.
+
+Keys are plain strings (``chat:<namespace>:<sha256>``); a store may prefix them. Values are
+:class:`Entry` objects. A store that cannot do its job raises :class:`~proxy.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    """16 hex digits, shown to clients in ``X-Cache-Entry-Id``."""
+    body: bytes
+    """What a hit serves: the completion JSON, or float32 vector bytes for an embedding."""
+    created_at: float
+    """Unix time of the upstream answer; a hit's ``Age`` is measured from it."""
+    tokens: int = 0
+    """Tokens a hit saves (the upstream's ``usage.total_tokens``)."""
+
+    def size(self) -> int:
+        return len(self.body) + ENTRY_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    entries: int
+    bytes: int
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` when the store cannot be reached."""
+
+    async def stats(self) -> StoreStats: ...
+
+    async def close(self) -> None: ...
+
+
+# A packed entry: magic, created_at, tokens, 8-byte id, then the body.
+_HEADER = struct.Struct("<3sdQ8s")
+_MAGIC = b"SC1"
+ENTRY_OVERHEAD_BYTES = _HEADER.size
+
+
+def pack_entry(entry: Entry) -> bytes:
+    return (
+        _HEADER.pack(_MAGIC, entry.created_at, entry.tokens, bytes.fromhex(entry.id)) + entry.body
+    )
+
+
+def unpack_entry(data: bytes) -> Entry:
+    if len(data) < _HEADER.size or data[:3] != _MAGIC:
+        raise StoreError("stored value is not a semcache entry")
+    _, created_at, tokens, raw_id = _HEADER.unpack_from(data)
+    return Entry(id=raw_id.hex(), body=data[_HEADER.size :], created_at=created_at, tokens=tokens)

@@ -1,0 +1,155 @@
+"""The one pooled connection to the upstream: forward a request, map transport errors.
+
+Every httpx error is translated here, and only here, into the UpstreamError tree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
+from proxy.metrics import Metrics
+from proxy.settings import Settings
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus fields httpx sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# Encodings httpx can decode without extra packages, asked for when semcache reads the body.
+DECODABLE_ENCODINGS = b"gzip, deflate"
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Upstream:
+    def __init__(
+        self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None, metrics: Metrics
+    ) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._auth = None if api_key is None else b"Bearer " + api_key.encode()
+        self._metrics = metrics
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> Upstream:
+        timeout = httpx.Timeout(
+            settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+        )
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+        )
+        client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        return cls(
+            client,
+            base_url=settings.upstream_url,
+            api_key=settings.upstream_api_key,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def url(self, path: str, query: bytes = b"") -> str:
+        """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``."""
+        url = self._base_url + path
+        return url + "?" + query.decode("latin-1") if query else url
+
+    def forward_headers(self, headers: Iterable[tuple[bytes, bytes]], *, decoded: bool) -> Headers:
+        """The client's headers minus hop-by-hop and semcache's own ``X-Cache-*`` controls.
+
+        The upstream key is added only when the client sends none. ``decoded``: semcache reads the
+        body itself, so it asks only for encodings it can decode.
+        """
+        out: Headers = []
+        has_key = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _DROP or lower.startswith(b"x-cache-"):
+                continue
+            if decoded and lower == b"accept-encoding":
+                continue
+            if lower in (b"authorization", b"api-key"):
+                has_key = True
+            out.append((name, value))
+        if decoded:
+            out.append((b"accept-encoding", DECODABLE_ENCODINGS))
+        if not has_key and self._auth is not None:
+            out.append((b"authorization", self._auth))
+        return out
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Headers,
+        content: bytes | AsyncIterable[bytes] | None,
+    ) -> httpx.Response:
+        """Send and return once the response headers arrived; the caller reads or streams the
+        body and closes the response."""
+        request = self._client.build_request(method, url, headers=headers, content=content)
+        started = time.perf_counter()
+        with self.errors():
+            response = await self._client.send(request, stream=True)
+        self._metrics.upstream_latency.observe(time.perf_counter() - started)
+        return response
+
+    async def read(self, response: httpx.Response) -> bytes:
+        try:
+            with self.errors():
+                return await response.aread()
+        finally:
+            await response.aclose()
+
+    async def iter_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        with self.errors():
+            async for chunk in response.aiter_raw():
+                yield chunk
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.ConnectTimeout as exc:
+            raise self._failed(UpstreamUnreachableError, "connect timeout", exc) from exc
+        except httpx.TimeoutException as exc:
+            raise self._failed(UpstreamTimeoutError, "timeout", exc) from exc
+        except httpx.HTTPError as exc:
+            raise self._failed(UpstreamUnreachableError, "unreachable", exc) from exc
+
+    def _failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
+        self._metrics.upstream_errors[label] += 1
+        detail = str(exc) or type(exc).__name__
+        return kind(f"upstream {label}: {detail}")
+
+
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def response_headers(response: httpx.Response, *, decoded: bool) -> Headers:
+    """Upstream response headers to relay: hop-by-hop removed; ``content-encoding`` removed
+    when httpx decoded the body."""
+    out: Headers = []
+    for name, value in response.headers.raw:
+        lower = name.lower()
+        if lower in _DROP or (decoded and lower == b"content-encoding"):
+            continue
+        out.append((lower, value))
+    return out

@@ -1,0 +1,121 @@
+"""Request bodies -> typed requests, or a BadRequestError that never reaches upstream.
+
+Only what caching relies on is checked; everything else is the upstream's to judge, so that
+semcache rejects nothing the upstream would have accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.errors import BadRequestError
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    stream: bool
+    include_usage: bool
+    temperature: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    body: dict[str, Any]
+    model: str
+    items: list[str | list[int]]
+    single: bool
+    """``input`` was one string or one token array rather than a list of them."""
+    base64: bool
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise BadRequestError("the request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return body
+
+
+def chat_request(raw: bytes) -> ChatRequest:
+    body = parse_object(raw)
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequestError("'messages' must be a non-empty array", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequestError(
+                f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]"
+            )
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequestError("'stream' must be a boolean", param="stream")
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float)
+    ):
+        raise BadRequestError("'temperature' must be a number", param="temperature")
+    return ChatRequest(
+        body=body,
+        raw=raw,
+        model=model,
+        stream=bool(stream),
+        include_usage=include_usage,
+        temperature=None if temperature is None else float(temperature),
+    )
+
+
+def embedding_request(raw: bytes) -> EmbeddingRequest:
+    body = parse_object(raw)
+    model = _model(body)
+    value = body.get("input")
+    items: list[str | list[int]]
+    if isinstance(value, str) or (
+        isinstance(value, list) and value and all(_is_token(t) for t in value)
+    ):
+        items, single = [value], True
+    elif isinstance(value, list) and value and all(_is_item(v) for v in value):
+        items, single = list(value), False
+    else:
+        raise BadRequestError(
+            "'input' must be a string, an array of strings, an array of token ids "
+            "or an array of token arrays, and not empty",
+            param="input",
+        )
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64", None):
+        raise BadRequestError(
+            "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
+        )
+    return EmbeddingRequest(
+        body=body, model=model, items=items, single=single, base64=encoding == "base64"
+    )
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequestError("'model' must be a non-empty string", param="model")
+    return model
+
+
+def _is_token(value: object) -> bool:
+    return type(value) is int
+
+
+def _is_item(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and bool(value) and all(_is_token(t) for t in value)
