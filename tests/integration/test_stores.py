@@ -1,0 +1,146 @@
+"""One suite for every store: the memory store and a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from proxy.errors import StoreError
+from proxy.stores.base import Entry, Store
+from proxy.stores.memory import MemoryStore
+from proxy.stores.redis import RedisStore
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+def entry(body: bytes = b'{"answer": 42}', *, tokens: int = 7) -> Entry:
+    return Entry(id="0123456789abcdef", body=body, created_at=1_700_000_000.5, tokens=tokens)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(max_entries=1000, max_bytes=10_000_000)
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+    yield redis_store
+    await redis_store.close()
+
+
+async def test_put_then_get_returns_the_same_entry(store: Store) -> None:
+    await store.put("chat:ns:k1", entry(), 60)
+    assert await store.get("chat:ns:k1") == entry()
+
+
+async def test_missing_key_is_none(store: Store) -> None:
+    assert await store.get("chat:ns:absent") is None
+
+
+async def test_put_replaces(store: Store) -> None:
+    await store.put("k", entry(b"one"), 60)
+    await store.put("k", entry(b"two"), 60)
+    got = await store.get("k")
+    assert got is not None
+    assert got.body == b"two"
+
+
+async def test_binary_and_large_bodies_survive(store: Store) -> None:
+    body = bytes(range(256)) * 4096
+    await store.put("big", entry(body), 60)
+    got = await store.get("big")
+    assert got is not None
+    assert got.body == body
+
+
+async def test_stats_count_entries(store: Store) -> None:
+    for i in range(3):
+        await store.put(f"k{i}", entry(), 60)
+    stats = await store.stats()
+    assert stats.entries == 3
+    assert stats.bytes > 0
+
+
+async def test_ping_succeeds(store: Store) -> None:
+    await store.ping()
+
+
+async def test_memory_ttl_is_checked_on_read() -> None:
+    now = [100.0]
+    store = MemoryStore(max_entries=10, max_bytes=10_000, clock=lambda: now[0])
+    await store.put("k", entry(), 5)
+    now[0] = 104.9
+    assert await store.get("k") is not None
+    now[0] = 105.0
+    assert await store.get("k") is None
+    assert (await store.stats()).entries == 0
+
+
+async def test_memory_evicts_least_recently_used_by_count() -> None:
+    store = MemoryStore(max_entries=2, max_bytes=10_000_000)
+    await store.put("a", entry(), 60)
+    await store.put("b", entry(), 60)
+    await store.get("a")
+    await store.put("c", entry(), 60)
+    assert await store.get("b") is None
+    assert await store.get("a") is not None
+    assert await store.get("c") is not None
+    assert store.evictions == 1
+
+
+async def test_memory_evicts_by_bytes_and_skips_oversized_entries() -> None:
+    store = MemoryStore(max_entries=1000, max_bytes=3000)
+    for key in "abc":
+        await store.put(key, entry(b"x" * 700), 60)
+    assert (await store.stats()).entries == 3
+    await store.put("d", entry(b"x" * 700), 60)
+    stats = await store.stats()
+    assert stats.bytes <= 3000
+    assert await store.get("a") is None
+    assert await store.get("d") is not None
+    await store.put("huge", entry(b"x" * 5000), 60)
+    assert await store.get("huge") is None
+
+
+async def test_redis_keys_are_prefixed_and_expire(redis_url: str, key_prefix: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    await store.put("chat:ns:abc", entry(), 30)
+    with redis.Redis.from_url(redis_url) as client:
+        keys = client.keys("*")
+        ttl_ms = client.pttl(f"{key_prefix}chat:ns:abc")
+    assert keys == [f"{key_prefix}chat:ns:abc".encode()]
+    assert 29_000 < ttl_ms <= 30_000
+    await store.close()
+
+
+async def test_redis_foreign_value_is_a_store_error(redis_url: str, key_prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(f"{key_prefix}k", b"not an entry")
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    with pytest.raises(StoreError):
+        await store.get("k")
+    await store.close()
+
+
+async def test_redis_down_raises_store_error_fast_then_recovers(
+    redis_server: RedisServer, redis_url: str, key_prefix: str
+) -> None:
+    now = [0.0]
+    store = RedisStore.from_url(
+        redis_url, prefix=key_prefix, timeout_seconds=1.0, clock=lambda: now[0]
+    )
+    await store.put("k", entry(), 60)
+    redis_server.stop()
+    with pytest.raises(StoreError):
+        await store.get("k")
+    with pytest.raises(StoreError, match="unavailable"):
+        await store.get("k")  # inside the retry window: no connection attempt at all
+    redis_server.start()
+    now[0] += 1.5
+    assert await store.get("k") is None  # a fresh server: the entry is gone, no error
+    await store.put("k", entry(), 60)
+    assert await store.get("k") == entry()
+    await store.close()

@@ -1,0 +1,444 @@
+"""A small OpenAI-compatible upstream served over real HTTP (uvicorn in a background thread).
+
+Behaviour is chosen by the request's ``model`` so it also works behind a proxy subprocess:
+
+* chat content is ``f"answer {n}: {last_user_text}"`` where ``n`` counts chat calls since the
+  last ``reset()``, so a wrong cache hit is visible;
+* ``fake-error-500`` / ``fake-error-400`` / ``fake-429`` (``Retry-After: 7``) answer with an
+  OpenAI error body (chat and embeddings);
+* ``fake-length``, ``fake-empty``, ``fake-tools`` change the completion;
+* ``fake-slow`` sleeps ``slow_seconds`` first; ``fake-hold`` sends the first stream chunk and
+  then waits for ``release`` (a ``threading.Event``) to be set by the test;
+* ``fake-cut`` drops the connection mid-body; ``fake-midstream-error`` streams a chunk and then
+  an SSE ``error`` event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
+SYSTEM_FINGERPRINT = "fp_fake"
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+HOLD_TIMEOUT = 30.0
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "fake-error-500": (500, "server_error", "The fake upstream failed."),
+    "fake-error-400": (400, "invalid_request_error", "The fake upstream rejected the request."),
+    "fake-429": (429, "rate_limit_error", "Rate limit reached (fake)."),
+}
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any  # the parsed body, or None when it is not JSON
+
+
+def embedding_vector(item: str | list[int], dimensions: int = 8) -> npt.NDArray[np.float32]:
+    """The fake's deterministic, L2-normalised embedding of one input item.
+
+    Strings that differ only in case, punctuation or spacing get nearby vectors (cosine
+    about 0.99), anything else is unrelated, so semantic-cache tests can produce near hits.
+    """
+
+    def unit(key: str) -> npt.NDArray[np.float64]:
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+        vec = np.random.default_rng(seed).standard_normal(dimensions)
+        return vec / np.linalg.norm(vec)
+
+    if isinstance(item, str):
+        loose = " ".join(re.sub(r"[^\w\s]", " ", item.lower()).split())
+        vec = unit("text:" + loose) + 0.1 * unit("exact:" + item)
+    else:
+        vec = unit("tokens:" + ",".join(map(str, item)))
+    return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status, headers, media_type="application/json")
+
+
+def _error(
+    status: int, type_: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": None}}
+    return _json(body, status, headers)
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _words(text: str) -> list[str]:
+    """Split into pieces that concatenate back to ``text``."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+class _CutResponse(Response):
+    """Sends ``parts`` and returns without finishing the body: uvicorn then drops the socket."""
+
+    def __init__(self, parts: list[bytes], media_type: str, content_length: int | None = None):
+        self.status_code = 200
+        self.background = None
+        self.parts = parts
+        self.raw_headers = [(b"content-type", media_type.encode())]
+        if content_length is not None:
+            self.raw_headers.append((b"content-length", str(content_length).encode()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        for part in self.parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+
+
+class FakeUpstream:
+    def __init__(self, *, slow_seconds: float = 2.0) -> None:
+        self.default_slow_seconds = slow_seconds
+        self.slow_seconds = slow_seconds
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._embedding_items: list[int] = []
+        self._chat_count = 0
+        self._ready = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._port = 0
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._handle, methods=_METHODS)], lifespan=self._lifespan
+        )
+
+    # -- test-side API -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def embedding_items(self) -> list[int]:
+        """How many input items each embeddings call carried."""
+        with self._lock:
+            return list(self._embedding_items)
+
+    def calls(self, path: str = CHAT_PATH) -> int:
+        with self._lock:
+            return sum(1 for r in self._requests if r.path == path)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._embedding_items.clear()
+            self._chat_count = 0
+        self.release.clear()
+        self.slow_seconds = self.default_slow_seconds
+
+    def start(self, port: int = 0) -> FakeUpstream:
+        if self._thread is not None:
+            return self
+        # Bind and listen here so the port is known and connections queue from this moment on.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+        self._sock, self._port = sock, int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app,
+            http="h11",
+            loop="asyncio",
+            ws="none",
+            lifespan="on",
+            log_config=None,  # leave the test process's logging configuration alone
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._ready.clear()
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-upstream", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(10):
+            self.stop()
+            raise RuntimeError("fake upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        self.release.set()  # let held streams finish
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- server side (runs in the uvicorn thread) ----------------------------------------------
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._ready.set()
+        yield
+
+    async def _handle(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        record = RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers=dict(request.headers),
+            body=body,
+            json=parsed,
+        )
+        with self._lock:
+            self._requests.append(record)
+            seq = len(self._requests)
+            is_chat = record.method == "POST" and record.path == CHAT_PATH
+            if is_chat:
+                self._chat_count += 1
+            chat_n = self._chat_count
+        response = await self._route(record, chat_n)
+        response.headers["x-upstream"] = "fake"
+        response.headers["x-request-id"] = f"req-{seq}"
+        return response
+
+    async def _route(self, rec: RecordedRequest, chat_n: int) -> Response:
+        method, path = rec.method, rec.path
+        if method == "POST" and path in (CHAT_PATH, EMBEDDINGS_PATH):
+            if not isinstance(rec.json, dict):
+                return _error(400, "invalid_request_error", "Body must be a JSON object.")
+            model = str(rec.json.get("model", ""))
+            if model == "fake-slow":
+                await anyio.sleep(self.slow_seconds)
+            if model in _ERRORS:
+                status, type_, message = _ERRORS[model]
+                headers = {"retry-after": "7"} if status == 429 else None
+                return _error(status, type_, message, headers)
+            if path == CHAT_PATH:
+                return await self._chat(rec.json, model, chat_n)
+            return self._embeddings(rec.json, model)
+        if method == "GET" and path == "/v1/models":
+            models = ["fake-model", *_ERRORS, "fake-length", "fake-empty", "fake-tools"]
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in models]
+            return _json({"object": "list", "data": data})
+        if method == "GET" and path == "/v1/echo-stream":
+            events = [b'data: {"i": %d}\n\n' % i for i in range(3)]
+            return StreamingResponse(iter(events), media_type="text/event-stream")
+        if path.startswith("/v1/"):
+            body = rec.body.decode("utf-8", "replace")
+            return _json({"method": method, "path": path, "query": rec.query, "body": body})
+        return _error(404, "invalid_request_error", f"Unknown path {path}")
+
+    async def _hold(self) -> None:
+        await anyio.to_thread.run_sync(self.release.wait, HOLD_TIMEOUT, abandon_on_cancel=True)
+
+    async def _chat(self, body: Json, model: str, n: int) -> Response:
+        messages = body.get("messages") or []
+        user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        text = _text_of(user[-1].get("content")) if user else ""
+        content = "" if model == "fake-empty" else f"answer {n}: {text}"
+        finish = "length" if model == "fake-length" else "stop"
+        tools = model == "fake-tools"
+        n_choices = int(body.get("n") or 1)
+        contents = [
+            content if i == 0 or not content else f"{content} ({i})" for i in range(n_choices)
+        ]
+        prompt_tokens = sum(len(_text_of(m.get("content")).split()) for m in messages)
+        completion_tokens = sum(len(c.split()) for c in contents) if not tools else 9 * n_choices
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        base = {"id": f"chatcmpl-fake-{n}", "created": int(time.time()), "model": body.get("model")}
+        tool_call = {
+            "id": f"call_fake_{n}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS},
+        }
+
+        if not body.get("stream"):
+            if model == "fake-hold":
+                await self._hold()
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+                    if tools
+                    else {"role": "assistant", "content": c},
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if tools else finish,
+                }
+                for i, c in enumerate(contents)
+            ]
+            payload = {
+                **base,
+                "object": "chat.completion",
+                "choices": choices,
+                "usage": usage,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+            }
+            if model == "fake-cut":
+                raw = orjson.dumps(payload)
+                return _CutResponse([raw[: len(raw) // 2]], "application/json", len(raw))
+            return _json(payload)
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(choices: list[Json], usage_value: Json | None = None) -> bytes:
+            obj: Json = {
+                **base,
+                "object": "chat.completion.chunk",
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": choices,
+            }
+            if include_usage:
+                obj["usage"] = usage_value
+            return _sse(obj)
+
+        def choice(i: int, delta: Json, finish_reason: str | None = None) -> Json:
+            return {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+        events: list[bytes] = []
+        for i, c in enumerate(contents):
+            if tools:
+                head = {
+                    **tool_call,
+                    "index": 0,
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+                delta = {"role": "assistant", "content": None, "tool_calls": [head]}
+                events.append(chunk([choice(i, delta)]))
+                for k in range(0, len(TOOL_ARGUMENTS), 6):
+                    piece = {"index": 0, "function": {"arguments": TOOL_ARGUMENTS[k : k + 6]}}
+                    events.append(chunk([choice(i, {"tool_calls": [piece]})]))
+                events.append(chunk([choice(i, {}, "tool_calls")]))
+            else:
+                events.append(chunk([choice(i, {"role": "assistant", "content": ""})]))
+                events.extend(chunk([choice(i, {"content": w})]) for w in _words(c))
+                events.append(chunk([choice(i, {}, finish)]))
+        if include_usage:
+            events.append(chunk([], usage))
+        events.append(b"data: [DONE]\n\n")
+
+        if model == "fake-cut":
+            return _CutResponse(events[:3], "text/event-stream")
+        if model == "fake-midstream-error":
+            error = {"message": "The fake upstream failed mid-stream.", "type": "server_error",
+                     "param": None, "code": None}  # fmt: skip
+            events = [*events[:2], _sse({"error": error})]
+
+        async def body_iter() -> AsyncIterator[bytes]:
+            for index, event in enumerate(events):
+                if index == 1 and model == "fake-hold":
+                    await self._hold()
+                yield event
+
+        return StreamingResponse(
+            body_iter(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+
+    def _embeddings(self, body: Json, model: str) -> Response:
+        raw = body.get("input")
+
+        def is_tokens(x: Any) -> bool:
+            return isinstance(x, list) and bool(x) and all(type(t) is int for t in x)
+
+        if isinstance(raw, str) or is_tokens(raw):
+            raw = [raw]
+        if not (
+            isinstance(raw, list)
+            and raw
+            and (all(isinstance(x, str) for x in raw) or all(is_tokens(x) for x in raw))
+        ):
+            return _error(400, "invalid_request_error", "Invalid 'input'.")
+        items: list[str | list[int]] = raw
+        dims = body.get("dimensions") or 8
+        fmt = body.get("encoding_format") or "float"
+        if type(dims) is not int or dims < 1 or fmt not in ("float", "base64"):
+            return _error(400, "invalid_request_error", "Bad 'dimensions' or 'encoding_format'.")
+        with self._lock:
+            self._embedding_items.append(len(items))
+        data = []
+        for index, item in enumerate(items):
+            vec = embedding_vector(item, dims)
+            encoded: Any = (
+                base64.b64encode(vec.astype("<f4").tobytes()).decode()
+                if fmt == "base64"
+                else vec.tolist()
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(max(1, len(i.split())) if isinstance(i, str) else len(i) for i in items)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return _json({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+
+
+def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data:`` payloads of an SSE line stream (e.g. ``httpx.Response.iter_lines()``)."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield line[5:].strip()

@@ -1,0 +1,96 @@
+"""Helpers for unit tests: a proxy app over ASGITransport, upstream simulated with respx."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import respx
+
+from proxy.app import create_app
+from proxy.metrics import Metrics
+from proxy.settings import Settings
+from proxy.stores.memory import MemoryStore
+from proxy.upstream import Upstream
+
+UPSTREAM = "http://upstream.test/v1"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def completion(
+    content: str | None = "Paris.", *, finish: str = "stop", **extra: Any
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    message.update(extra)
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-test",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    }
+
+
+def chat_body(text: str = "What is the capital of France?", **fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-test", "messages": [{"role": "user", "content": text}], **fields}
+
+
+@dataclass
+class Proxy:
+    client: httpx.AsyncClient
+    upstream: respx.MockRouter
+    clock: FakeClock
+    metrics: Metrics
+    store: MemoryStore
+
+    async def chat(self, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return await self.client.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer sk-test-a", **headers},
+        )
+
+
+class make_proxy:
+    """A proxy app over ASGITransport with a respx-simulated upstream."""
+
+    def __init__(self, router: respx.MockRouter, clock: FakeClock, **settings: Any) -> None:
+        self.settings = Settings(upstream_url=UPSTREAM, **settings)
+        self.router = router
+        self.clock = clock
+
+    async def __aenter__(self) -> Proxy:
+        self.metrics = Metrics()
+        self.store = MemoryStore(
+            max_entries=self.settings.memory_max_entries,
+            max_bytes=self.settings.memory_max_bytes,
+            clock=self.clock,
+        )
+        self.upstream = Upstream.from_settings(self.settings, self.metrics)
+        app = create_app(
+            self.settings,
+            store=self.store,
+            upstream=self.upstream,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://semcache.test"
+        )
+        return Proxy(self.client, self.router, self.clock, self.metrics, self.store)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        await self.upstream.close()

@@ -1,0 +1,453 @@
+"""Chat completions through the app, upstream simulated with respx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def answer_numbered(request: httpx.Request, route: Any) -> httpx.Response:
+    """Each upstream call answers differently, so a wrong hit is visible in the content."""
+    return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
+
+
+async def test_repeat_is_served_from_cache_with_one_upstream_call(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+
+    first = await proxy.chat(chat_body())
+    second = await proxy.chat(chat_body())
+
+    assert route.call_count == 1
+    assert first.headers["x-cache"] == "MISS"
+    assert second.headers["x-cache"] == "HIT"
+    assert second.headers["x-cache-lookup"] == "exact"
+    assert len(second.headers["x-cache-entry-id"]) == 16
+    assert second.headers["age"] == "0"
+    assert second.json() == first.json()
+    assert second.json()["choices"][0]["message"]["content"] == "answer 1"
+
+
+async def test_age_counts_from_the_upstream_answer(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    await proxy.chat(chat_body())
+    proxy.clock.advance(42.7)
+    assert (await proxy.chat(chat_body())).headers["age"] == "42"
+
+
+async def test_upstream_receives_the_body_unchanged(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    raw = b'{"model": "gpt-test",  "messages": [{"role": "user", "content": " hi\\r\\n"}]}'
+    await proxy.client.post("/v1/chat/completions", content=raw, headers={"x-custom": "1"})
+    sent = route.calls.last.request
+    assert sent.content == raw
+    assert sent.headers["x-custom"] == "1"
+
+
+async def test_normalized_text_and_number_spelling_share_an_entry(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body("Caf\u0065\u0301 hours?\r\n", temperature=1))
+    hit = await proxy.chat(chat_body("  Caf\u00e9 hours?\n", temperature=1.0))
+    assert hit.headers["x-cache"] == "HIT"
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({}, {"model": "gpt-other"}, id="model"),
+        pytest.param({"temperature": 0}, {"temperature": 0.2}, id="temperature"),
+        pytest.param({"top_p": 1}, {"top_p": 0.5}, id="top_p"),
+        pytest.param({"max_tokens": 100}, {"max_tokens": 101}, id="max_tokens"),
+        pytest.param({"max_completion_tokens": 9}, {}, id="max_completion_tokens"),
+        pytest.param({"seed": 1}, {"seed": 2}, id="seed"),
+        pytest.param({"n": 1}, {"n": 2}, id="n"),
+        pytest.param({"stop": ["\n"]}, {"stop": ["."]}, id="stop"),
+        pytest.param({"presence_penalty": 0}, {"presence_penalty": 1}, id="presence_penalty"),
+        pytest.param({"frequency_penalty": 0}, {"frequency_penalty": 1}, id="frequency_penalty"),
+        pytest.param({"logit_bias": {"50256": -100}}, {}, id="logit_bias"),
+        pytest.param({"tools": [TOOL]}, {}, id="tools"),
+        pytest.param(
+            {"tools": [TOOL], "tool_choice": "auto"},
+            {"tools": [TOOL], "tool_choice": "none"},
+            id="tool_choice",
+        ),
+        pytest.param({"response_format": {"type": "json_object"}}, {}, id="response_format"),
+        pytest.param({"reasoning_effort": "low"}, {"reasoning_effort": "high"}, id="unknown-field"),
+        pytest.param({"some_new_field": 1}, {}, id="field-we-do-not-know"),
+    ],
+)
+async def test_answer_changing_fields_never_share_an_entry(
+    proxy: Proxy, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat({**chat_body(), **first})
+    response = await proxy.chat({**chat_body(), **second})
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["choices"][0]["message"]["content"] == "answer 2"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param(
+            [{"role": "user", "content": "What is the capital of Spain?"}], id="user-text"
+        ),
+        pytest.param(
+            [
+                {"role": "system", "content": "Answer in French."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            id="system-prompt",
+        ),
+        pytest.param(
+            [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            id="earlier-turns",
+        ),
+        pytest.param(
+            [{"role": "user", "content": "What is the capital of France?", "name": "bob"}],
+            id="message-name",
+        ),
+        pytest.param(
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "What is the capital of France!"}],
+                }
+            ],
+            id="content-parts",
+        ),
+    ],
+)
+async def test_any_message_difference_is_a_miss(
+    proxy: Proxy, messages: list[dict[str, Any]]
+) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body())
+    response = await proxy.chat({"model": "gpt-test", "messages": messages})
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_another_api_key_never_sees_the_entry(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body(), authorization="Bearer sk-tenant-a")
+    other = await proxy.chat(chat_body(), authorization="Bearer sk-tenant-b")
+    anonymous = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    assert other.headers["x-cache"] == "MISS"
+    assert anonymous.headers["x-cache"] == "MISS"
+    assert other.json()["choices"][0]["message"]["content"] == "answer 2"
+    assert route.call_count == 3
+    same = await proxy.chat(chat_body(), authorization="Bearer sk-tenant-a")
+    assert same.headers["x-cache"] == "HIT"
+
+
+async def test_stream_and_user_fields_do_not_change_the_key(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body(user="alice", stream=False))
+    hit = await proxy.chat(chat_body(user="bob", metadata={"x": "y"}))
+    assert hit.headers["x-cache"] == "HIT"
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(500, {"error": {"message": "boom", "type": "server_error"}}, id="5xx"),
+        pytest.param(400, {"error": {"message": "bad", "type": "invalid_request_error"}}, id="4xx"),
+        pytest.param(200, completion(finish="length"), id="length"),
+        pytest.param(200, completion(finish="content_filter"), id="content-filter"),
+        pytest.param(200, completion(""), id="empty"),
+        pytest.param(200, completion("   "), id="whitespace"),
+        pytest.param(200, completion(None), id="null-content"),
+        pytest.param(200, {**completion(), "choices": []}, id="no-choices"),
+        pytest.param(200, {"unexpected": True}, id="not-a-completion"),
+    ],
+)
+async def test_failed_or_incomplete_answers_are_relayed_but_never_stored(
+    proxy: Proxy, status: int, body: dict[str, Any]
+) -> None:
+    route = proxy.upstream.post("/chat/completions").respond(status, json=body)
+    first = await proxy.chat(chat_body())
+    second = await proxy.chat(chat_body())
+    assert first.status_code == status
+    assert first.json() == body
+    assert second.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+    assert (await proxy.store.stats()).entries == 0
+
+
+async def test_non_json_200_is_not_stored(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").respond(200, content=b"<html>oops</html>")
+    first = await proxy.chat(chat_body())
+    await proxy.chat(chat_body())
+    assert first.content == b"<html>oops</html>"
+    assert route.call_count == 2
+
+
+async def test_tool_call_answers_are_stored(proxy: Proxy) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    route = proxy.upstream.post("/chat/completions").respond(
+        200, json=completion(None, finish="tool_calls", tool_calls=[call])
+    )
+    await proxy.chat(chat_body(tools=[TOOL]))
+    hit = await proxy.chat(chat_body(tools=[TOOL]))
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.json()["choices"][0]["message"]["tool_calls"] == [call]
+    assert route.call_count == 1
+
+
+async def test_upstream_error_status_and_headers_pass_through(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").respond(
+        429, json={"error": {"message": "slow down"}}, headers={"retry-after": "7"}
+    )
+    response = await proxy.chat(chat_body())
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json() == {"error": {"message": "slow down"}}
+
+
+async def test_bypass_header_skips_lookup_and_store(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body())
+    bypassed = await proxy.chat(chat_body(), **{"x-cache-bypass": "1"})
+    assert bypassed.headers["x-cache"] == "BYPASS"
+    assert bypassed.json()["choices"][0]["message"]["content"] == "answer 2"
+    assert "x-cache-bypass" not in route.calls.last.request.headers
+    await proxy.chat(chat_body("new question"), **{"x-cache-bypass": "true"})
+    assert (await proxy.chat(chat_body("new question"))).headers["x-cache"] == "MISS"
+
+
+async def test_no_cache_refreshes_the_entry(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body())
+    fresh = await proxy.chat(chat_body(), **{"cache-control": "no-cache"})
+    assert fresh.headers["x-cache"] == "MISS"
+    hit = await proxy.chat(chat_body())
+    assert hit.json()["choices"][0]["message"]["content"] == "answer 2"
+    assert route.call_count == 2
+
+
+async def test_no_store_answers_without_storing(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body(), **{"cache-control": "no-store"})
+    assert (await proxy.chat(chat_body())).headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_no_store_still_serves_an_existing_entry(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body())
+    assert (await proxy.chat(chat_body(), **{"cache-control": "no-store"})).headers[
+        "x-cache"
+    ] == "HIT"
+
+
+async def test_max_age_refuses_older_entries(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body())
+    proxy.clock.advance(120)
+    assert (await proxy.chat(chat_body(), **{"cache-control": "max-age=60"})).headers[
+        "x-cache"
+    ] == "MISS"
+    assert (await proxy.chat(chat_body(), **{"cache-control": "max-age=600"})).headers[
+        "x-cache"
+    ] == "HIT"
+    assert route.call_count == 2
+
+
+async def test_ttl_header_sets_the_entry_lifetime(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.chat(chat_body(), **{"x-cache-ttl": "30"})
+    proxy.clock.advance(29)
+    assert (await proxy.chat(chat_body())).headers["x-cache"] == "HIT"
+    proxy.clock.advance(2)
+    assert (await proxy.chat(chat_body())).headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_default_ttl_expires_entries(upstream_mock: Any, clock: FakeClock) -> None:
+    route = upstream_mock.post("/chat/completions").mock(side_effect=answer_numbered)
+    async with make_proxy(upstream_mock, clock, ttl_seconds=10) as proxy:
+        await proxy.chat(chat_body())
+        clock.advance(11)
+        assert (await proxy.chat(chat_body())).headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "1.5", "", "1e3", "99999999999999"])
+async def test_bad_ttl_header_is_a_400_that_never_reaches_upstream(
+    proxy: Proxy, value: str
+) -> None:
+    route = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    response = await proxy.chat(chat_body(), **{"x-cache-ttl": value})
+    assert response.status_code == 400
+    assert "X-Cache-TTL" in response.json()["error"]["message"]
+    assert route.call_count == 0
+
+
+async def test_max_temperature_skips_hot_requests(upstream_mock: Any, clock: FakeClock) -> None:
+    route = upstream_mock.post("/chat/completions").mock(side_effect=answer_numbered)
+    async with make_proxy(upstream_mock, clock, max_temperature=0.5) as proxy:
+        hot = [await proxy.chat(chat_body(temperature=0.9)) for _ in range(2)]
+        default = [await proxy.chat(chat_body()) for _ in range(2)]
+        cold = [await proxy.chat(chat_body(temperature=0.2)) for _ in range(2)]
+    assert [r.headers["x-cache"] for r in hot + default] == ["BYPASS"] * 4
+    assert [r.headers["x-cache"] for r in cold] == ["MISS", "HIT"]
+    assert route.call_count == 5
+
+
+async def test_upstream_key_is_sent_only_when_the_client_has_none(
+    upstream_mock: Any, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion())
+    async with make_proxy(upstream_mock, clock, upstream_api_key="sk-server") as proxy:
+        await proxy.client.post("/v1/chat/completions", json=chat_body("one"))
+        assert route.calls.last.request.headers["authorization"] == "Bearer sk-server"
+        await proxy.chat(chat_body("two"), authorization="Bearer sk-client")
+        assert route.calls.last.request.headers["authorization"] == "Bearer sk-client"
+
+
+async def test_upstream_unreachable_is_a_502_in_openai_format(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").mock(side_effect=httpx.ConnectError("refused"))
+    response = await proxy.chat(chat_body())
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unreachable"
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_upstream_timeout_is_a_504(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").mock(side_effect=httpx.ReadTimeout("slow"))
+    response = await proxy.chat(chat_body())
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        pytest.param(b"", None, id="empty"),
+        pytest.param(b"{not json", None, id="not-json"),
+        pytest.param(b"[1, 2]", None, id="not-object"),
+        pytest.param(b'"text"', None, id="string"),
+        pytest.param(b'{"messages": [{"role": "user", "content": "x"}]}', "model", id="no-model"),
+        pytest.param(
+            b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}',
+            "model",
+            id="model-type",
+        ),
+        pytest.param(b'{"model": "m"}', "messages", id="no-messages"),
+        pytest.param(b'{"model": "m", "messages": []}', "messages", id="empty-messages"),
+        pytest.param(b'{"model": "m", "messages": "hi"}', "messages", id="messages-type"),
+        pytest.param(b'{"model": "m", "messages": ["hi"]}', "messages[0]", id="message-type"),
+        pytest.param(
+            b'{"model": "m", "messages": [{"content": "x"}]}', "messages[0]", id="no-role"
+        ),
+        pytest.param(
+            b'{"model": "m", "messages": [{"role": "user"}], "stream": "yes"}',
+            "stream",
+            id="stream-type",
+        ),
+        pytest.param(
+            b'{"model": "m", "messages": [{"role": "user"}], "temperature": "hot"}',
+            "temperature",
+            id="temperature-type",
+        ),
+        pytest.param(
+            b'{"model": "m", "messages": [{"role": "user", "content": '
+            + b"[" * 900
+            + b"]" * 900
+            + b"}]}",
+            None,
+            id="deeply-nested",
+        ),
+    ],
+)
+async def test_bad_requests_get_a_400_and_never_reach_upstream(
+    proxy: Proxy, raw: bytes, param: str | None
+) -> None:
+    route = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    response = await proxy.client.post("/v1/chat/completions", content=raw)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+    assert route.call_count == 0
+
+
+async def test_body_over_the_limit_is_a_413(upstream_mock: Any, clock: FakeClock) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion())
+    async with make_proxy(upstream_mock, clock, max_body_bytes=1000) as proxy:
+        response = await proxy.chat(chat_body("x" * 2000))
+        small = await proxy.chat(chat_body("x"))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert small.status_code == 200
+    assert route.call_count == 1
+
+
+async def test_stream_requests_are_relayed_uncached_for_now(proxy: Proxy) -> None:
+    sse = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
+    route = proxy.upstream.post("/chat/completions").respond(
+        200, content=sse, headers={"content-type": "text/event-stream"}
+    )
+    for _ in range(2):
+        response = await proxy.chat(chat_body(stream=True))
+        assert response.headers["x-cache"] == "BYPASS"
+        assert response.content == sse
+    assert route.call_count == 2
+
+
+async def test_stats_and_metrics_count_hits_misses_and_tokens(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    for _ in range(3):
+        await proxy.chat(chat_body())
+    await proxy.client.post("/v1/chat/completions", content=b"{")
+    stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["hits"] == 2
+    assert stats["misses"] == 1
+    assert stats["hit_rate"] == pytest.approx(2 / 3, abs=1e-3)
+    assert stats["tokens_saved"] == 24
+    assert stats["store"]["entries"] == 1
+    text = (await proxy.client.get("/metrics")).text
+    assert 'semcache_requests_total{route="chat",outcome="hit"} 2' in text
+    assert 'semcache_requests_total{route="chat",outcome="bad_request"} 1' in text
+    assert 'semcache_cache_hits_total{lookup="exact"} 2' in text
+    assert "semcache_store_entries 1" in text
+    assert "semcache_upstream_latency_seconds_count 1" in text
+
+
+async def test_unknown_route_is_a_404_in_openai_format(proxy: Proxy) -> None:
+    response = await proxy.client.get("/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_wrong_method_on_an_ops_route_is_an_openai_format_error(proxy: Proxy) -> None:
+    response = await proxy.client.post("/healthz")
+    assert response.status_code == 405
+    assert orjson.loads(response.content)["error"]["message"]
+
+
+async def test_other_methods_on_chat_route_go_upstream_untouched(proxy: Proxy) -> None:
+    route = proxy.upstream.get("/chat/completions").respond(405, json={"error": {"message": "no"}})
+    response = await proxy.client.get("/v1/chat/completions")
+    assert response.status_code == 405
+    assert route.call_count == 1

@@ -1,0 +1,201 @@
+"""POST /v1/embeddings cached per input item."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from tests.unit.harness import Proxy
+
+pytestmark = pytest.mark.anyio
+
+
+def vector_for(item: object, dims: int = 4) -> list[float]:
+    seed = sum(orjson.dumps(item)) % 1000
+    return [round((seed + k) / 1000, 3) for k in range(dims)]
+
+
+def fake_embeddings(request: httpx.Request) -> httpx.Response:
+    body = orjson.loads(request.content)
+    value = body["input"]
+    items = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
+    dims = body.get("dimensions", 4)
+    data = []
+    for i, item in enumerate(items):
+        vec = np.asarray(vector_for(item, dims), dtype=np.float32)
+        emb: Any = (
+            base64.b64encode(vec.tobytes()).decode()
+            if body.get("encoding_format") == "base64"
+            else vec.tolist()
+        )
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    usage = {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)}
+    return httpx.Response(
+        200, json={"object": "list", "data": data, "model": body["model"], "usage": usage}
+    )
+
+
+async def embed(proxy: Proxy, **body: Any) -> httpx.Response:
+    return await proxy.client.post(
+        "/v1/embeddings",
+        json={"model": "emb-test", **body},
+        headers={"authorization": "Bearer sk-test-a"},
+    )
+
+
+def vectors(response: httpx.Response) -> list[list[float]]:
+    data = response.json()["data"]
+    assert [d["index"] for d in data] == list(range(len(data)))
+    out = []
+    for d in data:
+        emb = d["embedding"]
+        if isinstance(emb, str):
+            emb = np.frombuffer(base64.b64decode(emb), dtype="<f4").tolist()
+        out.append([round(x, 3) for x in emb])
+    return out
+
+
+async def test_single_string_is_cached(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    first = await embed(proxy, input="hello")
+    second = await embed(proxy, input="hello")
+    assert first.headers["x-cache"] == "MISS"
+    assert second.headers["x-cache"] == "HIT"
+    assert vectors(second) == vectors(first) == [vector_for("hello")]
+    assert second.json()["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    assert route.call_count == 1
+
+
+async def test_only_missing_items_go_upstream_and_order_is_kept(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input=["b", "d"])
+    response = await embed(proxy, input=["a", "b", "c", "d"])
+    assert orjson.loads(route.calls.last.request.content)["input"] == ["a", "c"]
+    assert vectors(response) == [vector_for(x) for x in ["a", "b", "c", "d"]]
+    assert response.headers["x-cache"] == "MISS"
+    assert response.headers["x-cache-hit-items"] == "2/4"
+    full = await embed(proxy, input=["d", "c", "b", "a"])
+    assert full.headers["x-cache"] == "HIT"
+    assert vectors(full) == [vector_for(x) for x in ["d", "c", "b", "a"]]
+    assert route.call_count == 2
+
+
+async def test_token_arrays_are_items(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input=[1, 2, 3])
+    response = await embed(proxy, input=[[1, 2, 3], [4, 5]])
+    assert orjson.loads(route.calls.last.request.content)["input"] == [[4, 5]]
+    assert vectors(response) == [vector_for([1, 2, 3]), vector_for([4, 5])]
+
+
+@pytest.mark.parametrize("first_format", ["float", "base64"])
+async def test_vectors_are_served_in_the_format_asked(proxy: Proxy, first_format: str) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    first = await embed(proxy, input="x", encoding_format=first_format)
+    other = "base64" if first_format == "float" else "float"
+    second = await embed(proxy, input="x", encoding_format=other)
+    assert second.headers["x-cache"] == "HIT"
+    assert isinstance(second.json()["data"][0]["embedding"], str if other == "base64" else list)
+    assert vectors(second) == vectors(first)
+    assert route.call_count == 1
+
+
+async def test_float_output_keeps_float32_spelling(proxy: Proxy) -> None:
+    proxy.upstream.post("/embeddings").respond(
+        200,
+        json={
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255, -0.1234567]}],
+            "model": "emb-test",
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        },
+    )
+    await embed(proxy, input="x")
+    hit = await embed(proxy, input="x")
+    assert b"[0.0023064255,-0.1234567]" in hit.content
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({"model": "emb-a"}, {"model": "emb-b"}, id="model"),
+        pytest.param({"dimensions": 4}, {"dimensions": 8}, id="dimensions"),
+        pytest.param({}, {"dimensions": 4}, id="dimensions-absent"),
+    ],
+)
+async def test_model_and_dimensions_never_share_entries(
+    proxy: Proxy, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input="x", **first)
+    response = await embed(proxy, input="x", **second)
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_tenants_do_not_share_embeddings(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input="x")
+    other = await proxy.client.post(
+        "/v1/embeddings",
+        json={"model": "emb-test", "input": "x"},
+        headers={"authorization": "Bearer sk-test-b"},
+    )
+    assert other.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_upstream_error_is_relayed_and_nothing_stored(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").respond(
+        500, json={"error": {"message": "down", "type": "server_error"}}
+    )
+    response = await embed(proxy, input=["a", "b"])
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == "down"
+    await embed(proxy, input=["a", "b"])
+    assert route.call_count == 2
+    assert (await proxy.store.stats()).entries == 0
+
+
+async def test_answer_with_wrong_item_count_is_relayed_not_stored(proxy: Proxy) -> None:
+    body = {"object": "list", "data": [], "model": "emb-test", "usage": {}}
+    route = proxy.upstream.post("/embeddings").respond(200, json=body)
+    response = await embed(proxy, input=["a", "b"])
+    assert response.json() == body
+    assert (await proxy.store.stats()).entries == 0
+    assert route.call_count == 1
+
+
+async def test_bypass_relays_untouched(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input="x")
+    response = await proxy.client.post(
+        "/v1/embeddings", json={"model": "emb-test", "input": "x"}, headers={"x-cache-bypass": "1"}
+    )
+    assert response.headers["x-cache"] == "BYPASS"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"input": "x"}, id="no-model"),
+        pytest.param({"model": "m"}, id="no-input"),
+        pytest.param({"model": "m", "input": []}, id="empty-list"),
+        pytest.param({"model": "m", "input": [1, "a"]}, id="mixed"),
+        pytest.param({"model": "m", "input": [[]]}, id="empty-token-array"),
+        pytest.param({"model": "m", "input": 5}, id="number"),
+        pytest.param({"model": "m", "input": "x", "encoding_format": "int8"}, id="format"),
+    ],
+)
+async def test_bad_embedding_requests_are_400(proxy: Proxy, body: dict[str, Any]) -> None:
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    response = await proxy.client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert route.call_count == 0
