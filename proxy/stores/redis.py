@@ -41,7 +41,15 @@ class RedisStore:
         self._down_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, timeout_seconds: float) -> RedisStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        timeout_seconds: float,
+        retry_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RedisStore:
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
@@ -50,7 +58,7 @@ class RedisStore:
             # that a dead server costs one timeout, not several.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, retry_seconds=retry_seconds, clock=clock)
 
     async def get(self, key: str) -> Entry | None:
         self._check_available()

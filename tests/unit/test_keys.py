@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.keys import (
+    SHARED_NAMESPACE,
+    api_key_from,
+    chat_key,
+    embedding_key,
+    normalize_text,
+    tenant_namespace,
+)
+
+BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_namespace_is_a_hash_that_never_contains_the_key() -> None:
+    ns = tenant_namespace("sk-live-secret-123")
+    assert "secret" not in ns
+    assert len(ns) == 32
+    assert ns == tenant_namespace("sk-live-secret-123")
+    assert ns != tenant_namespace("sk-live-secret-124")
+    assert tenant_namespace(None) == tenant_namespace("") == SHARED_NAMESPACE
+
+
+@pytest.mark.parametrize(
+    ("headers", "key"),
+    [
+        ({"authorization": "Bearer sk-1"}, "sk-1"),
+        ({"authorization": "bearer  sk-1 "}, "sk-1"),
+        ({"authorization": "Basic abc"}, "Basic abc"),
+        ({"api-key": "azure-1"}, "azure-1"),
+        ({}, None),
+    ],
+)
+def test_api_key_from_headers(headers: dict[str, str], key: str | None) -> None:
+    assert api_key_from(headers) == key
+
+
+def test_key_starts_with_route_and_namespace() -> None:
+    assert chat_key("ns1", BODY).startswith("chat:ns1:")
+    assert chat_key("ns1", BODY) != chat_key("ns2", BODY)
+
+
+def test_key_ignores_field_order_and_delivery_fields() -> None:
+    reordered = {"messages": BODY["messages"], "model": "m", "stream": True, "user": "u"}
+    assert chat_key("ns", reordered) == chat_key("ns", BODY)
+
+
+def test_normalize_text() -> None:
+    assert normalize_text("  e\u0301\r\nx \t") == "\u00e9\nx"
+
+
+def test_inner_whitespace_and_case_still_matter() -> None:
+    spaced = {**BODY, "messages": [{"role": "user", "content": "H i"}]}
+    lower = {**BODY, "messages": [{"role": "user", "content": "hi"}]}
+    assert len({chat_key("ns", b) for b in (BODY, spaced, lower)}) == 3
+
+
+def test_integral_floats_equal_ints_but_bools_do_not() -> None:
+    assert chat_key("ns", {**BODY, "n": 1}) == chat_key("ns", {**BODY, "n": 1.0})
+    assert chat_key("ns", {**BODY, "logprobs": True}) != chat_key("ns", {**BODY, "logprobs": 1})
+    big = 2**60 + 1
+    assert chat_key("ns", {**BODY, "seed": big}) != chat_key("ns", {**BODY, "seed": float(big)})
+
+
+def test_role_changes_the_key() -> None:
+    system = {**BODY, "messages": [{"role": "system", "content": "Hi"}]}
+    assert chat_key("ns", system) != chat_key("ns", BODY)
+
+
+def test_embedding_key_ignores_format_but_not_dimensions() -> None:
+    params = {"model": "e", "input": ["a", "b"]}
+    base = embedding_key("ns", params, "a")
+    assert embedding_key("ns", {**params, "encoding_format": "base64"}, "a") == base
+    assert embedding_key("ns", {**params, "dimensions": 256}, "a") != base
+    assert embedding_key("ns", params, "b") != base
+    assert embedding_key("ns", params, [1, 2]) != embedding_key("ns", params, "[1, 2]")
+    assert base.startswith("emb:ns:")

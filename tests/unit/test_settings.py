@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from proxy.cli import main
+from proxy.errors import SettingsError
+from proxy.settings import Settings, setting_fields
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "semcache.example.toml"
+
+
+def test_defaults() -> None:
+    s = Settings.load(environ={})
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+    assert s.upstream_url == "http://127.0.0.1:11434/v1"
+    assert s.redis_url is None
+    assert s.ttl_seconds == 7 * 24 * 3600
+
+
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
+    config = tmp_path / "semcache.toml"
+    config.write_text(
+        'port = 7000\nttl = 60\nupstream_url = "http://file:1/v1"\nmax_temperature = 1\n'
+    )
+    s = Settings.load(
+        flags={"port": 9000, "upstream_url": None},
+        environ={"SEMCACHE_PORT": "8000", "SEMCACHE_TTL": "120"},
+        config_path=config,
+    )
+    assert s.port == 9000
+    assert s.ttl_seconds == 120
+    assert s.upstream_url == "http://file:1/v1"
+    assert s.max_temperature == 1.0
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("memory_max_entries = 5\n")
+    s = Settings.load(environ={"SEMCACHE_CONFIG": str(config)})
+    assert s.memory_max_entries == 5
+
+
+def test_example_config_documents_every_setting_and_loads() -> None:
+    text = EXAMPLE.read_text()
+    for f in setting_fields():
+        assert f"# {f.metadata['name']} = " in text, f.metadata["name"]
+    assert Settings.load(config_path=EXAMPLE) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SEMCACHE_PORT": "http"}, "SEMCACHE_PORT='http' is not a valid int"),
+        ({"SEMCACHE_PORT": "70000"}, "SEMCACHE_PORT must be between 1 and 65535"),
+        ({"SEMCACHE_UPSTREAM_URL": "localhost:11434"}, "SEMCACHE_UPSTREAM_URL must be an http"),
+        ({"SEMCACHE_REDIS_URL": "http://x"}, "SEMCACHE_REDIS_URL must start with redis://"),
+        ({"SEMCACHE_TTL": "0"}, "SEMCACHE_TTL must be a positive integer"),
+        ({"SEMCACHE_UPSTREAM_TIMEOUT": "nan"}, "SEMCACHE_UPSTREAM_TIMEOUT must be a positive"),
+        ({"SEMCACHE_MAX_TEMPERATURE": "-1"}, "SEMCACHE_MAX_TEMPERATURE must be >= 0"),
+        ({"SEMCACHE_LOG_LEVEL": "loud"}, "SEMCACHE_LOG_LEVEL must be one of"),
+    ],
+)
+def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match="^" + message.replace("(", r"\(")):
+        Settings.load(environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("prot = 1\n", "unknown setting 'prot'"),
+        ('port = "80"\n', "port must be a int"),
+        ("port = [\n", "config file"),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, toml: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(config_path=config)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(SettingsError, match="No such file"):
+        Settings.load(config_path="/nonexistent/semcache.toml")
+
+
+def test_empty_optional_variable_means_unset() -> None:
+    assert Settings.load(environ={"SEMCACHE_REDIS_URL": ""}).redis_url is None
+
+
+def test_public_view_masks_secrets() -> None:
+    s = Settings(upstream_api_key="sk-secret", redis_url="redis://user:pw@host:6379/0")
+    public = s.public()
+    assert public["upstream_api_key"] == "***"
+    assert public["redis_url"] == "redis://user:***@host:6379/0"
+    assert "sk-secret" not in str(public)
+
+
+def test_cli_exposes_one_flag_per_setting() -> None:
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--host", "--port", "--upstream", "--redis-url", "--config", "--ttl"):
+        assert flag in result.output
+    for f in setting_fields():
+        name = f.metadata["name"]
+        flag = "--upstream" if name == "upstream_url" else "--" + name.replace("_", "-")
+        assert f"{flag} " in result.output, flag
+
+
+def test_cli_bad_flag_value_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["serve", "--upstream", "ftp://x"])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == "semcache: SEMCACHE_UPSTREAM_URL must be an http:// or https:// URL"
+    )
