@@ -29,8 +29,14 @@ class Cache:
         self._last_logged = float("-inf")
         self._suppressed = 0
 
-    def new_entry(self, body: bytes, *, tokens: int = 0) -> Entry:
-        return Entry(id=secrets.token_hex(8), body=body, created_at=self.clock(), tokens=tokens)
+    def new_entry(self, body: bytes, *, tokens: int = 0, replay: bytes = b"") -> Entry:
+        return Entry(
+            id=secrets.token_hex(8),
+            body=body,
+            created_at=self.clock(),
+            tokens=tokens,
+            replay=replay,
+        )
 
     async def get(self, key: str) -> Entry | None:
         try:

@@ -24,7 +24,7 @@ from proxy.pipeline import cache_headers
 from proxy.policy import CacheControl, is_fresh
 from proxy.responses import JSON, raw_response, relay
 from proxy.stores.base import Entry
-from proxy.upstream import Upstream, response_headers
+from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
 from proxy.validate import EmbeddingRequest
 
 ROUTE = "embeddings"
@@ -54,7 +54,7 @@ class EmbeddingPipeline:
             response = await self._upstream.send(
                 "POST",
                 url,
-                headers=self._upstream.forward_headers(headers, decoded=False),
+                headers=self._upstream.forward_headers(headers),
                 content=raw,
             )
             return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
@@ -74,7 +74,9 @@ class EmbeddingPipeline:
             response = await self._upstream.send(
                 "POST",
                 url,
-                headers=self._upstream.forward_headers(headers, decoded=True),
+                headers=self._upstream.forward_headers(
+                    headers, accept_encoding=DECODABLE_ENCODINGS
+                ),
                 content=raw,
             )
             body = await self._upstream.read(response)

@@ -92,7 +92,7 @@ async def passthrough(request: Request) -> Response:
         response = await svc.upstream.send(
             request.method,
             svc.upstream.url(path, request.scope["query_string"]),
-            headers=svc.upstream.forward_headers(request.headers.raw, decoded=False),
+            headers=svc.upstream.forward_headers(request.headers.raw),
             content=body,
         )
     except HTTPError as exc:

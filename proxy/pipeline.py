@@ -1,6 +1,8 @@
 """The chat completions driver: exact lookup, then upstream, then store.
 
-Decisions come from :mod:`proxy.policy`; this module only does the I/O in order.
+Decisions come from :mod:`proxy.policy`; this module only does the I/O, in order. Streamed and
+non-streamed requests share one key and one entry: an entry holds the completion as a
+non-streaming call returns it, plus the chunk boundaries when it came from a stream.
 """
 
 from __future__ import annotations
@@ -8,23 +10,28 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from typing import Any
 
+import httpx
 import orjson
 from starlette.responses import Response
 
+from proxy.assembler import StreamAssembler
 from proxy.cache import Cache
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
-from proxy.responses import JSON, raw_response, relay
+from proxy.responses import JSON, is_event_stream, raw_response, relay
+from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
-from proxy.upstream import Headers, Upstream, response_headers
+from proxy.upstream import DECODABLE_ENCODINGS, IDENTITY, Headers, Upstream, response_headers
 from proxy.validate import ChatRequest
 
 log = logging.getLogger("semcache.pipeline")
 
 ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
+SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 def cache_headers(state: str, entry: Entry | None = None, *, age: float = 0.0) -> Headers:
@@ -53,58 +60,129 @@ class ChatPipeline:
         headers: Iterable[tuple[bytes, bytes]],
         query: bytes,
     ) -> Response:
-        if control.bypass or chat.stream:
-            # Streamed requests are relayed uncached until streaming capture lands.
+        url = self._upstream.url(CHAT_PATH, query)
+        if control.bypass:
             self._metrics.request(ROUTE, "bypass")
-            return await self._relay(chat, headers, query)
+            response = await self._send(url, headers, chat, accept_encoding=None)
+            return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
 
         key = chat_key(namespace, chat.body)
         if control.lookup:
-            entry = await self._cache.get(key)
-            if entry is not None:
-                age = self._cache.clock() - entry.created_at
-                if is_fresh(age, control):
-                    self._metrics.request(ROUTE, "hit")
-                    self._metrics.hit("exact", entry.tokens)
-                    return raw_response(
-                        entry.body, 200, [JSON, *cache_headers("HIT", entry, age=age)]
-                    )
+            hit = await self._lookup(key, chat, control)
+            if hit is not None:
+                return hit
 
         self._metrics.request(ROUTE, "miss")
-        response = await self._upstream.send(
-            "POST",
-            self._upstream.url(CHAT_PATH, query),
-            headers=self._upstream.forward_headers(headers, decoded=True),
-            content=chat.raw,
-        )
+        if chat.stream:
+            return await self._stream_miss(url, headers, chat, key, control)
+        response = await self._send(url, headers, chat, accept_encoding=DECODABLE_ENCODINGS)
         body = await self._upstream.read(response)
         if control.store:
-            await self._store(key, response.status_code, body, control)
+            completion = _json_or_none(body) if response.status_code == 200 else None
+            await self._store(key, response.status_code, completion, control, body=body)
         return raw_response(
             body,
             response.status_code,
             [*response_headers(response, decoded=True), *cache_headers("MISS")],
         )
 
-    async def _store(self, key: str, status_code: int, body: bytes, control: CacheControl) -> None:
-        try:
-            completion = orjson.loads(body) if status_code == 200 else None
-        except orjson.JSONDecodeError:
-            completion = None
+    async def _lookup(self, key: str, chat: ChatRequest, control: CacheControl) -> Response | None:
+        entry = await self._cache.get(key)
+        if entry is None:
+            return None
+        age = self._cache.clock() - entry.created_at
+        if not is_fresh(age, control):
+            return None
+        headers = cache_headers("HIT", entry, age=age)
+        if chat.stream:
+            completion = _json_or_none(entry.body)
+            boundaries = _json_or_none(entry.replay) if entry.replay else {}
+            if not isinstance(completion, dict) or not isinstance(boundaries, dict):
+                log.warning("entry %s cannot be replayed; treating it as a miss", entry.id)
+                return None
+            body = replay(completion, boundaries, include_usage=chat.include_usage)
+            response = raw_response(body, 200, [*SSE_HEADERS, *headers])
+        else:
+            response = raw_response(entry.body, 200, [JSON, *headers])
+        self._metrics.request(ROUTE, "hit")
+        self._metrics.hit("exact", entry.tokens)
+        return response
+
+    async def _stream_miss(
+        self,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        chat: ChatRequest,
+        key: str,
+        control: CacheControl,
+    ) -> Response:
+        response = await self._send(url, headers, chat, accept_encoding=IDENTITY)
+        miss = cache_headers("MISS")
+        storable = (
+            control.store
+            and response.status_code == 200
+            and is_event_stream(response)
+            and "content-encoding" not in response.headers
+        )
+        if not storable:
+            if control.store:
+                self._metrics.not_stored["error"] += 1
+            return relay(self._upstream, response, extra_headers=miss)
+        parser = EventParser()
+        assembler = StreamAssembler()
+
+        def observe(chunk: bytes) -> None:
+            for data in parser.feed(chunk):
+                assembler.feed(data)
+
+        async def store() -> None:
+            if not assembler.complete:
+                self._metrics.not_stored["incomplete"] += 1
+                return
+            replay_hints = orjson.dumps(assembler.boundaries())
+            await self._store(key, 200, assembler.completion(), control, replay=replay_hints)
+
+        return relay(
+            self._upstream, response, extra_headers=miss, observe=observe, on_complete=store
+        )
+
+    async def _store(
+        self,
+        key: str,
+        status_code: int,
+        completion: Any,
+        control: CacheControl,
+        *,
+        body: bytes | None = None,
+        replay: bytes = b"",
+    ) -> None:
         if not completion_is_storable(status_code, completion):
             self._metrics.not_stored["incomplete" if status_code == 200 else "error"] += 1
             return
-        assert isinstance(completion, dict)
-        entry = self._cache.new_entry(body, tokens=completion_tokens_saved(completion))
+        if body is None:
+            body = orjson.dumps(completion)
+        tokens = completion_tokens_saved(completion)
+        entry = self._cache.new_entry(body, tokens=tokens, replay=replay)
         await self._cache.put(key, entry, control.ttl_seconds, kind="chat")
 
-    async def _relay(
-        self, chat: ChatRequest, headers: Iterable[tuple[bytes, bytes]], query: bytes
-    ) -> Response:
-        response = await self._upstream.send(
+    async def _send(
+        self,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        chat: ChatRequest,
+        *,
+        accept_encoding: bytes | None,
+    ) -> httpx.Response:
+        return await self._upstream.send(
             "POST",
-            self._upstream.url(CHAT_PATH, query),
-            headers=self._upstream.forward_headers(headers, decoded=False),
+            url,
+            headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=chat.raw,
         )
-        return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import httpx
@@ -30,22 +30,33 @@ def error_response(error: HTTPError, *, headers: Headers | None = None) -> Respo
 
 
 def relay(
-    upstream: Upstream, response: httpx.Response, *, extra_headers: Headers
+    upstream: Upstream,
+    response: httpx.Response,
+    *,
+    extra_headers: Headers,
+    observe: Callable[[bytes], None] | None = None,
+    on_complete: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
     """Relay an upstream response as it arrives; never buffered.
 
-    A transport failure after the first bytes can no longer change the status: an SSE stream
-    gets a final ``error`` event, any other body just ends. The upstream response is closed by
-    whoever ends first, the client (disconnect) or the upstream.
+    Each chunk goes to the client first, then to ``observe``. ``on_complete`` runs only when the
+    upstream body ended cleanly and the client took all of it. A transport failure after the
+    first bytes can no longer change the status: an SSE stream gets a final ``error`` event, any
+    other body just ends. The upstream response is closed by whoever ends first, the client
+    (disconnect) or the upstream.
     """
     headers = response_headers(response, decoded=False)
-    is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+    is_sse = is_event_stream(response)
     can_append = is_sse and "content-encoding" not in response.headers
 
     async def body() -> AsyncIterator[bytes]:
+        completed = False
         try:
             async for chunk in upstream.iter_raw(response):
                 yield chunk
+                if observe is not None:
+                    observe(chunk)
+            completed = True
         except UpstreamError as exc:
             log.warning("upstream failed mid-response: %s", exc.message)
             if can_append:
@@ -53,9 +64,16 @@ def relay(
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+        if completed and on_complete is not None:
+            await on_complete()
 
     streaming = StreamingResponse(
         body(), status_code=response.status_code, background=BackgroundTask(response.aclose)
     )
     streaming.raw_headers = [*headers, *extra_headers]
     return streaming
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("text/event-stream")

@@ -31,8 +31,10 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# Encodings httpx can decode without extra packages, asked for when semcache reads the body.
+# Encodings httpx can decode without extra packages, asked for when semcache reads a body whole.
 DECODABLE_ENCODINGS = b"gzip, deflate"
+# A stream semcache parses while relaying must arrive uncompressed, event by event.
+IDENTITY = b"identity"
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -71,11 +73,13 @@ class Upstream:
         url = self._base_url + path
         return url + "?" + query.decode("latin-1") if query else url
 
-    def forward_headers(self, headers: Iterable[tuple[bytes, bytes]], *, decoded: bool) -> Headers:
+    def forward_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], *, accept_encoding: bytes | None = None
+    ) -> Headers:
         """The client's headers minus hop-by-hop and semcache's own ``X-Cache-*`` controls.
 
-        The upstream key is added only when the client sends none. ``decoded``: semcache reads the
-        body itself, so it asks only for encodings it can decode.
+        The upstream key is added only when the client sends none. ``accept_encoding`` replaces
+        the client's when semcache reads the body itself and must be able to decode it.
         """
         out: Headers = []
         has_key = False
@@ -83,13 +87,13 @@ class Upstream:
             lower = name.lower()
             if lower in _DROP or lower.startswith(b"x-cache-"):
                 continue
-            if decoded and lower == b"accept-encoding":
+            if accept_encoding is not None and lower == b"accept-encoding":
                 continue
             if lower in (b"authorization", b"api-key"):
                 has_key = True
             out.append((name, value))
-        if decoded:
-            out.append((b"accept-encoding", DECODABLE_ENCODINGS))
+        if accept_encoding is not None:
+            out.append((b"accept-encoding", accept_encoding))
         if not has_key and self._auth is not None:
             out.append((b"authorization", self._auth))
         return out

@@ -23,9 +23,11 @@ class Entry:
     """Unix time of the upstream answer; a hit's ``Age`` is measured from it."""
     tokens: int = 0
     """Tokens a hit saves (the upstream's ``usage.total_tokens``)."""
+    replay: bytes = b""
+    """How to replay the entry as a stream (chunk boundaries), when it came from one."""
 
     def size(self) -> int:
-        return len(self.body) + ENTRY_OVERHEAD_BYTES
+        return len(self.body) + len(self.replay) + ENTRY_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,20 +49,30 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-# A packed entry: magic, created_at, tokens, 8-byte id, then the body.
-_HEADER = struct.Struct("<3sdQ8s")
+# A packed entry: magic, created_at, tokens, 8-byte id, replay length, then body and replay.
+_HEADER = struct.Struct("<3sdQ8sI")
 _MAGIC = b"SC1"
 ENTRY_OVERHEAD_BYTES = _HEADER.size
 
 
 def pack_entry(entry: Entry) -> bytes:
-    return (
-        _HEADER.pack(_MAGIC, entry.created_at, entry.tokens, bytes.fromhex(entry.id)) + entry.body
+    header = _HEADER.pack(
+        _MAGIC, entry.created_at, entry.tokens, bytes.fromhex(entry.id), len(entry.replay)
     )
+    return b"".join((header, entry.body, entry.replay))
 
 
 def unpack_entry(data: bytes) -> Entry:
     if len(data) < _HEADER.size or data[:3] != _MAGIC:
         raise StoreError("stored value is not a semcache entry")
-    _, created_at, tokens, raw_id = _HEADER.unpack_from(data)
-    return Entry(id=raw_id.hex(), body=data[_HEADER.size :], created_at=created_at, tokens=tokens)
+    _, created_at, tokens, raw_id, replay_length = _HEADER.unpack_from(data)
+    if _HEADER.size + replay_length > len(data):
+        raise StoreError("stored entry is truncated")
+    end = len(data) - replay_length
+    return Entry(
+        id=raw_id.hex(),
+        body=data[_HEADER.size : end],
+        created_at=created_at,
+        tokens=tokens,
+        replay=data[end:],
+    )

@@ -136,6 +136,7 @@ class FakeUpstream:
         self.default_slow_seconds = slow_seconds
         self.slow_seconds = slow_seconds
         self.release = threading.Event()
+        self.stream_cancelled = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._embedding_items: list[int] = []
@@ -181,6 +182,7 @@ class FakeUpstream:
             self._embedding_items.clear()
             self._chat_count = 0
         self.release.clear()
+        self.stream_cancelled.clear()
         self.slow_seconds = self.default_slow_seconds
 
     def start(self, port: int = 0) -> FakeUpstream:
@@ -393,10 +395,14 @@ class FakeUpstream:
             events = [*events[:2], _sse({"error": error})]
 
         async def body_iter() -> AsyncIterator[bytes]:
-            for index, event in enumerate(events):
-                if index == 1 and model == "fake-hold":
-                    await self._hold()
-                yield event
+            try:
+                for index, event in enumerate(events):
+                    if index == 1 and model == "fake-hold":
+                        await self._hold()
+                    yield event
+            except anyio.get_cancelled_exc_class():
+                self.stream_cancelled.set()  # the client (the proxy) went away mid-stream
+                raise
 
         return StreamingResponse(
             body_iter(), media_type="text/event-stream", headers={"cache-control": "no-cache"}

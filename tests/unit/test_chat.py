@@ -403,18 +403,6 @@ async def test_body_over_the_limit_is_a_413(upstream_mock: Any, clock: FakeClock
     assert route.call_count == 1
 
 
-async def test_stream_requests_are_relayed_uncached_for_now(proxy: Proxy) -> None:
-    sse = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
-    route = proxy.upstream.post("/chat/completions").respond(
-        200, content=sse, headers={"content-type": "text/event-stream"}
-    )
-    for _ in range(2):
-        response = await proxy.chat(chat_body(stream=True))
-        assert response.headers["x-cache"] == "BYPASS"
-        assert response.content == sse
-    assert route.call_count == 2
-
-
 async def test_stats_and_metrics_count_hits_misses_and_tokens(proxy: Proxy) -> None:
     proxy.upstream.post("/chat/completions").respond(200, json=completion())
     for _ in range(3):

@@ -1,0 +1,181 @@
+"""Assemble streamed chat completion chunks into the completion a non-streaming call returns.
+
+Pure: fed the ``data:`` payloads of a stream, one by one. Follows the chunk object of the OpenAI
+API reference ("The chat completion chunk object"): per-choice deltas of ``role``, ``content``,
+``refusal``, ``tool_calls`` (by index: ``id``, ``type``, ``function.name``, ``function.arguments``
+spread over deltas), ``logprobs`` and ``finish_reason``; ``usage`` on a last chunk with no
+choices. String fields that some upstreams add (``reasoning_content``, ``reasoning``) are
+concatenated too. Chunk boundaries are recorded so that a hit can be replayed with the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+DONE = b"[DONE]"
+# Envelope fields copied from the chunks to the completion.
+_ENVELOPE = ("id", "created", "model", "system_fingerprint", "service_tier")
+
+
+@dataclass
+class _ToolCall:
+    id: str | None = None
+    type: str = "function"
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Choice:
+    role: str = "assistant"
+    text: dict[str, list[str]] = field(default_factory=dict)
+    """Streamed string fields (content, refusal, reasoning_content, ...) in received pieces."""
+    tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
+    logprobs: dict[str, list[Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+class StreamAssembler:
+    def __init__(self) -> None:
+        self.done = False
+        self.failed = False
+        self._envelope: dict[str, Any] = {}
+        self._choices: dict[int, _Choice] = {}
+        self._usage: Any = None
+
+    def feed(self, data: bytes) -> None:
+        """Take one event's data. Anything unexpected marks the stream as not storable."""
+        if self.failed:
+            return
+        if data.strip() == DONE:
+            self.done = True
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.failed = True
+            return
+        if not isinstance(chunk, dict) or "error" in chunk or self.done:
+            self.failed = True
+            return
+        for key in _ENVELOPE:
+            if chunk.get(key) is not None and key not in self._envelope:
+                self._envelope[key] = chunk[key]
+        if chunk.get("usage") is not None:
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            self.failed = True
+            return
+        for raw in choices:
+            if not self._take_choice(raw):
+                self.failed = True
+                return
+
+    @property
+    def complete(self) -> bool:
+        """Upstream said ``[DONE]``, nothing went wrong, and every choice has a finish reason."""
+        return (
+            self.done
+            and not self.failed
+            and bool(self._choices)
+            and all(c.finish_reason is not None for c in self._choices.values())
+        )
+
+    def completion(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self._envelope.get("id", ""),
+            "object": "chat.completion",
+            "created": self._envelope.get("created", 0),
+            "model": self._envelope.get("model", ""),
+        }
+        for key in ("system_fingerprint", "service_tier"):
+            if key in self._envelope:
+                out[key] = self._envelope[key]
+        out["choices"] = [self._message(i, c) for i, c in sorted(self._choices.items())]
+        if self._usage is not None:
+            out["usage"] = self._usage
+        return out
+
+    def boundaries(self) -> dict[str, Any]:
+        """Piece lengths per choice and field: ``{"0": {"content": [3, 5], "tool:0": [9]}}``."""
+        out: dict[str, Any] = {}
+        for index, choice in self._choices.items():
+            fields = {name: [len(p) for p in pieces] for name, pieces in choice.text.items()}
+            for t_index, call in choice.tool_calls.items():
+                fields[f"tool:{t_index}"] = [len(p) for p in call.arguments]
+            out[str(index)] = fields
+        return out
+
+    def _take_choice(self, raw: object) -> bool:
+        if not isinstance(raw, dict) or type(raw.get("index", 0)) is not int:
+            return False
+        choice = self._choices.setdefault(raw.get("index", 0), _Choice())
+        delta = raw.get("delta") or {}
+        if not isinstance(delta, dict):
+            return False
+        for key, value in delta.items():
+            if key == "role" and isinstance(value, str):
+                choice.role = value
+            elif key == "tool_calls" and value is not None:
+                if not isinstance(value, list) or not all(
+                    self._take_tool(choice, t) for t in value
+                ):
+                    return False
+            elif isinstance(value, str) and value:
+                choice.text.setdefault(key, []).append(value)
+        logprobs = raw.get("logprobs")
+        if isinstance(logprobs, dict):
+            for key, items in logprobs.items():
+                if isinstance(items, list):
+                    choice.logprobs.setdefault(key, []).extend(items)
+        if raw.get("finish_reason") is not None:
+            choice.finish_reason = raw["finish_reason"]
+        return True
+
+    @staticmethod
+    def _take_tool(choice: _Choice, raw: object) -> bool:
+        if not isinstance(raw, dict):
+            return False
+        index = raw.get("index", len(choice.tool_calls))
+        if type(index) is not int:
+            return False
+        call = choice.tool_calls.setdefault(index, _ToolCall())
+        if isinstance(raw.get("id"), str):
+            call.id = raw["id"]
+        if isinstance(raw.get("type"), str):
+            call.type = raw["type"]
+        function = raw.get("function") or {}
+        if not isinstance(function, dict):
+            return False
+        if isinstance(function.get("name"), str):
+            call.name += function["name"]
+        if isinstance(function.get("arguments"), str) and function["arguments"]:
+            call.arguments.append(function["arguments"])
+        return True
+
+    @staticmethod
+    def _message(index: int, choice: _Choice) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": choice.role}
+        texts = {name: "".join(pieces) for name, pieces in choice.text.items()}
+        message["content"] = texts.pop("content", None)
+        message["refusal"] = texts.pop("refusal", None)
+        message.update(texts)
+        if choice.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": call.type,
+                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                }
+                for _, call in sorted(choice.tool_calls.items())
+            ]
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": choice.logprobs or None,
+            "finish_reason": choice.finish_reason,
+        }

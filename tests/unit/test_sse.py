@@ -1,0 +1,249 @@
+"""Pure pieces of streaming: the SSE parser, the chunk assembler and the replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.assembler import StreamAssembler
+from proxy.policy import completion_is_storable
+from proxy.sse import EventParser, replay
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    body = {
+        "id": "chatcmpl-s",
+        "object": "chat.completion.chunk",
+        "created": 123,
+        "model": "m",
+        "system_fingerprint": "fp_1",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        **extra,
+    }
+    return orjson.dumps(body)
+
+
+def sse(*payloads: bytes) -> bytes:
+    return b"".join(b"data: " + p + b"\n\n" for p in payloads)
+
+
+TEXT_STREAM = [
+    chunk({"role": "assistant", "content": ""}),
+    chunk({"content": "The capital"}),
+    chunk({"content": " of France"}),
+    chunk({"content": " is Paris."}),
+    chunk({}, "stop"),
+    orjson.dumps({"id": "chatcmpl-s", "choices": [], "usage": {"total_tokens": 11}}),
+    b"[DONE]",
+]
+
+
+def parse_all(raw: bytes, piece: int) -> list[bytes]:
+    parser = EventParser()
+    events: list[bytes] = []
+    for i in range(0, len(raw), piece):
+        events += parser.feed(raw[i : i + piece])
+    return events
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 64, 100_000])
+def test_parser_finds_every_event_however_the_bytes_are_split(piece: int) -> None:
+    raw = sse(*TEXT_STREAM)
+    assert parse_all(raw, piece) == TEXT_STREAM
+
+
+def test_parser_handles_crlf_comments_and_multiline_data() -> None:
+    raw = b": keep-alive\r\n\r\nevent: message\r\ndata: a\r\ndata:b\r\n\r\ndata: [DONE]\r\n\r\n"
+    assert parse_all(raw, 5) == [b"a\nb", b"[DONE]"]
+
+
+def assemble(payloads: list[bytes]) -> StreamAssembler:
+    assembler = StreamAssembler()
+    for p in payloads:
+        assembler.feed(p)
+    return assembler
+
+
+def test_assembles_text_usage_and_envelope() -> None:
+    a = assemble(TEXT_STREAM)
+    assert a.complete
+    completion = a.completion()
+    assert completion["id"] == "chatcmpl-s"
+    assert completion["object"] == "chat.completion"
+    assert completion["system_fingerprint"] == "fp_1"
+    assert completion["usage"] == {"total_tokens": 11}
+    message = completion["choices"][0]["message"]
+    assert message["content"] == "The capital of France is Paris."
+    assert completion["choices"][0]["finish_reason"] == "stop"
+    assert a.boundaries() == {"0": {"content": [11, 10, 10]}}
+    assert completion_is_storable(200, completion)
+
+
+def test_assembles_tool_calls_spread_over_deltas() -> None:
+    a = assemble(
+        [
+            chunk({"role": "assistant", "content": None, "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": ""}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}),
+            chunk({"tool_calls": [{"index": 1, "id": "call_2", "type": "function",
+                                   "function": {"name": "get_time", "arguments": "{}"}}]}),
+            chunk({}, "tool_calls"),
+            b"[DONE]",
+        ]
+    )  # fmt: skip
+    message = a.completion()["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]  # fmt: skip
+    assert a.complete
+    assert a.boundaries()["0"]["tool:0"] == [4, 13]
+
+
+def test_keeps_reasoning_refusal_and_logprobs() -> None:
+    lp = [{"token": "Hi", "logprob": -0.1, "bytes": None, "top_logprobs": []}]
+    a = assemble(
+        [
+            chunk({"role": "assistant", "reasoning_content": "think"}),
+            chunk({"reasoning_content": "ing"}),
+            b'{"choices": [{"index": 0, "delta": {"content": "Hi"}, "logprobs": {"content": '
+            + orjson.dumps(lp)
+            + b"}}]}",
+            chunk({"refusal": "no"}, "stop"),
+            b"[DONE]",
+        ]
+    )
+    choice = a.completion()["choices"][0]
+    assert choice["message"]["reasoning_content"] == "thinking"
+    assert choice["message"]["refusal"] == "no"
+    assert choice["logprobs"] == {"content": lp}
+
+
+@pytest.mark.parametrize(
+    "payloads",
+    [
+        pytest.param(TEXT_STREAM[:-1], id="no-done"),
+        pytest.param([*TEXT_STREAM[:3], b"[DONE]"], id="no-finish-reason"),
+        pytest.param([*TEXT_STREAM[:3], b'{"error": {"message": "boom"}}'], id="error-event"),
+        pytest.param([*TEXT_STREAM[:3], b"{not json"], id="garbage"),
+        pytest.param([*TEXT_STREAM, chunk({"content": "late"})], id="data-after-done"),
+        pytest.param([b"[DONE]"], id="empty"),
+    ],
+)
+def test_incomplete_or_broken_streams_are_not_complete(payloads: list[bytes]) -> None:
+    assert not assemble(payloads).complete
+
+
+def test_length_finished_stream_is_complete_but_not_storable() -> None:
+    a = assemble([chunk({"content": "The"}), chunk({}, "length"), b"[DONE]"])
+    assert a.complete
+    assert not completion_is_storable(200, a.completion())
+
+
+def replayed(completion: dict[str, Any], boundaries: dict[str, Any], usage: bool) -> list[Any]:
+    events = parse_all(replay(completion, boundaries, include_usage=usage), 1000)
+    assert events[-1] == b"[DONE]"
+    return [orjson.loads(e) for e in events[:-1]]
+
+
+def test_replay_of_a_streamed_entry_keeps_the_original_chunks() -> None:
+    a = assemble(TEXT_STREAM)
+    chunks = replayed(a.completion(), a.boundaries(), usage=True)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": "", "refusal": None}
+    assert [d.get("content") for d in deltas[1:4]] == ["The capital", " of France", " is Paris."]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1] == {
+        "id": "chatcmpl-s",
+        "object": "chat.completion.chunk",
+        "created": 123,
+        "model": "m",
+        "system_fingerprint": "fp_1",
+        "usage": {"total_tokens": 11},
+        "choices": [],
+    }
+    assert {(c["id"], c["created"], c["model"]) for c in chunks} == {("chatcmpl-s", 123, "m")}
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_replay_without_usage_has_no_usage_chunk() -> None:
+    a = assemble(TEXT_STREAM)
+    chunks = replayed(a.completion(), a.boundaries(), usage=False)
+    assert all(c["choices"] for c in chunks)
+    assert all("usage" not in c for c in chunks)
+
+
+def test_replay_of_a_non_streamed_entry_splits_words_and_tool_arguments() -> None:
+    text = "one two three four five six seven"
+    completion = {
+        "id": "x",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "tool_calls": [
+                    {"id": "c1", "type": "function",
+                     "function": {"name": "f", "arguments": '{"a": "0123456789abcdef"}'}}]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }  # fmt: skip
+    chunks = replayed(completion, {}, usage=False)
+    a = StreamAssembler()
+    for c in chunks:
+        a.feed(orjson.dumps(c))
+    a.feed(b"[DONE]")
+    assert a.completion()["choices"][0]["message"]["content"] == text
+    assert (
+        a.completion()["choices"][0]["message"]["tool_calls"]
+        == completion["choices"][0]["message"]["tool_calls"]
+    )
+    assert len(a.boundaries()["0"]["content"]) == 3
+    assert len(a.boundaries()["0"]["tool:0"]) == 2
+
+
+def test_replay_hands_logprobs_to_their_pieces() -> None:
+    tokens = [{"token": t, "logprob": -1.0} for t in ["The", " capital", " of", " France"]]
+    completion = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "The capital of France"},
+                "logprobs": {"content": tokens},
+                "finish_reason": "stop",
+            }
+        ]
+    }
+    chunks = replayed(completion, {"0": {"content": [11, 10]}}, usage=False)
+    handed = [c["choices"][0]["logprobs"] for c in chunks]
+    assert handed[1] == {"content": tokens[:2]}
+    assert handed[2] == {"content": tokens[2:]}
+
+
+def test_round_trip_with_several_choices() -> None:
+    completion = {
+        "id": "x",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": f"answer {i}"},
+             "finish_reason": "stop"}
+            for i in range(3)
+        ],
+    }  # fmt: skip
+    a = StreamAssembler()
+    for c in replayed(completion, {}, usage=False):
+        a.feed(orjson.dumps(c))
+    a.feed(b"[DONE]")
+    assert [c["message"]["content"] for c in a.completion()["choices"]] == [
+        "answer 0",
+        "answer 1",
+        "answer 2",
+    ]
