@@ -132,7 +132,9 @@ class _CutResponse(Response):
 
 
 class FakeUpstream:
-    def __init__(self, *, slow_seconds: float = 2.0) -> None:
+    def __init__(self, *, slow_seconds: float = 2.0, latency_seconds: float = 0.0) -> None:
+        self.latency_seconds = latency_seconds
+        """Added before every chat and embeddings answer (a stream: before its first event)."""
         self.default_slow_seconds = slow_seconds
         self.slow_seconds = slow_seconds
         self.release = threading.Event()
@@ -189,7 +191,9 @@ class FakeUpstream:
         if self._thread is not None:
             return self
         # Bind and listen here so the port is known and connections queue from this moment on.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+        # listening socket says so, and Nagle + delayed ACK would add 40 ms to each response.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen(128)
@@ -274,6 +278,8 @@ class FakeUpstream:
             if not isinstance(rec.json, dict):
                 return _error(400, "invalid_request_error", "Body must be a JSON object.")
             model = str(rec.json.get("model", ""))
+            if self.latency_seconds:
+                await anyio.sleep(self.latency_seconds)
             if model == "fake-slow":
                 await anyio.sleep(self.slow_seconds)
             if model in _ERRORS:
@@ -448,3 +454,21 @@ def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
     for line in lines:
         if line.startswith("data:"):
             yield line[5:].strip()
+
+
+def main() -> None:
+    """``python -m tests.support.fake_upstream --port P [--latency-ms L]``: serve until killed;
+    prints the base URL on the first line of stdout once ready (for benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible upstream")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    with FakeUpstream(latency_seconds=args.latency_ms / 1000) as upstream:
+        print(upstream.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
