@@ -15,11 +15,13 @@ from starlette.routing import Route
 
 from proxy import handlers
 from proxy.cache import Cache
+from proxy.embedder import Embedder, create_embedder
 from proxy.embeddings import EmbeddingPipeline
 from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.responses import JSON, raw_response
+from proxy.semantic import SemanticCache
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
 from proxy.upstream import Upstream
@@ -34,6 +36,7 @@ def create_app(
     store: Store | None = None,
     upstream: Upstream | None = None,
     metrics: Metrics | None = None,
+    embedder: Embedder | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the app. Collaborators passed in stay the caller's to close; those the app opens
@@ -44,19 +47,39 @@ def create_app(
     store = open_store(settings) if store is None else store
     upstream = Upstream.from_settings(settings, metrics) if upstream is None else upstream
     cache = Cache(store, metrics, clock=clock)
+    if embedder is None and settings.embed_model is not None:
+        embedder = create_embedder(
+            settings.embed_model,
+            upstream=upstream,
+            cache=cache,
+            url=settings.embed_url or settings.upstream_url,
+            api_key=settings.embed_api_key or settings.upstream_api_key,
+            ttl=settings.ttl_seconds,
+        )
+    semantic = SemanticCache(
+        cache,
+        embedder,
+        metrics,
+        min_similarity=settings.similarity,
+        max_age_seconds=settings.semantic_max_age_seconds,
+        max_chars=settings.semantic_max_chars,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
     services = handlers.Services(
         settings=settings,
         cache=cache,
         upstream=upstream,
         metrics=metrics,
-        chat=ChatPipeline(cache, upstream, metrics),
+        chat=ChatPipeline(cache, semantic, upstream, metrics),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
+        semantic=semantic,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not await cache.reachable():
             log.warning("store is unreachable at startup; serving uncached until it is back")
+        await semantic.start()
         try:
             yield
         finally:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from proxy.errors import StoreError
 from proxy.metrics import Metrics
-from proxy.stores.base import Entry, Store, StoreStats
+from proxy.similarity import Neighbor
+from proxy.stores.base import Entry, Store, StoreStats, Vector
 
 log = logging.getLogger("semcache.cache")
 LOG_EVERY_SECONDS = 10.0
@@ -53,6 +54,36 @@ class Cache:
             return False
         self._metrics.stores[kind] += 1
         return True
+
+    async def nearest(
+        self, partition: str, vector: Vector, *, k: int, min_similarity: float
+    ) -> list[Neighbor]:
+        try:
+            return await self.store.nearest(partition, vector, k=k, min_similarity=min_similarity)
+        except StoreError as exc:
+            self._failed("nearest", exc)
+            return []
+
+    async def add_vector(
+        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+    ) -> None:
+        try:
+            await self.store.add_vector(partition, key, vector, text, ttl_seconds)
+        except StoreError as exc:
+            self._failed("add_vector", exc)
+
+    async def remove_vector(self, partition: str, key: str) -> None:
+        try:
+            await self.store.remove_vector(partition, key)
+        except StoreError as exc:
+            self._failed("remove_vector", exc)
+
+    async def supports_vectors(self) -> bool:
+        try:
+            return await self.store.supports_vectors()
+        except StoreError as exc:
+            self._failed("probe", exc)
+            return False
 
     async def stats(self) -> StoreStats | None:
         try:

@@ -17,6 +17,7 @@ from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.policy import cache_control
 from proxy.responses import JSON, error_response, raw_response, relay
+from proxy.semantic import SemanticCache
 from proxy.settings import Settings
 from proxy.upstream import Upstream
 from proxy.validate import chat_request, embedding_request
@@ -33,6 +34,7 @@ class Services:
     metrics: Metrics
     chat: ChatPipeline
     embeddings: EmbeddingPipeline
+    semantic: SemanticCache
 
 
 def services(request: Request) -> Services:
@@ -51,9 +53,11 @@ async def chat_completions(request: Request) -> Response:
             temperature=chat.temperature,
             max_temperature=svc.settings.max_temperature,
         )
+        api_key = api_key_from(request.headers)
         return await svc.chat.handle(
             chat,
-            namespace=tenant_namespace(api_key_from(request.headers)),
+            namespace=tenant_namespace(api_key),
+            api_key=api_key,
             control=control,
             headers=request.headers.raw,
             query=request.scope["query_string"],
@@ -120,6 +124,8 @@ async def cache_stats(request: Request) -> Response:
     svc = services(request)
     snapshot = svc.metrics.snapshot(await svc.cache.stats())
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
+    snapshot["semantic_enabled"] = svc.semantic.enabled
+    snapshot["embedder"] = svc.semantic.name
     return raw_response(orjson.dumps(snapshot), 200, [JSON])
 
 

@@ -60,6 +60,42 @@ def chat_key(namespace: str, body: Mapping[str, Any]) -> str:
     return f"chat:{namespace}:{_digest(canonical)}"
 
 
+def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
+    """The text a semantic lookup compares: the last message, when it is the user's and plain
+    text (a string, or text parts only) of at most ``max_chars`` characters; else None.
+
+    Longer texts are left to the exact cache: an embedder reads only the first few hundred
+    tokens, so two prompts differing further on would look identical to it.
+    """
+    last = body["messages"][-1]
+    if last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if isinstance(content, list):
+        if not content or not all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        ):
+            return None
+        content = "\n".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        return None
+    text = normalize_text(content)
+    return text if 0 < len(text) <= max_chars else None
+
+
+def semantic_partition(namespace: str, body: Mapping[str, Any], embedder: str) -> str:
+    """Entries compared semantically share everything but the last user message's content:
+    tenant, embedder, model, every answer-changing parameter, tools, system prompt, earlier
+    turns, and the last message's other fields."""
+    canonical = {k: v for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
+    messages = [normalize_message(m) for m in body["messages"]]
+    messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
+    canonical["messages"] = messages
+    canonical["\x00embedder"] = embedder
+    return f"sem:{namespace}:{_digest(canonical)}"
+
+
 def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
     """Key of one embedding input item; ``params`` is the request minus ignored fields."""
     canonical = {k: v for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}

@@ -50,6 +50,8 @@ class Metrics:
         self.upstream_latency = Histogram(LATENCY_BUCKETS_SECONDS)
         self.tokens_saved = 0
         self.embedding_items: Counter[str] = Counter()
+        self.semantic: Counter[str] = Counter()
+        self.guard_rejections: Counter[str] = Counter()
 
     def request(self, route: str, outcome: str) -> None:
         self.requests[(route, outcome)] += 1
@@ -72,6 +74,8 @@ class Metrics:
             "hits_by_lookup": dict(self.hits),
             "tokens_saved": self.tokens_saved,
             "embedding_items": dict(self.embedding_items),
+            "semantic": dict(self.semantic),
+            "semantic_rejections": dict(self.guard_rejections),
             "stored": dict(self.stores),
             "not_stored": dict(self.not_stored),
             "store_errors": dict(self.store_errors),
@@ -99,6 +103,16 @@ class Metrics:
         family("semcache_embedding_items_total", "counter", "Embedding input items by outcome.")
         for outcome, n in sorted(self.embedding_items.items()):
             lines.append(f'semcache_embedding_items_total{{outcome="{outcome}"}} {n}')
+        family("semcache_semantic_total", "counter", "Semantic lookup steps by outcome.")
+        for outcome, n in sorted(self.semantic.items()):
+            lines.append(f'semcache_semantic_total{{outcome="{outcome}"}} {n}')
+        family(
+            "semcache_semantic_rejections_total",
+            "counter",
+            "Semantic candidates rejected, by guard (or below_threshold).",
+        )
+        for guard, n in sorted(self.guard_rejections.items()):
+            lines.append(f'semcache_semantic_rejections_total{{guard="{guard}"}} {n}')
         family("semcache_stored_total", "counter", "Entries written to the store.")
         for kind, n in sorted(self.stores.items()):
             lines.append(f'semcache_stored_total{{kind="{kind}"}} {n}')

@@ -5,6 +5,7 @@ No I/O here: the pipeline asks, this module decides.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from proxy.errors import BadRequestError
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # The OpenAI API's default sampling temperature, assumed when a request sends none.
 DEFAULT_TEMPERATURE = 1.0
 # finish_reason values that mean "the model said all it had to say" (OpenAI API reference,
@@ -28,6 +30,10 @@ class CacheControl:
     store: bool
     ttl_seconds: int
     max_age_seconds: int | None = None
+    semantic: bool = True
+    """``X-Cache-Semantic: off`` turns semantic lookup off for this request."""
+    min_similarity: float | None = None
+    """``X-Cache-Threshold``: this request's own least similarity for a semantic hit."""
     reason: str | None = None
     """Why the cache is skipped entirely (``X-Cache: BYPASS``), or None."""
 
@@ -55,6 +61,11 @@ def cache_control(
         effective = DEFAULT_TEMPERATURE if temperature is None else temperature
         if effective > max_temperature:
             return CacheControl(lookup=False, store=False, ttl_seconds=ttl, reason="temperature")
+    semantic = headers.get("x-cache-semantic", "on").strip().lower() not in FALSE_WORDS
+    min_similarity = None
+    raw_threshold = headers.get("x-cache-threshold")
+    if raw_threshold is not None:
+        min_similarity = _similarity(raw_threshold)
     lookup, store, max_age = True, True, None
     for directive in headers.get("cache-control", "").split(","):
         name, _, value = directive.strip().lower().partition("=")
@@ -66,7 +77,14 @@ def cache_control(
             max_age = int(value.strip())
     if not lookup and not store:
         return CacheControl(lookup=False, store=False, ttl_seconds=ttl, reason="cache-control")
-    return CacheControl(lookup=lookup, store=store, ttl_seconds=ttl, max_age_seconds=max_age)
+    return CacheControl(
+        lookup=lookup,
+        store=store,
+        ttl_seconds=ttl,
+        max_age_seconds=max_age,
+        semantic=semantic,
+        min_similarity=min_similarity,
+    )
 
 
 def is_fresh(age_seconds: float, control: CacheControl) -> bool:
@@ -116,6 +134,16 @@ def _positive_int(raw: str, header: str) -> int:
             f"{header} must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}, got {raw!r}"
         )
     return int(text)
+
+
+def _similarity(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 1.0:
+        raise BadRequestError(f"X-Cache-Threshold must be a number in (0, 1], got {raw!r}")
+    return value
 
 
 def _is_digits(text: str) -> bool:

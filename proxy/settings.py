@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from proxy.errors import SettingsError
 
 ENV_PREFIX = "SEMCACHE_"
+# Calibrated for all-MiniLM-L6-v2 together with the guards; see README "Semantic matching".
+DEFAULT_SIMILARITY = 0.9
 MiB = 1024 * 1024
 
 
@@ -68,6 +70,34 @@ class Settings:
     max_temperature: float | None = _setting(
         "max_temperature", None, "Skip the cache for requests with a higher temperature."
     )
+    embed_model: str | None = _setting(
+        "embed_model",
+        None,
+        "Embedding model for semantic lookup: an upstream model name (nomic-embed-text, "
+        "text-embedding-3-small), local:<name or path>, or hash:<dims>; unset = exact only.",
+    )
+    embed_url: str | None = _setting(
+        "embed_url", None, "OpenAI-compatible base URL for embeddings; unset = the upstream URL."
+    )
+    embed_api_key: str | None = _setting(
+        "embed_api_key",
+        None,
+        "Key for the embeddings API; unset = the upstream key, else the client's key.",
+    )
+    embed_timeout_seconds: float = _setting(
+        "embed_timeout", 5.0, "Seconds an embedding may take before the request goes exact-only."
+    )
+    similarity: float = _setting(
+        "similarity",
+        DEFAULT_SIMILARITY,
+        "Least cosine similarity for a semantic hit (calibrated for all-MiniLM-L6-v2).",
+    )
+    semantic_max_age_seconds: int | None = _setting(
+        "semantic_max_age", None, "Semantic hits only for entries younger than this; unset = any."
+    )
+    semantic_max_chars: int = _setting(
+        "semantic_max_chars", 1000, "Longer prompts are matched exactly only."
+    )
     log_level: str = _setting("log_level", "info", "debug, info, warning or error.")
 
     def __post_init__(self) -> None:
@@ -102,6 +132,33 @@ class Settings:
             "max_body_bytes",
         ):
             _check(getattr(self, name) > 0, _name(name), "must be a positive integer")
+        if self.embed_url is not None:
+            url = urlsplit(self.embed_url)
+            _check(
+                url.scheme in ("http", "https") and bool(url.netloc),
+                "embed_url",
+                "must be an http:// or https:// URL",
+            )
+        if self.embed_model is not None:
+            kind, _, rest = self.embed_model.partition(":")
+            _check(self.embed_model.strip() != "", "embed_model", "must not be empty")
+            _check(
+                kind != "local" or rest != "", "embed_model", "local: needs a model name or path"
+            )
+            _check(
+                kind != "hash" or (rest.isdigit() and 0 < int(rest) <= 4096),
+                "embed_model",
+                "hash: needs a number of dimensions from 1 to 4096",
+            )
+        _check(0.0 < self.similarity <= 1.0, "similarity", "must be in (0, 1]")
+        _check(
+            math.isfinite(self.embed_timeout_seconds) and self.embed_timeout_seconds > 0,
+            "embed_timeout",
+            "must be a positive number",
+        )
+        _check(self.semantic_max_chars > 0, "semantic_max_chars", "must be a positive integer")
+        if self.semantic_max_age_seconds is not None:
+            _check(self.semantic_max_age_seconds > 0, "semantic_max_age", "must be positive")
         if self.max_temperature is not None:
             _check(self.max_temperature >= 0, "max_temperature", "must be >= 0")
         _check(
@@ -142,7 +199,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "upstream_api_key" and value is not None:
+            if f.name in ("upstream_api_key", "embed_api_key") and value is not None:
                 value = "***"
             elif f.name == "redis_url" and value is not None:
                 value = _mask_url(value)

@@ -1,7 +1,9 @@
-"""What every store offers: get, put, ping, stats, close. Stores only store.
+"""What every store offers: entries (get, put) and, for semantic lookup, vectors grouped by
+partition (add_vector, nearest, remove_vector); plus ping, stats, close. Stores only store.
 
 Keys are plain strings (``chat:<namespace>:<sha256>``); a store may prefix them. Values are
-:class:`Entry` objects. A store that cannot do its job raises :class:`~proxy.errors.StoreError`.
+:class:`Entry` objects. A vector row names the key of the entry it leads to. A store that
+cannot do its job raises :class:`~proxy.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from proxy.errors import StoreError
+from proxy.similarity import Neighbor
+
+Vector = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,21 @@ class Store(Protocol):
     async def get(self, key: str) -> Entry | None: ...
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None: ...
+
+    async def add_vector(
+        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+    ) -> None:
+        """Index ``vector`` (unit length) in ``partition``, leading to the entry at ``key``."""
+
+    async def nearest(
+        self, partition: str, vector: Vector, *, k: int, min_similarity: float
+    ) -> list[Neighbor]:
+        """The best ``k`` rows of ``partition`` with cosine >= ``min_similarity``, best first."""
+
+    async def remove_vector(self, partition: str, key: str) -> None: ...
+
+    async def supports_vectors(self) -> bool:
+        """False when the server has no vector search (Redis before 8, Valkey)."""
 
     async def ping(self) -> None:
         """Raise :class:`StoreError` when the store cannot be reached."""

@@ -1,4 +1,8 @@
-"""In-process store: a dict in LRU order, bounded by entries and bytes, TTL checked on read."""
+"""In-process store: a dict in LRU order, bounded by entries and bytes, TTL checked on read,
+with a :class:`~proxy.similarity.VectorIndex` per semantic partition.
+
+A vector row lives and dies with its entry: eviction, expiry and replacement remove it too.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxy.stores.base import Entry, StoreStats
+import anyio.to_thread
+
+from proxy.similarity import Neighbor, VectorIndex
+from proxy.stores.base import Entry, StoreStats, Vector
 
 # Rough cost of the dict slot, key string and Entry object beside the body, so that the byte
 # bound tracks real memory rather than payload alone.
 _SLOT_BYTES = 200
+# Above this many rows a search may take over a millisecond: the scan runs in a worker thread.
+OFFLOAD_ROWS = 150_000
 
 
 class MemoryStore:
@@ -26,6 +35,9 @@ class MemoryStore:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._clock = clock
+        self._indexes: dict[str, VectorIndex] = {}
+        self._vector_of: dict[str, tuple[str, int]] = {}
+        """key -> (partition, bytes the row costs)"""
         self.evictions = 0
 
     async def get(self, key: str) -> Entry | None:
@@ -47,10 +59,39 @@ class MemoryStore:
             self._remove(key)
         self._entries[key] = (entry, self._clock() + ttl_seconds)
         self._bytes += cost
-        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            oldest = next(iter(self._entries))
-            self._remove(oldest)
-            self.evictions += 1
+        self._evict()
+
+    async def add_vector(
+        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+    ) -> None:
+        if key not in self._entries:
+            return  # the entry was not kept (too big) or already evicted
+        index = self._indexes.get(partition)
+        if index is None or index.dims != vector.shape[0]:
+            index = self._indexes[partition] = VectorIndex(vector.shape[0])
+        self._drop_vector(key)
+        index.add(key, vector, text)
+        cost = index.nbytes_per_row() + len(text.encode()) + len(key)
+        self._vector_of[key] = (partition, cost)
+        self._bytes += cost
+        self._evict()
+
+    async def nearest(
+        self, partition: str, vector: Vector, *, k: int, min_similarity: float
+    ) -> list[Neighbor]:
+        index = self._indexes.get(partition)
+        if index is None or index.dims != vector.shape[0]:
+            return []
+        if len(index) < OFFLOAD_ROWS:
+            return index.search(vector, k=k, min_similarity=min_similarity)
+        rows = await anyio.to_thread.run_sync(index.candidate_rows, vector, min_similarity)
+        return index.score(vector, rows, k=k, min_similarity=min_similarity)
+
+    async def remove_vector(self, partition: str, key: str) -> None:
+        self._drop_vector(key)
+
+    async def supports_vectors(self) -> bool:
+        return True
 
     async def ping(self) -> None:
         return None
@@ -60,11 +101,30 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._entries.clear()
+        self._indexes.clear()
+        self._vector_of.clear()
         self._bytes = 0
+
+    def _evict(self) -> None:
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            self._remove(next(iter(self._entries)))
+            self.evictions += 1
 
     def _remove(self, key: str) -> None:
         entry, _ = self._entries.pop(key)
         self._bytes -= self._cost(key, entry)
+        self._drop_vector(key)
+
+    def _drop_vector(self, key: str) -> None:
+        found = self._vector_of.pop(key, None)
+        if found is None:
+            return
+        partition, cost = found
+        index = self._indexes[partition]
+        index.remove(key)
+        self._bytes -= cost
+        if not len(index):
+            del self._indexes[partition]
 
     @staticmethod
     def _cost(key: str, entry: Entry) -> int:

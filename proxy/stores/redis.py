@@ -4,25 +4,33 @@ Key layout (every command touches one key, so a Redis Cluster can spread them ov
 
     <prefix>chat:<namespace>:<sha256>   a chat completion entry
     <prefix>emb:<namespace>:<sha256>    one embedding vector
+    <prefix>vset:<partition>            a Redis 8 vector set: one element per entry of the
+                                        partition (element = entry key, attribute = its text)
 
-Values are packed :class:`Entry` bytes. After a failure the store answers "unavailable" at once for
-``retry_seconds`` instead of waiting on a dead server each request, then tries again; redis-py
-reconnects by itself.
+Values are packed :class:`Entry` bytes. A vector set expires with the latest entry added to
+it; an element whose entry expired earlier is removed the first time a search finds it.
+
+After a failure the store answers "unavailable" at once for ``retry_seconds`` instead of
+waiting on a dead server each request, then tries again; redis-py reconnects by itself.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from proxy.errors import StoreError
-from proxy.stores.base import Entry, StoreStats, pack_entry, unpack_entry
+from proxy.similarity import Neighbor
+from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
 
 
 class RedisStore:
@@ -82,6 +90,57 @@ class RedisStore:
             raise self._failed(exc) from exc
         self._down_until = 0.0
 
+    async def add_vector(
+        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+    ) -> None:
+        self._check_available()
+        vset = self._prefix + "vset:" + partition
+        ttl = max(1, math.ceil(ttl_seconds))
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(
+                    "VADD", vset, "FP32", vector.astype("<f4").tobytes(), key, "NOQUANT",
+                    "SETATTR", orjson.dumps({"t": text}),
+                )  # fmt: skip
+                # A new set has no expiry, which GT treats as infinite: NX sets it first.
+                pipe.execute_command("EXPIRE", vset, ttl, "NX")
+                pipe.execute_command("EXPIRE", vset, ttl, "GT")
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def nearest(
+        self, partition: str, vector: Vector, *, k: int, min_similarity: float
+    ) -> list[Neighbor]:
+        """VSIM scores are (1 + cosine) / 2 and EPSILON bounds 1 - score."""
+        self._check_available()
+        epsilon = max(0.0, (1.0 - min_similarity) / 2)
+        try:
+            reply = await self._command(
+                "VSIM", self._prefix + "vset:" + partition, "FP32",
+                vector.astype("<f4").tobytes(), "WITHSCORES", "WITHATTRIBS",
+                "COUNT", k, "EPSILON", repr(epsilon),
+            )  # fmt: skip
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return _neighbors(reply, min_similarity)
+
+    async def remove_vector(self, partition: str, key: str) -> None:
+        self._check_available()
+        try:
+            await self._command("VREM", self._prefix + "vset:" + partition, key)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def supports_vectors(self) -> bool:
+        try:
+            await self._command("VCARD", self._prefix + "vset:probe")
+        except ResponseError:
+            return False  # unknown command: Redis before 8, Valkey
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return True
+
     async def ping(self) -> None:
         try:
             await self._client.ping()
@@ -102,6 +161,9 @@ class RedisStore:
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def _command(self, *args: Any) -> Any:
+        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
     def _check_available(self) -> None:
         if self._clock() < self._down_until:
             raise StoreError("redis is unavailable; retrying shortly")
@@ -109,3 +171,25 @@ class RedisStore:
     def _failed(self, exc: Exception) -> StoreError:
         self._down_until = self._clock() + self._retry_seconds
         return StoreError(f"redis: {type(exc).__name__}: {exc}")
+
+
+def _neighbors(reply: Any, min_similarity: float) -> list[Neighbor]:
+    """redis-py gives ``{element: [score, attributes]}``; RESP2 clients a flat list."""
+    if isinstance(reply, dict):
+        items = [(name, *value) for name, value in reply.items()]
+    else:
+        items = [tuple(reply[i : i + 3]) for i in range(0, len(reply), 3)]
+    out: list[Neighbor] = []
+    for name, score, attributes in items:
+        similarity = 2.0 * float(score) - 1.0
+        if similarity < min_similarity:
+            continue
+        try:
+            text = orjson.loads(attributes)["t"] if attributes else None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            text = None
+        if isinstance(text, str):
+            key = name.decode() if isinstance(name, bytes) else str(name)
+            out.append(Neighbor(key, similarity, text))
+    out.sort(key=lambda n: -n.similarity)
+    return out

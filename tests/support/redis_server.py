@@ -57,8 +57,16 @@ class RedisServer:
     bring it back on the same port.
     """
 
-    def __init__(self, binary: str, *, port: int | None = None, ready_timeout: float = 10.0):
+    def __init__(
+        self,
+        binary: str,
+        *,
+        port: int | None = None,
+        ready_timeout: float = 10.0,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.binary = binary
+        self.extra_args = extra_args
         self._port = port or free_port()
         self.ready_timeout = ready_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="semcache-redis-"))
@@ -91,6 +99,7 @@ class RedisServer:
             "--appendonly", "no",
             "--protected-mode", "no",
             "--dir", str(self._dir),
+            *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(

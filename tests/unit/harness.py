@@ -9,6 +9,7 @@ import httpx
 import respx
 
 from proxy.app import create_app
+from proxy.embedder import Embedder
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 from proxy.stores.memory import MemoryStore
@@ -66,10 +67,18 @@ class Proxy:
 class make_proxy:
     """A proxy app over ASGITransport with a respx-simulated upstream."""
 
-    def __init__(self, router: respx.MockRouter, clock: FakeClock, **settings: Any) -> None:
+    def __init__(
+        self,
+        router: respx.MockRouter,
+        clock: FakeClock,
+        *,
+        embedder: Embedder | None = None,
+        **settings: Any,
+    ) -> None:
         self.settings = Settings(upstream_url=UPSTREAM, **settings)
         self.router = router
         self.clock = clock
+        self.embedder = embedder
 
     async def __aenter__(self) -> Proxy:
         self.metrics = Metrics()
@@ -84,13 +93,17 @@ class make_proxy:
             store=self.store,
             upstream=self.upstream,
             metrics=self.metrics,
+            embedder=self.embedder,
             clock=self.clock,
         )
+        self.lifespan = app.router.lifespan_context(app)
+        await self.lifespan.__aenter__()
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://semcache.test"
         )
         return Proxy(self.client, self.router, self.clock, self.metrics, self.store)
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.lifespan.__aexit__(None, None, None)
         await self.client.aclose()
         await self.upstream.close()

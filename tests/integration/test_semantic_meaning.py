@@ -1,0 +1,102 @@
+"""Semantic matching with the real all-MiniLM-L6-v2 model, on both stores, against the fake
+upstream over real HTTP: paraphrases hit, look-alikes with another meaning never do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from proxy.app import create_app
+from proxy.embedder import LocalEmbedder, Vector
+from proxy.settings import Settings
+from tests.support.fake_upstream import FakeUpstream
+
+pytestmark = pytest.mark.anyio
+
+PARAPHRASES = [
+    ("What is the capital city of France?", "What's the capital of France?"),
+    ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
+    ("What are some good ways to improve my sleep?", "What are good ways to improve sleep?"),
+]
+LOOK_ALIKES = [
+    ("What is 15% of 80?", "What is 25% of 80?"),
+    ("Is coffee bad for your health?", "Is coffee not bad for your health?"),
+    ("What is the population of Canada?", "What is the population of Australia?"),
+    ("Who won the football World Cup in 2014?", "Who won the football World Cup in 2018?"),
+    ("How many grams are in 3 pounds?", "How many grams are in 3 ounces?"),
+    ("What does `git rebase` do?", "What does `git merge` do?"),
+    ("Summarize the advantages of remote work", "Summarize the disadvantages of remote work"),
+    ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
+]
+
+
+class SharedMiniLM:
+    """One loaded model for the whole session, behind the embedder interface."""
+
+    def __init__(self, model: LocalEmbedder) -> None:
+        self.name = model.name
+        self._model = model
+
+    async def start(self) -> None:
+        return None
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        return await self._model.embed(text, namespace=namespace, api_key=api_key)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> SharedMiniLM:
+    model = LocalEmbedder("all-MiniLM-L6-v2")
+    model.encode(["warm up"])
+    return SharedMiniLM(model)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def client(
+    request: pytest.FixtureRequest, fake_upstream: FakeUpstream, minilm: SharedMiniLM
+) -> AsyncIterator[httpx.AsyncClient]:
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    settings = Settings(
+        upstream_url=fake_upstream.url, redis_url=redis_url, embed_model=minilm.name
+    )
+    app = create_app(settings, embedder=minilm)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://semcache.test"
+        ) as client,
+    ):
+        yield client
+
+
+async def ask(client: httpx.AsyncClient, text: str) -> httpx.Response:
+    return await client.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-fake", "messages": [{"role": "user", "content": text}]},
+        headers={"authorization": "Bearer sk-meaning"},
+    )
+
+
+@pytest.mark.parametrize(("first", "second"), PARAPHRASES)
+async def test_paraphrases_hit(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, first: str, second: str
+) -> None:
+    original = await ask(client, first)
+    rephrased = await ask(client, second)
+    assert rephrased.headers["x-cache"] == "HIT", rephrased.headers
+    assert rephrased.headers["x-cache-lookup"] == "semantic"
+    assert rephrased.json() == original.json()
+    assert fake_upstream.calls() == 1
+
+
+@pytest.mark.parametrize(("first", "second"), LOOK_ALIKES)
+async def test_look_alikes_never_hit(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, first: str, second: str
+) -> None:
+    await ask(client, first)
+    other = await ask(client, second)
+    assert other.headers["x-cache"] == "MISS"
+    assert other.json()["choices"][0]["message"]["content"] == f"answer 2: {second}"
+    assert fake_upstream.calls() == 2

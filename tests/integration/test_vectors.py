@@ -1,0 +1,175 @@
+"""Vector search on both stores: the memory index and Redis 8 vector sets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import numpy as np
+import pytest
+import redis
+
+from proxy.app import create_app
+from proxy.settings import Settings
+from proxy.stores.base import Entry, Store, Vector
+from proxy.stores.memory import MemoryStore
+from proxy.stores.redis import RedisStore
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import RedisServer, find_redis_server
+
+pytestmark = pytest.mark.anyio
+
+
+def unit(*values: float) -> Vector:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def entry(body: bytes = b"{}") -> Entry:
+    return Entry(id="00112233aabbccdd", body=body, created_at=1.0)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(max_entries=1000, max_bytes=10_000_000)
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+    yield redis_store
+    await redis_store.close()
+
+
+async def add(store: Store, partition: str, key: str, vector: Vector, text: str) -> None:
+    await store.put(key, entry(), 60)
+    await store.add_vector(partition, key, vector, text, 60)
+
+
+async def test_nearest_returns_exact_cosines_best_first(store: Store) -> None:
+    await add(store, "p", "k1", unit(1, 0, 0), "one")
+    await add(store, "p", "k2", unit(0.6, 0.8, 0), "two")
+    await add(store, "p", "k3", unit(0, 0, 1), "three")
+    found = await store.nearest("p", unit(1, 0.1, 0), k=5, min_similarity=0.5)
+    assert [n.id for n in found] == ["k1", "k2"]
+    assert [n.text for n in found] == ["one", "two"]
+    assert found[0].similarity == pytest.approx(float(unit(1, 0.1, 0) @ unit(1, 0, 0)), abs=1e-5)
+    assert found[1].similarity == pytest.approx(
+        float(unit(1, 0.1, 0) @ unit(0.6, 0.8, 0)), abs=1e-5
+    )
+
+
+async def test_threshold_and_k_limit_results(store: Store) -> None:
+    for i in range(6):
+        await add(store, "p", f"k{i}", unit(1, 0.05 * i, 0), f"t{i}")
+    found = await store.nearest("p", unit(1, 0, 0), k=3, min_similarity=0.99)
+    assert [n.id for n in found] == ["k0", "k1", "k2"]
+    assert await store.nearest("p", unit(0, 1, 0), k=3, min_similarity=0.9) == []
+
+
+async def test_partitions_never_mix(store: Store) -> None:
+    await add(store, "tenant-a", "k1", unit(1, 0, 0), "one")
+    assert await store.nearest("tenant-b", unit(1, 0, 0), k=5, min_similarity=0.1) == []
+    assert [
+        n.id for n in await store.nearest("tenant-a", unit(1, 0, 0), k=5, min_similarity=0.1)
+    ] == ["k1"]
+
+
+async def test_remove_vector(store: Store) -> None:
+    await add(store, "p", "k1", unit(1, 0, 0), "one")
+    await add(store, "p", "k2", unit(1, 0.2, 0), "two")
+    await store.remove_vector("p", "k1")
+    assert [n.id for n in await store.nearest("p", unit(1, 0, 0), k=5, min_similarity=0.5)] == [
+        "k2"
+    ]
+
+
+async def test_supports_vectors(store: Store) -> None:
+    assert await store.supports_vectors()
+
+
+async def test_memory_vectors_leave_with_their_entries() -> None:
+    store = MemoryStore(max_entries=2, max_bytes=10_000_000)
+    await add(store, "p", "k1", unit(1, 0, 0), "one")
+    await add(store, "p", "k2", unit(1, 0.1, 0), "two")
+    bytes_with_two = (await store.stats()).bytes
+    await add(store, "p", "k3", unit(1, 0.2, 0), "two")  # evicts k1 and its vector
+    found = await store.nearest("p", unit(1, 0, 0), k=5, min_similarity=0.5)
+    assert [n.id for n in found] == ["k2", "k3"]
+    assert (await store.stats()).entries == 2
+    assert (await store.stats()).bytes == bytes_with_two  # k3 costs exactly what k1 did
+
+
+async def test_memory_vector_without_entry_is_not_indexed() -> None:
+    store = MemoryStore(max_entries=10, max_bytes=10_000_000)
+    await store.add_vector("p", "absent", unit(1, 0, 0), "x", 60)
+    assert await store.nearest("p", unit(1, 0, 0), k=5, min_similarity=0.1) == []
+
+
+async def test_memory_large_partition_uses_the_prefilter_and_stays_exact() -> None:
+    rng = np.random.default_rng(7)
+    store = MemoryStore(max_entries=50_000, max_bytes=1 << 31)
+    rows = rng.standard_normal((10_000, 64)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    for i, row in enumerate(rows):
+        await add(store, "p", f"k{i}", row, f"t{i}")
+    query = rows[1234] + 0.02 * rng.standard_normal(64).astype(np.float32)
+    query /= np.linalg.norm(query)
+    found = await store.nearest("p", query, k=3, min_similarity=0.9)
+    assert found[0].id == "k1234"
+    assert found[0].similarity == pytest.approx(float(rows[1234] @ query), abs=1e-5)
+
+
+async def test_redis_vector_set_expires_with_its_latest_entry(
+    redis_url: str, key_prefix: str
+) -> None:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    await store.add_vector("p", "k1", unit(1, 0, 0), "one", 100)
+    await store.add_vector("p", "k2", unit(0, 1, 0), "two", 300)
+    await store.add_vector("p", "k3", unit(0, 0, 1), "three", 50)
+    with redis.Redis.from_url(redis_url) as client:
+        ttl = client.ttl(f"{key_prefix}vset:p")
+    assert 290 < ttl <= 300
+    await store.close()
+
+
+async def test_redis_without_vector_sets_reports_no_support(key_prefix: str) -> None:
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server")
+    with RedisServer(binary) as server:
+        # Redis 7 and Valkey answer V* commands with an error; an ACL that denies them gives
+        # this client the same view of a Redis 8 server.
+        with redis.Redis.from_url(server.url) as admin:
+            admin.execute_command("ACL", "SETUSER", "default", "-vadd", "-vsim", "-vrem", "-vcard")
+        store = RedisStore.from_url(server.url, prefix=key_prefix, timeout_seconds=1.0)
+        assert not await store.supports_vectors()
+        await store.put("k", entry(), 60)
+        assert await store.get("k") == entry()
+        await store.close()
+
+
+async def test_app_on_redis_without_vector_sets_is_exact_only(
+    fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server")
+    with RedisServer(binary) as server:
+        with redis.Redis.from_url(server.url) as admin:
+            admin.execute_command("ACL", "SETUSER", "default", "-vadd", "-vsim", "-vrem", "-vcard")
+        settings = Settings(
+            upstream_url=fake_upstream.url, redis_url=server.url, embed_model="hash:64"
+        )
+        app = create_app(settings)
+        body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
+            states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+            stats = (await c.get("/cache/stats")).json()
+    assert states == ["MISS", "HIT"]
+    assert stats["semantic_enabled"] is False
+    assert stats["store_errors"] == {}
+    assert any("no vector search" in r.getMessage() for r in caplog.records)

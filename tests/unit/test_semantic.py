@@ -1,0 +1,253 @@
+"""Semantic lookup plumbing, with a deterministic bag-of-words embedder (meaning is tested with
+the real MiniLM model in tests/integration/test_semantic_meaning.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from proxy.embedder import EmbedderError, HashEmbedder, Vector
+from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = "What is the capital of France?"
+SAME_WORDS = "the capital of France is what?"  # the same bag of words: cosine 1.0
+
+
+def numbered(request: httpx.Request, route: Any) -> httpx.Response:
+    return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
+
+
+@pytest.fixture
+async def proxy(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(upstream_mock, clock, embedder=HashEmbedder(64)) as p:
+        yield p
+
+
+def content(response: httpx.Response) -> str:
+    text: str = response.json()["choices"][0]["message"]["content"]
+    return text
+
+
+async def test_rephrased_question_is_a_semantic_hit(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    first = await proxy.chat(chat_body(QUESTION))
+    hit = await proxy.chat(chat_body(SAME_WORDS))
+    assert first.headers["x-cache"] == "MISS"
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    assert float(hit.headers["x-cache-similarity"]) == pytest.approx(1.0, abs=1e-4)
+    assert (
+        hit.headers["x-cache-entry-id"]
+        == (await proxy.chat(chat_body(QUESTION))).headers["x-cache-entry-id"]
+    )
+    assert content(hit) == "answer 1"
+    assert route.call_count == 1
+    stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["hits_by_lookup"] == {"semantic": 1, "exact": 1}
+    assert stats["semantic_enabled"] is True
+
+
+async def test_semantic_hit_replays_as_a_stream(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").respond(200, json=completion("Paris is the capital."))
+    await proxy.chat(chat_body(QUESTION))
+    hit = await proxy.chat(chat_body(SAME_WORDS, stream=True))
+    assert hit.headers["content-type"].startswith("text/event-stream")
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    assert b"Paris" in hit.content
+    assert hit.content.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({}, {"model": "gpt-other"}, id="model"),
+        pytest.param({}, {"temperature": 0.1}, id="params"),
+        pytest.param({}, {"tools": [{"type": "function", "function": {"name": "f"}}]}, id="tools"),
+        pytest.param(
+            {"system": "Answer in French."}, {"system": "Answer in German."}, id="system-prompt"
+        ),
+        pytest.param({"history": "Hi"}, {"history": "Hello"}, id="earlier-turns"),
+        pytest.param({"history": "Hi"}, {}, id="no-history"),
+    ],
+)
+async def test_other_context_never_hits(
+    proxy: Proxy, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(with_context(QUESTION, first))
+    response = await proxy.chat(with_context(SAME_WORDS, second))
+    assert response.headers["x-cache"] == "MISS"
+    assert content(response) == "answer 2"
+    assert route.call_count == 2
+
+
+def with_context(text: str, context: dict[str, Any]) -> dict[str, Any]:
+    context = dict(context)
+    messages: list[dict[str, Any]] = []
+    if "system" in context:
+        messages.append({"role": "system", "content": context.pop("system")})
+    if "history" in context:
+        messages += [
+            {"role": "user", "content": context.pop("history")},
+            {"role": "assistant", "content": "Hello!"},
+        ]
+    messages.append({"role": "user", "content": text})
+    return {"model": "gpt-test", "messages": messages, **context}
+
+
+async def test_other_tenant_never_hits(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a")
+    response = await proxy.chat(chat_body(SAME_WORDS), authorization="Bearer sk-b")
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_a_guard_rejects_a_candidate_above_the_threshold(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body("What is 2 plus 2?"))
+    # The bag-of-words embedder scores these highly; only the number guard stands between.
+    response = await proxy.chat(chat_body("What is 2 plus 3?"), **{"x-cache-threshold": "0.3"})
+    assert response.headers["x-cache"] == "MISS"
+    assert content(response) == "answer 2"
+    assert route.call_count == 2
+    stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["semantic_rejections"] == {"number": 1}
+    text = (await proxy.client.get("/metrics")).text
+    assert 'semcache_semantic_rejections_total{guard="number"} 1' in text
+
+
+async def test_semantic_header_off_skips_the_lookup(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body(QUESTION))
+    response = await proxy.chat(chat_body(SAME_WORDS), **{"x-cache-semantic": "off"})
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_per_request_threshold_can_refuse_a_hit(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body("How do I bake bread at home"))
+    response = await proxy.chat(
+        chat_body("How do I bake sourdough bread at home"), **{"x-cache-threshold": "1.0"}
+    )
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "high", "-0.2", "nan"])
+async def test_bad_threshold_header_is_a_400(proxy: Proxy, value: str) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    response = await proxy.chat(chat_body(QUESTION), **{"x-cache-threshold": value})
+    assert response.status_code == 400
+    assert "X-Cache-Threshold" in response.json()["error"]["message"]
+    assert route.call_count == 0
+
+
+async def test_semantic_max_age_limits_semantic_hits_only(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), semantic_max_age_seconds=60
+    ) as proxy:
+        await proxy.chat(chat_body(QUESTION))
+        clock.advance(61)
+        assert (await proxy.chat(chat_body(SAME_WORDS))).headers["x-cache"] == "MISS"
+        assert (await proxy.chat(chat_body(QUESTION))).headers["x-cache"] == "HIT"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param(
+            [{"role": "user", "content": "x " * 600}], id="longer-than-semantic-max-chars"
+        ),
+        pytest.param(
+            [
+                {"role": "user", "content": QUESTION},
+                {"role": "assistant", "content": None, "tool_calls": []},
+                {"role": "tool", "tool_call_id": "c1", "content": "Paris"},
+            ],
+            id="last-message-not-user",
+        ),
+        pytest.param(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            id="image",
+        ),
+    ],
+)
+async def test_ineligible_prompts_are_exact_only(
+    proxy: Proxy, messages: list[dict[str, Any]]
+) -> None:
+    proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat({"model": "gpt-test", "messages": messages})
+    stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["semantic"] == {"ineligible": 1}
+
+
+class BrokenEmbedder:
+    name = "broken"
+
+    async def start(self) -> None:
+        return None
+
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        raise EmbedderError("embedder is down")
+
+
+class SlowEmbedder(HashEmbedder):
+    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
+        await anyio.sleep(5)
+        return self.encode(text)
+
+
+@pytest.mark.parametrize("embedder", [BrokenEmbedder(), SlowEmbedder(16)], ids=["down", "slow"])
+async def test_embedder_failure_degrades_to_exact_only(
+    upstream_mock: respx.MockRouter, clock: FakeClock, embedder: Any
+) -> None:
+    route = upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    async with make_proxy(upstream_mock, clock, embedder=embedder, embed_timeout_seconds=0.05) as p:
+        first = await p.chat(chat_body(QUESTION))
+        again = await p.chat(chat_body(QUESTION))
+        other = await p.chat(chat_body(SAME_WORDS))
+        stats = (await p.client.get("/cache/stats")).json()
+    assert [first.status_code, again.status_code, other.status_code] == [200, 200, 200]
+    assert [r.headers["x-cache"] for r in (first, again, other)] == ["MISS", "HIT", "MISS"]
+    assert stats["semantic"]["embedder_errors"] == 2
+    assert route.call_count == 2
+
+
+async def test_http_embedder_goes_through_the_embedding_cache(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    embeddings = upstream_mock.post("/embeddings").respond(
+        200,
+        json={
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8, 0.0]}],
+            "model": "emb",
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        },
+    )
+    async with make_proxy(upstream_mock, clock, embed_model="emb") as proxy:
+        await proxy.chat(chat_body(QUESTION))
+        await proxy.chat(chat_body(QUESTION), **{"cache-control": "no-cache"})
+        same_via_api = await proxy.client.post(
+            "/v1/embeddings",
+            json={"model": "emb", "input": QUESTION},
+            headers={"authorization": "Bearer sk-test-a"},
+        )
+    assert embeddings.call_count == 1
+    sent = embeddings.calls.last.request
+    assert sent.headers["authorization"] == "Bearer sk-test-a"
+    assert same_via_api.headers["x-cache"] == "HIT"
