@@ -20,10 +20,11 @@ from proxy.embeddings import EmbeddingPipeline
 from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
-from proxy.responses import JSON, raw_response
+from proxy.responses import JSON, error_response, raw_response
 from proxy.semantic import SemanticCache
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
+from proxy.tenancy import Tenancy
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")
@@ -56,6 +57,11 @@ def create_app(
             api_key=settings.embed_api_key or settings.upstream_api_key,
             ttl=settings.ttl_seconds,
         )
+    tenancy = Tenancy(
+        secret=settings.secret,
+        shared=settings.shared_cache,
+        allowed_keys=settings.client_key_set(),
+    )
     semantic = SemanticCache(
         cache,
         embedder,
@@ -70,15 +76,24 @@ def create_app(
         cache=cache,
         upstream=upstream,
         metrics=metrics,
-        chat=ChatPipeline(cache, semantic, upstream, metrics),
+        chat=ChatPipeline(
+            cache,
+            semantic,
+            upstream,
+            metrics,
+            max_entry_bytes=settings.max_entry_bytes,
+            coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
+        ),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
         semantic=semantic,
+        tenancy=tenancy,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not await cache.reachable():
             log.warning("store is unreachable at startup; serving uncached until it is back")
+        await tenancy.start(cache)
         await semantic.start()
         try:
             yield
@@ -95,6 +110,7 @@ def create_app(
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
         Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
+        Route("/cache", handlers.clear_cache, methods=["DELETE"]),
     ]
     app = Starlette(
         routes=routes,
@@ -123,7 +139,7 @@ async def _semcache_error(request: Request, exc: Exception) -> Response:
 
 
 def _semcache_error_response(exc: HTTPError) -> Response:
-    return raw_response(exc.body(), exc.status_code, [JSON])
+    return error_response(exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -85,6 +85,42 @@ class Cache:
             self._failed("probe", exc)
             return False
 
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """True also when the store failed: the caller then leads on its own."""
+        try:
+            return await self.store.try_lock(key, token, ttl_seconds)
+        except StoreError as exc:
+            self._failed("lock", exc)
+            return True
+
+    async def unlock(self, key: str, token: str) -> None:
+        try:
+            await self.store.unlock(key, token)
+        except StoreError as exc:
+            self._failed("unlock", exc)
+
+    async def is_locked(self, key: str) -> bool:
+        try:
+            return await self.store.is_locked(key)
+        except StoreError as exc:
+            self._failed("lock", exc)
+            return False
+
+    async def shared_secret(self, candidate: bytes) -> bytes | None:
+        try:
+            return await self.store.shared_secret(candidate)
+        except StoreError as exc:
+            self._failed("secret", exc)
+            return None
+
+    async def clear(self) -> int | None:
+        """Remove everything; how many keys, or None when the store failed."""
+        try:
+            return await self.store.clear()
+        except StoreError as exc:
+            self._failed("clear", exc)
+            return None
+
     async def stats(self) -> StoreStats | None:
         try:
             return await self.store.stats()

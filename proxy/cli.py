@@ -22,7 +22,7 @@ def _options(command: Any) -> Any:
         name = f.metadata["name"]
         flag = FLAG_ALIASES.get(name, "--" + name.replace("_", "-"))
         kind = str(f.type).split(" ")[0]
-        click_type = {"int": int, "float": float}.get(kind, str)
+        click_type = {"int": int, "float": float, "bool": bool}.get(kind, str)
         command = click.option(flag, name, type=click_type, default=None, help=f.metadata["help"])(
             command
         )
@@ -60,6 +60,8 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: one line per upstream call is noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("semcache").info(
         "semcache on http://%s:%d -> %s (%s store)",
         settings.host,

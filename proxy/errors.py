@@ -3,6 +3,10 @@
     SemcacheError
     ├── SettingsError               bad configuration: startup stops with one line
     ├── BadRequestError             a malformed request (400, 413): never sent upstream
+    ├── UnauthorizedError           401: the API key may not use the proxy (SEMCACHE_CLIENT_KEYS)
+    ├── ForbiddenError              403: an admin route without the admin token
+    ├── OverloadedError             503: no upstream slot free in time (SEMCACHE_MAX_INFLIGHT)
+    ├── StoreUnavailableError       503: an admin operation needs the store, which is down
     ├── UpstreamError               the upstream could not answer
     │   ├── UpstreamUnreachableError    502: connect failed, connection reset, protocol error
     │   └── UpstreamTimeoutError        504
@@ -32,10 +36,18 @@ class HTTPError(SemcacheError):
     error_type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers = headers or []
         if code is not None:
             self.code = code
 
@@ -63,6 +75,24 @@ class UnauthorizedError(HTTPError):
     status_code = 401
     error_type = "invalid_request_error"
     code = "unauthorized"
+
+
+class ForbiddenError(HTTPError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "forbidden"
+
+
+class OverloadedError(HTTPError):
+    status_code = 503
+    error_type = "server_error"
+    code = "overloaded"
+
+
+class StoreUnavailableError(HTTPError):
+    status_code = 503
+    error_type = "server_error"
+    code = "store_unavailable"
 
 
 class UpstreamError(HTTPError):

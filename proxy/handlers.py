@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -11,14 +12,22 @@ from starlette.responses import Response
 
 from proxy.cache import Cache
 from proxy.embeddings import EmbeddingPipeline
-from proxy.errors import BadRequestError, HTTPError, PayloadTooLargeError
-from proxy.keys import api_key_from, tenant_namespace
+from proxy.errors import (
+    BadRequestError,
+    ForbiddenError,
+    HTTPError,
+    PayloadTooLargeError,
+    StoreUnavailableError,
+    UnauthorizedError,
+)
+from proxy.keys import api_key_from
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.policy import cache_control
 from proxy.responses import JSON, error_response, raw_response, relay
 from proxy.semantic import SemanticCache
 from proxy.settings import Settings
+from proxy.tenancy import Tenancy
 from proxy.upstream import Upstream
 from proxy.validate import chat_request, embedding_request
 
@@ -35,6 +44,7 @@ class Services:
     chat: ChatPipeline
     embeddings: EmbeddingPipeline
     semantic: SemanticCache
+    tenancy: Tenancy
 
 
 def services(request: Request) -> Services:
@@ -54,9 +64,10 @@ async def chat_completions(request: Request) -> Response:
             max_temperature=svc.settings.max_temperature,
         )
         api_key = api_key_from(request.headers)
+        svc.tenancy.authorize(api_key)
         return await svc.chat.handle(
             chat,
-            namespace=tenant_namespace(api_key),
+            namespace=svc.tenancy.namespace(api_key),
             api_key=api_key,
             control=control,
             headers=request.headers.raw,
@@ -70,13 +81,15 @@ async def chat_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     svc = services(request)
     try:
+        api_key = api_key_from(request.headers)
+        svc.tenancy.authorize(api_key)
         raw = await read_body(request, svc.settings.max_body_bytes)
         parsed = embedding_request(raw)
         control = cache_control(request.headers, default_ttl_seconds=svc.settings.ttl_seconds)
         return await svc.embeddings.handle(
             parsed,
             raw,
-            namespace=tenant_namespace(api_key_from(request.headers)),
+            namespace=svc.tenancy.namespace(api_key),
             control=control,
             headers=request.headers.raw,
             query=request.scope["query_string"],
@@ -93,6 +106,7 @@ async def passthrough(request: Request) -> Response:
     path = path.partition("?")[0].removeprefix(V1)
     body = request.stream() if request.method not in ("GET", "HEAD") else None
     try:
+        svc.tenancy.authorize(api_key_from(request.headers))
         response = await svc.upstream.send(
             request.method,
             svc.upstream.url(path, request.scope["query_string"]),
@@ -116,17 +130,44 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     svc = services(request)
+    _require_admin(request, svc, required=False)
     text = svc.metrics.render(await svc.cache.stats())
     return raw_response(text.encode(), 200, [(b"content-type", b"text/plain; version=0.0.4")])
 
 
 async def cache_stats(request: Request) -> Response:
     svc = services(request)
+    _require_admin(request, svc, required=False)
     snapshot = svc.metrics.snapshot(await svc.cache.stats())
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
     snapshot["embedder"] = svc.semantic.name
     return raw_response(orjson.dumps(snapshot), 200, [JSON])
+
+
+async def clear_cache(request: Request) -> Response:
+    """``DELETE /cache``: remove every entry and vector under this proxy's prefix."""
+    svc = services(request)
+    _require_admin(request, svc, required=True)
+    removed = await svc.cache.clear()
+    if removed is None:
+        return error_response(StoreUnavailableError("the store is unreachable; nothing removed"))
+    log.info("cache cleared by an admin request: %d keys", removed)
+    return raw_response(orjson.dumps({"removed": removed}), 200, [JSON])
+
+
+def _require_admin(request: Request, svc: Services, *, required: bool) -> None:
+    """Ops routes that show or change cache data need ``SEMCACHE_ADMIN_TOKEN`` when it is set;
+    routes that change data are off without it."""
+    token = svc.settings.admin_token
+    if token is None:
+        if required:
+            raise ForbiddenError("admin routes are off: set SEMCACHE_ADMIN_TOKEN to use them")
+        return
+    sent = request.headers.get("authorization", "")
+    scheme, _, value = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

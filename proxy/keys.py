@@ -33,15 +33,7 @@ CHAT_IGNORED_FIELDS = frozenset(
 )
 EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
 
-SHARED_NAMESPACE = "shared"
 _MAX_EXACT_INT_FLOAT = 2.0**53
-
-
-def tenant_namespace(api_key: str | None) -> str:
-    """A namespace derived from the caller's API key; the key itself is never kept."""
-    if not api_key:
-        return SHARED_NAMESPACE
-    return hashlib.sha256(b"semcache-tenant\x00" + api_key.encode()).hexdigest()[:32]
 
 
 def api_key_from(headers: Mapping[str, str]) -> str | None:

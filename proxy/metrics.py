@@ -94,7 +94,7 @@ class Metrics:
         for (route, outcome), n in sorted(self.requests.items()):
             lines.append(f'semcache_requests_total{{route="{route}",outcome="{outcome}"}} {n}')
         family("semcache_cache_hits_total", "counter", "Cache hits by lookup kind.")
-        for lookup in ("exact", "semantic"):
+        for lookup in ("exact", "semantic", "coalesced"):
             lines.append(f'semcache_cache_hits_total{{lookup="{lookup}"}} {self.hits[lookup]}')
         family(
             "semcache_tokens_saved_total", "counter", "Upstream tokens not spent thanks to hits."

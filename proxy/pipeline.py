@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 from starlette.responses import Response
 
 from proxy.assembler import StreamAssembler
 from proxy.cache import Cache
+from proxy.coalesce import Outcome, SingleFlight
+from proxy.errors import HTTPError
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
@@ -32,6 +37,8 @@ log = logging.getLogger("semcache.pipeline")
 
 ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
+REPLICA_POLL_SECONDS = 0.05
+Publish = Callable[[Outcome | None], Awaitable[None]]
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
@@ -57,12 +64,22 @@ def cache_headers(
 
 class ChatPipeline:
     def __init__(
-        self, cache: Cache, semantic: SemanticCache, upstream: Upstream, metrics: Metrics
+        self,
+        cache: Cache,
+        semantic: SemanticCache,
+        upstream: Upstream,
+        metrics: Metrics,
+        *,
+        max_entry_bytes: int,
+        coalesce_timeout_seconds: float,
     ) -> None:
         self._cache = cache
         self._semantic = semantic
         self._upstream = upstream
         self._metrics = metrics
+        self._max_entry_bytes = max_entry_bytes
+        self._coalesce_timeout_seconds = coalesce_timeout_seconds
+        self._flights = SingleFlight()
 
     async def handle(
         self,
@@ -96,19 +113,85 @@ class ChatPipeline:
                 if hit is not None:
                     return hit
 
+        miss = _Miss(url, headers, chat, key, control, semantic)
+        if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
+            return await self._miss(miss, publish=None)
+        return await self._coalesced(miss)
+
+    async def _coalesced(self, miss: _Miss) -> Response:
+        """One upstream call for concurrent identical misses (see :mod:`proxy.coalesce`)."""
+        key = miss.key
+        flight, leads = self._flights.join(key)
+        if not leads:
+            followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
+            return followed if followed is not None else await self._miss(miss, publish=None)
+        token = secrets.token_hex(8)
+        locked = await self._cache.try_lock(key, token, self._coalesce_timeout_seconds)
+        if not locked:
+            entry = await self._other_replica(key)
+            if entry is not None:
+                self._flights.finish(key, flight, Outcome(entry=entry))
+                hit = self._hit(entry, miss.chat, lookup="coalesced")
+                if hit is not None:
+                    return hit
+
+        async def publish(outcome: Outcome | None) -> None:
+            self._flights.finish(key, flight, outcome)
+            if locked:
+                await self._cache.unlock(key, token)
+
+        try:
+            return await self._miss(miss, publish=publish)
+        except HTTPError as exc:
+            await publish(Outcome(status_code=exc.status_code, headers=[JSON], body=exc.body()))
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await publish(None)
+            raise
+
+    def _followed(self, outcome: Outcome | None, miss: _Miss) -> Response | None:
+        if outcome is not None and outcome.entry is not None:
+            return self._hit(outcome.entry, miss.chat, lookup="coalesced")
+        if outcome is not None and outcome.is_failure:
+            self._metrics.request(ROUTE, "miss")
+            extra = cache_headers("MISS")
+            return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
+        return None
+
+    async def _other_replica(self, key: str) -> Entry | None:
+        """Another replica holds the lock: wait for its entry while it does."""
+        with anyio.move_on_after(self._coalesce_timeout_seconds):
+            while True:
+                await anyio.sleep(REPLICA_POLL_SECONDS)
+                entry = await self._cache.get(key)
+                if entry is not None:
+                    return entry
+                if not await self._cache.is_locked(key):
+                    return None
+        return None
+
+    async def _miss(self, miss: _Miss, *, publish: Publish | None) -> Response:
         self._metrics.request(ROUTE, "miss")
-        if chat.stream:
-            return await self._stream_miss(url, headers, chat, key, control, semantic)
-        response = await self._send(url, headers, chat, accept_encoding=DECODABLE_ENCODINGS)
-        body = await self._upstream.read(response)
-        if control.store:
-            completion = _json_or_none(body) if response.status_code == 200 else None
-            await self._store(key, response.status_code, completion, control, semantic, body=body)
-        return raw_response(
-            body,
-            response.status_code,
-            [*response_headers(response, decoded=True), *cache_headers("MISS")],
+        if miss.chat.stream:
+            return await self._stream_miss(miss, publish)
+        response = await self._send(
+            miss.url, miss.headers, miss.chat, accept_encoding=DECODABLE_ENCODINGS
         )
+        body = await self._upstream.read(response)
+        headers = response_headers(response, decoded=True)
+        entry = None
+        if miss.control.store:
+            completion = _json_or_none(body) if response.status_code == 200 else None
+            entry = await self._store(miss, response.status_code, completion, body=body)
+        if publish is not None:
+            if entry is not None:
+                await publish(Outcome(entry=entry))
+            elif response.status_code >= 400:
+                await publish(Outcome(status_code=response.status_code, headers=headers, body=body))
+            else:
+                await publish(None)
+        return raw_response(body, response.status_code, [*headers, *cache_headers("MISS")])
 
     def _age(self, entry: Entry) -> float:
         return self._cache.clock() - entry.created_at
@@ -134,68 +217,75 @@ class ChatPipeline:
         self._metrics.hit(lookup, entry.tokens)
         return response
 
-    async def _stream_miss(
-        self,
-        url: str,
-        headers: Iterable[tuple[bytes, bytes]],
-        chat: ChatRequest,
-        key: str,
-        control: CacheControl,
-        semantic: SemanticQuery | None,
-    ) -> Response:
-        response = await self._send(url, headers, chat, accept_encoding=IDENTITY)
-        miss = cache_headers("MISS")
+    async def _stream_miss(self, miss: _Miss, publish: Publish | None) -> Response:
+        response = await self._send(miss.url, miss.headers, miss.chat, accept_encoding=IDENTITY)
+        extra = cache_headers("MISS")
         storable = (
-            control.store
+            miss.control.store
             and response.status_code == 200
             and is_event_stream(response)
             and "content-encoding" not in response.headers
         )
         if not storable:
-            if control.store:
+            if miss.control.store:
                 self._metrics.not_stored["error"] += 1
-            return relay(self._upstream, response, extra_headers=miss)
+            if publish is not None:
+                await publish(None)
+            return relay(self._upstream, response, extra_headers=extra)
         parser = EventParser()
         assembler = StreamAssembler()
+        stored: list[Entry] = []
 
         def observe(chunk: bytes) -> None:
             for data in parser.feed(chunk):
                 assembler.feed(data)
 
-        async def store() -> None:
+        async def complete() -> None:
             if not assembler.complete:
                 self._metrics.not_stored["incomplete"] += 1
                 return
             replay_hints = orjson.dumps(assembler.boundaries())
-            await self._store(
-                key, 200, assembler.completion(), control, semantic, replay=replay_hints
-            )
+            entry = await self._store(miss, 200, assembler.completion(), replay=replay_hints)
+            if entry is not None:
+                stored.append(entry)
+
+        async def finish() -> None:
+            if publish is not None:
+                await publish(Outcome(entry=stored[0]) if stored else None)
 
         return relay(
-            self._upstream, response, extra_headers=miss, observe=observe, on_complete=store
+            self._upstream,
+            response,
+            extra_headers=extra,
+            observe=observe,
+            on_complete=complete,
+            on_finish=finish,
         )
 
     async def _store(
         self,
-        key: str,
+        miss: _Miss,
         status_code: int,
         completion: Any,
-        control: CacheControl,
-        semantic: SemanticQuery | None,
         *,
         body: bytes | None = None,
         replay: bytes = b"",
-    ) -> None:
+    ) -> Entry | None:
         if not completion_is_storable(status_code, completion):
             self._metrics.not_stored["incomplete" if status_code == 200 else "error"] += 1
-            return
+            return None
         if body is None:
             body = orjson.dumps(completion)
+        if len(body) + len(replay) > self._max_entry_bytes:
+            self._metrics.not_stored["too_large"] += 1
+            return None
         tokens = completion_tokens_saved(completion)
         entry = self._cache.new_entry(body, tokens=tokens, replay=replay)
-        stored = await self._cache.put(key, entry, control.ttl_seconds, kind="chat")
-        if stored and semantic is not None:
-            await self._semantic.remember(semantic, key, control.ttl_seconds)
+        if not await self._cache.put(miss.key, entry, miss.control.ttl_seconds, kind="chat"):
+            return None
+        if miss.semantic is not None:
+            await self._semantic.remember(miss.semantic, miss.key, miss.control.ttl_seconds)
+        return entry
 
     async def _send(
         self,
@@ -211,6 +301,18 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=chat.raw,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Miss:
+    """What the miss path needs to call the upstream and store its answer."""
+
+    url: str
+    headers: Iterable[tuple[bytes, bytes]]
+    chat: ChatRequest
+    key: str
+    control: CacheControl
+    semantic: SemanticQuery | None
 
 
 def _json_or_none(data: bytes) -> Any:

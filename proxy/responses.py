@@ -25,8 +25,8 @@ def raw_response(body: bytes, status_code: int, headers: Headers) -> Response:
     return response
 
 
-def error_response(error: HTTPError, *, headers: Headers | None = None) -> Response:
-    return raw_response(error.body(), error.status_code, [JSON, *(headers or [])])
+def error_response(error: HTTPError) -> Response:
+    return raw_response(error.body(), error.status_code, [JSON, *error.headers])
 
 
 def relay(
@@ -36,6 +36,7 @@ def relay(
     extra_headers: Headers,
     observe: Callable[[bytes], None] | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
+    on_finish: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
     """Relay an upstream response as it arrives; never buffered.
 
@@ -43,29 +44,34 @@ def relay(
     upstream body ended cleanly and the client took all of it. A transport failure after the
     first bytes can no longer change the status: an SSE stream gets a final ``error`` event, any
     other body just ends. The upstream response is closed by whoever ends first, the client
-    (disconnect) or the upstream.
+    (disconnect) or the upstream. ``on_finish`` runs last, however the stream ended.
     """
     headers = response_headers(response, decoded=False)
     is_sse = is_event_stream(response)
     can_append = is_sse and "content-encoding" not in response.headers
 
     async def body() -> AsyncIterator[bytes]:
-        completed = False
         try:
-            async for chunk in upstream.iter_raw(response):
-                yield chunk
-                if observe is not None:
-                    observe(chunk)
-            completed = True
-        except UpstreamError as exc:
-            log.warning("upstream failed mid-response: %s", exc.message)
-            if can_append:
-                yield b"data: " + exc.body() + b"\n\n"
+            completed = False
+            try:
+                async for chunk in upstream.iter_raw(response):
+                    yield chunk
+                    if observe is not None:
+                        observe(chunk)
+                completed = True
+            except UpstreamError as exc:
+                log.warning("upstream failed mid-response: %s", exc.message)
+                if can_append:
+                    yield b"data: " + exc.body() + b"\n\n"
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            if completed and on_complete is not None:
+                await on_complete()
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-        if completed and on_complete is not None:
-            await on_complete()
+            if on_finish is not None:
+                with anyio.CancelScope(shield=True):
+                    await on_finish()
 
     streaming = StreamingResponse(
         body(), status_code=response.status_code, background=BackgroundTask(response.aclose)

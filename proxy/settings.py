@@ -98,6 +98,35 @@ class Settings:
     semantic_max_chars: int = _setting(
         "semantic_max_chars", 1000, "Longer prompts are matched exactly only."
     )
+    max_entry_bytes: int = _setting(
+        "max_entry_bytes", 4 * MiB, "Larger answers are served but not stored."
+    )
+    max_inflight: int | None = _setting(
+        "max_inflight", None, "Most concurrent upstream requests; more wait, then get a 503."
+    )
+    queue_timeout_seconds: float = _setting(
+        "queue_timeout", 10.0, "Seconds a request waits for an upstream slot before its 503."
+    )
+    coalesce_timeout_seconds: float = _setting(
+        "coalesce_timeout",
+        120.0,
+        "Seconds an identical concurrent request waits for the one in flight before its own.",
+    )
+    secret: str | None = _setting(
+        "secret",
+        None,
+        "Key of the HMAC that turns API keys into namespaces; unset = generated (and kept in "
+        "Redis, shared by replicas).",
+    )
+    shared_cache: bool = _setting(
+        "shared_cache", False, "One namespace for every API key: tenants share entries."
+    )
+    client_keys: str | None = _setting(
+        "client_keys", None, "Comma-separated API keys allowed to use the proxy; unset = any."
+    )
+    admin_token: str | None = _setting(
+        "admin_token", None, "Bearer token for /cache/stats, /metrics and DELETE /cache."
+    )
     log_level: str = _setting("log_level", "info", "debug, info, warning or error.")
 
     def __post_init__(self) -> None:
@@ -157,6 +186,16 @@ class Settings:
             "must be a positive number",
         )
         _check(self.semantic_max_chars > 0, "semantic_max_chars", "must be a positive integer")
+        _check(self.max_entry_bytes > 0, "max_entry_bytes", "must be a positive integer")
+        if self.max_inflight is not None:
+            _check(self.max_inflight > 0, "max_inflight", "must be a positive integer")
+        for name in ("queue_timeout_seconds", "coalesce_timeout_seconds"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, _name(name), "must be a number >= 0")
+        if self.secret is not None:
+            _check(len(self.secret) >= 16, "secret", "must be at least 16 characters")
+        if self.client_keys is not None:
+            _check(bool(self.client_key_set()), "client_keys", "must list at least one key")
         if self.semantic_max_age_seconds is not None:
             _check(self.semantic_max_age_seconds > 0, "semantic_max_age", "must be positive")
         if self.max_temperature is not None:
@@ -194,17 +233,25 @@ class Settings:
                 values[_field(name).name] = value
         return cls(**values)  # type: ignore[arg-type]
 
+    def client_key_set(self) -> frozenset[str]:
+        if self.client_keys is None:
+            return frozenset()
+        return frozenset(k.strip() for k in self.client_keys.split(",") if k.strip())
+
     def public(self) -> dict[str, object]:
         """The settings with secrets masked, for logs and ``/cache/stats``."""
         out: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("upstream_api_key", "embed_api_key") and value is not None:
+            if f.name in _SECRETS and value is not None:
                 value = "***"
             elif f.name == "redis_url" and value is not None:
                 value = _mask_url(value)
             out[f.metadata["name"]] = value
         return out
+
+
+_SECRETS = frozenset({"upstream_api_key", "embed_api_key", "secret", "client_keys", "admin_token"})
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
@@ -232,6 +279,12 @@ def _parse(f: dataclasses.Field[Any], raw: str, source: str) -> object:
     text = raw.strip()
     if "None" in kind and text == "":
         return None
+    if kind.startswith("bool"):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{source}={raw!r} is not a valid bool (true or false)")
     try:
         if kind.startswith("int"):
             return int(text.replace("_", ""))
@@ -257,7 +310,8 @@ def _read_toml(path: Path) -> dict[str, object]:
             raise SettingsError(f"config file {path}: unknown setting {key!r}") from None
         kind = str(f.type)
         ok = (
-            (kind.startswith("int") and type(value) is int)
+            (kind.startswith("bool") and type(value) is bool)
+            or (kind.startswith("int") and type(value) is int)
             or (kind.startswith("float") and type(value) in (int, float))
             or (kind.startswith("str") and isinstance(value, str))
         )

@@ -6,12 +6,19 @@ Every httpx error is translated here, and only here, into the UpstreamError tree
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import anyio
 import httpx
 
-from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
+from proxy.errors import (
+    OverloadedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnreachableError,
+)
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 
@@ -41,12 +48,21 @@ Headers = list[tuple[bytes, bytes]]
 
 class Upstream:
     def __init__(
-        self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None, metrics: Metrics
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str | None,
+        metrics: Metrics,
+        max_inflight: int | None = None,
+        queue_timeout_seconds: float = 10.0,
     ) -> None:
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
         self._metrics = metrics
+        self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
+        self._queue_timeout_seconds = queue_timeout_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Upstream:
@@ -63,6 +79,8 @@ class Upstream:
             base_url=settings.upstream_url,
             api_key=settings.upstream_api_key,
             metrics=metrics,
+            max_inflight=settings.max_inflight,
+            queue_timeout_seconds=settings.queue_timeout_seconds,
         )
 
     async def close(self) -> None:
@@ -107,13 +125,45 @@ class Upstream:
         content: bytes | AsyncIterable[bytes] | None,
     ) -> httpx.Response:
         """Send and return once the response headers arrived; the caller reads or streams the
-        body and closes the response."""
+        body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``)."""
+        release = await self._take_slot()
         request = self._client.build_request(method, url, headers=headers, content=content)
         started = time.perf_counter()
-        with self.errors():
-            response = await self._client.send(request, stream=True)
+        try:
+            with self.errors():
+                response = await self._client.send(request, stream=True)
+        except BaseException:
+            release()
+            raise
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
+        if self._slots is not None:
+            response.stream = _SlotStream(response.stream, release)
         return response
+
+    async def _take_slot(self) -> Callable[[], None]:
+        slots = self._slots
+        if slots is None:
+            return _nothing
+        if slots.value == 0:
+            self._metrics.upstream_errors["queued"] += 1
+        try:
+            with anyio.fail_after(self._queue_timeout_seconds):
+                await slots.acquire()
+        except TimeoutError:
+            self._metrics.upstream_errors["overloaded"] += 1
+            raise OverloadedError(
+                "too many requests in flight to the upstream; retry shortly",
+                headers=[(b"retry-after", b"1")],
+            ) from None
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
+        return release
 
     async def read(self, response: httpx.Response) -> bytes:
         try:
@@ -145,6 +195,28 @@ class Upstream:
 
 
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def _nothing() -> None:
+    return None
+
+
+class _SlotStream(httpx.AsyncByteStream):
+    """The upstream body, giving its inflight slot back when closed (read, relayed or not)."""
+
+    def __init__(self, inner: Any, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._release()
 
 
 def response_headers(response: httpx.Response, *, decoded: bool) -> Headers:

@@ -64,10 +64,24 @@ class Store(Protocol):
     async def supports_vectors(self) -> bool:
         """False when the server has no vector search (Redis before 8, Valkey)."""
 
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Take the lock on ``key`` for ``token`` unless someone holds it (other replicas)."""
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Give the lock back if ``token`` still holds it."""
+
+    async def is_locked(self, key: str) -> bool: ...
+
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        """The secret every process on this store uses: ``candidate`` unless one was kept."""
+
     async def ping(self) -> None:
         """Raise :class:`StoreError` when the store cannot be reached."""
 
     async def stats(self) -> StoreStats: ...
+
+    async def clear(self) -> int:
+        """Remove every entry and vector (and nothing else); return how many keys went."""
 
     async def close(self) -> None: ...
 

@@ -93,17 +93,34 @@ class MemoryStore:
     async def supports_vectors(self) -> bool:
         return True
 
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return True  # one process: the in-process single flight already coalesces
+
+    async def unlock(self, key: str, token: str) -> None:
+        return None
+
+    async def is_locked(self, key: str) -> bool:
+        return False
+
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        return candidate  # the entries die with the process, and so may the secret
+
     async def ping(self) -> None:
         return None
 
     async def stats(self) -> StoreStats:
         return StoreStats(entries=len(self._entries), bytes=self._bytes)
 
-    async def close(self) -> None:
+    async def clear(self) -> int:
+        removed = len(self._entries)
         self._entries.clear()
         self._indexes.clear()
         self._vector_of.clear()
         self._bytes = 0
+        return removed
+
+    async def close(self) -> None:
+        await self.clear()
 
     def _evict(self) -> None:
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:

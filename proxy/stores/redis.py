@@ -4,6 +4,8 @@ Key layout (every command touches one key, so a Redis Cluster can spread them ov
 
     <prefix>chat:<namespace>:<sha256>   a chat completion entry
     <prefix>emb:<namespace>:<sha256>    one embedding vector
+    <prefix>lock:chat:<namespace>:<sha>  a short lock: one replica calls the upstream
+    <prefix>secret                      the namespace secret when SEMCACHE_SECRET is unset
     <prefix>vset:<partition>            a Redis 8 vector set: one element per entry of the
                                         partition (element = entry key, attribute = its text)
 
@@ -141,6 +143,42 @@ class RedisStore:
             raise self._failed(exc) from exc
         return True
 
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        self._check_available()
+        try:
+            taken = await self._client.set(
+                self._prefix + "lock:" + key, token, nx=True, px=max(1, int(ttl_seconds * 1000))
+            )
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return bool(taken)
+
+    async def unlock(self, key: str, token: str) -> None:
+        self._check_available()
+        try:
+            await self._command("EVAL", _UNLOCK, 1, self._prefix + "lock:" + key, token)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def is_locked(self, key: str) -> bool:
+        self._check_available()
+        try:
+            return bool(await self._client.exists(self._prefix + "lock:" + key))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        self._check_available()
+        key = self._prefix + "secret"
+        try:
+            await self._client.set(key, candidate, nx=True)
+            kept = await self._client.get(key)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        if not isinstance(kept, bytes) or len(kept) < 16:
+            raise StoreError("the stored namespace secret is unusable")
+        return kept
+
     async def ping(self) -> None:
         try:
             await self._client.ping()
@@ -158,6 +196,22 @@ class RedisStore:
             raise self._failed(exc) from exc
         return StoreStats(entries=int(entries), bytes=int(memory.get("used_memory", 0)))
 
+    async def clear(self) -> int:
+        """SCAN the prefix and UNLINK key by key: no multi-key command, so it works on a
+        cluster node by node too. The namespace secret stays."""
+        self._check_available()
+        removed = 0
+        secret = (self._prefix + "secret").encode()
+        try:
+            async for key in self._client.scan_iter(
+                match=_glob_escape(self._prefix) + "*", count=500
+            ):
+                if key != secret:
+                    removed += await self._client.unlink(key)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return removed
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -171,6 +225,17 @@ class RedisStore:
     def _failed(self, exc: Exception) -> StoreError:
         self._down_until = self._clock() + self._retry_seconds
         return StoreError(f"redis: {type(exc).__name__}: {exc}")
+
+
+# Delete the lock only if this token still holds it (one key: fine on a cluster).
+_UNLOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _neighbors(reply: Any, min_similarity: float) -> list[Neighbor]:

@@ -4,25 +4,9 @@ from typing import Any
 
 import pytest
 
-from proxy.keys import (
-    SHARED_NAMESPACE,
-    api_key_from,
-    chat_key,
-    embedding_key,
-    normalize_text,
-    tenant_namespace,
-)
+from proxy.keys import api_key_from, chat_key, embedding_key, normalize_text
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def test_namespace_is_a_hash_that_never_contains_the_key() -> None:
-    ns = tenant_namespace("sk-live-secret-123")
-    assert "secret" not in ns
-    assert len(ns) == 32
-    assert ns == tenant_namespace("sk-live-secret-123")
-    assert ns != tenant_namespace("sk-live-secret-124")
-    assert tenant_namespace(None) == tenant_namespace("") == SHARED_NAMESPACE
 
 
 @pytest.mark.parametrize(

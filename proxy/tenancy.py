@@ -1,0 +1,61 @@
+"""Who is asking: the caller's API key, its namespace, and whether it may use the proxy.
+
+A namespace is an HMAC-SHA256 of the API key under a server secret, so namespaces cannot be
+derived from a key without the secret, and the key itself is never stored or logged. Without
+``SEMCACHE_SECRET`` the secret is generated; on Redis it is kept there (``SET NX``) so that
+every replica and restart derives the same namespaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+
+from proxy.cache import Cache
+from proxy.errors import UnauthorizedError
+
+log = logging.getLogger("semcache.tenancy")
+
+SHARED_NAMESPACE = "shared"
+
+
+class Tenancy:
+    def __init__(self, *, secret: str | None, shared: bool, allowed_keys: frozenset[str]) -> None:
+        self._secret = None if secret is None else secret.encode()
+        self._shared = shared
+        self._allowed = frozenset(_digest(k) for k in allowed_keys)
+
+    async def start(self, cache: Cache) -> None:
+        if self._secret is not None:
+            return
+        candidate = secrets.token_bytes(32)
+        kept = await cache.shared_secret(candidate)
+        if kept is None:
+            log.warning(
+                "could not read the namespace secret from the store; using a process-local one "
+                "(set SEMCACHE_SECRET for namespaces that survive restarts)"
+            )
+            kept = candidate
+        self._secret = kept
+
+    def namespace(self, api_key: str | None) -> str:
+        if self._shared or not api_key:
+            return SHARED_NAMESPACE
+        assert self._secret is not None, "Tenancy.start() runs in the app's lifespan"
+        return hmac.new(self._secret, api_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def authorize(self, api_key: str | None) -> None:
+        """Raise when client keys are configured and this request's key is not one of them."""
+        if not self._allowed:
+            return
+        if api_key is None:
+            raise UnauthorizedError("an API key is required (Authorization: Bearer <key>)")
+        digest = _digest(api_key)
+        if not any(hmac.compare_digest(digest, allowed) for allowed in self._allowed):
+            raise UnauthorizedError("this API key may not use the proxy")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()

@@ -1,0 +1,152 @@
+"""Concurrent identical misses: one upstream call; limits on upstream concurrency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+import respx
+
+from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+SSE = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{"role":"assistant","content":"slow "},"finish_reason":null}]}\n\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{"content":"answer"},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+class Gate:
+    """An upstream that answers only once the test opens the gate."""
+
+    def __init__(self, status: int = 200, body: dict[str, Any] | None = None) -> None:
+        self.open = anyio.Event()
+        self.calls = 0
+        self.status = status
+        self.body = completion("slow answer") if body is None else body
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        await self.open.wait()
+        if orjson.loads(request.content).get("stream"):
+            return httpx.Response(
+                self.status, content=SSE, headers={"content-type": "text/event-stream"}
+            )
+        return httpx.Response(self.status, json=self.body)
+
+
+async def burst(proxy: Proxy, n: int, gate: Gate, **body: Any) -> list[httpx.Response]:
+    responses: list[httpx.Response] = []
+
+    async def one() -> None:
+        responses.append(await proxy.chat(chat_body(**body)))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+        await anyio.wait_all_tasks_blocked()
+        gate.open.set()
+    return responses
+
+
+async def test_identical_concurrent_misses_make_one_upstream_call(proxy: Proxy) -> None:
+    gate = Gate()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses = await burst(proxy, 50, gate)
+    assert gate.calls == 1
+    assert {r.status_code for r in responses} == {200}
+    states = sorted(r.headers.get("x-cache-lookup", r.headers["x-cache"]) for r in responses)
+    assert states == ["MISS"] + ["coalesced"] * 49
+    assert {r.json()["choices"][0]["message"]["content"] for r in responses} == {"slow answer"}
+
+
+async def test_streaming_followers_get_a_replay(proxy: Proxy) -> None:
+    gate = Gate()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses = await burst(proxy, 5, gate, stream=True)
+    assert gate.calls == 1
+    replays = [r for r in responses if r.headers.get("x-cache-lookup") == "coalesced"]
+    assert len(replays) == 4
+    assert all(r.content.endswith(b"data: [DONE]\n\n") and b"slow" in r.content for r in replays)
+
+
+async def test_followers_get_the_leaders_upstream_error_uncached(proxy: Proxy) -> None:
+    gate = Gate(503, {"error": {"message": "overloaded", "type": "server_error"}})
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses = await burst(proxy, 10, gate)
+    assert gate.calls == 1
+    assert {r.status_code for r in responses} == {503}
+    assert {r.headers["x-cache"] for r in responses} == {"MISS"}
+    assert (await proxy.store.stats()).entries == 0
+
+
+async def test_followers_retry_when_the_leader_cannot_share(proxy: Proxy) -> None:
+    gate = Gate(200, completion("cut short", finish="length"))
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses = await burst(proxy, 4, gate)
+    assert gate.calls == 4  # a truncated answer is not handed on: each follower asks itself
+    assert {r.headers["x-cache"] for r in responses} == {"MISS"}
+
+
+async def test_different_requests_do_not_coalesce(proxy: Proxy) -> None:
+    gate = Gate()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses: list[httpx.Response] = []
+
+    async def one(text: str) -> None:
+        responses.append(await proxy.chat(chat_body(text)))
+
+    async with anyio.create_task_group() as tg:
+        for text in ("one", "two", "three"):
+            tg.start_soon(one, text)
+        await anyio.wait_all_tasks_blocked()
+        gate.open.set()
+    assert gate.calls == 3
+
+
+async def test_inflight_limit_queues_then_answers_503(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    gate = Gate()
+    upstream_mock.post("/chat/completions").mock(side_effect=gate)
+    async with make_proxy(
+        upstream_mock, clock, max_inflight=1, queue_timeout_seconds=0.05
+    ) as proxy:
+        responses: list[httpx.Response] = []
+
+        async def one(text: str) -> None:
+            responses.append(await proxy.chat(chat_body(text)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "first")
+            await anyio.wait_all_tasks_blocked()
+            await one("second")  # waits 50 ms for the only slot, then gives up
+            gate.open.set()
+        stats = (await proxy.client.get("/cache/stats")).json()
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert rejected.headers["retry-after"] == "1"
+    assert rejected.json()["error"]["code"] == "overloaded"
+    assert stats["upstream_errors"]["overloaded"] == 1
+    assert gate.calls == 1
+    assert {r.status_code for r in responses} == {200, 503}
+
+
+async def test_answers_over_the_entry_limit_are_served_not_stored(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion("x" * 5000))
+    async with make_proxy(upstream_mock, clock, max_entry_bytes=1000) as proxy:
+        first = await proxy.chat(chat_body())
+        second = await proxy.chat(chat_body())
+        stats = (await proxy.client.get("/cache/stats")).json()
+    assert first.json()["choices"][0]["message"]["content"] == "x" * 5000
+    assert second.headers["x-cache"] == "MISS"
+    assert stats["not_stored"] == {"too_large": 2}
+    assert route.call_count == 2

@@ -1,0 +1,146 @@
+"""Tenant isolation, client keys and the admin token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.cache import Cache
+from proxy.errors import UnauthorizedError
+from proxy.keys import chat_key
+from proxy.metrics import Metrics
+from proxy.stores.memory import MemoryStore
+from proxy.tenancy import SHARED_NAMESPACE, Tenancy
+from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
+
+SECRET = "0123456789abcdef-test-secret"
+
+
+def tenancy(**kw: Any) -> Tenancy:
+    return Tenancy(
+        secret=kw.get("secret", SECRET),
+        shared=kw.get("shared", False),
+        allowed_keys=kw.get("allowed", frozenset()),
+    )
+
+
+def test_namespace_is_a_keyed_hash_that_never_contains_the_key() -> None:
+    ns = tenancy().namespace("sk-live-secret-123")
+    assert "secret" not in ns
+    assert len(ns) == 32
+    assert ns == tenancy().namespace("sk-live-secret-123")
+    assert ns != tenancy().namespace("sk-live-secret-124")
+    assert ns != tenancy(secret="another-secret-of-16+").namespace("sk-live-secret-123")
+    assert tenancy().namespace(None) == tenancy().namespace("") == SHARED_NAMESPACE
+
+
+def test_shared_cache_puts_every_key_in_one_namespace() -> None:
+    shared = tenancy(shared=True)
+    assert shared.namespace("sk-a") == shared.namespace("sk-b") == SHARED_NAMESPACE
+
+
+@given(
+    a=st.text(min_size=1, max_size=40),
+    b=st.text(min_size=1, max_size=40),
+    text=st.text(max_size=80),
+)
+def test_no_two_tenants_ever_share_a_key(a: str, b: str, text: str) -> None:
+    t = tenancy()
+    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    same = chat_key(t.namespace(a), body) == chat_key(t.namespace(b), body)
+    assert same == (a == b)
+
+
+@pytest.mark.anyio
+async def test_generated_secret_is_stable_per_store() -> None:
+    cache = Cache(MemoryStore(max_entries=10, max_bytes=10_000), Metrics())
+    t = Tenancy(secret=None, shared=False, allowed_keys=frozenset())
+    await t.start(cache)
+    assert len(t.namespace("sk-1")) == 32
+
+
+def test_client_keys_restrict_who_may_call() -> None:
+    t = tenancy(allowed=frozenset({"sk-ok"}))
+    t.authorize("sk-ok")
+    with pytest.raises(UnauthorizedError):
+        t.authorize("sk-other")
+    with pytest.raises(UnauthorizedError):
+        t.authorize(None)
+    tenancy().authorize(None)  # no list: anyone
+
+
+@pytest.mark.anyio
+async def test_unknown_client_key_gets_a_401_and_never_reaches_upstream(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion())
+    models = upstream_mock.get("/models").respond(200, json={"data": []})
+    async with make_proxy(upstream_mock, clock, client_keys="sk-ok, sk-also") as proxy:
+        denied = await proxy.chat(chat_body(), authorization="Bearer sk-nope")
+        anonymous = await proxy.client.post("/v1/chat/completions", json=chat_body())
+        other_route = await proxy.client.get("/v1/models", headers={"authorization": "Bearer x"})
+        allowed = await proxy.chat(chat_body(), authorization="Bearer sk-also")
+    assert [denied.status_code, anonymous.status_code, other_route.status_code] == [401] * 3
+    assert denied.json()["error"]["code"] == "unauthorized"
+    assert allowed.status_code == 200
+    assert route.call_count == 1
+    assert models.call_count == 0
+
+
+@pytest.mark.anyio
+async def test_shared_cache_lets_tenants_share_entries(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion())
+    async with make_proxy(upstream_mock, clock, shared_cache=True) as proxy:
+        await proxy.chat(chat_body(), authorization="Bearer sk-a")
+        other = await proxy.chat(chat_body(), authorization="Bearer sk-b")
+    assert other.headers["x-cache"] == "HIT"
+    assert route.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_admin_token_guards_stats_metrics_and_clear(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    upstream_mock.post("/chat/completions").respond(200, json=completion())
+    admin = {"authorization": "Bearer admin-token-1"}
+    async with make_proxy(upstream_mock, clock, admin_token="admin-token-1") as proxy:
+        await proxy.chat(chat_body())
+        for path in ("/cache/stats", "/metrics"):
+            assert (await proxy.client.get(path)).status_code == 401
+            assert (
+                await proxy.client.get(path, headers={"authorization": "Bearer no"})
+            ).status_code == 401
+            assert (await proxy.client.get(path, headers=admin)).status_code == 200
+        assert (await proxy.client.delete("/cache")).status_code == 401
+        cleared = await proxy.client.delete("/cache", headers=admin)
+        assert cleared.json() == {"removed": 1}
+        assert (await proxy.chat(chat_body())).headers["x-cache"] == "MISS"
+        assert (await proxy.client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_clear_is_off_without_an_admin_token(proxy: Any) -> None:
+    response = await proxy.client.delete("/cache")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.anyio
+async def test_keys_and_prompts_never_reach_the_log(
+    upstream_mock: respx.MockRouter, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    upstream_mock.post("/chat/completions").mock(side_effect=httpx.ConnectError("refused"))
+    async with make_proxy(upstream_mock, clock) as proxy:
+        await proxy.chat(chat_body("my secret prompt text"), authorization="Bearer sk-SECRETKEY")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged  # the upstream failure was logged...
+    assert "sk-SECRETKEY" not in logged  # ...without the key
+    assert "my secret prompt text" not in logged
