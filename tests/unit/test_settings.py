@@ -118,3 +118,18 @@ def test_cli_bad_flag_value_is_one_line() -> None:
         result.output.strip()
         == "semcache: SEMCACHE_UPSTREAM_URL must be an http:// or https:// URL"
     )
+
+
+def test_every_example_value_in_the_config_file_is_valid(tmp_path: Path) -> None:
+    names = {f.metadata["name"] for f in setting_fields()}
+    lines = [
+        line[2:]
+        for line in EXAMPLE.read_text().splitlines()
+        if line.startswith("# ") and line[2:].split(" = ")[0] in names
+    ]
+    assert len(lines) == len(names)
+    config = tmp_path / "all.toml"
+    config.write_text("\n".join(lines) + "\n")
+    loaded = Settings.load(config_path=config)
+    assert loaded.shared_cache is False
+    assert loaded.client_key_set() == {"sk-team-a", "sk-team-b"}
