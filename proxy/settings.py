@@ -18,10 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.errors import SettingsError
+from proxy.guards import DEFAULT_SIMILARITY
 
 ENV_PREFIX = "SEMCACHE_"
-# Calibrated for all-MiniLM-L6-v2 together with the guards; see README "Semantic matching".
-DEFAULT_SIMILARITY = 0.9
 MiB = 1024 * 1024
 
 
