@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -96,7 +97,10 @@ def create_app(
         await tenancy.start(cache)
         await semantic.start()
         try:
-            yield
+            async with anyio.create_task_group() as background:
+                background.start_soon(tenancy.keep_in_sync, cache)
+                yield
+                background.cancel_scope.cancel()
         finally:
             if owned_upstream:
                 await upstream.close()

@@ -99,6 +99,13 @@ class Cache:
         except StoreError as exc:
             self._failed("unlock", exc)
 
+    async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        try:
+            return await self.store.extend_lock(key, token, ttl_seconds)
+        except StoreError as exc:
+            self._failed("lock", exc)
+            return False
+
     async def is_locked(self, key: str) -> bool:
         try:
             return await self.store.is_locked(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -107,6 +108,7 @@ async def passthrough(request: Request) -> Response:
     body = request.stream() if request.method not in ("GET", "HEAD") else None
     try:
         svc.tenancy.authorize(api_key_from(request.headers))
+        _check_path(path)
         response = await svc.upstream.send(
             request.method,
             svc.upstream.url(path, request.scope["query_string"]),
@@ -116,6 +118,10 @@ async def passthrough(request: Request) -> Response:
     except HTTPError as exc:
         svc.metrics.request("passthrough", _error_outcome(exc))
         return error_response(exc)
+    except ClientDisconnect:
+        # The client left while its body was being forwarded: nobody is left to answer.
+        svc.metrics.request("passthrough", "client_gone")
+        return error_response(BadRequestError("the client went away while sending the body"))
     svc.metrics.request("passthrough", "relayed")
     return relay(svc.upstream, response, extra_headers=[])
 
@@ -185,6 +191,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise BadRequestError("the client went away while sending the body") from None
     return b"".join(chunks)
+
+
+def _check_path(path: str) -> None:
+    """Dot segments would let a request leave the upstream's base path (``/v1/../admin``)."""
+    for segment in path.split("/"):
+        if unquote(segment) in (".", ".."):
+            raise BadRequestError("the path must not contain '.' or '..' segments")
 
 
 def _error_outcome(exc: HTTPError) -> str:

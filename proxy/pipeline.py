@@ -7,6 +7,7 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -38,6 +39,7 @@ log = logging.getLogger("semcache.pipeline")
 ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
 REPLICA_POLL_SECONDS = 0.05
+LOCK_TTL_SECONDS = 3.0
 Publish = Callable[[Outcome | None], Awaitable[None]]
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -126,7 +128,8 @@ class ChatPipeline:
             followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
             return followed if followed is not None else await self._miss(miss, publish=None)
         token = secrets.token_hex(8)
-        locked = await self._cache.try_lock(key, token, self._coalesce_timeout_seconds)
+        locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
+        heartbeat = asyncio.create_task(self._hold_lock(key, token)) if locked else None
         if not locked:
             entry = await self._other_replica(key)
             if entry is not None:
@@ -137,7 +140,8 @@ class ChatPipeline:
 
         async def publish(outcome: Outcome | None) -> None:
             self._flights.finish(key, flight, outcome)
-            if locked:
+            if heartbeat is not None:
+                heartbeat.cancel()
                 await self._cache.unlock(key, token)
 
         try:
@@ -158,6 +162,15 @@ class ChatPipeline:
             extra = cache_headers("MISS")
             return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
         return None
+
+    async def _hold_lock(self, key: str, token: str) -> None:
+        """Keep the replica lock while this process leads: it stays short, so a replica that
+        dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``."""
+        with anyio.move_on_after(self._coalesce_timeout_seconds):
+            while True:
+                await anyio.sleep(LOCK_TTL_SECONDS / 3)
+                if not await self._cache.extend_lock(key, token, LOCK_TTL_SECONDS):
+                    return
 
     async def _other_replica(self, key: str) -> Entry | None:
         """Another replica holds the lock: wait for its entry while it does."""

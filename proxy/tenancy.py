@@ -13,12 +13,15 @@ import hmac
 import logging
 import secrets
 
+import anyio
+
 from proxy.cache import Cache
 from proxy.errors import UnauthorizedError
 
 log = logging.getLogger("semcache.tenancy")
 
 SHARED_NAMESPACE = "shared"
+SECRET_SYNC_SECONDS = 2.0
 
 
 class Tenancy:
@@ -26,19 +29,35 @@ class Tenancy:
         self._secret = None if secret is None else secret.encode()
         self._shared = shared
         self._allowed = frozenset(_digest(k) for k in allowed_keys)
+        self._generated = False
 
     async def start(self, cache: Cache) -> None:
         if self._secret is not None:
             return
+        self._generated = True
         candidate = secrets.token_bytes(32)
         kept = await cache.shared_secret(candidate)
         if kept is None:
             log.warning(
                 "could not read the namespace secret from the store; using a process-local one "
-                "(set SEMCACHE_SECRET for namespaces that survive restarts)"
+                "until it is reachable (set SEMCACHE_SECRET for namespaces that never change)"
             )
             kept = candidate
         self._secret = kept
+
+    async def keep_in_sync(self, cache: Cache) -> None:
+        """With a generated secret, re-read the stored one now and then: if the store lost it
+        (a Redis restart without persistence), the first replica to notice stores its own and
+        the others adopt it, so every replica converges on one secret within seconds."""
+        if not self._generated:
+            return
+        while True:
+            await anyio.sleep(SECRET_SYNC_SECONDS)
+            assert self._secret is not None
+            kept = await cache.shared_secret(self._secret)
+            if kept is not None and kept != self._secret:
+                log.warning("the stored namespace secret changed; adopting it")
+                self._secret = kept
 
     def namespace(self, api_key: str | None) -> str:
         if self._shared or not api_key:

@@ -109,7 +109,8 @@ class Upstream:
                 continue
             if lower in (b"authorization", b"api-key"):
                 has_key = True
-            out.append((name, value))
+            # A field value has no surrounding whitespace (RFC 9110 §5.5); httpx refuses it.
+            out.append((name, value.strip(b" \t")))
         if accept_encoding is not None:
             out.append((b"accept-encoding", accept_encoding))
         if not has_key and self._auth is not None:
@@ -197,6 +198,10 @@ class Upstream:
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
+# uvicorn adds its own Date; a response has one (RFC 9110 §6.6.1).
+_DROP_RESPONSE = _DROP | {b"date"}
+
+
 def _nothing() -> None:
     return None
 
@@ -225,7 +230,7 @@ def response_headers(response: httpx.Response, *, decoded: bool) -> Headers:
     out: Headers = []
     for name, value in response.headers.raw:
         lower = name.lower()
-        if lower in _DROP or (decoded and lower == b"content-encoding"):
+        if lower in _DROP_RESPONSE or (decoded and lower == b"content-encoding"):
             continue
         out.append((lower, value))
     return out

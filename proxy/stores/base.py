@@ -70,6 +70,9 @@ class Store(Protocol):
     async def unlock(self, key: str, token: str) -> None:
         """Give the lock back if ``token`` still holds it."""
 
+    async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """Keep holding the lock; False once ``token`` no longer holds it."""
+
     async def is_locked(self, key: str) -> bool: ...
 
     async def shared_secret(self, candidate: bytes) -> bytes:

@@ -99,6 +99,9 @@ class MemoryStore:
     async def unlock(self, key: str, token: str) -> None:
         return None
 
+    async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return True
+
     async def is_locked(self, key: str) -> bool:
         return False
 

@@ -160,6 +160,17 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
 
+    async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        self._check_available()
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        try:
+            kept = await self._command(
+                "EVAL", _EXTEND, 1, self._prefix + "lock:" + key, token, ttl_ms
+            )
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return bool(kept)
+
     async def is_locked(self, key: str) -> bool:
         self._check_available()
         try:
@@ -230,6 +241,12 @@ class RedisStore:
 # Delete the lock only if this token still holds it (one key: fine on a cluster).
 _UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 

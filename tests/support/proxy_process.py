@@ -95,6 +95,16 @@ class ProxyProcess:
     def stderr_text(self) -> str:
         return self._read("stderr")
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the running proxy, e.g. ``SIGTERM`` for a graceful shutdown."""
+        assert self._proc is not None, "the proxy is not running"
+        self._proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the proxy to exit; its exit code."""
+        assert self._proc is not None, "the proxy is not running"
+        return self._proc.wait(timeout)
+
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit code."""
         code = None
