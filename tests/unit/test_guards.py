@@ -4,7 +4,6 @@ Every example here is hand-written for these tests (none comes from the calibrat
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -323,14 +322,3 @@ def test_odd_inputs_do_not_crash() -> None:
         for b in odd:
             result = verify(a, b)
             assert result is None or result in GUARDS
-
-
-def test_verify_is_fast() -> None:
-    query = "How do I convert a list of 3 strings to a dict in Python without a loop?"
-    cached = "What's the best way to turn a list of three strings into a Python dictionary?"
-    verify(query, cached)
-    start = time.perf_counter()
-    for i in range(200):
-        verify(f"{query} ({i})", cached)  # a new query each time: analysed afresh
-    per_call = (time.perf_counter() - start) / 200
-    assert per_call < 2e-3  # generous bound for slow CI machines; typical is tens of µs
