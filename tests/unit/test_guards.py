@@ -4,7 +4,6 @@ Every example here is hand-written for these tests (none comes from the calibrat
 
 from __future__ import annotations
 
-
 import pytest
 
 from proxy.guards import DEFAULT_SIMILARITY, GUARDS, objections, verify
