@@ -288,7 +288,8 @@ class ChatPipeline:
             self._metrics.not_stored["incomplete" if status_code == 200 else "error"] += 1
             return None
         if body is None:
-            body = orjson.dumps(completion)
+            body = _exact(orjson.dumps(completion))
+        replay = _exact(replay)
         if len(body) + len(replay) > self._max_entry_bytes:
             self._metrics.not_stored["too_large"] += 1
             return None
@@ -326,6 +327,12 @@ class _Miss:
     key: str
     control: CacheControl
     semantic: SemanticQuery | None
+
+
+def _exact(data: bytes) -> bytes:
+    """A copy sized to its content: orjson's results can hold several times their length in
+    spare capacity, which a long-lived cache entry would keep."""
+    return bytes(memoryview(data))
 
 
 def _json_or_none(data: bytes) -> Any:

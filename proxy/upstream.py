@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import anyio
@@ -73,7 +74,14 @@ class Upstream:
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,
         )
-        client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=False,
+            # One client serves every tenant: it must never keep an upstream's Set-Cookie and
+            # send it along with someone else's request.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
         return cls(
             client,
             base_url=settings.upstream_url,

@@ -144,3 +144,18 @@ async def test_keys_and_prompts_never_reach_the_log(
     assert logged  # the upstream failure was logged...
     assert "sk-SECRETKEY" not in logged  # ...without the key
     assert "my secret prompt text" not in logged
+
+
+@pytest.mark.anyio
+async def test_upstream_cookies_never_travel_to_another_tenant(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.get("/models").respond(
+        200, json={"data": []}, headers={"set-cookie": "session=for-tenant-a; Path=/"}
+    )
+    async with make_proxy(upstream_mock, clock) as proxy:
+        first = await proxy.client.get("/v1/models", headers={"authorization": "Bearer sk-a"})
+        proxy.client.cookies.clear()  # tenant B is another client, with no cookies of A's
+        await proxy.client.get("/v1/models", headers={"authorization": "Bearer sk-b"})
+    assert first.headers["set-cookie"].startswith("session=for-tenant-a")  # relayed to A
+    assert "cookie" not in route.calls.last.request.headers  # never replayed for B
