@@ -57,6 +57,7 @@ def create_app(
             url=settings.embed_url or settings.upstream_url,
             api_key=settings.embed_api_key or settings.upstream_api_key,
             ttl=settings.ttl_seconds,
+            own_endpoint=settings.embed_url not in (None, settings.upstream_url),
         )
     tenancy = Tenancy(
         secret=settings.secret,

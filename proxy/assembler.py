@@ -125,8 +125,11 @@ class StreamAssembler:
                     self._take_tool(choice, t) for t in value
                 ):
                     return False
-            elif isinstance(value, str) and value:
-                choice.text.setdefault(key, []).append(value)
+            elif isinstance(value, str):
+                if value:
+                    choice.text.setdefault(key, []).append(value)
+            elif value is not None:
+                return False  # a field we cannot assemble (annotations, audio, ...): don't store
         logprobs = raw.get("logprobs")
         if isinstance(logprobs, dict):
             for key, items in logprobs.items():

@@ -63,8 +63,13 @@ class HTTPEmbedder:
         model: str,
         api_key: str | None,
         ttl_seconds: float,
+        own_endpoint: bool = False,
     ) -> None:
+        """``own_endpoint``: the embeddings API is not the upstream. Its vectors are then
+        cached apart from the clients' ``/v1/embeddings`` entries, and a client's key is never
+        sent there."""
         self.name = f"http:{model}"
+        self._own_endpoint = own_endpoint
         self._upstream = upstream
         self._cache = cache
         self._url = url.rstrip("/") + "/embeddings"
@@ -76,11 +81,16 @@ class HTTPEmbedder:
         return None
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
-        key = embedding_key(namespace, {"model": self._model}, text)
+        params: dict[str, str] = {"model": self._model}
+        if self._own_endpoint:
+            params["\x00embed_url"] = self._url
+        key = embedding_key(namespace, params, text)
         entry = await self._cache.get(key)
         if entry is not None:
             return unit(np.frombuffer(entry.body, dtype="<f4"))
-        token = self._api_key if self._api_key is not None else api_key
+        token = self._api_key
+        if token is None and not self._own_endpoint:
+            token = api_key
         headers = [(b"content-type", b"application/json")]
         if token:
             headers.append((b"authorization", b"Bearer " + token.encode()))
@@ -209,7 +219,14 @@ def _prompt_tokens(raw: bytes) -> int:
 
 
 def create_embedder(
-    spec: str, *, upstream: Upstream, cache: Cache, url: str, api_key: str | None, ttl: float
+    spec: str,
+    *,
+    upstream: Upstream,
+    cache: Cache,
+    url: str,
+    api_key: str | None,
+    ttl: float,
+    own_endpoint: bool = False,
 ) -> Embedder:
     """``local:<name or path>``, ``hash:<dims>``, or an upstream embedding model name."""
     kind, _, rest = spec.partition(":")
@@ -217,4 +234,12 @@ def create_embedder(
         return LocalEmbedder(rest)
     if kind == "hash":
         return HashEmbedder(int(rest) if rest.isdigit() else 256)
-    return HTTPEmbedder(upstream, cache, url=url, model=spec, api_key=api_key, ttl_seconds=ttl)
+    return HTTPEmbedder(
+        upstream,
+        cache,
+        url=url,
+        model=spec,
+        api_key=api_key,
+        ttl_seconds=ttl,
+        own_endpoint=own_endpoint,
+    )

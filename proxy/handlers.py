@@ -21,7 +21,7 @@ from proxy.errors import (
     StoreUnavailableError,
     UnauthorizedError,
 )
-from proxy.keys import api_key_from
+from proxy.keys import api_key_from, scoped_namespace
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.policy import cache_control
@@ -68,7 +68,9 @@ async def chat_completions(request: Request) -> Response:
         svc.tenancy.authorize(api_key)
         return await svc.chat.handle(
             chat,
-            namespace=svc.tenancy.namespace(api_key),
+            namespace=scoped_namespace(
+                svc.tenancy.namespace(api_key), request.scope["query_string"]
+            ),
             api_key=api_key,
             control=control,
             headers=request.headers.raw,
@@ -90,7 +92,9 @@ async def embeddings(request: Request) -> Response:
         return await svc.embeddings.handle(
             parsed,
             raw,
-            namespace=svc.tenancy.namespace(api_key),
+            namespace=scoped_namespace(
+                svc.tenancy.namespace(api_key), request.scope["query_string"]
+            ),
             control=control,
             headers=request.headers.raw,
             query=request.scope["query_string"],
@@ -172,7 +176,9 @@ def _require_admin(request: Request, svc: Services, *, required: bool) -> None:
         return
     sent = request.headers.get("authorization", "")
     scheme, _, value = sent.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        value.strip().encode("latin-1"), token.encode()
+    ):
         raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")
 
 

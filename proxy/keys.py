@@ -36,13 +36,29 @@ EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
 _MAX_EXACT_INT_FLOAT = 2.0**53
 
 
+KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
+
+
 def api_key_from(headers: Mapping[str, str]) -> str | None:
-    """The caller's key: ``Authorization: Bearer``, else Azure-style ``api-key``."""
+    """The caller's key: ``Authorization: Bearer``, else the key headers other APIs use
+    (Azure ``api-key``, ``x-api-key``, ``x-goog-api-key``)."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else auth
-    return headers.get("api-key") or None
+    for name in KEY_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def scoped_namespace(namespace: str, query: bytes) -> str:
+    """The URL's query string goes upstream with the body and may carry a key (``?key=``) or
+    change the answer (``?api-version=``): requests with different ones never share entries."""
+    if not query:
+        return namespace
+    return f"{namespace}~{hashlib.sha256(query).hexdigest()[:16]}"
 
 
 def chat_key(namespace: str, body: Mapping[str, Any]) -> str:

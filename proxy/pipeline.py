@@ -39,6 +39,8 @@ log = logging.getLogger("semcache.pipeline")
 ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
 REPLICA_POLL_SECONDS = 0.05
+# Response headers about the caller's own account: never handed to coalesced followers.
+_PER_CALLER_HEADERS = (b"set-cookie", b"openai-organization", b"openai-project", b"x-ratelimit-")
 LOCK_TTL_SECONDS = 3.0
 Publish = Callable[[Outcome | None], Awaitable[None]]
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -128,15 +130,18 @@ class ChatPipeline:
             followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
             return followed if followed is not None else await self._miss(miss, publish=None)
         token = secrets.token_hex(8)
-        locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
+        try:
+            locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
+            entry = None if locked else await self._other_replica(key)
+        except BaseException:
+            self._flights.finish(key, flight, None)  # never leave a flight behind
+            raise
         heartbeat = asyncio.create_task(self._hold_lock(key, token)) if locked else None
-        if not locked:
-            entry = await self._other_replica(key)
-            if entry is not None:
-                self._flights.finish(key, flight, Outcome(entry=entry))
-                hit = self._hit(entry, miss.chat, lookup="coalesced")
-                if hit is not None:
-                    return hit
+        if entry is not None:
+            self._flights.finish(key, flight, Outcome(entry=entry))
+            hit = self._hit(entry, miss.chat, lookup="coalesced")
+            if hit is not None:
+                return hit
 
         async def publish(outcome: Outcome | None) -> None:
             self._flights.finish(key, flight, outcome)
@@ -200,8 +205,11 @@ class ChatPipeline:
         if publish is not None:
             if entry is not None:
                 await publish(Outcome(entry=entry))
-            elif response.status_code >= 400:
-                await publish(Outcome(status_code=response.status_code, headers=headers, body=body))
+            elif response.status_code >= 500:
+                # A server failure is the same for everyone; a 4xx may be about the leader's
+                # own key or quota, so followers ask for themselves.
+                shared = [(k, v) for k, v in headers if not k.startswith(_PER_CALLER_HEADERS)]
+                await publish(Outcome(status_code=response.status_code, headers=shared, body=body))
             else:
                 await publish(None)
         return raw_response(body, response.status_code, [*headers, *cache_headers("MISS")])

@@ -115,7 +115,7 @@ class Upstream:
                 continue
             if accept_encoding is not None and lower == b"accept-encoding":
                 continue
-            if lower in (b"authorization", b"api-key"):
+            if lower in (b"authorization", b"api-key", b"x-api-key", b"x-goog-api-key"):
                 has_key = True
             # A field value has no surrounding whitespace (RFC 9110 §5.5); httpx refuses it.
             out.append((name, value.strip(b" \t")))
@@ -136,10 +136,10 @@ class Upstream:
         """Send and return once the response headers arrived; the caller reads or streams the
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``)."""
         release = await self._take_slot()
-        request = self._client.build_request(method, url, headers=headers, content=content)
         started = time.perf_counter()
         try:
             with self.errors():
+                request = self._client.build_request(method, url, headers=headers, content=content)
                 response = await self._client.send(request, stream=True)
         except BaseException:
             release()

@@ -67,7 +67,11 @@ class MemoryStore:
         if key not in self._entries:
             return  # the entry was not kept (too big) or already evicted
         index = self._indexes.get(partition)
-        if index is None or index.dims != vector.shape[0]:
+        if index is not None and index.dims != vector.shape[0]:
+            for stale in [k for k, (p, _) in self._vector_of.items() if p == partition]:
+                self._drop_vector(stale)
+            index = self._indexes.get(partition)
+        if index is None:
             index = self._indexes[partition] = VectorIndex(vector.shape[0])
         self._drop_vector(key)
         index.add(key, vector, text)

@@ -55,6 +55,7 @@ class Proxy:
     clock: FakeClock
     metrics: Metrics
     store: MemoryStore
+    app: Any = None
 
     async def chat(self, body: dict[str, Any], **headers: str) -> httpx.Response:
         return await self.client.post(
@@ -101,7 +102,7 @@ class make_proxy:
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://semcache.test"
         )
-        return Proxy(self.client, self.router, self.clock, self.metrics, self.store)
+        return Proxy(self.client, self.router, self.clock, self.metrics, self.store, app)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.lifespan.__aexit__(None, None, None)

@@ -439,3 +439,33 @@ async def test_other_methods_on_chat_route_go_upstream_untouched(proxy: Proxy) -
     response = await proxy.client.get("/v1/chat/completions")
     assert response.status_code == 405
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param("?key=tenant-a", "?key=tenant-b", id="key-in-query"),
+        pytest.param("?api-version=2024-01-01", "?api-version=2025-01-01", id="api-version"),
+        pytest.param("", "?key=x", id="query-added"),
+    ],
+)
+async def test_a_different_query_string_never_shares_an_entry(
+    proxy: Proxy, first: str, second: str
+) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    for query in (first, second):
+        await proxy.client.post("/v1/chat/completions" + query, json=chat_body())
+    again = await proxy.client.post("/v1/chat/completions" + second, json=chat_body())
+    assert route.call_count == 2
+    assert again.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.parametrize("header", ["x-api-key", "x-goog-api-key", "api-key"])
+async def test_keys_in_other_headers_separate_tenants(proxy: Proxy, header: str) -> None:
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    await proxy.client.post("/v1/chat/completions", json=chat_body(), headers={header: "key-a"})
+    other = await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(), headers={header: "key-b"}
+    )
+    assert other.headers["x-cache"] == "MISS"
+    assert route.call_count == 2

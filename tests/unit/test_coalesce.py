@@ -150,3 +150,27 @@ async def test_answers_over_the_entry_limit_are_served_not_stored(
     assert second.headers["x-cache"] == "MISS"
     assert stats["not_stored"] == {"too_large": 2}
     assert route.call_count == 2
+
+
+async def test_a_4xx_of_the_leader_is_not_handed_to_followers(proxy: Proxy) -> None:
+    gate = Gate(429, {"error": {"message": "quota of the leader's key", "type": "rate_limit"}})
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    responses = await burst(proxy, 4, gate)
+    assert gate.calls == 4  # each asks with its own key and quota
+    assert {r.status_code for r in responses} == {429}
+
+
+async def test_a_leader_cancelled_before_calling_leaves_no_flight(proxy: Proxy) -> None:
+    gate = Gate()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    pipeline = proxy.app.state.services.chat
+    store = proxy.store
+
+    async def stuck_lock(key: str, token: str, ttl_seconds: float) -> bool:
+        await anyio.sleep_forever()
+        return True
+
+    store.try_lock = stuck_lock  # type: ignore[method-assign]
+    with anyio.move_on_after(0.2):
+        await proxy.chat(chat_body())
+    assert len(pipeline._flights) == 0

@@ -251,3 +251,30 @@ async def test_http_embedder_goes_through_the_embedding_cache(
     sent = embeddings.calls.last.request
     assert sent.headers["authorization"] == "Bearer sk-test-a"
     assert same_via_api.headers["x-cache"] == "HIT"
+
+
+async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_entries(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    upstream_mock.post("/embeddings").respond(
+        200,
+        json={"object": "list", "data": [{"index": 0, "embedding": [0.1, 0.2]}], "model": "emb"},
+    )
+    with respx.mock(base_url="http://embedder.test/v1", assert_all_called=False) as other:
+        own = other.post("/embeddings").respond(
+            200,
+            json={"object": "list", "data": [{"index": 0, "embedding": [0.6, 0.8]}], "model": "e"},
+        )
+        async with make_proxy(
+            upstream_mock, clock, embed_model="emb", embed_url="http://embedder.test/v1"
+        ) as proxy:
+            await proxy.chat(chat_body(QUESTION))
+            via_api = await proxy.client.post(
+                "/v1/embeddings",
+                json={"model": "emb", "input": QUESTION},
+                headers={"authorization": "Bearer sk-test-a"},
+            )
+    assert own.call_count == 1
+    assert "authorization" not in own.calls.last.request.headers
+    assert via_api.headers["x-cache"] == "MISS"  # the embedder's vectors stay its own

@@ -247,3 +247,12 @@ def test_round_trip_with_several_choices() -> None:
         "answer 1",
         "answer 2",
     ]
+
+
+def test_a_delta_field_that_is_not_text_makes_the_stream_unstorable() -> None:
+    annotations = [{"type": "url_citation", "url_citation": {"url": "https://example.com"}}]
+    a = assemble(
+        [chunk({"role": "assistant", "content": "See the source."}),
+         chunk({"annotations": annotations}, "stop"), b"[DONE]"]
+    )  # fmt: skip
+    assert not a.complete

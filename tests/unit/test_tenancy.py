@@ -159,3 +159,14 @@ async def test_upstream_cookies_never_travel_to_another_tenant(
         await proxy.client.get("/v1/models", headers={"authorization": "Bearer sk-b"})
     assert first.headers["set-cookie"].startswith("session=for-tenant-a")  # relayed to A
     assert "cookie" not in route.calls.last.request.headers  # never replayed for B
+
+
+@pytest.mark.anyio
+async def test_a_non_ascii_admin_token_is_a_401_not_a_500(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    async with make_proxy(upstream_mock, clock, admin_token="admin-token-1") as proxy:
+        response = await proxy.client.get(
+            "/metrics", headers=[(b"authorization", b"Bearer \xe9t\xe9")]
+        )
+    assert response.status_code == 401
