@@ -133,17 +133,13 @@ def create_app(
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return _semcache_error_response(NotFoundError(f"no route for {request.url.path}"))
+        return error_response(NotFoundError(f"no route for {request.url.path}"))
     body = error_body(str(exc.detail), "invalid_request_error", code=str(exc.status_code))
     return raw_response(body, exc.status_code, [JSON])
 
 
 async def _semcache_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
-    return _semcache_error_response(exc)
-
-
-def _semcache_error_response(exc: HTTPError) -> Response:
     return error_response(exc)
 
 

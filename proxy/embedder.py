@@ -13,7 +13,6 @@ An embedder that fails raises :class:`EmbedderError`; the request then goes on e
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ from proxy.cache import Cache
 from proxy.errors import SemcacheError, UpstreamError
 from proxy.keys import embedding_key
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
+from proxy.vectors import parse_vectors
 
 Vector = npt.NDArray[np.float32]
 
@@ -109,8 +109,10 @@ class HTTPEmbedder:
             raise EmbedderError(f"embedder unreachable: {exc.message}") from exc
         if response.status_code != 200:
             raise EmbedderError(f"embedder answered {response.status_code}")
-        vector = _first_vector(raw)
-        tokens = _prompt_tokens(raw)
+        parsed = parse_vectors(response.status_code, raw, 1)
+        if parsed is None:
+            raise EmbedderError("the embedder's answer has no usable embedding")
+        (vector,), (tokens,), _ = parsed
         await self._cache.put(
             key,
             self._cache.new_entry(vector.astype("<f4").tobytes(), tokens=tokens),
@@ -194,28 +196,6 @@ def _load_sentence_transformer(name: str) -> Any:
         return SentenceTransformer(path, device="cpu", local_files_only=True)
     except (OSError, ValueError) as exc:
         raise EmbedderError(f"cannot load local model {name!r}: {exc}") from exc
-
-
-def _first_vector(raw: bytes) -> Vector:
-    try:
-        answer = orjson.loads(raw)
-        value = answer["data"][0]["embedding"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise EmbedderError("the embedder's answer has no embedding") from exc
-    if isinstance(value, str):
-        try:
-            return np.frombuffer(base64.b64decode(value, validate=True), dtype="<f4").copy()
-        except ValueError as exc:
-            raise EmbedderError("the embedder's base64 embedding is malformed") from exc
-    if isinstance(value, list) and value and all(type(x) in (int, float) for x in value):
-        return np.asarray(value, dtype=np.float32)
-    raise EmbedderError("the embedder's embedding is not a list of numbers")
-
-
-def _prompt_tokens(raw: bytes) -> int:
-    usage = orjson.loads(raw).get("usage")
-    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return tokens if type(tokens) is int and tokens >= 0 else 0
 
 
 def create_embedder(

@@ -9,11 +9,8 @@ in the format the client asks for (``float`` or ``base64``).
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-import numpy as np
 import orjson
 from starlette.responses import Response
 
@@ -26,6 +23,7 @@ from proxy.responses import JSON, raw_response, relay
 from proxy.stores.base import Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
 from proxy.validate import EmbeddingRequest
+from proxy.vectors import encode, parse_vectors
 
 ROUTE = "embeddings"
 EMBEDDINGS_PATH = "/embeddings"
@@ -80,7 +78,7 @@ class EmbeddingPipeline:
                 content=raw,
             )
             body = await self._upstream.read(response)
-            fresh = _parse_vectors(response.status_code, body, len(missing))
+            fresh = parse_vectors(response.status_code, body, len(missing))
             if fresh is None:
                 # An error or an answer we cannot take apart: relay it as it is, store nothing.
                 return raw_response(
@@ -108,7 +106,7 @@ class EmbeddingPipeline:
         out = {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i, "embedding": _encode(e.body, request.base64)}
+                {"object": "embedding", "index": i, "embedding": encode(e.body, request.base64)}
                 for i, e in enumerate(entries)
             ],
             "model": model,
@@ -139,68 +137,3 @@ class EmbeddingPipeline:
                 for k, e in zip(keys, entries, strict=True)
             )
         )
-
-
-def _parse_vectors(
-    status_code: int, body: bytes, expected: int
-) -> tuple[list[np.ndarray[Any, np.dtype[np.float32]]], list[int], str | None] | None:
-    """The upstream's vectors in input order as float32, with each item's share of the tokens;
-    None when the answer is not a complete success."""
-    if status_code != 200:
-        return None
-    try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(data, list) or len(data) != expected:
-        return None
-    vectors: list[np.ndarray[Any, np.dtype[np.float32]] | None] = [None] * expected
-    for position, item in enumerate(data):
-        if not isinstance(item, dict):
-            return None
-        index = item.get("index", position)
-        if type(index) is not int or not 0 <= index < expected or vectors[index] is not None:
-            return None
-        vector = _decode(item.get("embedding"))
-        if vector is None:
-            return None
-        vectors[index] = vector
-    usage = answer.get("usage")
-    total = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    model = answer.get("model")
-    done = [v for v in vectors if v is not None]
-    return (
-        done,
-        _share_tokens(total if type(total) is int else 0, done),
-        (model if isinstance(model, str) else None),
-    )
-
-
-def _decode(value: object) -> np.ndarray[Any, np.dtype[np.float32]] | None:
-    if isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError:
-            return None
-        if len(raw) % 4 or not raw:
-            return None
-        return np.frombuffer(raw, dtype="<f4")
-    if isinstance(value, list) and value and all(type(x) in (int, float) for x in value):
-        return np.asarray(value, dtype=np.float32)
-    return None
-
-
-def _encode(data: bytes, as_base64: bool) -> str | np.ndarray[Any, np.dtype[np.float32]]:
-    if as_base64:
-        return base64.b64encode(data).decode("ascii")
-    return np.frombuffer(data, dtype="<f4")
-
-
-def _share_tokens(total: int, vectors: Sequence[object]) -> list[int]:
-    """Split a batch's token count over its items (the upstream reports only the total)."""
-    n = len(vectors)
-    if n == 0:
-        return []
-    base, extra = divmod(max(total, 0), n)
-    return [base + (1 if i < extra else 0) for i in range(n)]
