@@ -95,23 +95,26 @@ _MAGIC = b"SC1"
 ENTRY_OVERHEAD_BYTES = _HEADER.size
 
 
-def pack_entry(entry: Entry) -> bytes:
+def pack_entry(entry: Entry, *, lead: bytes = b"") -> bytes:
+    """``lead`` (a store's own bookkeeping) goes first, in the same single copy."""
     header = _HEADER.pack(
         _MAGIC, entry.created_at, entry.tokens, bytes.fromhex(entry.id), len(entry.replay)
     )
-    return b"".join((header, entry.body, entry.replay))
+    return b"".join((lead, header, entry.body, entry.replay))
 
 
-def unpack_entry(data: bytes) -> Entry:
-    if len(data) < _HEADER.size or data[:3] != _MAGIC:
+def unpack_entry(data: bytes, offset: int = 0) -> Entry:
+    """The entry packed at ``offset`` of ``data``."""
+    start = offset + _HEADER.size
+    if len(data) < start or data[offset : offset + 3] != _MAGIC:
         raise StoreError("stored value is not a semcache entry")
-    _, created_at, tokens, raw_id, replay_length = _HEADER.unpack_from(data)
-    if _HEADER.size + replay_length > len(data):
+    _, created_at, tokens, raw_id, replay_length = _HEADER.unpack_from(data, offset)
+    if start + replay_length > len(data):
         raise StoreError("stored entry is truncated")
     end = len(data) - replay_length
     return Entry(
         id=raw_id.hex(),
-        body=data[_HEADER.size : end],
+        body=data[start:end],
         created_at=created_at,
         tokens=tokens,
         replay=data[end:],

@@ -1,11 +1,16 @@
 """In-process store: a dict in LRU order, bounded by entries and bytes, TTL checked on read,
 with a :class:`~proxy.similarity.VectorIndex` per semantic partition.
 
+An entry is kept as one bytes object, its expiry followed by the packed entry (the format the
+Redis store writes): a tuple, an :class:`Entry`, its id string and two floats would cost about
+200 bytes more per entry. A hit unpacks it, a copy of the body that is cheap next to serving it.
+
 A vector row lives and dies with its entry: eviction, expiry and replacement remove it too.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,10 +18,12 @@ from collections.abc import Callable
 import anyio.to_thread
 
 from proxy.similarity import Neighbor, VectorIndex
-from proxy.stores.base import Entry, StoreStats, Vector
+from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
 
-# Rough cost of the dict slot, key string and Entry object beside the body, so that the byte
-# bound tracks real memory rather than payload alone.
+_EXPIRY = struct.Struct("<d")
+# What an entry costs beside its key's and its packed value's lengths (the OrderedDict slot and
+# node, the str and bytes object headers, the allocator), measured with bench/scaling.py, so
+# that the byte bound tracks real memory rather than payload alone.
 _SLOT_BYTES = 200
 # Above this many rows a search may take over a millisecond: the scan runs in a worker thread.
 OFFLOAD_ROWS = 150_000
@@ -30,7 +37,8 @@ class MemoryStore:
         max_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._entries: OrderedDict[str, tuple[Entry, float]] = OrderedDict()
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        """key -> expiry, then the packed entry"""
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -41,23 +49,24 @@ class MemoryStore:
         self.evictions = 0
 
     async def get(self, key: str) -> Entry | None:
-        item = self._entries.get(key)
-        if item is None:
+        packed = self._entries.get(key)
+        if packed is None:
             return None
-        entry, expires_at = item
-        if expires_at <= self._clock():
+        if _EXPIRY.unpack_from(packed)[0] <= self._clock():
             self._remove(key)
             return None
         self._entries.move_to_end(key)
-        return entry
+        return unpack_entry(packed, _EXPIRY.size)
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None:
-        cost = self._cost(key, entry)
+        cost = _cost(key, _EXPIRY.size + entry.size())
         if cost > self._max_bytes:
             return
         if key in self._entries:
             self._remove(key)
-        self._entries[key] = (entry, self._clock() + ttl_seconds)
+        packed = pack_entry(entry, lead=_EXPIRY.pack(self._clock() + ttl_seconds))
+        assert len(packed) == _EXPIRY.size + entry.size()
+        self._entries[key] = packed
         self._bytes += cost
         self._evict()
 
@@ -135,8 +144,7 @@ class MemoryStore:
             self.evictions += 1
 
     def _remove(self, key: str) -> None:
-        entry, _ = self._entries.pop(key)
-        self._bytes -= self._cost(key, entry)
+        self._bytes -= _cost(key, len(self._entries.pop(key)))
         self._drop_vector(key)
 
     def _drop_vector(self, key: str) -> None:
@@ -150,6 +158,6 @@ class MemoryStore:
         if not len(index):
             del self._indexes[partition]
 
-    @staticmethod
-    def _cost(key: str, entry: Entry) -> int:
-        return len(key) + entry.size() + _SLOT_BYTES
+
+def _cost(key: str, packed_bytes: int) -> int:
+    return len(key) + packed_bytes + _SLOT_BYTES

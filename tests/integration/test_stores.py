@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from proxy.errors import StoreError
-from proxy.stores.base import Entry, Store
+from proxy.stores.base import Entry, Store, StoreStats
 from proxy.stores.memory import MemoryStore
 from proxy.stores.redis import RedisStore
 from tests.support.redis_server import RedisServer
@@ -54,6 +54,14 @@ async def test_binary_and_large_bodies_survive(store: Store) -> None:
     got = await store.get("big")
     assert got is not None
     assert got.body == body
+
+
+async def test_replay_hints_and_tokens_survive(store: Store) -> None:
+    streamed = Entry(
+        id="fedcba9876543210", body=b"{}", created_at=1.25, tokens=2**40, replay=b"\x00[3,4]"
+    )
+    await store.put("chat:ns:streamed", streamed, 60)
+    assert await store.get("chat:ns:streamed") == streamed
 
 
 async def test_stats_count_entries(store: Store) -> None:
@@ -103,6 +111,18 @@ async def test_memory_evicts_by_bytes_and_skips_oversized_entries() -> None:
     assert await store.get("d") is not None
     await store.put("huge", entry(b"x" * 5000), 60)
     assert await store.get("huge") is None
+
+
+async def test_memory_byte_count_returns_to_zero() -> None:
+    now = [0.0]
+    store = MemoryStore(max_entries=2, max_bytes=10_000_000, clock=lambda: now[0])
+    for key in ("a", "b", "c", "b"):
+        await store.put(key, entry(b"x" * 100), 10)
+    assert (await store.stats()).bytes > 2 * 100
+    now[0] = 11.0
+    assert await store.get("b") is None
+    assert await store.get("c") is None
+    assert await store.stats() == StoreStats(entries=0, bytes=0)
 
 
 async def test_redis_keys_are_prefixed_and_expire(redis_url: str, key_prefix: str) -> None:
