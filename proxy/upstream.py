@@ -1,15 +1,17 @@
-"""The one pooled connection to the upstream: forward a request, map transport errors.
+"""The one connection pool to the upstream: forward a request, map transport errors.
 
 Every httpx error is translated here, and only here, into the UpstreamError tree.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -20,6 +22,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
     UpstreamUnreachableError,
 )
+from proxy.http1 import Http1Transport
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 
@@ -50,49 +53,50 @@ Headers = list[tuple[bytes, bytes]]
 class Upstream:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         *,
         base_url: str,
         api_key: str | None,
         metrics: Metrics,
+        timeout: httpx.Timeout,
         max_inflight: int | None = None,
         queue_timeout_seconds: float = 10.0,
     ) -> None:
-        self._client = client
+        """``transport`` is the one connection pool to the upstream. No client layer sits on
+        it: semcache follows no redirect and keeps no cookie (one pool serves every tenant, so
+        an upstream's Set-Cookie must never ride along with someone else's request)."""
+        self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
         self._metrics = metrics
+        self._extensions = {"timeout": timeout.as_dict()}
         self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
         self._queue_timeout_seconds = queue_timeout_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics) -> Upstream:
-        timeout = httpx.Timeout(
-            settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
-        )
-        limits = httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-        )
-        client = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            follow_redirects=False,
-            # One client serves every tenant: it must never keep an upstream's Set-Cookie and
-            # send it along with someone else's request.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
+    def from_settings(
+        cls,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Upstream:
+        """``transport`` defaults to :func:`default_transport`."""
         return cls(
-            client,
+            default_transport(settings) if transport is None else transport,
             base_url=settings.upstream_url,
             api_key=settings.upstream_api_key,
             metrics=metrics,
+            timeout=httpx.Timeout(
+                settings.upstream_timeout_seconds,
+                connect=settings.upstream_connect_timeout_seconds,
+            ),
             max_inflight=settings.max_inflight,
             queue_timeout_seconds=settings.queue_timeout_seconds,
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     def url(self, path: str, query: bytes = b"") -> str:
         """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``."""
@@ -139,8 +143,12 @@ class Upstream:
         started = time.perf_counter()
         try:
             with self.errors():
-                request = self._client.build_request(method, url, headers=headers, content=content)
-                response = await self._client.send(request, stream=True)
+                request = httpx.Request(
+                    method, _parsed(url), headers=headers, content=content,
+                    extensions=self._extensions,
+                )  # fmt: skip
+                response = await self._transport.handle_async_request(request)
+                response.request = request
         except BaseException:
             release()
             raise
@@ -204,6 +212,35 @@ class Upstream:
 
 
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def default_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """semcache's own HTTP/1.1 transport (:mod:`proxy.http1`), or httpx's when the environment
+    names an HTTP proxy for the upstream (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, with
+    ``NO_PROXY`` honoured), since only httpx's speaks to proxies."""
+    proxy = _environment_proxy(settings.upstream_url)
+    if proxy is None:
+        return Http1Transport(max_connections=settings.upstream_max_connections)
+    limits = httpx.Limits(
+        max_connections=settings.upstream_max_connections,
+        max_keepalive_connections=settings.upstream_max_connections,
+    )
+    return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
+
+
+def _environment_proxy(url: str) -> str | None:
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> httpx.URL:
+    """Parsing a URL costs more than sending the request; the chat and embeddings URLs repeat."""
+    return httpx.URL(url)
 
 
 # uvicorn adds its own Date; a response has one (RFC 9110 §6.6.1).

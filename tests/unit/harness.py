@@ -88,7 +88,10 @@ class make_proxy:
             max_bytes=self.settings.memory_max_bytes,
             clock=self.clock,
         )
-        self.upstream = Upstream.from_settings(self.settings, self.metrics)
+        # httpx's own transport: respx intercepts it (semcache's is tested over real sockets).
+        self.upstream = Upstream.from_settings(
+            self.settings, self.metrics, transport=httpx.AsyncHTTPTransport()
+        )
         app = create_app(
             self.settings,
             store=self.store,

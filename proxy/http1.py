@@ -1,0 +1,473 @@
+"""A lean HTTP/1.1 client transport for httpx, on asyncio and httptools: the upstream hot path.
+
+httpx's default transport (httpcore over anyio, with the pure-Python h11 parser) costs about a
+millisecond of CPU per request, more than everything else a cache miss does. This transport
+speaks HTTP/1.1 over pooled keep-alive connections with the C parser uvicorn already uses
+(httptools) and keeps httpx's interface: it takes an :class:`httpx.Request`, returns an
+:class:`httpx.Response` whose body streams as it arrives, raises httpx's exceptions, and
+honours the request's ``timeout`` extension (connect, read, write, pool).
+
+Scope: ``http`` and ``https`` origins and HTTP/1.1, as httpx's default transport. No HTTP
+proxy: :mod:`proxy.upstream` keeps httpx's own transport when the environment names one.
+
+A connection is reused only after a response was read to its end and both sides agreed to keep
+it open; one that is idle longer than ``keepalive_expiry``, or that the server closed or wrote
+to while idle, is dropped. Body bytes buffered ahead of the reader are bounded: above
+``_HIGH_WATER`` the socket stops being read until the reader catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
+
+import httptools
+import httpx
+
+Origin = tuple[str, str, int]
+Headers = list[tuple[bytes, bytes]]
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+_CHUNKED_END = b"0\r\n\r\n"
+
+
+class Http1Transport(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._slots = asyncio.Semaphore(max_connections)
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._idle_count = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        origin = _origin(request.url)
+        head = _request_head(request)
+        await self._take_slot(timeouts.get("pool"), request)
+        connection: _Connection | None = None
+        try:
+            connection = self._reuse(origin)
+            if connection is None:
+                connection = await self._connect(origin, timeouts.get("connect"), request)
+            await connection.send(request, head, timeouts.get("write"))
+            status, reason, headers = await connection.receive_head(timeouts.get("read"))
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            self._slots.release()
+            raise
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_ResponseStream(self, connection, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+        self._idle_count = 0
+
+    async def _take_slot(self, wait_seconds: float | None, request: httpx.Request) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection free in the pool", request=request) from None
+
+    def _reuse(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        oldest_kept = time.monotonic() - self._keepalive_expiry
+        while idle:
+            connection = idle.pop()
+            self._idle_count -= 1
+            if connection.reusable and connection.idle_since >= oldest_kept:
+                return connection
+            connection.close()
+        return None
+
+    def _release(self, connection: _Connection) -> None:
+        """Called once per response, when its body was read to the end or abandoned."""
+        self._slots.release()
+        if not connection.reusable:
+            connection.close()
+            return
+        if self._idle_count >= self._max_connections:
+            self._drop_oldest_idle()
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(connection.origin, deque()).append(connection)
+        self._idle_count += 1
+
+    def _drop_oldest_idle(self) -> None:
+        oldest = min(
+            (idle for idle in self._idle.values() if idle), key=lambda idle: idle[0].idle_since
+        )
+        oldest.popleft().close()
+        self._idle_count -= 1
+
+    async def _connect(
+        self, origin: Origin, wait_seconds: float | None, request: httpx.Request
+    ) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+                self._ssl_context.set_alpn_protocols(["http/1.1"])
+            tls = self._ssl_context
+        try:
+            async with asyncio.timeout(wait_seconds):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin, request),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return connection
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(
+        self, transport: Http1Transport, connection: _Connection, read_timeout: float | None
+    ) -> None:
+        self._transport = transport
+        self._connection = connection
+        self._read_timeout = read_timeout
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while True:
+            chunk = await connection.next_chunk(self._read_timeout)
+            if chunk is None:
+                break
+            yield chunk
+        self._release()
+
+    async def aclose(self) -> None:
+        if not self._connection.finished:
+            self._connection.close()  # abandoned halfway: the rest would arrive on reuse
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._transport._release(self._connection)
+
+
+class _Connection(asyncio.Protocol):
+    """One socket, one request at a time; httptools calls the ``on_*`` methods."""
+
+    def __init__(self, origin: Origin, request: httpx.Request) -> None:
+        self.origin = origin
+        self.idle_since = 0.0
+        self._request = request
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._lost = False
+        self._error: httpx.TransportError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable = True
+        self._drained: asyncio.Future[None] | None = None
+        self._start(head_only=False)
+
+    # -- state of the response in flight --
+
+    def _start(self, *, head_only: bool) -> None:
+        self._head_only = head_only
+        self._active = False
+        self._status = 0
+        self._reason = b""
+        self._headers: Headers = []
+        self._has_head = False
+        self._finished = False
+        self._keep_alive = False
+        self._until_close = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            self._finished
+            and self._keep_alive
+            and not self._lost
+            and self._error is None
+            and self._transport is not None
+            and not self._transport.is_closing()
+        )
+
+    # -- used by the transport --
+
+    async def send(self, request: httpx.Request, head: bytes, write_timeout: float | None) -> None:
+        self._request = request
+        self._start(head_only=request.method == "HEAD")
+        self._active = True
+        transport = self._transport
+        assert transport is not None, "connected before use"
+        try:
+            body: bytes | None = request.content
+        except httpx.RequestNotRead:
+            body = None
+        if body is not None:
+            if len(body) < _HIGH_WATER:
+                transport.write(head + body)  # one write, one segment for a usual request
+            else:
+                transport.write(head)
+                transport.write(body)
+            await self._drain(write_timeout)
+            return
+        transport.write(head)
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        async for part in request.stream:
+            if self._error is not None:
+                raise self._error
+            if not part:
+                continue
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(part), part))
+            else:
+                transport.write(part)
+            await self._drain(write_timeout)
+        if chunked:
+            transport.write(_CHUNKED_END)
+        await self._drain(write_timeout)
+
+    async def receive_head(self, read_timeout: float | None) -> tuple[int, bytes, Headers]:
+        while not self._has_head:
+            await self._wait(read_timeout)
+        return self._status, self._reason, self._headers
+
+    async def next_chunk(self, read_timeout: float | None) -> bytes | None:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered <= _LOW_WATER and self._transport is not None:
+                    self._paused = False
+                    self._transport.resume_reading()
+                return chunk
+            if self._finished:
+                return None
+            await self._wait(read_timeout)
+
+    def close(self) -> None:
+        self._lost = True
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _wait(self, wait_seconds: float | None) -> None:
+        if self._error is not None:
+            raise self._error
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            message = "the upstream sent nothing in time"
+            raise httpx.ReadTimeout(message, request=self._request) from None
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if self._error is not None:
+            raise self._error
+
+    async def _drain(self, wait_seconds: float | None) -> None:
+        if self._writable and self._error is None:
+            return
+        if self._error is not None:
+            raise self._error
+        loop = asyncio.get_running_loop()
+        drained = self._drained = loop.create_future()
+        timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, drained)
+        try:
+            await drained
+        except TimeoutError:
+            message = "the upstream took nothing in time"
+            raise httpx.WriteTimeout(message, request=self._request) from None
+        finally:
+            self._drained = None
+            if timer is not None:
+                timer.cancel()
+        if self._error is not None:
+            raise self._error
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: httpx.TransportError) -> None:
+        if self._error is None:
+            self._error = error
+        for waiter in (self._waiter, self._drained):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active:
+            self._lost = True  # bytes nobody asked for: the connection is out of step
+            if self._transport is not None:
+                self._transport.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._protocol_error("the upstream switched protocols")
+        except httptools.HttpParserError as exc:
+            self._protocol_error(f"malformed response from the upstream: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._active and not self._finished:
+            if self._has_head and self._until_close and exc is None:
+                self._finished = True  # a body delimited by the end of the connection
+                self._wake()
+            elif self._has_head:
+                self._fail(
+                    httpx.RemoteProtocolError(
+                        "the upstream closed the connection before the body ended",
+                        request=self._request,
+                    )
+                )
+            else:
+                self._fail(
+                    httpx.RemoteProtocolError(
+                        "the upstream closed the connection without a response",
+                        request=self._request,
+                    )
+                )
+        drained = self._drained
+        if drained is not None and not drained.done():
+            self._fail(httpx.WriteError("the connection was lost", request=self._request))
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # -- httptools callbacks --
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            self._reason = b""
+            self._headers = []
+            return  # an interim response (100 Continue): the real one follows
+        self._status = status
+        self._has_head = True
+        self._keep_alive = self._parser.should_keep_alive()
+        if self._head_only:
+            self._finished = True
+            self._keep_alive = False  # the parser would wait for a body HEAD never gets
+        elif status not in (204, 304):
+            names = {name.lower() for name, _ in self._headers}
+            self._until_close = b"content-length" not in names and not _is_chunked(self._headers)
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self._has_head:
+            return  # end of an interim response
+        self._finished = True
+        self._active = False
+        self._wake()
+
+    def _protocol_error(self, message: str) -> None:
+        self._fail(httpx.RemoteProtocolError(message, request=self._request))
+        self.close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    if scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    port = url.port if url.port is not None else (443 if scheme == "https" else 80)
+    return scheme, url.host, port
+
+
+def _request_head(request: httpx.Request) -> bytes:
+    target = request.url.raw_path
+    if b" " in target:
+        raise httpx.LocalProtocolError("illegal character in the request target")
+    headers = request.headers.raw
+    lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    # Every line ends in CRLF; a CR, LF or NUL anywhere else would split or end the head early
+    # (request smuggling), so the counts must match the lines written.
+    lines_written = len(headers) + 2
+    if head.count(b"\n") != lines_written or head.count(b"\r") != lines_written or b"\0" in head:
+        raise httpx.LocalProtocolError("illegal character in a request header or target")
+    return head
+
+
+def _is_chunked(headers: Headers) -> bool:
+    return any(
+        name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in headers
+    )

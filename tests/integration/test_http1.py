@@ -1,0 +1,431 @@
+"""semcache's HTTP/1.1 transport against a scripted server over real loopback sockets.
+
+The server writes exactly the bytes each test names, so framing, keep-alive, faults and
+timeouts are exercised as an upstream could produce them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from proxy.http1 import Http1Transport
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = httpx.Timeout(5.0)
+
+
+@dataclass
+class Received:
+    method: bytes
+    target: bytes
+    headers: dict[bytes, bytes]
+    body: bytes
+    connection: int
+
+
+Respond = Callable[[Received, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class ScriptedServer:
+    respond: Respond
+    port: int = 0
+    requests: list[Received] = field(default_factory=list)
+    connections: int = 0
+    server: asyncio.Server | None = None
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> ScriptedServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        self.writers.append(writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.split(b"\r\n")
+                method, target, _ = lines[0].split(b" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if line:
+                        name, _, value = line.partition(b":")
+                        headers[name.strip().lower()] = value.strip()
+                if headers.get(b"transfer-encoding") == b"chunked":
+                    body = b""
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+                        body += (await reader.readexactly(size + 2))[:-2]
+                        if size == 0:
+                            break
+                else:
+                    body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+                request = Received(method, target, headers, body, number)
+                self.requests.append(request)
+                await self.respond(request, writer)
+                if writer.is_closing():
+                    return
+        finally:
+            writer.close()
+
+
+def reply(body: bytes, *, status: bytes = b"200 OK", extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
+    )
+
+
+async def ok(request: Received, writer: asyncio.StreamWriter) -> None:
+    writer.write(reply(b'{"echo": "' + request.target + b'"}'))
+    await writer.drain()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Respond], Awaitable[ScriptedServer]]]:
+    servers: list[ScriptedServer] = []
+
+    async def start(respond: Respond) -> ScriptedServer:
+        server = await ScriptedServer(respond).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=Http1Transport(), timeout=TIMEOUT) as c:
+        yield c
+
+
+Serve = Callable[[Respond], Awaitable[ScriptedServer]]
+
+
+async def test_a_connection_is_kept_and_reused(serve: Serve, client: httpx.AsyncClient) -> None:
+    server = await serve(ok)
+    for i in range(5):
+        r = await client.post(server.url + f"/v1/x?i={i}", content=b'{"q": 1}')
+        assert r.status_code == 200
+        assert r.json() == {"echo": f"/v1/x?i={i}"}
+    assert server.connections == 1
+    assert [q.body for q in server.requests] == [b'{"q": 1}'] * 5
+    assert server.requests[0].headers[b"host"] == f"127.0.0.1:{server.port}".encode()
+
+
+async def test_chunked_and_close_delimited_bodies(serve: Serve, client: httpx.AsyncClient) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/chunked":
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for part in (b"hello ", b"chunked ", b"world"):
+                writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        else:  # no length, no chunks: the body ends with the connection
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+            await writer.drain()
+            writer.close()
+
+    server = await serve(respond)
+    assert (await client.get(server.url + "/chunked")).content == b"hello chunked world"
+    assert (await client.get(server.url + "/close")).content == b"until the end"
+    assert (await client.get(server.url + "/chunked")).content == b"hello chunked world"
+    assert server.connections == 2  # the closed one was not reused
+
+
+async def test_streamed_upload_is_sent_chunked(serve: Serve, client: httpx.AsyncClient) -> None:
+    server = await serve(ok)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for part in (b"one ", b"", b"two ", b"three"):
+            yield part
+
+    r = await client.post(server.url + "/up", content=upload())
+    assert r.status_code == 200
+    assert server.requests[0].headers[b"transfer-encoding"] == b"chunked"
+    assert server.requests[0].body == b"one two three"
+
+
+async def test_a_large_body_streams_through_bounded_buffers(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    big = bytes(range(256)) * 16_384  # 4 MiB, far above the transport's read-ahead bound
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(big))
+        await writer.drain()
+
+    server = await serve(respond)
+    async with client.stream("POST", server.url + "/big", content=big) as r:
+        received = b""
+        async for chunk in r.aiter_raw():
+            received += chunk
+            await anyio.sleep(0.001)  # a slow reader
+    assert received == big
+    assert server.requests[0].body == big
+
+
+async def test_a_reader_that_does_not_read_holds_the_server_back(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    """Read-ahead is bounded: a stalled reader leaves the rest in the server's hands instead
+    of buffering the whole body in semcache's memory."""
+    size = 64 * 1024 * 1024  # more than any socket buffers hold
+    sent_all = asyncio.Event()
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"x" * 65536)
+            await writer.drain()
+        sent_all.set()
+
+    server = await serve(respond)
+    async with client.stream("GET", server.url + "/huge") as r:
+        chunks = r.aiter_raw()
+        received = len(await chunks.__anext__())
+        await anyio.sleep(0.3)
+        assert not sent_all.is_set()
+        async for chunk in chunks:
+            received += len(chunk)
+    assert received == size
+    assert sent_all.is_set()
+
+
+async def test_events_arrive_before_the_body_ends(serve: Serve, client: httpx.AsyncClient) -> None:
+    release = asyncio.Event()
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"6\r\nfirst\n\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"5\r\nlast\n\r\n0\r\n\r\n")
+
+    server = await serve(respond)
+    async with client.stream("GET", server.url + "/events") as r:
+        chunks = r.aiter_raw()
+        assert await chunks.__anext__() == b"first\n"  # while the server still holds the rest
+        release.set()
+        assert [c async for c in chunks] == [b"last\n"]
+
+
+async def test_an_idle_connection_the_server_closed_is_not_reused(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(b"{}"))  # keep-alive promised, then dropped while idle
+        await writer.drain()
+        writer.close()
+
+    server = await serve(respond)
+    assert (await client.get(server.url + "/a")).status_code == 200
+    await anyio.sleep(0.05)
+    assert (await client.get(server.url + "/b")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_an_expired_idle_connection_is_replaced(serve: Serve) -> None:
+    server = await serve(ok)
+    async with httpx.AsyncClient(transport=Http1Transport(keepalive_expiry=0.05)) as client:
+        await client.get(server.url + "/a")
+        await anyio.sleep(0.1)
+        await client.get(server.url + "/b")
+    assert server.connections == 2
+
+
+async def test_cut_bodies_and_missing_responses_are_errors(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/cut":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        elif request.target == b"/garbage":
+            writer.write(b"this is not HTTP\r\n\r\n")
+        elif request.target == b"/fine":
+            writer.write(reply(b"{}"))
+        await writer.drain()
+        writer.close()
+
+    server = await serve(respond)
+    with pytest.raises(httpx.RemoteProtocolError, match="before the body ended"):
+        await client.get(server.url + "/cut")
+    with pytest.raises(httpx.RemoteProtocolError, match="without a response"):
+        await client.get(server.url + "/silent")
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
+        await client.get(server.url + "/garbage")
+    assert (await client.get(server.url + "/fine")).status_code == 200  # the pool recovered
+
+
+async def test_timeouts_and_refused_connections(serve: Serve) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        await anyio.sleep(10)
+
+    server = await serve(respond)
+    async with httpx.AsyncClient(transport=Http1Transport(), timeout=0.2) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(server.url + "/slow")
+    async with httpx.AsyncClient(transport=Http1Transport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{free_port()}/")  # nothing listens there
+
+
+async def test_the_pool_bounds_connections_and_waits(serve: Serve) -> None:
+    release = asyncio.Event()
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/hold":
+            await release.wait()
+        writer.write(reply(b"{}"))
+        await writer.drain()
+
+    server = await serve(respond)
+    transport = Http1Transport(max_connections=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=0.1)) as c:
+        held = asyncio.create_task(c.get(server.url + "/hold"))
+        await anyio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):
+            await c.get(server.url + "/other")
+        release.set()
+        assert (await held).status_code == 200
+        assert (await c.get(server.url + "/other")).status_code == 200
+    assert server.connections == 1
+
+
+async def test_an_abandoned_response_closes_its_connection(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        if request.target == b"/whole":
+            writer.write(b"0\r\n\r\n")
+
+    server = await serve(respond)
+    async with client.stream("GET", server.url + "/abandoned") as r:
+        await r.aiter_raw().__anext__()
+    # Had the connection gone back to the pool, this response would start with the rest of
+    # the first one.
+    assert (await client.get(server.url + "/whole")).content == b"first"
+    assert server.connections == 2
+
+
+async def test_interim_head_and_empty_responses(serve: Serve, client: httpx.AsyncClient) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b"after"))
+        elif request.method == b"HEAD":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(respond)
+    r = await client.post(
+        server.url + "/continue", content=b"x", headers={"expect": "100-continue"}
+    )
+    assert (r.status_code, r.content) == (200, b"after")
+    head = await client.head(server.url + "/head")
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "5000")
+    assert (await client.get(server.url + "/empty")).status_code == 204
+    assert (await client.get(server.url + "/empty")).status_code == 204
+
+
+async def test_header_injection_is_refused_before_sending(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    server = await serve(ok)
+    with pytest.raises(httpx.LocalProtocolError):
+        await client.get(server.url + "/", headers={"x-evil": "a\r\nx-injected: 1"})
+    with pytest.raises(httpx.LocalProtocolError):
+        await client.get(server.url + "/", headers={"x-evil": "a\nb"})
+    assert server.requests == []
+
+
+async def test_gzip_bodies_are_decoded_by_httpx(serve: Serve, client: httpx.AsyncClient) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(gzip.compress(b'{"ok": true}'), extra=b"content-encoding: gzip\r\n"))
+        await writer.drain()
+
+    server = await serve(respond)
+    assert (await client.get(server.url + "/gz")).json() == {"ok": True}
+
+
+async def test_bytes_sent_while_idle_drop_the_connection(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(b"{}"))
+        await writer.drain()
+        await anyio.sleep(0.02)
+        writer.write(reply(b'{"stray": true}'))  # an answer to no request
+        await writer.drain()
+
+    server = await serve(respond)
+    await client.get(server.url + "/a")
+    await anyio.sleep(0.1)
+    assert (await client.get(server.url + "/b")).json() == {}
+    assert server.connections == 2
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` (and its key), made by openssl."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a test certificate here")
+    return cert, key
+
+
+async def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    server = await ScriptedServer(ok).start(ssl_context=server_tls)
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(transport=Http1Transport(ssl_context=trusted)) as client:
+            r = await client.get(f"https://localhost:{server.port}/secure")
+            assert r.json() == {"echo": "/secure"}
+        async with httpx.AsyncClient(transport=Http1Transport()) as client:
+            with pytest.raises(httpx.ConnectError):  # self-signed: not trusted by default
+                await client.get(f"https://localhost:{server.port}/secure")
+    finally:
+        await server.close()
