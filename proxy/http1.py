@@ -1,14 +1,14 @@
-"""A lean HTTP/1.1 client transport for httpx, on asyncio and httptools: the upstream hot path.
+"""A lean HTTP/1.1 client on asyncio and httptools: semcache's connection pool to the upstream.
 
-httpx's default transport (httpcore over anyio, with the pure-Python h11 parser) costs about a
-millisecond of CPU per request, more than everything else a cache miss does. This transport
-speaks HTTP/1.1 over pooled keep-alive connections with the C parser uvicorn already uses
-(httptools) and keeps httpx's interface: it takes an :class:`httpx.Request`, returns an
-:class:`httpx.Response` whose body streams as it arrives, raises httpx's exceptions, and
-honours the request's ``timeout`` extension (connect, read, write, pool).
+httpx's client stack (its models, httpcore over anyio, the pure-Python h11 parser) costs about a
+millisecond of CPU per request, more than everything else a cache miss does. This client speaks
+HTTP/1.1 over pooled keep-alive connections with the C parser uvicorn already uses (httptools)
+and hands back the status, the raw headers and a body that streams as it arrives. Failures
+raise httpx's exception classes, so one mapping in :mod:`proxy.upstream` serves both this client
+and httpx's transport (kept for HTTP proxies and for respx in unit tests).
 
-Scope: ``http`` and ``https`` origins and HTTP/1.1, as httpx's default transport. No HTTP
-proxy: :mod:`proxy.upstream` keeps httpx's own transport when the environment names one.
+Scope: ``http`` and ``https`` origins, HTTP/1.1. The request is sent as given: no header is
+added but ``Host`` and the body framing (``Content-Length``, or chunks for a streamed body).
 
 A connection is reused only after a response was read to its end and both sides agreed to keep
 it open; one that is idle longer than ``keepalive_expiry``, or that the server closed or wrote
@@ -19,11 +19,14 @@ to while idle, is dropped. Body bytes buffered ahead of the reader are bounded: 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from typing import cast
+from urllib.parse import urlsplit
 
 import httptools
 import httpx
@@ -36,7 +39,20 @@ _LOW_WATER = 64 * 1024
 _CHUNKED_END = b"0\r\n\r\n"
 
 
-class Http1Transport(httpx.AsyncBaseTransport):
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait, None for ever: to connect, for each read and write, for a free slot."""
+
+    connect: float | None = 10.0
+    read: float | None = 600.0
+    write: float | None = 600.0
+    pool: float | None = 600.0
+
+
+Content = bytes | AsyncIterable[bytes] | None
+
+
+class Http1Client:
     def __init__(
         self,
         *,
@@ -51,29 +67,33 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._idle_count = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        origin = _origin(request.url)
-        head = _request_head(request)
-        await self._take_slot(timeouts.get("pool"), request)
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Headers,
+        content: Content = None,
+        timeouts: Timeouts = Timeouts(),
+    ) -> Response:
+        """Send and return once the response head arrived; the body streams from
+        :meth:`Response.aiter_raw`, and :meth:`Response.aclose` must follow."""
+        origin, host, target = _split(url)
+        head = _request_head(method, target, host, headers, content)
+        await self._take_slot(timeouts.pool)
         connection: _Connection | None = None
         try:
             connection = self._reuse(origin)
             if connection is None:
-                connection = await self._connect(origin, timeouts.get("connect"), request)
-            await connection.send(request, head, timeouts.get("write"))
-            status, reason, headers = await connection.receive_head(timeouts.get("read"))
+                connection = await self._connect(origin, timeouts.connect)
+            await connection.send(head, content, timeouts.write, head_only=method == "HEAD")
+            status, reason, raw_headers = await connection.receive_head(timeouts.read)
         except BaseException:
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=_ResponseStream(self, connection, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        return Response(status, reason, raw_headers, self, connection, timeouts.read)
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
@@ -82,7 +102,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._idle.clear()
         self._idle_count = 0
 
-    async def _take_slot(self, wait_seconds: float | None, request: httpx.Request) -> None:
+    async def _take_slot(self, wait_seconds: float | None) -> None:
         if not self._slots.locked():
             await self._slots.acquire()
             return
@@ -90,7 +110,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
-            raise httpx.PoolTimeout("no connection free in the pool", request=request) from None
+            raise httpx.PoolTimeout("no connection free in the pool") from None
 
     def _reuse(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -122,9 +142,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         oldest.popleft().close()
         self._idle_count -= 1
 
-    async def _connect(
-        self, origin: Origin, wait_seconds: float | None, request: httpx.Request
-    ) -> _Connection:
+    async def _connect(self, origin: Origin, wait_seconds: float | None) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls: ssl.SSLContext | None = None
@@ -136,7 +154,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(wait_seconds):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(origin, request),
+                    lambda: _Connection(origin),
                     host,
                     port,
                     ssl=tls,
@@ -149,16 +167,31 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return connection
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class Response:
+    """An upstream answer: status and raw headers (names lower-cased), body still to come."""
+
+    __slots__ = ("_client", "_connection", "_read_timeout", "_released", "headers", "reason",
+                 "status_code")  # fmt: skip
+
     def __init__(
-        self, transport: Http1Transport, connection: _Connection, read_timeout: float | None
+        self,
+        status_code: int,
+        reason: bytes,
+        headers: Headers,
+        client: Http1Client,
+        connection: _Connection,
+        read_timeout: float | None,
     ) -> None:
-        self._transport = transport
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+        self._client = client
         self._connection = connection
         self._read_timeout = read_timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, without its transfer framing (chunks are undone)."""
         connection = self._connection
         while True:
             chunk = await connection.next_chunk(self._read_timeout)
@@ -168,6 +201,8 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._release()
 
     async def aclose(self) -> None:
+        if self._released:
+            return  # read to the end: the connection may already serve another request
         if not self._connection.finished:
             self._connection.close()  # abandoned halfway: the rest would arrive on reuse
         self._release()
@@ -175,16 +210,15 @@ class _ResponseStream(httpx.AsyncByteStream):
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            self._transport._release(self._connection)
+            self._client._release(self._connection)
 
 
 class _Connection(asyncio.Protocol):
     """One socket, one request at a time; httptools calls the ``on_*`` methods."""
 
-    def __init__(self, origin: Origin, request: httpx.Request) -> None:
+    def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self.idle_since = 0.0
-        self._request = request
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._lost = False
@@ -227,39 +261,29 @@ class _Connection(asyncio.Protocol):
 
     # -- used by the transport --
 
-    async def send(self, request: httpx.Request, head: bytes, write_timeout: float | None) -> None:
-        self._request = request
-        self._start(head_only=request.method == "HEAD")
+    async def send(
+        self, head: bytes, content: Content, write_timeout: float | None, *, head_only: bool
+    ) -> None:
+        self._start(head_only=head_only)
         self._active = True
         transport = self._transport
         assert transport is not None, "connected before use"
-        try:
-            body: bytes | None = request.content
-        except httpx.RequestNotRead:
-            body = None
-        if body is not None:
-            if len(body) < _HIGH_WATER:
-                transport.write(head + body)  # one write, one segment for a usual request
-            else:
+        if content is None or isinstance(content, bytes):
+            if content and len(content) >= _HIGH_WATER:
                 transport.write(head)
-                transport.write(body)
+                transport.write(content)
+            else:
+                transport.write(head + content if content else head)  # one segment, usually
             await self._drain(write_timeout)
             return
         transport.write(head)
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        async for part in request.stream:
+        async for part in content:
             if self._error is not None:
                 raise self._error
-            if not part:
-                continue
-            if chunked:
+            if part:
                 transport.write(b"%x\r\n%b\r\n" % (len(part), part))
-            else:
-                transport.write(part)
-            await self._drain(write_timeout)
-        if chunked:
-            transport.write(_CHUNKED_END)
+                await self._drain(write_timeout)
+        transport.write(_CHUNKED_END)
         await self._drain(write_timeout)
 
     async def receive_head(self, read_timeout: float | None) -> tuple[int, bytes, Headers]:
@@ -295,7 +319,7 @@ class _Connection(asyncio.Protocol):
             await waiter
         except TimeoutError:
             message = "the upstream sent nothing in time"
-            raise httpx.ReadTimeout(message, request=self._request) from None
+            raise httpx.ReadTimeout(message) from None
         finally:
             self._waiter = None
             if timer is not None:
@@ -315,7 +339,7 @@ class _Connection(asyncio.Protocol):
             await drained
         except TimeoutError:
             message = "the upstream took nothing in time"
-            raise httpx.WriteTimeout(message, request=self._request) from None
+            raise httpx.WriteTimeout(message) from None
         finally:
             self._drained = None
             if timer is not None:
@@ -367,19 +391,17 @@ class _Connection(asyncio.Protocol):
                 self._fail(
                     httpx.RemoteProtocolError(
                         "the upstream closed the connection before the body ended",
-                        request=self._request,
                     )
                 )
             else:
                 self._fail(
                     httpx.RemoteProtocolError(
                         "the upstream closed the connection without a response",
-                        request=self._request,
                     )
                 )
         drained = self._drained
         if drained is not None and not drained.done():
-            self._fail(httpx.WriteError("the connection was lost", request=self._request))
+            self._fail(httpx.WriteError("the connection was lost"))
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -396,7 +418,7 @@ class _Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -411,7 +433,7 @@ class _Connection(asyncio.Protocol):
             self._finished = True
             self._keep_alive = False  # the parser would wait for a body HEAD never gets
         elif status not in (204, 304):
-            names = {name.lower() for name, _ in self._headers}
+            names = {name for name, _ in self._headers}
             self._until_close = b"content-length" not in names and not _is_chunked(self._headers)
         self._wake()
 
@@ -431,7 +453,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _protocol_error(self, message: str) -> None:
-        self._fail(httpx.RemoteProtocolError(message, request=self._request))
+        self._fail(httpx.RemoteProtocolError(message))
         self.close()
 
 
@@ -440,27 +462,39 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
-def _origin(url: httpx.URL) -> Origin:
-    scheme = url.scheme
+@functools.lru_cache(maxsize=256)
+def _split(url: str) -> tuple[Origin, bytes, bytes]:
+    """``url`` -> (origin, ``Host`` value, request target); the chat URL repeats, so cached."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-    port = url.port if url.port is not None else (443 if scheme == "https" else 80)
-    return scheme, url.host, port
+    if parts.hostname is None:
+        raise httpx.UnsupportedProtocol(f"no host in {url!r}")
+    default_port = 443 if scheme == "https" else 80
+    port = parts.port if parts.port is not None else default_port
+    host = parts.netloc.rpartition("@")[2].encode("idna" if not parts.netloc.isascii() else "ascii")
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return (scheme, parts.hostname, port), host, target.encode("latin-1")
 
 
-def _request_head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path
+def _request_head(
+    method: str, target: bytes, host: bytes, headers: Headers, content: Content
+) -> bytes:
     if b" " in target:
         raise httpx.LocalProtocolError("illegal character in the request target")
-    headers = request.headers.raw
-    lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     for name, value in headers:
         lines += (name, b": ", value, b"\r\n")
+    if isinstance(content, bytes):
+        lines += (b"content-length: ", b"%d" % len(content), b"\r\n")
+    elif content is not None:
+        lines.append(b"transfer-encoding: chunked\r\n")
     lines.append(b"\r\n")
     head = b"".join(lines)
     # Every line ends in CRLF; a CR, LF or NUL anywhere else would split or end the head early
     # (request smuggling), so the counts must match the lines written.
-    lines_written = len(headers) + 2
+    lines_written = len(headers) + 3 + (content is not None)
     if head.count(b"\n") != lines_written or head.count(b"\r") != lines_written or b"\0" in head:
         raise httpx.LocalProtocolError("illegal character in a request header or target")
     return head
@@ -468,6 +502,5 @@ def _request_head(request: httpx.Request) -> bytes:
 
 def _is_chunked(headers: Headers) -> bool:
     return any(
-        name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
-        for name, value in headers
+        name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers
     )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
 import orjson
 from starlette.responses import Response
 
@@ -31,7 +30,15 @@ from proxy.responses import JSON, is_event_stream, raw_response, relay
 from proxy.semantic import SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
-from proxy.upstream import DECODABLE_ENCODINGS, IDENTITY, Headers, Upstream, response_headers
+from proxy.upstream import (
+    DECODABLE_ENCODINGS,
+    IDENTITY,
+    Headers,
+    Upstream,
+    UpstreamResponse,
+    header,
+    response_headers,
+)
 from proxy.validate import ChatRequest
 
 log = logging.getLogger("semcache.pipeline")
@@ -245,7 +252,7 @@ class ChatPipeline:
             miss.control.store
             and response.status_code == 200
             and is_event_stream(response)
-            and "content-encoding" not in response.headers
+            and header(response, b"content-encoding") is None
         )
         if not storable:
             if miss.control.store:
@@ -316,7 +323,7 @@ class ChatPipeline:
         chat: ChatRequest,
         *,
         accept_encoding: bytes | None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         return await self._upstream.send(
             "POST",
             url,

@@ -6,12 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
-import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from proxy.errors import HTTPError, UpstreamError
-from proxy.upstream import Headers, Upstream, response_headers
+from proxy.upstream import Headers, Upstream, UpstreamResponse, header, response_headers
 
 log = logging.getLogger("semcache.responses")
 
@@ -31,7 +30,7 @@ def error_response(error: HTTPError) -> Response:
 
 def relay(
     upstream: Upstream,
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     extra_headers: Headers,
     observe: Callable[[bytes], None] | None = None,
@@ -48,7 +47,7 @@ def relay(
     """
     headers = response_headers(response, decoded=False)
     is_sse = is_event_stream(response)
-    can_append = is_sse and "content-encoding" not in response.headers
+    can_append = is_sse and header(response, b"content-encoding") is None
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -80,6 +79,6 @@ def relay(
     return streaming
 
 
-def is_event_stream(response: httpx.Response) -> bool:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.startswith("text/event-stream")
+def is_event_stream(response: UpstreamResponse) -> bool:
+    content_type = header(response, b"content-type")
+    return content_type is not None and content_type.startswith(b"text/event-stream")

@@ -1,16 +1,17 @@
 """The one connection pool to the upstream: forward a request, map transport errors.
 
-Every httpx error is translated here, and only here, into the UpstreamError tree.
+Every transport error (both senders raise httpx's exception classes) is translated here, and
+only here, into the UpstreamError tree.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,7 +23,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
     UpstreamUnreachableError,
 )
-from proxy.http1 import Http1Transport
+from proxy.http1 import Content, Http1Client, Timeouts
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 
@@ -42,7 +43,7 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# Encodings httpx can decode without extra packages, asked for when semcache reads a body whole.
+# Encodings semcache decodes (zlib), asked for when it reads a body whole.
 DECODABLE_ENCODINGS = b"gzip, deflate"
 # A stream semcache parses while relaying must arrive uncompressed, event by event.
 IDENTITY = b"identity"
@@ -50,26 +51,48 @@ IDENTITY = b"identity"
 Headers = list[tuple[bytes, bytes]]
 
 
+class UpstreamResponse(Protocol):
+    """An upstream answer with its body still to come; whoever gets one closes it."""
+
+    status_code: int
+    headers: Headers
+    """As received, names lower-cased."""
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Sender(Protocol):
+    """A connection pool: :class:`~proxy.http1.Http1Client`, or :class:`HttpxSender`."""
+
+    async def send(
+        self, method: str, url: str, *, headers: Headers, content: Content, timeouts: Timeouts
+    ) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Upstream:
     def __init__(
         self,
-        transport: httpx.AsyncBaseTransport,
+        sender: Sender,
         *,
         base_url: str,
         api_key: str | None,
         metrics: Metrics,
-        timeout: httpx.Timeout,
+        timeouts: Timeouts,
         max_inflight: int | None = None,
         queue_timeout_seconds: float = 10.0,
     ) -> None:
-        """``transport`` is the one connection pool to the upstream. No client layer sits on
-        it: semcache follows no redirect and keeps no cookie (one pool serves every tenant, so
-        an upstream's Set-Cookie must never ride along with someone else's request)."""
-        self._transport = transport
+        """``sender`` is the one connection pool to the upstream. Nothing else sits on it:
+        semcache follows no redirect and keeps no cookie (one pool serves every tenant, so an
+        upstream's Set-Cookie must never ride along with someone else's request)."""
+        self._sender = sender
         self._base_url = base_url.rstrip("/")
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
         self._metrics = metrics
-        self._extensions = {"timeout": timeout.as_dict()}
+        self._timeouts = timeouts
         self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
         self._queue_timeout_seconds = queue_timeout_seconds
 
@@ -81,22 +104,23 @@ class Upstream:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Upstream:
-        """``transport`` defaults to :func:`default_transport`."""
+        """``transport``: send through httpx's transport instead (unit tests simulate the
+        upstream with respx, which hooks into it). Default: :func:`default_sender`."""
+        read = settings.upstream_timeout_seconds
         return cls(
-            default_transport(settings) if transport is None else transport,
+            default_sender(settings) if transport is None else HttpxSender(transport),
             base_url=settings.upstream_url,
             api_key=settings.upstream_api_key,
             metrics=metrics,
-            timeout=httpx.Timeout(
-                settings.upstream_timeout_seconds,
-                connect=settings.upstream_connect_timeout_seconds,
+            timeouts=Timeouts(
+                connect=settings.upstream_connect_timeout_seconds, read=read, write=read, pool=read
             ),
             max_inflight=settings.max_inflight,
             queue_timeout_seconds=settings.queue_timeout_seconds,
         )
 
     async def close(self) -> None:
-        await self._transport.aclose()
+        await self._sender.aclose()
 
     def url(self, path: str, query: bytes = b"") -> str:
         """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``."""
@@ -130,32 +154,22 @@ class Upstream:
         return out
 
     async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Headers,
-        content: bytes | AsyncIterable[bytes] | None,
-    ) -> httpx.Response:
+        self, method: str, url: str, *, headers: Headers, content: Content
+    ) -> UpstreamResponse:
         """Send and return once the response headers arrived; the caller reads or streams the
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``)."""
         release = await self._take_slot()
         started = time.perf_counter()
         try:
             with self.errors():
-                request = httpx.Request(
-                    method, _parsed(url), headers=headers, content=content,
-                    extensions=self._extensions,
-                )  # fmt: skip
-                response = await self._transport.handle_async_request(request)
-                response.request = request
+                response = await self._sender.send(
+                    method, url, headers=headers, content=content, timeouts=self._timeouts
+                )
         except BaseException:
             release()
             raise
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
-        if self._slots is not None:
-            response.stream = _SlotStream(response.stream, release)
-        return response
+        return response if release is _nothing else _SlotResponse(response, release)
 
     async def _take_slot(self) -> Callable[[], None]:
         slots = self._slots
@@ -182,14 +196,22 @@ class Upstream:
 
         return release
 
-    async def read(self, response: httpx.Response) -> bytes:
+    async def read(self, response: UpstreamResponse) -> bytes:
+        """The whole body, decoded when it came compressed (see ``DECODABLE_ENCODINGS``)."""
         try:
             with self.errors():
-                return await response.aread()
+                body = b"".join([chunk async for chunk in response.aiter_raw()])
         finally:
             await response.aclose()
+        encoding = header(response, b"content-encoding")
+        if encoding is None:
+            return body
+        try:
+            return _decode(body, encoding)
+        except (zlib.error, ValueError) as exc:
+            raise self._failed(UpstreamUnreachableError, "undecodable", exc) from exc
 
-    async def iter_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def iter_raw(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         with self.errors():
             async for chunk in response.aiter_raw():
                 yield chunk
@@ -214,18 +236,18 @@ class Upstream:
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
-def default_transport(settings: Settings) -> httpx.AsyncBaseTransport:
-    """semcache's own HTTP/1.1 transport (:mod:`proxy.http1`), or httpx's when the environment
-    names an HTTP proxy for the upstream (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, with
-    ``NO_PROXY`` honoured), since only httpx's speaks to proxies."""
+def default_sender(settings: Settings) -> Sender:
+    """semcache's own HTTP/1.1 client (:mod:`proxy.http1`), or httpx's transport when the
+    environment names an HTTP proxy for the upstream (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, with ``NO_PROXY`` honoured), since only httpx's speaks to proxies."""
     proxy = _environment_proxy(settings.upstream_url)
     if proxy is None:
-        return Http1Transport(max_connections=settings.upstream_max_connections)
+        return Http1Client(max_connections=settings.upstream_max_connections)
     limits = httpx.Limits(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_connections,
     )
-    return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
+    return HttpxSender(httpx.AsyncHTTPTransport(limits=limits, proxy=proxy))
 
 
 def _environment_proxy(url: str) -> str | None:
@@ -237,10 +259,41 @@ def _environment_proxy(url: str) -> str | None:
     return proxy
 
 
-@functools.lru_cache(maxsize=256)
-def _parsed(url: str) -> httpx.URL:
-    """Parsing a URL costs more than sending the request; the chat and embeddings URLs repeat."""
-    return httpx.URL(url)
+class HttpxSender:
+    """httpx's transport behind :class:`Sender`: for HTTP proxies, and respx in unit tests."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def send(
+        self, method: str, url: str, *, headers: Headers, content: Content, timeouts: Timeouts
+    ) -> UpstreamResponse:
+        timeout = {
+            "connect": timeouts.connect, "read": timeouts.read,
+            "write": timeouts.write, "pool": timeouts.pool,
+        }  # fmt: skip
+        request = httpx.Request(
+            method, url, headers=headers, content=content, extensions={"timeout": timeout}
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return _HttpxResponse(response)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _HttpxResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status_code = response.status_code
+        self.headers: Headers = [(name.lower(), value) for name, value in response.headers.raw]
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_raw()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 # uvicorn adds its own Date; a response has one (RFC 9110 §6.6.1).
@@ -251,16 +304,17 @@ def _nothing() -> None:
     return None
 
 
-class _SlotStream(httpx.AsyncByteStream):
-    """The upstream body, giving its inflight slot back when closed (read, relayed or not)."""
+class _SlotResponse:
+    """The upstream answer, giving its inflight slot back when closed (read, relayed or not)."""
 
-    def __init__(self, inner: Any, release: Callable[[], None]) -> None:
+    def __init__(self, inner: UpstreamResponse, release: Callable[[], None]) -> None:
         self._inner = inner
         self._release = release
+        self.status_code = inner.status_code
+        self.headers = inner.headers
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self._inner.aiter_raw()
 
     async def aclose(self) -> None:
         try:
@@ -269,13 +323,36 @@ class _SlotStream(httpx.AsyncByteStream):
             self._release()
 
 
-def response_headers(response: httpx.Response, *, decoded: bool) -> Headers:
+def header(response: UpstreamResponse, name: bytes) -> bytes | None:
+    """The first value of the (lower-case) ``name``, or None."""
+    for key, value in response.headers:
+        if key == name:
+            return value
+    return None
+
+
+def response_headers(response: UpstreamResponse, *, decoded: bool) -> Headers:
     """Upstream response headers to relay: hop-by-hop removed; ``content-encoding`` removed
-    when httpx decoded the body."""
-    out: Headers = []
-    for name, value in response.headers.raw:
-        lower = name.lower()
-        if lower in _DROP_RESPONSE or (decoded and lower == b"content-encoding"):
+    when semcache decoded the body."""
+    return [
+        (name, value)
+        for name, value in response.headers
+        if name not in _DROP_RESPONSE and not (decoded and name == b"content-encoding")
+    ]
+
+
+def _decode(body: bytes, encoding: bytes) -> bytes:
+    """Undo ``Content-Encoding`` (gzip, deflate; several are applied in order)."""
+    for coding in reversed([c.strip().lower() for c in encoding.split(b",")]):
+        if coding in (b"identity", b""):
             continue
-        out.append((lower, value))
-    return out
+        if coding in (b"gzip", b"x-gzip"):
+            body = zlib.decompress(body, zlib.MAX_WBITS | 16)
+        elif coding == b"deflate":
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:  # raw deflate, without the zlib wrapper, is common too
+                body = zlib.decompress(body, -zlib.MAX_WBITS)
+        else:
+            raise ValueError(f"unsupported content-encoding {coding.decode('latin-1')!r}")
+    return body

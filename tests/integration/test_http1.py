@@ -1,4 +1,4 @@
-"""semcache's HTTP/1.1 transport against a scripted server over real loopback sockets.
+"""semcache's HTTP/1.1 client against a scripted server over real loopback sockets.
 
 The server writes exactly the bytes each test names, so framing, keep-alive, faults and
 timeouts are exercised as an upstream could produce them.
@@ -7,23 +7,26 @@ timeouts are exercised as an upstream could produce them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 
-from proxy.http1 import Http1Transport
+from proxy.http1 import Content, Headers, Http1Client, Response, Timeouts
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT = httpx.Timeout(5.0)
+TIMEOUTS = Timeouts(connect=5, read=5, write=5, pool=5)
 
 
 @dataclass
@@ -124,16 +127,66 @@ async def serve() -> AsyncIterator[Callable[[Respond], Awaitable[ScriptedServer]
         await server.close()
 
 
+@dataclass
+class Answer:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
+
+
+class Client:
+    """A few httpx-like calls over :class:`Http1Client`, so the tests read plainly."""
+
+    def __init__(self, http: Http1Client | None = None, timeouts: Timeouts = TIMEOUTS) -> None:
+        self.http = Http1Client() if http is None else http
+        self.timeouts = timeouts
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, content: Content = None, headers: Headers | None = None
+    ) -> AsyncIterator[Response]:
+        response = await self.http.send(
+            method, url, headers=headers or [], content=content, timeouts=self.timeouts
+        )
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def request(
+        self, method: str, url: str, *, content: Content = None, headers: Headers | None = None
+    ) -> Answer:
+        async with self.stream(method, url, content=content, headers=headers) as r:
+            body = b"".join([chunk async for chunk in r.aiter_raw()])
+        names = {k.decode(): v.decode() for k, v in r.headers}
+        return Answer(r.status_code, names, body)
+
+    async def get(self, url: str, *, headers: Headers | None = None) -> Answer:
+        return await self.request("GET", url, headers=headers)
+
+    async def head(self, url: str) -> Answer:
+        return await self.request("HEAD", url)
+
+    async def post(
+        self, url: str, *, content: Content = None, headers: Headers | None = None
+    ) -> Answer:
+        return await self.request("POST", url, content=content, headers=headers)
+
+
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=Http1Transport(), timeout=TIMEOUT) as c:
-        yield c
+async def client() -> AsyncIterator[Client]:
+    c = Client()
+    yield c
+    await c.http.aclose()
 
 
 Serve = Callable[[Respond], Awaitable[ScriptedServer]]
 
 
-async def test_a_connection_is_kept_and_reused(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_a_connection_is_kept_and_reused(serve: Serve, client: Client) -> None:
     server = await serve(ok)
     for i in range(5):
         r = await client.post(server.url + f"/v1/x?i={i}", content=b'{"q": 1}')
@@ -144,7 +197,7 @@ async def test_a_connection_is_kept_and_reused(serve: Serve, client: httpx.Async
     assert server.requests[0].headers[b"host"] == f"127.0.0.1:{server.port}".encode()
 
 
-async def test_chunked_and_close_delimited_bodies(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_chunked_and_close_delimited_bodies(serve: Serve, client: Client) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         if request.target == b"/chunked":
             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -164,7 +217,7 @@ async def test_chunked_and_close_delimited_bodies(serve: Serve, client: httpx.As
     assert server.connections == 2  # the closed one was not reused
 
 
-async def test_streamed_upload_is_sent_chunked(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_streamed_upload_is_sent_chunked(serve: Serve, client: Client) -> None:
     server = await serve(ok)
 
     async def upload() -> AsyncIterator[bytes]:
@@ -177,9 +230,7 @@ async def test_streamed_upload_is_sent_chunked(serve: Serve, client: httpx.Async
     assert server.requests[0].body == b"one two three"
 
 
-async def test_a_large_body_streams_through_bounded_buffers(
-    serve: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_a_large_body_streams_through_bounded_buffers(serve: Serve, client: Client) -> None:
     big = bytes(range(256)) * 16_384  # 4 MiB, far above the transport's read-ahead bound
 
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
@@ -197,7 +248,7 @@ async def test_a_large_body_streams_through_bounded_buffers(
 
 
 async def test_a_reader_that_does_not_read_holds_the_server_back(
-    serve: Serve, client: httpx.AsyncClient
+    serve: Serve, client: Client
 ) -> None:
     """Read-ahead is bounded: a stalled reader leaves the rest in the server's hands instead
     of buffering the whole body in semcache's memory."""
@@ -223,7 +274,7 @@ async def test_a_reader_that_does_not_read_holds_the_server_back(
     assert sent_all.is_set()
 
 
-async def test_events_arrive_before_the_body_ends(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_events_arrive_before_the_body_ends(serve: Serve, client: Client) -> None:
     release = asyncio.Event()
 
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
@@ -242,7 +293,7 @@ async def test_events_arrive_before_the_body_ends(serve: Serve, client: httpx.As
 
 
 async def test_an_idle_connection_the_server_closed_is_not_reused(
-    serve: Serve, client: httpx.AsyncClient
+    serve: Serve, client: Client
 ) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         writer.write(reply(b"{}"))  # keep-alive promised, then dropped while idle
@@ -258,16 +309,14 @@ async def test_an_idle_connection_the_server_closed_is_not_reused(
 
 async def test_an_expired_idle_connection_is_replaced(serve: Serve) -> None:
     server = await serve(ok)
-    async with httpx.AsyncClient(transport=Http1Transport(keepalive_expiry=0.05)) as client:
-        await client.get(server.url + "/a")
-        await anyio.sleep(0.1)
-        await client.get(server.url + "/b")
+    client = Client(Http1Client(keepalive_expiry=0.05))
+    await client.get(server.url + "/a")
+    await anyio.sleep(0.1)
+    await client.get(server.url + "/b")
     assert server.connections == 2
 
 
-async def test_cut_bodies_and_missing_responses_are_errors(
-    serve: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_cut_bodies_and_missing_responses_are_errors(serve: Serve, client: Client) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         if request.target == b"/cut":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
@@ -293,12 +342,11 @@ async def test_timeouts_and_refused_connections(serve: Serve) -> None:
         await anyio.sleep(10)
 
     server = await serve(respond)
-    async with httpx.AsyncClient(transport=Http1Transport(), timeout=0.2) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.get(server.url + "/slow")
-    async with httpx.AsyncClient(transport=Http1Transport()) as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://127.0.0.1:{free_port()}/")  # nothing listens there
+    client = Client(timeouts=Timeouts(read=0.2))
+    with pytest.raises(httpx.ReadTimeout):
+        await client.get(server.url + "/slow")
+    with pytest.raises(httpx.ConnectError):
+        await client.get(f"http://127.0.0.1:{free_port()}/")  # nothing listens there
 
 
 async def test_the_pool_bounds_connections_and_waits(serve: Serve) -> None:
@@ -311,21 +359,18 @@ async def test_the_pool_bounds_connections_and_waits(serve: Serve) -> None:
         await writer.drain()
 
     server = await serve(respond)
-    transport = Http1Transport(max_connections=1)
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=0.1)) as c:
-        held = asyncio.create_task(c.get(server.url + "/hold"))
-        await anyio.sleep(0.05)
-        with pytest.raises(httpx.PoolTimeout):
-            await c.get(server.url + "/other")
-        release.set()
-        assert (await held).status_code == 200
-        assert (await c.get(server.url + "/other")).status_code == 200
+    c = Client(Http1Client(max_connections=1), Timeouts(read=5, pool=0.1))
+    held = asyncio.create_task(c.get(server.url + "/hold"))
+    await anyio.sleep(0.05)
+    with pytest.raises(httpx.PoolTimeout):
+        await c.get(server.url + "/other")
+    release.set()
+    assert (await held).status_code == 200
+    assert (await c.get(server.url + "/other")).status_code == 200
     assert server.connections == 1
 
 
-async def test_an_abandoned_response_closes_its_connection(
-    serve: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_an_abandoned_response_closes_its_connection(serve: Serve, client: Client) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         await writer.drain()
@@ -341,7 +386,29 @@ async def test_an_abandoned_response_closes_its_connection(
     assert server.connections == 2
 
 
-async def test_interim_head_and_empty_responses(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_closing_a_response_read_to_its_end_leaves_the_reused_connection_alone(
+    serve: Serve, client: Client
+) -> None:
+    release = asyncio.Event()
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/second":
+            await release.wait()
+        writer.write(reply(b"{}"))
+        await writer.drain()
+
+    server = await serve(respond)
+    first = await client.http.send("GET", server.url + "/first", headers=[], timeouts=TIMEOUTS)
+    assert [chunk async for chunk in first.aiter_raw()] == [b"{}"]
+    second = asyncio.create_task(client.get(server.url + "/second"))
+    await anyio.sleep(0.05)  # the connection now carries the second request
+    await first.aclose()
+    release.set()
+    assert (await second).status_code == 200
+    assert server.connections == 1
+
+
+async def test_interim_head_and_empty_responses(serve: Serve, client: Client) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         if request.target == b"/continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b"after"))
@@ -353,7 +420,7 @@ async def test_interim_head_and_empty_responses(serve: Serve, client: httpx.Asyn
 
     server = await serve(respond)
     r = await client.post(
-        server.url + "/continue", content=b"x", headers={"expect": "100-continue"}
+        server.url + "/continue", content=b"x", headers=[(b"expect", b"100-continue")]
     )
     assert (r.status_code, r.content) == (200, b"after")
     head = await client.head(server.url + "/head")
@@ -362,29 +429,30 @@ async def test_interim_head_and_empty_responses(serve: Serve, client: httpx.Asyn
     assert (await client.get(server.url + "/empty")).status_code == 204
 
 
-async def test_header_injection_is_refused_before_sending(
-    serve: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_header_injection_is_refused_before_sending(serve: Serve, client: Client) -> None:
     server = await serve(ok)
     with pytest.raises(httpx.LocalProtocolError):
-        await client.get(server.url + "/", headers={"x-evil": "a\r\nx-injected: 1"})
+        await client.get(server.url + "/", headers=[(b"x-evil", b"a\r\nx-injected: 1")])
     with pytest.raises(httpx.LocalProtocolError):
-        await client.get(server.url + "/", headers={"x-evil": "a\nb"})
+        await client.get(server.url + "/", headers=[(b"x-evil", b"a\nb")])
     assert server.requests == []
 
 
-async def test_gzip_bodies_are_decoded_by_httpx(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_bodies_come_as_sent_and_headers_lower_cased(serve: Serve, client: Client) -> None:
+    packed = gzip.compress(b'{"ok": true}')
+
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
-        writer.write(reply(gzip.compress(b'{"ok": true}'), extra=b"content-encoding: gzip\r\n"))
+        writer.write(reply(packed, extra=b"Content-Encoding: gzip\r\nX-Mixed-Case: Kept\r\n"))
         await writer.drain()
 
     server = await serve(respond)
-    assert (await client.get(server.url + "/gz")).json() == {"ok": True}
+    r = await client.get(server.url + "/gz")
+    assert r.content == packed  # decoding is the caller's choice (proxy.upstream does it)
+    assert (r.headers["content-encoding"], r.headers["x-mixed-case"]) == ("gzip", "Kept")
+    assert server.requests[0].headers.keys() == {b"host"}  # nothing added but Host
 
 
-async def test_bytes_sent_while_idle_drop_the_connection(
-    serve: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_bytes_sent_while_idle_drop_the_connection(serve: Serve, client: Client) -> None:
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         writer.write(reply(b"{}"))
         await writer.drain()
@@ -421,11 +489,10 @@ async def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) 
     server = await ScriptedServer(ok).start(ssl_context=server_tls)
     try:
         trusted = ssl.create_default_context(cafile=str(cert))
-        async with httpx.AsyncClient(transport=Http1Transport(ssl_context=trusted)) as client:
-            r = await client.get(f"https://localhost:{server.port}/secure")
-            assert r.json() == {"echo": "/secure"}
-        async with httpx.AsyncClient(transport=Http1Transport()) as client:
-            with pytest.raises(httpx.ConnectError):  # self-signed: not trusted by default
-                await client.get(f"https://localhost:{server.port}/secure")
+        client = Client(Http1Client(ssl_context=trusted))
+        r = await client.get(f"https://localhost:{server.port}/secure")
+        assert r.json() == {"echo": "/secure"}
+        with pytest.raises(httpx.ConnectError):  # self-signed: not trusted by default
+            await Client().get(f"https://localhost:{server.port}/secure")
     finally:
         await server.close()

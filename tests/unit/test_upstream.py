@@ -1,13 +1,19 @@
-"""Which transport the upstream gets: semcache's own, or httpx's when a proxy is configured."""
+"""The upstream connection: which sender it gets, and compressed answers."""
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Callable
+
 import httpx
+import orjson
 import pytest
 
-from proxy.http1 import Http1Transport
+from proxy.http1 import Http1Client
 from proxy.settings import Settings
-from proxy.upstream import default_transport
+from proxy.upstream import HttpxSender, default_sender
+from tests.unit.harness import Proxy, chat_body, completion
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -24,7 +30,7 @@ def settings(url: str = "https://api.example.test/v1") -> Settings:
 
 
 def test_semcache_transport_without_a_proxy() -> None:
-    assert isinstance(default_transport(settings()), Http1Transport)
+    assert isinstance(default_sender(settings()), Http1Client)
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ALL_PROXY", "https_proxy"])
@@ -32,18 +38,62 @@ def test_httpx_transport_through_an_environment_proxy(
     monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example.test:3128")
-    assert isinstance(default_transport(settings()), httpx.AsyncHTTPTransport)
+    assert isinstance(default_sender(settings()), HttpxSender)
 
 
 def test_a_proxy_for_the_other_scheme_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.test:3128")
-    assert isinstance(default_transport(settings()), Http1Transport)
-    assert isinstance(
-        default_transport(settings("http://api.example.test/v1")), httpx.AsyncHTTPTransport
-    )
+    assert isinstance(default_sender(settings()), Http1Client)
+    assert isinstance(default_sender(settings("http://api.example.test/v1")), HttpxSender)
 
 
 def test_no_proxy_exempts_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,api.example.test")
-    assert isinstance(default_transport(settings()), Http1Transport)
+    assert isinstance(default_sender(settings()), Http1Client)
+
+
+def deflate_raw(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", deflate_raw),
+        ("gzip, deflate", lambda data: zlib.compress(gzip.compress(data))),
+    ],
+)
+async def test_compressed_answers_are_decoded_served_and_stored(
+    proxy: Proxy, encoding: str, pack: Callable[[bytes], bytes]
+) -> None:
+    payload = orjson.dumps(completion("decoded"))
+    route = proxy.upstream.post("/chat/completions").respond(
+        200, content=pack(payload), headers={"content-encoding": encoding}
+    )
+    first = await proxy.chat(chat_body())
+    second = await proxy.chat(chat_body())
+    assert route.call_count == 1
+    assert "gzip" in route.calls[0].request.headers["accept-encoding"]
+    for response in (first, second):
+        assert response.status_code == 200
+        assert "content-encoding" not in response.headers
+        assert response.json()["choices"][0]["message"]["content"] == "decoded"
+    assert second.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.anyio
+async def test_an_undecodable_answer_is_a_502_and_not_stored(proxy: Proxy) -> None:
+    broken = httpx.Response(
+        200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip at all")
+    )
+    route = proxy.upstream.post("/chat/completions").mock(return_value=broken)
+    first = await proxy.chat(chat_body())
+    assert first.status_code == 502
+    assert first.json()["error"]["type"]
+    assert (await proxy.chat(chat_body())).status_code == 502
+    assert route.call_count == 2
