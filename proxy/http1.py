@@ -293,9 +293,13 @@ class _Connection(asyncio.Protocol):
 
     async def next_chunk(self, read_timeout: float | None) -> bytes | None:
         while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
+            chunks = self._chunks
+            if chunks:
+                # Whatever already arrived goes on as one piece: one write to the client, not
+                # one per upstream chunk, and no added wait.
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
                 if self._paused and self._buffered <= _LOW_WATER and self._transport is not None:
                     self._paused = False
                     self._transport.resume_reading()

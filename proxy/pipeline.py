@@ -143,7 +143,9 @@ class ChatPipeline:
         except BaseException:
             self._flights.finish(key, flight, None)  # never leave a flight behind
             raise
-        heartbeat = asyncio.create_task(self._hold_lock(key, token)) if locked else None
+        keeper = (
+            _LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds) if locked else None
+        )
         if entry is not None:
             self._flights.finish(key, flight, Outcome(entry=entry))
             hit = self._hit(entry, miss.chat, lookup="coalesced")
@@ -152,8 +154,8 @@ class ChatPipeline:
 
         async def publish(outcome: Outcome | None) -> None:
             self._flights.finish(key, flight, outcome)
-            if heartbeat is not None:
-                heartbeat.cancel()
+            if keeper is not None:
+                keeper.stop()
                 await self._cache.unlock(key, token)
 
         try:
@@ -174,15 +176,6 @@ class ChatPipeline:
             extra = cache_headers("MISS")
             return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
         return None
-
-    async def _hold_lock(self, key: str, token: str) -> None:
-        """Keep the replica lock while this process leads: it stays short, so a replica that
-        dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``."""
-        with anyio.move_on_after(self._coalesce_timeout_seconds):
-            while True:
-                await anyio.sleep(LOCK_TTL_SECONDS / 3)
-                if not await self._cache.extend_lock(key, token, LOCK_TTL_SECONDS):
-                    return
 
     async def _other_replica(self, key: str) -> Entry | None:
         """Another replica holds the lock: wait for its entry while it does."""
@@ -330,6 +323,38 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=chat.raw,
         )
+
+
+class _LockKeeper:
+    """Keeps the replica lock while this process leads: the lock stays short, so a replica that
+    dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``. Renewal starts
+    from a timer, not a task: most misses end before the first renewal is due."""
+
+    def __init__(self, cache: Cache, key: str, token: str, timeout_seconds: float) -> None:
+        self._cache = cache
+        self._key = key
+        self._token = token
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout_seconds
+        self._timer: asyncio.TimerHandle | None = loop.call_later(LOCK_TTL_SECONDS / 3, self._start)
+        self._task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < self._deadline:
+            if not await self._cache.extend_lock(self._key, self._token, LOCK_TTL_SECONDS):
+                return
+            await anyio.sleep(LOCK_TTL_SECONDS / 3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,6 +247,36 @@ async def test_replica_dying_while_leading_does_not_stall_the_other_replicas(
     assert problems([result]) == []
 
 
+async def test_a_leader_slower_than_the_lock_keeps_it_and_the_other_replica_waits(
+    redis_url: str, fake_upstream: FakeUpstream
+) -> None:
+    """The replica lock lives LOCK_TTL_SECONDS (3 s) and is renewed while the leader works:
+    a 4.5 s upstream call still makes one call for both replicas."""
+    fake_upstream.slow_seconds = 4.5
+    prompt = f"slow leader [{tag()}]"
+    env = {"SEMCACHE_COALESCE_TIMEOUT": "30"}
+    leader = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
+    other = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
+    async with (
+        started(leader, other),
+        client_for(leader.url) as one,
+        client_for(other.url) as two,
+        anyio.create_task_group() as tg,
+    ):
+        first: list[Result] = []
+
+        async def lead() -> None:
+            first.append(await ask(one, prompt, model="fake-slow"))
+
+        tg.start_soon(lead)
+        assert await wait_until(lambda: fake_upstream.calls() == 1, within=5)
+        await anyio.sleep(3.5)  # past the lock's first lifetime
+        second = await ask(two, prompt, model="fake-slow")
+    assert problems([*first, second]) == []
+    assert fake_upstream.calls() == 1
+    assert second.content == first[0].content
+
+
 # -- Graceful shutdown -------------------------------------------------------------------------
 
 
