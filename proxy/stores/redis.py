@@ -33,18 +33,22 @@ from redis.exceptions import RedisError, ResponseError
 from proxy.errors import StoreError
 from proxy.similarity import Neighbor
 from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
+from proxy.stores.resp import Address, ReplyError, RespClient
 
 
 class RedisStore:
     def __init__(
         self,
         client: aioredis.Redis,
+        entries: RespClient,
         *,
         prefix: str,
         retry_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._entries = entries
+        """The hot path's own lean client: entry GET and SET."""
         self._prefix = prefix
         self._retry_seconds = retry_seconds
         self._clock = clock
@@ -68,27 +72,25 @@ class RedisStore:
             # that a dead server costs one timeout, not several.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        return cls(client, prefix=prefix, retry_seconds=retry_seconds, clock=clock)
+        entries = RespClient(Address.from_url(url), timeout_seconds=timeout_seconds)
+        return cls(client, entries, prefix=prefix, retry_seconds=retry_seconds, clock=clock)
 
     async def get(self, key: str) -> Entry | None:
         self._check_available()
         try:
-            data = await self._client.get(self._prefix + key)
-        except (RedisError, OSError) as exc:
+            data = await self._entries.get(self._prefix + key)
+        except (ReplyError, OSError) as exc:
             raise self._failed(exc) from exc
         self._down_until = 0.0
-        if data is None:
-            return None
-        assert isinstance(data, bytes), "the client is created with decode_responses=False"
-        return unpack_entry(data)
+        return None if data is None else unpack_entry(data)
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None:
         self._check_available()
         try:
-            await self._client.set(
+            await self._entries.set(
                 self._prefix + key, pack_entry(entry), px=max(1, int(ttl_seconds * 1000))
             )
-        except (RedisError, OSError) as exc:
+        except (ReplyError, OSError) as exc:
             raise self._failed(exc) from exc
         self._down_until = 0.0
 
@@ -224,6 +226,7 @@ class RedisStore:
         return removed
 
     async def close(self) -> None:
+        await self._entries.aclose()
         await self._client.aclose()
 
     async def _command(self, *args: Any) -> Any:
