@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
-from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from proxy.errors import HTTPError, UpstreamError
 from proxy.upstream import Headers, Upstream, UpstreamResponse, header, response_headers
@@ -36,47 +39,115 @@ def relay(
     observe: Callable[[bytes], None] | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
     on_finish: Callable[[], Awaitable[None]] | None = None,
-) -> StreamingResponse:
+) -> Response:
     """Relay an upstream response as it arrives; never buffered.
 
     Each chunk goes to the client first, then to ``observe``. ``on_complete`` runs only when the
-    upstream body ended cleanly and the client took all of it. A transport failure after the
-    first bytes can no longer change the status: an SSE stream gets a final ``error`` event, any
-    other body just ends. The upstream response is closed by whoever ends first, the client
-    (disconnect) or the upstream. ``on_finish`` runs last, however the stream ended.
+    upstream body ended cleanly and the client took all of it (after the client has its last
+    byte). A transport failure after the first bytes can no longer change the status: an SSE
+    stream gets a final ``error`` event, any other body just ends. A client that goes away stops
+    the relay and closes the upstream response. ``on_finish`` runs last, however it ended.
     """
-    headers = response_headers(response, decoded=False)
-    is_sse = is_event_stream(response)
-    can_append = is_sse and header(response, b"content-encoding") is None
+    return _Relay(
+        upstream, response, [*response_headers(response, decoded=False), *extra_headers],
+        observe=observe, on_complete=on_complete, on_finish=on_finish,
+    )  # fmt: skip
 
-    async def body() -> AsyncIterator[bytes]:
+
+class _Relay(Response):
+    """Pure ASGI, with one watcher task for the client's disconnect (uvicorn's ``send`` does
+    not fail once the client is gone, so something must listen): cheaper than a task group."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        response: UpstreamResponse,
+        headers: Headers,
+        *,
+        observe: Callable[[bytes], None] | None,
+        on_complete: Callable[[], Awaitable[None]] | None,
+        on_finish: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.status_code = response.status_code
+        self.raw_headers = headers
+        self.background = None
+        self._upstream = upstream
+        self._response = response
+        self._observe = observe
+        self._on_complete = on_complete
+        self._on_finish = on_finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        state = _RelayState()
+        watcher = asyncio.ensure_future(_disconnect(receive))
+        watcher.add_done_callback(functools.partial(_client_left, task, state))
         try:
-            completed = False
+            completed = await self._stream(send, state)
+            if completed and self._on_complete is not None:
+                await self._on_complete()
+        except asyncio.CancelledError:
+            if not state.client_gone or task.uncancel() > 0:
+                raise  # not (only) the watcher's cancellation: shutdown, timeout
+        finally:
+            state.streaming = False
+            watcher.cancel()
+            if self._on_finish is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._on_finish()
+
+    async def _stream(self, send: Send, state: _RelayState) -> bool:
+        """True when the whole upstream body reached the client."""
+        response = self._response
+        observe = self._observe
+        completed = False
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
             try:
-                async for chunk in upstream.iter_raw(response):
-                    yield chunk
+                async for chunk in self._upstream.iter_raw(response):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if observe is not None:
                         observe(chunk)
                 completed = True
             except UpstreamError as exc:
                 log.warning("upstream failed mid-response: %s", exc.message)
-                if can_append:
-                    yield b"data: " + exc.body() + b"\n\n"
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-            if completed and on_complete is not None:
-                await on_complete()
+                if is_event_stream(response) and header(response, b"content-encoding") is None:
+                    error_event = b"data: " + exc.body() + b"\n\n"
+                    await send(
+                        {"type": "http.response.body", "body": error_event, "more_body": True}
+                    )
         finally:
-            if on_finish is not None:
-                with anyio.CancelScope(shield=True):
-                    await on_finish()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        state.streaming = False  # from here on a disconnect message is just the end
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return completed
 
-    streaming = StreamingResponse(
-        body(), status_code=response.status_code, background=BackgroundTask(response.aclose)
-    )
-    streaming.raw_headers = [*headers, *extra_headers]
-    return streaming
+
+class _RelayState:
+    __slots__ = ("client_gone", "streaming")
+
+    def __init__(self) -> None:
+        self.streaming = True
+        self.client_gone = False
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a request body nobody reads any more
+
+
+def _client_left(
+    task: asyncio.Task[Any], state: _RelayState, watcher: asyncio.Future[None]
+) -> None:
+    if watcher.cancelled() or watcher.exception() is not None or not state.streaming:
+        return
+    state.client_gone = True
+    task.cancel()
 
 
 def is_event_stream(response: UpstreamResponse) -> bool:

@@ -1,0 +1,135 @@
+"""Relaying an upstream body: what happens when the client stays, and when it leaves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from starlette.types import Message
+
+from proxy.http1 import Timeouts
+from proxy.metrics import Metrics
+from proxy.responses import relay
+from proxy.upstream import Headers, Upstream
+
+pytestmark = pytest.mark.anyio
+
+
+class Body:
+    """An upstream answer whose chunks the test releases one at a time."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.status_code = 200
+        self.headers: Headers = [(b"content-type", b"text/event-stream")]
+        self.chunks = chunks
+        self.released = anyio.Event()
+        self.closed = False
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        for i, chunk in enumerate(self.chunks):
+            if i == 1:
+                await self.released.wait()
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class NoSender:
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not used")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def upstream() -> Upstream:
+    return Upstream(NoSender(), base_url="http://u", api_key=None, metrics=Metrics(),
+                    timeouts=Timeouts())  # fmt: skip
+
+
+class Client:
+    """The ASGI side: records what was sent; ``leave`` makes ``receive`` report a disconnect."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.left = anyio.Event()
+        self.done = anyio.Event()
+
+    async def receive(self) -> Message:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def on(event: anyio.Event) -> None:
+                    await event.wait()
+                    scope.cancel()
+
+                tg.start_soon(on, self.left)
+                tg.start_soon(on, self.done)
+        return {"type": "http.disconnect"}  # as uvicorn: once gone, or once the response ended
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.done.set()
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
+async def test_a_client_that_stays_gets_everything_then_completion_runs() -> None:
+    body, client = Body([b"data: 1\n\n", b"data: 2\n\n"]), Client()
+    calls: list[str] = []
+
+    async def complete() -> None:
+        await anyio.sleep(0.01)  # after the client has its last byte: a disconnect now is fine
+        calls.append("complete")
+
+    async def finish() -> None:
+        calls.append("finish")
+
+    response = relay(
+        upstream(), body, extra_headers=[(b"x-cache", b"MISS")],
+        observe=lambda chunk: calls.append(chunk.decode()), on_complete=complete,
+        on_finish=finish,
+    )  # fmt: skip
+    body.released.set()
+    await response({"type": "http"}, client.receive, client.send)
+    assert client.sent[0]["headers"] == [(b"content-type", b"text/event-stream"),
+                                         (b"x-cache", b"MISS")]  # fmt: skip
+    assert client.body == b"data: 1\n\ndata: 2\n\n"
+    assert calls == ["data: 1\n\n", "data: 2\n\n", "complete", "finish"]
+    assert body.closed
+
+
+async def test_a_client_that_leaves_stops_the_relay_without_completion() -> None:
+    body, client = Body([b"data: 1\n\n", b"data: 2\n\n"]), Client()
+    calls: list[str] = []
+
+    async def complete() -> None:
+        calls.append("complete")
+
+    async def finish() -> None:
+        calls.append("finish")
+
+    response = relay(upstream(), body, extra_headers=[], on_complete=complete, on_finish=finish)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(response, {"type": "http"}, client.receive, client.send)
+            await anyio.sleep(0.05)  # the first chunk is out, the second held upstream
+            client.left.set()
+    assert client.body == b"data: 1\n\n"
+    assert calls == ["finish"]
+    assert body.closed  # the upstream request is given up
+
+
+async def test_an_outer_cancellation_is_not_swallowed() -> None:
+    body, client = Body([b"data: 1\n\n", b"data: 2\n\n"]), Client()
+    response = relay(upstream(), body, extra_headers=[])
+    with anyio.move_on_after(0.05) as scope:
+        await response({"type": "http"}, client.receive, client.send)
+    assert scope.cancelled_caught
+    assert body.closed
