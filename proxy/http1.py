@@ -34,6 +34,9 @@ import httpx
 Origin = tuple[str, str, int]
 Headers = list[tuple[bytes, bytes]]
 
+# Below the 5 s idle timeout of uvicorn and Node servers: reusing a connection the server is
+# closing at that very moment would fail the request (a POST cannot be retried blindly).
+KEEPALIVE_EXPIRY_SECONDS = 4.0
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _CHUNKED_END = b"0\r\n\r\n"
@@ -57,7 +60,7 @@ class Http1Client:
         self,
         *,
         max_connections: int = 100,
-        keepalive_expiry: float = 5.0,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY_SECONDS,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._slots = asyncio.Semaphore(max_connections)
