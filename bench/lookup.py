@@ -6,7 +6,8 @@
 Fills one partition with N random unit vectors (the store's own add path), then times
 ``Store.nearest`` for queries that each have one true neighbour at cosine ~0.95 (so every
 search finds a candidate and scores it), at the proxy's default threshold. Redis: a
-``redis-server`` >= 8 is started on a free loopback port (vector sets, NOQUANT).
+``redis-server`` >= 8 is started on a free loopback port (vector sets as RedisStore writes
+them: Q8 with the float32 vector in the attributes).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ sys.path.insert(0, str(ROOT))
 from proxy.settings import Settings  # noqa: E402
 from proxy.stores.base import Entry, Store  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
-from proxy.stores.redis import RedisStore  # noqa: E402
+from proxy.stores.redis import VECTOR_SET, RedisStore, vector_add_command  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 PARTITION = "sem:bench:partition"
 PREFIX = "bench:"
+FILL_CONNECTIONS = 4
+FILL_BATCH = 100
 
 
 def unit_rows(rng: np.random.Generator, n: int, dims: int) -> np.ndarray[Any, Any]:
@@ -43,8 +46,8 @@ def unit_rows(rng: np.random.Generator, n: int, dims: int) -> np.ndarray[Any, An
 
 
 async def fill(store: Store, rows: np.ndarray[Any, Any], redis_url: str | None) -> float:
-    """The memory store through its own add path; Redis in pipelined batches of the same
-    commands RedisStore.add_vector sends (one round trip per row would only time the network)."""
+    """The memory store through its own add path; Redis with the VADD RedisStore.add_vector
+    sends, pipelined (one round trip per row would only time the network)."""
     started = time.perf_counter()
     if redis_url is None:
         entry = Entry(id="0" * 16, body=b"{}", created_at=0.0)
@@ -53,18 +56,35 @@ async def fill(store: Store, rows: np.ndarray[Any, Any], redis_url: str | None) 
             await store.put(key, entry, 3600)
             await store.add_vector(PARTITION, key, row, f"question {i}", 3600)
     else:
-        client = aioredis.Redis.from_url(redis_url)
-        vset = PREFIX + "vset:" + PARTITION
-        for start in range(0, len(rows), 1000):
-            async with client.pipeline(transaction=False) as pipe:
-                for i in range(start, min(start + 1000, len(rows))):
-                    pipe.execute_command(
-                        "VADD", vset, "FP32", rows[i].tobytes(), f"chat:bench:{i}", "NOQUANT",
-                        "SETATTR", orjson.dumps({"t": f"question {i}"}),
-                    )  # fmt: skip
-                await pipe.execute()
-        await client.aclose()
+        keys = [f"chat:bench:{i}" for i in range(len(rows))]
+        texts = [f"question {i}" for i in range(len(rows))]
+        await fill_vector_set(redis_url, rows, keys, texts)
     return time.perf_counter() - started
+
+
+async def fill_vector_set(
+    redis_url: str, rows: np.ndarray[Any, Any], keys: list[str], texts: list[str]
+) -> None:
+    """Pipelined batches on FILL_CONNECTIONS connections at once: VADD ... CAS searches for
+    an element's neighbours in a Redis thread, so concurrent batches use both cores."""
+    vset = PREFIX + VECTOR_SET + PARTITION
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(FILL_CONNECTIONS)]
+
+    async def batches(worker: int) -> None:
+        client = clients[worker]
+        for start in range(worker * FILL_BATCH, len(rows), FILL_BATCH * FILL_CONNECTIONS):
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(start, min(start + FILL_BATCH, len(rows))):
+                    pipe.execute_command(*vector_add_command(vset, keys[i], rows[i], texts[i]))
+                await pipe.execute()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for worker in range(FILL_CONNECTIONS):
+                tg.start_soon(batches, worker)
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def measure(

@@ -10,7 +10,7 @@ resident-memory growth it reports belongs to this fill alone. Prints one JSON ob
   written through the store's own ``put`` (Redis: pipelined ``SET ... PX``, the same command
   ``RedisStore.put`` sends). ``exact_get_*``: ``Store.get`` of random stored keys.
 - Vectors: N unit rows of ``dims`` floats in one partition, one per entry (memory:
-  ``add_vector``; Redis: pipelined ``VADD ... NOQUANT SETATTR``, as ``RedisStore.add_vector``).
+  ``add_vector``; Redis: pipelined ``VADD ... Q8 CAS SETATTR``, as ``RedisStore.add_vector``).
   ``semantic_*``: ``Store.nearest`` as ``bench/lookup.py`` times it (one true neighbour at
   cosine ~0.95 per query, the default threshold).
 - Memory: resident-set growth of this process (memory store) or Redis ``used_memory`` growth,
@@ -19,8 +19,9 @@ resident-memory growth it reports belongs to this fill alone. Prints one JSON ob
   body (key, bookkeeping, allocator).
 
 Filling a Redis vector set is slow (HNSW insertion, about 1-5 ms per row here), so a filled set
-is kept as an RDB snapshot in ``$TMPDIR/semcache-bench/`` and loaded on later runs;
-``--no-build-vectors`` skips the semantic part when no snapshot is there yet.
+is kept as an RDB snapshot in ``$TMPDIR/semcache-bench/`` (named by ``SNAPSHOT_VERSION``, which
+changes with the vector format) and loaded on later runs; ``--no-build-vectors`` skips the
+semantic part when no snapshot is there yet.
 """
 
 from __future__ import annotations
@@ -51,14 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import percentile  # noqa: E402
-from bench.lookup import PARTITION, PREFIX, measure  # noqa: E402
+from bench.lookup import PARTITION, PREFIX, fill_vector_set, measure  # noqa: E402
 from proxy.stores.base import Entry, pack_entry  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
-from proxy.stores.redis import RedisStore  # noqa: E402
+from proxy.stores.redis import VECTOR_SET, RedisStore  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-bench"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: Q8 sets with the float32 vector in the attributes (1: NOQUANT)."""
 TTL_SECONDS = 7 * 24 * 3600
 NAMESPACE = hashlib.sha256(b"bench").hexdigest()[:32]
 GET_SAMPLES = 2000
@@ -228,18 +230,12 @@ async def used_memory(client: aioredis.Redis) -> int:
     return int(info["used_memory"])
 
 
-async def fill_vectors(client: aioredis.Redis, rows: Rows) -> None:
-    """The commands RedisStore.add_vector sends, pipelined (one round trip per row would time
-    the network, not the set)."""
-    vset = PREFIX + "vset:" + PARTITION
-    for start in range(0, len(rows), BATCH):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(start, min(start + BATCH, len(rows))):
-                pipe.execute_command(
-                    "VADD", vset, "FP32", rows[i].tobytes(), key(i), "NOQUANT",
-                    "SETATTR", orjson.dumps({"t": prompt(i)}),
-                )  # fmt: skip
-            await pipe.execute()
+async def fill_vectors(redis_url: str, rows: Rows) -> None:
+    """The VADD RedisStore.add_vector sends, pipelined on a few connections at once."""
+    n = len(rows)
+    await fill_vector_set(
+        redis_url, rows, [key(i) for i in range(n)], [prompt(i) for i in range(n)]
+    )
 
 
 async def fill_entries(client: aioredis.Redis, n: int) -> float:
@@ -270,11 +266,12 @@ async def redis_store(n: int, dims: int, queries: int, build_vectors: bool) -> d
         shutil.copy(snapshot, workdir / "dump.rdb")
         extra = ("--dir", str(workdir), "--dbfilename", "dump.rdb")
     server = RedisServer(binary, extra_args=extra, ready_timeout=60).start()
-    client = aioredis.Redis.from_url(server.url)
+    # SAVE of a 100k-vector set takes longer than redis-py's default 5 s timeout
+    client = aioredis.Redis.from_url(server.url, socket_timeout=600)
     store = RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=10.0)
     out: dict[str, Any] = {}
     try:
-        vset = PREFIX + "vset:" + PARTITION
+        vset = PREFIX + VECTOR_SET + PARTITION
         have_vectors = int(await client.execute_command("VCARD", vset)) == n  # type: ignore[no-untyped-call]
         sidecar = snapshot.with_suffix(".json")
         if have_vectors and sidecar.exists():
@@ -283,7 +280,7 @@ async def redis_store(n: int, dims: int, queries: int, build_vectors: bool) -> d
             await client.flushall()
             before = await used_memory(client)
             started = time.perf_counter()
-            await fill_vectors(client, rows)
+            await fill_vectors(server.url, rows)
             built = {
                 "vector_bytes_per_entry": (await used_memory(client) - before) / n,
                 "vector_fill_seconds": time.perf_counter() - started,

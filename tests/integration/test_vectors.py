@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import redis
 
@@ -13,7 +15,7 @@ from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.stores.base import Entry, Store, Vector
 from proxy.stores.memory import MemoryStore
-from proxy.stores.redis import RedisStore
+from proxy.stores.redis import VECTOR_SET, RedisStore
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
 
@@ -127,8 +129,101 @@ async def test_redis_vector_set_expires_with_its_latest_entry(
     await store.add_vector("p", "k2", unit(0, 1, 0), "two", 300)
     await store.add_vector("p", "k3", unit(0, 0, 1), "three", 50)
     with redis.Redis.from_url(redis_url) as client:
-        ttl = client.ttl(f"{key_prefix}vset:p")
+        ttl = client.ttl(f"{key_prefix}{VECTOR_SET}p")
     assert 290 < ttl <= 300
+    await store.close()
+
+
+def q8_score(url: str, vset: str, query: Vector) -> float:
+    """The cosine the Q8 graph itself gives the single element of ``vset``."""
+    with redis.Redis.from_url(url, protocol=2) as client:
+        reply = client.execute_command(
+            "VSIM", vset, "FP32", query.astype("<f4").tobytes(), "WITHSCORES", "COUNT", 1
+        )
+    return 2.0 * float(reply[1]) - 1.0
+
+
+def towards(rng: np.random.Generator, a: Vector, cosine: float) -> Vector:
+    """A unit vector at exactly ``cosine`` from the unit vector ``a``."""
+    b = rng.standard_normal(a.shape[0]).astype(np.float32)
+    b -= (b @ a) * a
+    b /= np.linalg.norm(b)
+    q = (cosine * a + np.sqrt(1 - cosine**2) * b).astype(np.float32)
+    return q / np.linalg.norm(q)
+
+
+async def test_redis_threshold_sees_the_exact_cosine_not_the_q8_score(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Int8 scores are off by up to ~0.002: a stored vector whose Q8 score reaches the
+    threshold while its exact cosine does not must not be returned, and one whose exact cosine
+    reaches it must be, with the exact value."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    rng = np.random.default_rng(3)
+    seen = {"q8_above": 0, "q8_below": 0}
+    for i in range(40):
+        stored = unit(*rng.standard_normal(384))
+        query = towards(rng, stored, 0.9)
+        partition = f"p{i}"
+        await add(store, partition, f"k{i}", stored, f"t{i}")
+        exact = float(stored @ query)
+        approx = q8_score(redis_url, f"{key_prefix}{VECTOR_SET}{partition}", query)
+        if abs(approx - exact) < 1e-4:
+            continue
+        between = (approx + exact) / 2
+        found = await store.nearest(partition, query, k=5, min_similarity=between)
+        if approx > exact:
+            seen["q8_above"] += 1
+            assert found == [], f"exact {exact} < threshold {between} <= Q8 {approx}"
+        else:
+            seen["q8_below"] += 1
+            assert [n.id for n in found] == [f"k{i}"]
+        # (float32 rounding of the store's own normalisation: within 1e-6)
+        at_exact = await store.nearest(partition, query, k=5, min_similarity=exact - 1e-6)
+        assert [n.similarity for n in at_exact] == [pytest.approx(exact, abs=1e-6)]
+    assert seen["q8_above"] > 0, seen
+    assert seen["q8_below"] > 0, seen
+    await store.close()
+
+
+async def test_redis_candidates_are_ranked_by_exact_cosine(redis_url: str, key_prefix: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    rng = np.random.default_rng(5)
+    query = unit(*rng.standard_normal(384))
+    # near ties 0.0005 apart, within Q8's error: the graph's order alone would swap some
+    rows = [towards(rng, query, 0.95 - 0.0005 * i) for i in range(12)]
+    for i in reversed(range(12)):
+        await add(store, "p", f"k{i}", rows[i], f"t{i}")
+    found = await store.nearest("p", query, k=5, min_similarity=0.9)
+    assert [n.id for n in found] == [f"k{i}" for i in range(5)]
+    assert [n.similarity for n in found] == [
+        pytest.approx(float(rows[i] @ query), abs=1e-6) for i in range(5)
+    ]
+    await store.close()
+
+
+async def test_redis_element_without_its_exact_vector_is_never_returned(
+    redis_url: str, key_prefix: str
+) -> None:
+    """An element written without a float32 vector (or a foreign one) cannot be rescored: a
+    miss, never a hit on its approximate score."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    await add(store, "p", "good", unit(1, 0.3, 0), "good")
+    vset = f"{key_prefix}{VECTOR_SET}p"
+    blob = unit(1, 0, 0).astype("<f4").tobytes()
+    short = unit(1, 0).astype("<f4").tobytes()
+    with redis.Redis.from_url(redis_url) as client:
+        for name, attributes in [
+            ("no-vector", b'{"t": "x"}'),
+            ("bad-base64", b'{"t": "x", "v": "!!!"}'),
+            ("wrong-size", orjson.dumps({"t": "x", "v": base64.b64encode(short).decode()})),
+            ("no-text", orjson.dumps({"v": base64.b64encode(blob).decode()})),
+            ("not-json", b"x"),
+        ]:
+            client.execute_command("VADD", vset, "FP32", blob, name, "Q8", "SETATTR", attributes)
+        client.execute_command("VADD", vset, "FP32", blob, "no-attributes", "Q8")
+    found = await store.nearest("p", unit(1, 0, 0), k=10, min_similarity=0.5)
+    assert [n.id for n in found] == ["good"]
     await store.close()
 
 
