@@ -1,10 +1,10 @@
 """A lean Redis client for the store's hot commands (GET, SET): one connection, pipelined.
 
 redis-py's asyncio client costs about 150 us of CPU per GET here (its retry wrapper, a
-``wait_for`` per read, the connection pool, observability hooks, the parser); this one about
-40 us. Every caller writes its command at once and awaits its own future; replies come back
-in order, so one connection carries any number of concurrent commands (as ioredis and
-node-redis do) and one reply read may answer many of them.
+``wait_for`` per read, the connection pool, observability hooks, the parser); this one 25-40
+us alone, about 10 us when 64 GETs come in the same event-loop turn. Commands issued in one
+turn go out in one write at its end (auto-pipelining, as ioredis and node-redis do); replies
+come back in order, each caller awaits its own future, and one read may answer many.
 
 Failures: a lost connection fails every pending command with :class:`ConnectionError`; the
 oldest pending command past ``timeout_seconds`` aborts the connection and fails them all with
@@ -171,6 +171,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: deque[tuple[asyncio.Future[Reply], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._unsent: list[bytes] = []
+        """Commands of this event-loop turn, written together at its end."""
         self._buffer = bytearray()
         self._wanted = 0
         """How many buffered bytes the next reply needs at least."""
@@ -184,7 +186,9 @@ class _Connection(asyncio.Protocol):
         self._pending.append((future, deadline))
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._check_deadline)
-        self._transport.write(payload)
+        self._unsent.append(payload)
+        if len(self._unsent) == 1:
+            self._loop.call_soon(self._flush)
         return future
 
     def close(self) -> None:
@@ -254,6 +258,11 @@ class _Connection(asyncio.Protocol):
                     future.set_result(reply)
             start = end
         return start
+
+    def _flush(self) -> None:
+        if not self.closed and self._transport is not None:
+            self._transport.write(b"".join(self._unsent))
+        self._unsent.clear()
 
     def _check_deadline(self) -> None:
         self._timer = None

@@ -121,14 +121,20 @@ async def test_a_cancelled_caller_leaves_the_replies_in_order(redis_url: str) ->
 async def scripted(reply: Callable[[bytes], list[bytes]]) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A server that answers each read with ``reply(data)``, one write per element."""
     received: list[bytes] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            received.append(data)
-            for piece in reply(data):
-                writer.write(piece)
-                await writer.drain()
-        writer.close()
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while data := await reader.read(65536):
+                received.append(data)
+                for piece in reply(data):
+                    writer.write(piece)
+                    await writer.drain()
+        except ConnectionError:
+            pass  # the client aborts its connection when it closes
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -136,6 +142,8 @@ async def scripted(reply: Callable[[bytes], list[bytes]]) -> AsyncIterator[tuple
         yield f"redis://u%40x:p%3Aw@127.0.0.1:{port}/3", received
     finally:
         server.close()
+        await server.wait_closed()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def test_auth_and_select_go_first_and_replies_may_arrive_byte_by_byte() -> None:
@@ -152,6 +160,22 @@ async def test_auth_and_select_go_first_and_replies_may_arrive_byte_by_byte() ->
         b"*3\r\n$4\r\nAUTH\r\n$3\r\nu@x\r\n$3\r\np:w\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
     )
     assert received[1] == b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+
+
+async def test_commands_of_one_event_loop_turn_go_out_in_one_write() -> None:
+    def reply(data: bytes) -> list[bytes]:
+        if data.startswith(b"*3\r\n$4\r\nAUTH"):
+            return [b"+OK\r\n+OK\r\n"]
+        return [b"$1\r\na\r\n$1\r\nb\r\n$-1\r\n"]
+
+    async with scripted(reply) as (url, received):
+        c = client(url)
+        got = await asyncio.gather(c.get("a"), c.get("b"), c.get("c"))
+        assert list(got) == [b"a", b"b", None]
+        await c.aclose()
+    assert received[1:] == [
+        b"".join(b"*2\r\n$3\r\nGET\r\n$1\r\n%s\r\n" % k for k in (b"a", b"b", b"c"))
+    ]
 
 
 async def test_a_rejected_password_fails_the_connection() -> None:
