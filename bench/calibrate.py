@@ -88,10 +88,15 @@ def embed_cosines(path: Path, q1: list[str], q2: list[str]) -> Floats:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
-    kw = {"batch_size": 64, "normalize_embeddings": True, "convert_to_numpy": True}
-    e1 = np.asarray(model.encode(q1, **kw), dtype=np.float32)
-    e2 = np.asarray(model.encode(q2, **kw), dtype=np.float32)
-    cosine = np.einsum("ij,ij->i", e1, e2).astype(np.float64)
+
+    def embed(texts: list[str]) -> npt.NDArray[np.float32]:
+        vectors = model.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    e1, e2 = embed(q1), embed(q2)
+    cosine: Floats = np.einsum("ij,ij->i", e1, e2).astype(np.float64)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.savez(cache, e1=e1, e2=e2, cosine=cosine)
     return cosine
@@ -204,10 +209,10 @@ def report(p: Pairs, found: list[tuple[str, ...]], focus: float, show: int) -> N
         print(f"\nby kind at {focus:.3f}: pairs / above threshold / hits after verify")
         for kind in kinds:
             idx = [i for i, t in enumerate(p.tag) if t == kind]
-            lab = "+".join(sorted({str(int(p.label[i])) for i in idx}))
+            kind_labels = "+".join(sorted({str(int(p.label[i])) for i in idx}))
             hits = sum(1 for i in idx if above[i] and passed[i])
             n_above = sum(1 for i in idx if above[i])
-            print(f"{kind:>14} (label {lab}): {len(idx):4d} {n_above:4d} {hits:4d}")
+            print(f"{kind:>14} (label {kind_labels}): {len(idx):4d} {n_above:4d} {hits:4d}")
 
     if show:
         wrong = [i for i in np.flatnonzero(above & passed) if p.label[i] == 0]

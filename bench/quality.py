@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,11 @@ def curve_png(
 
     thresholds = np.linspace(0.5, 1.0, 101)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
-    for label, predicate in (("plain cosine", lambda t: sims >= t),
-                             ("cosine + guards", lambda t: (sims >= t) & passed)):  # fmt: skip
+    curves: tuple[tuple[str, Callable[[float], np.ndarray[Any, Any]]], ...] = (
+        ("plain cosine", lambda t: sims >= t),
+        ("cosine + guards", lambda t: (sims >= t) & passed),
+    )
+    for label, predicate in curves:
         points = [rates(predicate(t), labels) for t in thresholds]
         ax.plot([p["recall"] for p in points], [p["precision"] for p in points], label=label)
     ax.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3,

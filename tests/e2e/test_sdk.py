@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from openai import AsyncOpenAI, Omit, OpenAI, omit
+from openai.types.chat import ChatCompletion, ChatCompletionToolUnionParam
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy_process import ProxyProcess
+from tests.support.sdk import function_calls
+
+if TYPE_CHECKING:
+    from openai._legacy_response import LegacyAPIResponse  # what with_raw_response returns
 
 
 def client(proxy: ProxyProcess, key: str = "sk-e2e-a") -> OpenAI:
     return OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0)
 
 
-def ask(sdk: OpenAI, text: str, model: str = "gpt-fake", **kw: object):  # type: ignore[no-untyped-def]
+def ask(
+    sdk: OpenAI,
+    text: str,
+    model: str = "gpt-fake",
+    temperature: float | Omit = omit,
+    tools: Iterable[ChatCompletionToolUnionParam] | Omit = omit,
+) -> LegacyAPIResponse[ChatCompletion]:
     return sdk.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}], **kw
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        temperature=temperature,
+        tools=tools,
     )
 
 
@@ -90,13 +107,15 @@ def test_upstream_errors_reach_the_sdk_and_are_not_stored(
 def test_tool_calls_are_cached(
     proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
 ) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    tools: list[ChatCompletionToolUnionParam] = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    ]
     with client(proxy) as sdk:
         first = ask(sdk, question, model="fake-tools", tools=tools)
         second = ask(sdk, question, model="fake-tools", tools=tools)
     assert second.headers["x-cache"] == "HIT"
-    call = second.parse().choices[0].message.tool_calls[0]
-    original = first.parse().choices[0].message.tool_calls[0]
+    call = function_calls(second.parse())[0]
+    original = function_calls(first.parse())[0]
     assert call.function.name == "get_weather"
     assert call.function.arguments == original.function.arguments
     assert fake_upstream.calls() == 1
@@ -117,7 +136,8 @@ def test_bad_input_never_reaches_upstream(proxy: ProxyProcess, fake_upstream: Fa
     with client(proxy) as sdk, pytest.raises(openai.BadRequestError) as bad:
         sdk.chat.completions.create(model="gpt-fake", messages=[])
     assert bad.value.status_code == 400
-    assert bad.value.body["param"] == "messages"  # type: ignore[index]
+    assert isinstance(bad.value.body, dict)
+    assert bad.value.body["param"] == "messages"
     assert fake_upstream.calls() == 0
 
 

@@ -18,9 +18,9 @@ def semantic_proxy(fake_upstream_server: FakeUpstream) -> Iterator[ProxyProcess]
         yield proxy
 
 
-def ask(sdk: OpenAI, text: str, **kw: object) -> tuple[str, str, str]:
+def ask(sdk: OpenAI, text: str) -> tuple[str, str, str]:
     raw = sdk.chat.completions.with_raw_response.create(
-        model="gpt-fake", messages=[{"role": "user", "content": text}], **kw
+        model="gpt-fake", messages=[{"role": "user", "content": text}]
     )
     content = raw.parse().choices[0].message.content or ""
     return raw.headers["x-cache"], raw.headers.get("x-cache-lookup", ""), content

@@ -2,33 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from openai import AsyncOpenAI, Omit, OpenAI, omit
+from openai.types.chat import (
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionStreamOptionsParam,
+)
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy_process import ProxyProcess
+from tests.support.sdk import function_calls
 
 AUTH = {"authorization": "Bearer sk-stream"}
-TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+TOOLS: list[ChatCompletionFunctionToolParam] = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+]
 
 
 def sdk(proxy: ProxyProcess) -> OpenAI:
     return OpenAI(base_url=proxy.base_url, api_key="sk-stream", max_retries=0)
 
 
-def stream(client: OpenAI, text: str, model: str = "gpt-fake", **kw: Any) -> tuple[str, list[Any]]:
+def stream(
+    client: OpenAI,
+    text: str,
+    model: str = "gpt-fake",
+    stream_options: ChatCompletionStreamOptionsParam | Omit = omit,
+) -> tuple[str, list[ChatCompletionChunk]]:
     """(X-Cache, the chunks) of one streamed call."""
     raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}], stream=True, **kw
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        stream_options=stream_options,
     )
     return raw.headers["x-cache"], list(raw.parse())
 
 
-def text_of(chunks: list[Any]) -> str:
+def text_of(chunks: list[ChatCompletionChunk]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
@@ -70,14 +84,15 @@ async def test_stream_miss_then_stream_hit_async(
 def test_include_usage_yields_a_usage_chunk_on_the_hit(
     proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
 ) -> None:
-    options = {"stream_options": {"include_usage": True}}
+    options: ChatCompletionStreamOptionsParam = {"include_usage": True}
     with sdk(proxy) as client:
-        _, miss = stream(client, question, **options)
-        state, hit = stream(client, question, **options)
+        _, miss = stream(client, question, stream_options=options)
+        state, hit = stream(client, question, stream_options=options)
         _, plain = stream(client, question)
     assert state == "HIT"
     assert hit[-1].choices == []
     assert hit[-1].usage is not None
+    assert miss[-1].usage is not None
     assert hit[-1].usage.total_tokens == miss[-1].usage.total_tokens > 0
     assert all(c.usage is None for c in plain)
     assert fake_upstream.calls() == 1
@@ -124,10 +139,10 @@ def test_streamed_tool_calls_are_captured_and_replayed(
         as_json = client.chat.completions.create(
             model="fake-tools", messages=[{"role": "user", "content": question}], tools=TOOLS
         )
-    calls = [m.choices[0].message.tool_calls for m in (miss, hit, as_json)]
-    assert all(c is not None and len(c) == 1 for c in calls)
-    assert {(c[0].id, c[0].function.name, c[0].function.arguments) for c in calls if c} == {
-        (calls[0][0].id, "get_weather", '{"city": "Paris"}')  # type: ignore[index]
+    calls = [function_calls(m) for m in (miss, hit, as_json)]
+    assert all(len(c) == 1 for c in calls)
+    assert {(c[0].id, c[0].function.name, c[0].function.arguments) for c in calls} == {
+        (calls[0][0].id, "get_weather", '{"city": "Paris"}')
     }
     assert hit.choices[0].finish_reason == "tool_calls"
     assert fake_upstream.calls() == 1

@@ -181,7 +181,7 @@ def test_replay_without_usage_has_no_usage_chunk() -> None:
 
 def test_replay_of_a_non_streamed_entry_splits_words_and_tool_arguments() -> None:
     text = "one two three four five six seven"
-    completion = {
+    completion: dict[str, Any] = {
         "id": "x",
         "created": 1,
         "model": "m",
