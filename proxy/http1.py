@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import ssl
 import time
 from collections import deque
@@ -38,7 +39,6 @@ Headers = list[tuple[bytes, bytes]]
 # closing at that very moment would fail the request (a POST cannot be retried blindly).
 KEEPALIVE_EXPIRY_SECONDS = 4.0
 _HIGH_WATER = 256 * 1024
-_LOW_WATER = 64 * 1024
 _CHUNKED_END = b"0\r\n\r\n"
 
 
@@ -69,6 +69,7 @@ class Http1Client:
         self._ssl_context = ssl_context
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._idle_count = 0
+        self._closed = False
 
     async def send(
         self,
@@ -99,6 +100,7 @@ class Http1Client:
         return Response(status, reason, raw_headers, self, connection, timeouts.read)
 
     async def aclose(self) -> None:
+        self._closed = True
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
@@ -121,7 +123,11 @@ class Http1Client:
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
-            if connection.reusable and connection.idle_since >= oldest_kept:
+            if (
+                connection.reusable
+                and connection.idle_since >= oldest_kept
+                and not connection.readable_while_idle()
+            ):
                 return connection
             connection.close()
         return None
@@ -129,7 +135,7 @@ class Http1Client:
     def _release(self, connection: _Connection) -> None:
         """Called once per response, when its body was read to the end or abandoned."""
         self._slots.release()
-        if not connection.reusable:
+        if not connection.reusable or self._closed:
             connection.close()
             return
         if self._idle_count >= self._max_connections:
@@ -258,9 +264,24 @@ class _Connection(asyncio.Protocol):
             and self._keep_alive
             and not self._lost
             and self._error is None
+            and not self._paused
             and self._transport is not None
             and not self._transport.is_closing()
         )
+
+    def readable_while_idle(self) -> bool:
+        """The server closed (or wrote to) this idle connection and the event loop has not
+        seen it yet: under load, or with servers that drop idle connections in under a few
+        seconds. One non-blocking poll of the socket, as httpcore does."""
+        transport = self._transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     # -- used by the transport --
 
@@ -303,7 +324,7 @@ class _Connection(asyncio.Protocol):
                 chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self._buffered = 0
-                if self._paused and self._buffered <= _LOW_WATER and self._transport is not None:
+                if self._paused and self._transport is not None:
                     self._paused = False
                     self._transport.resume_reading()
                 return chunk
@@ -317,6 +338,9 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     async def _wait(self, wait_seconds: float | None) -> None:
+        """Until something arrives or fails; the caller checks which. A failure counts only
+        for what has not arrived: bytes past a complete response fail the connection, not
+        that response."""
         if self._error is not None:
             raise self._error
         loop = asyncio.get_running_loop()
@@ -331,8 +355,6 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-        if self._error is not None:
-            raise self._error
 
     async def _drain(self, wait_seconds: float | None) -> None:
         if self._writable and self._error is None:
@@ -424,8 +446,15 @@ class _Connection(asyncio.Protocol):
     def on_status(self, status: bytes) -> None:
         self._reason += status
 
+    def on_message_begin(self) -> None:
+        if self._finished or not self._active:
+            # Bytes past the end of the response, in the same read: the upstream is out of
+            # step (or splitting responses). Raising stops the parser; the connection goes.
+            raise httpx.RemoteProtocolError("the upstream sent more than one response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        if not self._has_head:  # after the head come only chunked trailers: not headers
+            self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -438,6 +467,7 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = self._parser.should_keep_alive()
         if self._head_only:
             self._finished = True
+            self._active = False  # stray body bytes now drop the connection
             self._keep_alive = False  # the parser would wait for a body HEAD never gets
         elif status not in (204, 304):
             names = {name for name, _ in self._headers}

@@ -43,8 +43,8 @@ def relay(
     """Relay an upstream response as it arrives; never buffered.
 
     Each chunk goes to the client first, then to ``observe``. ``on_complete`` runs only when the
-    upstream body ended cleanly and the client took all of it (after the client has its last
-    byte). A transport failure after the first bytes can no longer change the status: an SSE
+    upstream body ended cleanly and all of it was handed to the client (after its last byte; a
+    client that left just then may not have read it, but the answer is complete). A transport failure after the first bytes can no longer change the status: an SSE
     stream gets a final ``error`` event, any other body just ends. A client that goes away stops
     the relay and closes the upstream response. ``on_finish`` runs last, however it ended.
     """

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.connection import RedisSSLContext, SSLConnection, parse_url
 
 Reply = bytes | int | None
 
@@ -55,10 +55,13 @@ class Address:
         kwargs: dict[str, Any] = dict(parse_url(url))
         context = None
         if kwargs.get("connection_class") is SSLConnection:
-            context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
-            if str(kwargs.get("ssl_cert_reqs", "required")).lower() in ("none", "0"):
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+            # redis-py's own TLS setup, from the same ``ssl_*`` URL options and defaults, so
+            # both clients of the store connect alike.
+            options: dict[str, Any] = {"cert_reqs": "required", "check_hostname": True}
+            for name, value in kwargs.items():
+                if name.startswith("ssl_"):
+                    options[name.removeprefix("ssl_")] = value
+            context = RedisSSLContext(**options).get()
         return cls(
             host=kwargs.get("host", "127.0.0.1"),
             port=int(kwargs.get("port", 6379)),

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import socket
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,3 +499,83 @@ async def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) 
             await Client().get(f"https://localhost:{server.port}/secure")
     finally:
         await server.close()
+
+
+async def test_a_connection_paused_at_the_end_of_its_body_is_not_reused(serve: Serve) -> None:
+    """Read-ahead paused (the reader stalled) and the body ended in the same read: such a
+    connection would never be read again, so it must not go back to the pool."""
+    body = b"x" * (300 * 1024)
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(body if request.target == b"/big" else b"{}"))
+        await writer.drain()
+
+    server = await serve(respond)
+    client = Client(timeouts=Timeouts(read=2))
+    big = await client.http.send("GET", server.url + "/big", headers=[], timeouts=client.timeouts)
+    await anyio.sleep(0.2)  # the whole body arrives while nobody reads
+    await big.aclose()
+    assert (await client.get(server.url + "/next")).content == b"{}"
+    assert server.connections == 2
+
+
+async def test_bytes_past_the_end_of_a_response_drop_the_connection(serve: Serve) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.target == b"/split":  # a second, unasked-for response in the same write
+            writer.write(reply(b"{}") + reply(b'{"injected": true}'))
+        else:
+            writer.write(reply(b'{"fine": true}'))
+        await writer.drain()
+
+    server = await serve(respond)
+    client = Client()
+    first = await client.get(server.url + "/split")
+    assert first.content == b"{}"
+    assert first.headers["content-length"] == "2"
+    assert (await client.get(server.url + "/next")).json() == {"fine": True}
+    assert server.connections == 2
+
+
+async def test_trailers_are_not_headers(serve: Serve, client: Client) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"2\r\n{}\r\n0\r\nx-trailer: late\r\n\r\n"
+        )
+        await writer.drain()
+
+    server = await serve(respond)
+    r = await client.get(server.url + "/t")
+    assert r.content == b"{}"
+    assert "x-trailer" not in r.headers
+
+
+async def test_a_close_the_event_loop_has_not_seen_yet_is_detected_before_reuse() -> None:
+    """The server closes right after answering; the loop is busy and has not processed the
+    FIN when the next request picks the idle connection (the socket is polled first)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+
+    def serve_and_close() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            connections.append(1)
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(reply(b"{}"))  # keep-alive promised, then closed at once
+
+    thread = threading.Thread(target=serve_and_close, daemon=True)
+    thread.start()
+    client = Client()
+    try:
+        assert (await client.post(f"http://127.0.0.1:{port}/a", content=b"1")).content == b"{}"
+        time.sleep(0.2)  # a busy loop: the FIN is in the socket, not yet seen  # noqa: ASYNC251
+        assert (await client.post(f"http://127.0.0.1:{port}/b", content=b"2")).content == b"{}"
+    finally:
+        await client.http.aclose()
+        thread.join(timeout=5)
+        listener.close()
+    assert len(connections) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -208,3 +209,15 @@ def test_addresses_from_urls() -> None:
     tls = Address.from_url("rediss://h?ssl_cert_reqs=none").ssl_context
     assert tls is not None
     assert not tls.check_hostname
+
+
+def test_tls_options_in_the_url_are_honoured_as_redis_py_does() -> None:
+    strict = Address.from_url("rediss://h:6380/0").ssl_context
+    assert strict is not None
+    assert (strict.check_hostname, strict.verify_mode) == (True, ssl.CERT_REQUIRED)
+    relaxed = Address.from_url("rediss://h:6380/0?ssl_check_hostname=false").ssl_context
+    assert relaxed is not None
+    assert (relaxed.check_hostname, relaxed.verify_mode) == (False, ssl.CERT_REQUIRED)
+    optional = Address.from_url("rediss://h/0?ssl_cert_reqs=optional&ssl_check_hostname=false")
+    assert optional.ssl_context is not None
+    assert optional.ssl_context.verify_mode == ssl.CERT_OPTIONAL
