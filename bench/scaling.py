@@ -10,7 +10,7 @@ resident-memory growth it reports belongs to this fill alone. Prints one JSON ob
   written through the store's own ``put`` (Redis: pipelined ``SET ... PX``, the same command
   ``RedisStore.put`` sends). ``exact_get_*``: ``Store.get`` of random stored keys.
 - Vectors: N unit rows of ``dims`` floats in one partition, one per entry (memory:
-  ``add_vector``; Redis: pipelined ``VADD ... Q8 CAS SETATTR``, as ``RedisStore.add_vector``).
+  ``add_vector``; Redis: pipelined ``VADD ... REDUCE ... Q8 CAS SETATTR``, as ``add_vector``).
   ``semantic_*``: ``Store.nearest`` as ``bench/lookup.py`` times it (one true neighbour at
   cosine ~0.95 per query, the default threshold).
 - Memory: resident-set growth of this process (memory store) or Redis ``used_memory`` growth,
@@ -59,8 +59,8 @@ from proxy.stores.redis import VECTOR_SET, RedisStore  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-bench"
-SNAPSHOT_VERSION = 2
-"""2: Q8 sets with the float32 vector in the attributes (1: NOQUANT)."""
+SNAPSHOT_VERSION = 3
+"""3: REDUCE + Q8 sets with the float32 vector in the attributes (2: Q8; 1: NOQUANT)."""
 TTL_SECONDS = 7 * 24 * 3600
 NAMESPACE = hashlib.sha256(b"bench").hexdigest()[:32]
 GET_SAMPLES = 2000

@@ -134,8 +134,8 @@ async def test_redis_vector_set_expires_with_its_latest_entry(
     await store.close()
 
 
-def q8_score(url: str, vset: str, query: Vector) -> float:
-    """The cosine the Q8 graph itself gives the single element of ``vset``."""
+def graph_score(url: str, vset: str, query: Vector) -> float:
+    """The cosine the graph itself gives the single element of ``vset``."""
     with redis.Redis.from_url(url, protocol=2) as client:
         reply = client.execute_command(
             "VSIM", vset, "FP32", query.astype("<f4").tobytes(), "WITHSCORES", "COUNT", 1
@@ -152,37 +152,37 @@ def towards(rng: np.random.Generator, a: Vector, cosine: float) -> Vector:
     return q / np.linalg.norm(q)
 
 
-async def test_redis_threshold_sees_the_exact_cosine_not_the_q8_score(
+async def test_redis_threshold_sees_the_exact_cosine_not_the_graph_score(
     redis_url: str, key_prefix: str
 ) -> None:
-    """Int8 scores are off by up to ~0.002: a stored vector whose Q8 score reaches the
-    threshold while its exact cosine does not must not be returned, and one whose exact cosine
-    reaches it must be, with the exact value."""
+    """The graph's scores (projected to 128 of 384 dims, int8) are approximate: a stored vector
+    whose graph score reaches the threshold while its exact cosine does not must not be
+    returned, and one whose exact cosine reaches it must be, with the exact value."""
     store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
     rng = np.random.default_rng(3)
-    seen = {"q8_above": 0, "q8_below": 0}
+    seen = {"graph_above": 0, "graph_below": 0}
     for i in range(40):
         stored = unit(*rng.standard_normal(384))
         query = towards(rng, stored, 0.9)
         partition = f"p{i}"
         await add(store, partition, f"k{i}", stored, f"t{i}")
         exact = float(stored @ query)
-        approx = q8_score(redis_url, f"{key_prefix}{VECTOR_SET}{partition}", query)
+        approx = graph_score(redis_url, f"{key_prefix}{VECTOR_SET}{partition}", query)
         if abs(approx - exact) < 1e-4:
             continue
         between = (approx + exact) / 2
         found = await store.nearest(partition, query, k=5, min_similarity=between)
         if approx > exact:
-            seen["q8_above"] += 1
-            assert found == [], f"exact {exact} < threshold {between} <= Q8 {approx}"
+            seen["graph_above"] += 1
+            assert found == [], f"exact {exact} < threshold {between} <= graph {approx}"
         else:
-            seen["q8_below"] += 1
+            seen["graph_below"] += 1
             assert [n.id for n in found] == [f"k{i}"]
         # (float32 rounding of the store's own normalisation: within 1e-6)
         at_exact = await store.nearest(partition, query, k=5, min_similarity=exact - 1e-6)
         assert [n.similarity for n in at_exact] == [pytest.approx(exact, abs=1e-6)]
-    assert seen["q8_above"] > 0, seen
-    assert seen["q8_below"] > 0, seen
+    assert seen["graph_above"] > 0, seen
+    assert seen["graph_below"] > 0, seen
     await store.close()
 
 
@@ -190,7 +190,7 @@ async def test_redis_candidates_are_ranked_by_exact_cosine(redis_url: str, key_p
     store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
     rng = np.random.default_rng(5)
     query = unit(*rng.standard_normal(384))
-    # near ties 0.0005 apart, within Q8's error: the graph's order alone would swap some
+    # near ties 0.0005 apart, well within the graph's score error: its order alone would swap
     rows = [towards(rng, query, 0.95 - 0.0005 * i) for i in range(12)]
     for i in reversed(range(12)):
         await add(store, "p", f"k{i}", rows[i], f"t{i}")
