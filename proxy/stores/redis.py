@@ -320,7 +320,7 @@ def _neighbors(reply: Any, query: Vector, *, k: int, min_similarity: float) -> l
         try:
             fields = orjson.loads(attributes)
             text, encoded = fields["t"], fields["v"]
-            vector = np.frombuffer(base64.b64decode(encoded, validate=True), dtype="<f4")
+            vector = np.frombuffer(binascii.a2b_base64(encoded, strict_mode=True), dtype="<f4")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error):
             continue
         if not isinstance(text, str) or vector.shape != query.shape:
