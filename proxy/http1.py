@@ -343,36 +343,26 @@ class _Connection(asyncio.Protocol):
         that response."""
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, waiter)
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await waiter
-        except TimeoutError:
-            message = "the upstream sent nothing in time"
-            raise httpx.ReadTimeout(message) from None
+            await _within(
+                waiter, wait_seconds, httpx.ReadTimeout, "the upstream sent nothing in time"
+            )
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
 
     async def _drain(self, wait_seconds: float | None) -> None:
         if self._writable and self._error is None:
             return
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
-        drained = self._drained = loop.create_future()
-        timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, drained)
+        drained = self._drained = asyncio.get_running_loop().create_future()
         try:
-            await drained
-        except TimeoutError:
-            message = "the upstream took nothing in time"
-            raise httpx.WriteTimeout(message) from None
+            await _within(
+                drained, wait_seconds, httpx.WriteTimeout, "the upstream took nothing in time"
+            )
         finally:
             self._drained = None
-            if timer is not None:
-                timer.cancel()
         if self._error is not None:
             raise self._error
 
@@ -492,6 +482,24 @@ class _Connection(asyncio.Protocol):
     def _protocol_error(self, message: str) -> None:
         self._fail(httpx.RemoteProtocolError(message))
         self.close()
+
+
+async def _within(
+    future: asyncio.Future[None],
+    wait_seconds: float | None,
+    failure: type[httpx.TimeoutException],
+    message: str,
+) -> None:
+    """Await ``future``; after ``wait_seconds`` raise ``failure`` (a timer, not a task)."""
+    loop = asyncio.get_running_loop()
+    timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, future)
+    try:
+        await future
+    except TimeoutError:
+        raise failure(message) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
