@@ -145,11 +145,11 @@ def graph_score(url: str, vset: str, query: Vector) -> float:
 
 def towards(rng: np.random.Generator, a: Vector, cosine: float) -> Vector:
     """A unit vector at exactly ``cosine`` from the unit vector ``a``."""
-    b = rng.standard_normal(a.shape[0]).astype(np.float32)
+    b = rng.standard_normal(a.shape).astype(np.float32)
     b -= (b @ a) * a
     b /= np.linalg.norm(b)
     q = (cosine * a + np.sqrt(1 - cosine**2) * b).astype(np.float32)
-    return q / np.linalg.norm(q)
+    return np.asarray(q / np.linalg.norm(q), dtype=np.float32)
 
 
 async def test_redis_threshold_sees_the_exact_cosine_not_the_graph_score(
