@@ -44,9 +44,10 @@ def relay(
 
     Each chunk goes to the client first, then to ``observe``. ``on_complete`` runs only when the
     upstream body ended cleanly and all of it was handed to the client (after its last byte; a
-    client that left just then may not have read it, but the answer is complete). A transport failure after the first bytes can no longer change the status: an SSE
-    stream gets a final ``error`` event, any other body just ends. A client that goes away stops
-    the relay and closes the upstream response. ``on_finish`` runs last, however it ended.
+    client that left just then may not have read it, but the answer is complete). A transport
+    failure after the first bytes can no longer change the status: an SSE stream gets a final
+    ``error`` event, any other body just ends. A client that goes away stops the relay and
+    closes the upstream response. ``on_finish`` runs last, however it ended.
     """
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
