@@ -36,7 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 from proxy.errors import StoreError
 from proxy.similarity import Neighbor
 from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
-from proxy.stores.resp import Address, ReplyError, RespClient
+from proxy.stores.resp import Address, Reply, ReplyError, RespClient
 
 
 class RedisStore:
@@ -146,39 +146,32 @@ class RedisStore:
             raise self._failed(exc) from exc
         return True
 
+    # Locks sit on the miss path: they go through the lean client too.
+
     async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
-        self._check_available()
-        try:
-            taken = await self._client.set(
-                self._prefix + "lock:" + key, token, nx=True, px=max(1, int(ttl_seconds * 1000))
-            )
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-        return bool(taken)
+        ttl_ms = b"%d" % max(1, int(ttl_seconds * 1000))
+        lock = self._lock_key(key)
+        return await self._locking(b"SET", lock, token.encode(), b"NX", b"PX", ttl_ms) is not None
 
     async def unlock(self, key: str, token: str) -> None:
-        self._check_available()
-        try:
-            await self._command("EVAL", _UNLOCK, 1, self._prefix + "lock:" + key, token)
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
+        await self._locking(b"EVAL", _UNLOCK, b"1", self._lock_key(key), token.encode())
 
     async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
-        self._check_available()
-        ttl_ms = max(1, int(ttl_seconds * 1000))
-        try:
-            kept = await self._command(
-                "EVAL", _EXTEND, 1, self._prefix + "lock:" + key, token, ttl_ms
-            )
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-        return bool(kept)
+        ttl_ms = b"%d" % max(1, int(ttl_seconds * 1000))
+        lock = self._lock_key(key)
+        return bool(await self._locking(b"EVAL", _EXTEND, b"1", lock, token.encode(), ttl_ms))
 
     async def is_locked(self, key: str) -> bool:
+        return bool(await self._locking(b"EXISTS", self._lock_key(key)))
+
+    def _lock_key(self, key: str) -> bytes:
+        return (self._prefix + "lock:" + key).encode()
+
+    async def _locking(self, *command: bytes) -> Reply:
         self._check_available()
         try:
-            return bool(await self._client.exists(self._prefix + "lock:" + key))
-        except (RedisError, OSError) as exc:
+            return await self._entries.command(*command)
+        except (ReplyError, OSError) as exc:
             raise self._failed(exc) from exc
 
     async def shared_secret(self, candidate: bytes) -> bytes:
@@ -243,13 +236,13 @@ class RedisStore:
 
 
 # Delete the lock only if this token still holds it (one key: fine on a cluster).
-_UNLOCK = """
+_UNLOCK = b"""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
 
 
-_EXTEND = """
+_EXTEND = b"""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """

@@ -89,6 +89,10 @@ class RespClient:
     async def set(self, key: str, value: bytes, *, px: int) -> None:
         await self._request(encode(b"SET", key.encode(), value, b"PX", b"%d" % px))
 
+    async def command(self, *args: bytes) -> Reply:
+        """Any command whose reply is a bulk or simple string, an integer or nil."""
+        return await self._request(encode(*args))
+
     async def aclose(self) -> None:
         if self._connecting is not None:
             self._connecting.cancel()

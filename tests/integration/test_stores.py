@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 import redis
 
@@ -164,3 +165,27 @@ async def test_redis_down_raises_store_error_fast_then_recovers(
     await store.put("k", entry(), 60)
     assert await store.get("k") == entry()
     await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_locks_belong_to_their_token_and_expire(
+    redis_url: str, key_prefix: str
+) -> None:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    try:
+        assert await store.try_lock("chat:k", "mine", 0.3)
+        assert not await store.try_lock("chat:k", "theirs", 0.3)
+        assert await store.is_locked("chat:k")
+        assert not await store.is_locked("chat:other")
+        assert not await store.extend_lock("chat:k", "theirs", 5)
+        assert await store.extend_lock("chat:k", "mine", 0.3)
+        await store.unlock("chat:k", "theirs")  # not theirs to give back
+        assert await store.is_locked("chat:k")
+        await store.unlock("chat:k", "mine")
+        assert not await store.is_locked("chat:k")
+        assert await store.try_lock("chat:k", "theirs", 0.2)
+        await anyio.sleep(0.3)
+        assert not await store.is_locked("chat:k")  # a dead holder's lock goes by itself
+        assert not await store.extend_lock("chat:k", "theirs", 5)
+    finally:
+        await store.close()
