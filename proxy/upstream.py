@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from proxy.connection import Content
 from proxy.errors import (
     OverloadedError,
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnreachableError,
 )
-from proxy.http1 import Content, Http1Client, Timeouts
+from proxy.http1 import Http1Client, Timeouts
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 

@@ -24,7 +24,8 @@ import httpx
 import orjson
 import pytest
 
-from proxy.http1 import Content, Headers, Http1Client, Response, Timeouts
+from proxy.connection import Content, Headers
+from proxy.http1 import Http1Client, Response, Timeouts
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.anyio
