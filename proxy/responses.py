@@ -43,11 +43,11 @@ def relay(
     """Relay an upstream response as it arrives; never buffered.
 
     Each chunk goes to the client first, then to ``observe``. ``on_complete`` runs only when the
-    upstream body ended cleanly and all of it was handed to the client (after its last byte; a
-    client that left just then may not have read it, but the answer is complete). A transport
-    failure after the first bytes can no longer change the status: an SSE stream gets a final
-    ``error`` event, any other body just ends. A client that goes away stops the relay and
-    closes the upstream response. ``on_finish`` runs last, however it ended.
+    upstream body ended cleanly and all of it was handed to the client, before the response
+    ends (a client that left just then may not have read it all, but the answer is complete).
+    A transport failure after the first bytes can no longer change the status: an SSE stream
+    gets a final ``error`` event, any other body just ends. A client that goes away stops the
+    relay and closes the upstream response. ``on_finish`` runs last, however it ended.
     """
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
@@ -85,9 +85,13 @@ class _Relay(Response):
         watcher = asyncio.ensure_future(_disconnect(receive))
         watcher.add_done_callback(functools.partial(_client_left, task, state))
         try:
-            completed = await self._stream(send, state)
+            completed = await self._stream(send)
+            # The body is out. The client may leave now without cutting the store short, and the
+            # response ends only once the entry is stored: the client's next request finds it.
+            state.streaming = False
             if completed and self._on_complete is not None:
                 await self._on_complete()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not state.client_gone or task.uncancel() > 0:
                 raise  # not (only) the watcher's cancellation: shutdown, timeout
@@ -98,8 +102,9 @@ class _Relay(Response):
                 with anyio.CancelScope(shield=True):
                     await self._on_finish()
 
-    async def _stream(self, send: Send, state: _RelayState) -> bool:
-        """True when the whole upstream body reached the client."""
+    async def _stream(self, send: Send) -> bool:
+        """Everything but the end of the response; True when the whole upstream body was
+        handed to the client."""
         response = self._response
         observe = self._observe
         completed = False
@@ -124,8 +129,6 @@ class _Relay(Response):
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-        state.streaming = False  # from here on a disconnect message is just the end
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         return completed
 
 

@@ -85,7 +85,8 @@ async def test_a_client_that_stays_gets_everything_then_completion_runs() -> Non
     calls: list[str] = []
 
     async def complete() -> None:
-        await anyio.sleep(0.01)  # after the client has its last byte: a disconnect now is fine
+        assert not client.done.is_set()  # stored before the response ends: read-your-writes
+        await anyio.sleep(0.01)
         calls.append("complete")
 
     async def finish() -> None:
