@@ -77,5 +77,7 @@ def run(settings: Settings) -> None:
         # The access log would print request paths and query strings, which may carry keys.
         access_log=False,
         server_header=False,
+        # semcache never looks at client addresses: no X-Forwarded-* rewriting on every request.
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )

@@ -1,0 +1,62 @@
+"""The cache routes, dispatched straight to their handlers, answer like every other route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.embeddings import EmbeddingPipeline
+from proxy.pipeline import ChatPipeline
+from tests.unit.harness import Proxy, chat_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def broken(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("a bug, not a request problem")
+
+
+async def test_a_bug_in_the_chat_route_is_an_openai_format_500(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(ChatPipeline, "handle", broken)
+    response = await proxy.chat(chat_body())
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+    assert "unexpected error on POST /v1/chat/completions" in caplog.text
+    assert "sk-test-a" not in caplog.text
+
+
+async def test_a_bug_in_the_embeddings_route_is_an_openai_format_500(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(EmbeddingPipeline, "handle", broken)
+    response = await proxy.client.post(
+        "/v1/embeddings",
+        json={"model": "emb-test", "input": "x"},
+        headers={"authorization": "Bearer sk-test-a"},
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_other_methods_on_a_cache_route_pass_through(proxy: Proxy, method: str) -> None:
+    route = proxy.upstream.request(method, "/chat/completions").respond(200, json={"object": "x"})
+    response = await proxy.client.request(
+        method, "/v1/chat/completions", headers={"authorization": "Bearer sk-test-a"}
+    )
+    assert response.status_code == 200
+    assert route.call_count == 1
+    assert "x-cache" not in response.headers
+
+
+async def test_a_trailing_slash_is_not_the_cache_route(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/chat/completions/").respond(200, json={"object": "x"})
+    response = await proxy.client.post(
+        "/v1/chat/completions/", json=chat_body(), headers={"authorization": "Bearer sk-test-a"}
+    )
+    assert response.status_code == 200
+    assert route.call_count == 1
+    assert "x-cache" not in response.headers
