@@ -224,14 +224,21 @@ async def test_two_proxies_on_one_redis_make_one_upstream_call(
     assert len({r.content for r in results}) == 1
 
 
+def patient_replicas(upstream: FakeUpstream, redis_url: str) -> tuple[ProxyProcess, ProxyProcess]:
+    """Two replicas on one Redis whose followers wait up to 30 s for a leader."""
+    env = {"SEMCACHE_COALESCE_TIMEOUT": "30"}
+    return (
+        ProxyProcess(upstream.url, redis_url=redis_url, env=env),
+        ProxyProcess(upstream.url, redis_url=redis_url, env=env),
+    )
+
+
 async def test_replica_dying_while_leading_does_not_stall_the_other_replicas(
     redis_url: str, fake_upstream: FakeUpstream
 ) -> None:
     fake_upstream.slow_seconds = 1.0
     prompt = f"leader dies [{tag()}]"
-    env = {"SEMCACHE_COALESCE_TIMEOUT": "30"}
-    leader = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
-    other = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
+    leader, other = patient_replicas(fake_upstream, redis_url)
     async with (
         started(leader, other),
         client_for(leader.url) as one,
@@ -254,9 +261,7 @@ async def test_a_leader_slower_than_the_lock_keeps_it_and_the_other_replica_wait
     a 4.5 s upstream call still makes one call for both replicas."""
     fake_upstream.slow_seconds = 4.5
     prompt = f"slow leader [{tag()}]"
-    env = {"SEMCACHE_COALESCE_TIMEOUT": "30"}
-    leader = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
-    other = ProxyProcess(fake_upstream.url, redis_url=redis_url, env=env)
+    leader, other = patient_replicas(fake_upstream, redis_url)
     async with (
         started(leader, other),
         client_for(leader.url) as one,
