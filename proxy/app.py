@@ -110,8 +110,7 @@ def create_app(
                 await store.close()
 
     routes = [
-        Route("/v1/chat/completions", handlers.chat_completions, methods=["POST"]),
-        Route("/v1/embeddings", handlers.embeddings, methods=["POST"]),
+        # POST /v1/chat/completions and /v1/embeddings: _App answers them before the router.
         Route("/v1/{path:path}", handlers.passthrough, methods=ALL_METHODS),
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),

@@ -18,6 +18,7 @@ import anyio
 import httpx
 
 from proxy.connection import Content
+from proxy.connection import Headers as Headers
 from proxy.errors import (
     OverloadedError,
     UpstreamError,
@@ -48,8 +49,6 @@ HOP_BY_HOP = frozenset(
 DECODABLE_ENCODINGS = b"gzip, deflate"
 # A stream semcache parses while relaying must arrive uncompressed, event by event.
 IDENTITY = b"identity"
-
-Headers = list[tuple[bytes, bytes]]
 
 
 class UpstreamResponse(Protocol):
