@@ -26,7 +26,7 @@ from proxy.errors import HTTPError
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
-from proxy.responses import JSON, is_event_stream, raw_response, relay
+from proxy.responses import JSON, is_plain_event_stream, raw_response, relay
 from proxy.semantic import SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
@@ -36,7 +36,6 @@ from proxy.upstream import (
     Headers,
     Upstream,
     UpstreamResponse,
-    header,
     response_headers,
 )
 from proxy.validate import ChatRequest
@@ -242,10 +241,7 @@ class ChatPipeline:
         response = await self._send(miss.url, miss.headers, miss.chat, accept_encoding=IDENTITY)
         extra = cache_headers("MISS")
         storable = (
-            miss.control.store
-            and response.status_code == 200
-            and is_event_stream(response)
-            and header(response, b"content-encoding") is None
+            miss.control.store and response.status_code == 200 and is_plain_event_stream(response)
         )
         if not storable:
             if miss.control.store:

@@ -121,7 +121,7 @@ class _Relay(Response):
                 completed = True
             except UpstreamError as exc:
                 log.warning("upstream failed mid-response: %s", exc.message)
-                if is_event_stream(response) and header(response, b"content-encoding") is None:
+                if is_plain_event_stream(response):
                     error_event = b"data: " + exc.body() + b"\n\n"
                     await send(
                         {"type": "http.response.body", "body": error_event, "more_body": True}
@@ -154,6 +154,11 @@ def _client_left(
     task.cancel()
 
 
-def is_event_stream(response: UpstreamResponse) -> bool:
+def is_plain_event_stream(response: UpstreamResponse) -> bool:
+    """An uncompressed SSE body: semcache can read its events and append one of its own."""
     content_type = header(response, b"content-type")
-    return content_type is not None and content_type.startswith(b"text/event-stream")
+    return (
+        content_type is not None
+        and content_type.startswith(b"text/event-stream")
+        and header(response, b"content-encoding") is None
+    )
