@@ -30,6 +30,11 @@ class Cache:
         self._last_logged = float("-inf")
         self._suppressed = 0
 
+    @property
+    def shared(self) -> bool:
+        """Other processes use the store too: see :attr:`Store.shared`."""
+        return self.store.shared
+
     def new_entry(self, body: bytes, *, tokens: int = 0, replay: bytes = b"") -> Entry:
         return Entry(
             id=secrets.token_hex(8),

@@ -56,6 +56,7 @@ def serve(config_path: str | None, **flags: object) -> None:
 
 def run(settings: Settings) -> None:
     from proxy.app import create_app
+    from proxy.server import CoalescingProtocol
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -74,6 +75,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http=CoalescingProtocol,
         # The access log would print request paths and query strings, which may carry keys.
         access_log=False,
         server_header=False,

@@ -33,21 +33,30 @@ class Outcome:
 
 
 class Flight:
+    __slots__ = ("_done", "_finished", "followers", "outcome")
+
     def __init__(self) -> None:
-        self._done = anyio.Event()
+        # The event exists only once someone follows: most flights have no follower.
+        self._done: anyio.Event | None = None
+        self._finished = False
         self.outcome: Outcome | None = None
         self.followers = 0
 
     async def wait(self, timeout_seconds: float) -> Outcome | None:
         self.followers += 1
-        with anyio.move_on_after(timeout_seconds):
-            await self._done.wait()
+        if not self._finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            with anyio.move_on_after(timeout_seconds):
+                await self._done.wait()
         return self.outcome
 
     def finish(self, outcome: Outcome | None) -> None:
-        if not self._done.is_set():
+        if not self._finished:
+            self._finished = True
             self.outcome = outcome
-            self._done.set()
+            if self._done is not None:
+                self._done.set()
 
 
 class SingleFlight:

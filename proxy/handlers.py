@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from proxy.cache import Cache
 from proxy.embeddings import EmbeddingPipeline
@@ -55,26 +57,26 @@ def services(request: Request) -> Services:
 
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
+    scope = request.scope
+    fields = header_fields(scope)
     try:
-        raw = await read_body(request, svc.settings.max_body_bytes)
+        raw = await read_body(request, svc.settings.max_body_bytes, fields)
         chat = chat_request(raw)
         control = cache_control(
-            request.headers,
+            fields,
             default_ttl_seconds=svc.settings.ttl_seconds,
             temperature=chat.temperature,
             max_temperature=svc.settings.max_temperature,
         )
-        api_key = api_key_from(request.headers)
+        api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
         return await svc.chat.handle(
             chat,
-            namespace=scoped_namespace(
-                svc.tenancy.namespace(api_key), request.scope["query_string"]
-            ),
+            namespace=scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"]),
             api_key=api_key,
             control=control,
-            headers=request.headers.raw,
-            query=request.scope["query_string"],
+            headers=scope["headers"],
+            query=scope["query_string"],
         )
     except HTTPError as exc:
         svc.metrics.request("chat", _error_outcome(exc))
@@ -83,21 +85,21 @@ async def chat_completions(request: Request) -> Response:
 
 async def embeddings(request: Request) -> Response:
     svc = services(request)
+    scope = request.scope
+    fields = header_fields(scope)
     try:
-        api_key = api_key_from(request.headers)
+        api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
-        raw = await read_body(request, svc.settings.max_body_bytes)
+        raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = embedding_request(raw)
-        control = cache_control(request.headers, default_ttl_seconds=svc.settings.ttl_seconds)
+        control = cache_control(fields, default_ttl_seconds=svc.settings.ttl_seconds)
         return await svc.embeddings.handle(
             parsed,
             raw,
-            namespace=scoped_namespace(
-                svc.tenancy.namespace(api_key), request.scope["query_string"]
-            ),
+            namespace=scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"]),
             control=control,
-            headers=request.headers.raw,
-            query=request.scope["query_string"],
+            headers=scope["headers"],
+            query=scope["query_string"],
         )
     except HTTPError as exc:
         svc.metrics.request("embeddings", _error_outcome(exc))
@@ -182,21 +184,34 @@ def _require_admin(request: Request, svc: Services, *, required: bool) -> None:
         raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length", "")
+def header_fields(scope: Scope) -> dict[str, str]:
+    """The request's header fields by name (ASGI gives them lower-cased), read once; of a
+    repeated field the first, as Starlette's ``Headers.get`` would give."""
+    fields: dict[str, str] = {}
+    for name, value in reversed(scope["headers"]):
+        fields[name.decode("latin-1")] = value.decode("latin-1")
+    return fields
+
+
+async def read_body(request: Request, limit: int, fields: Mapping[str, str]) -> bytes:
+    length = fields.get("content-length", "")
     if length.isascii() and length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+    # Straight from ASGI messages: Request.stream() is an async generator, dearer per request.
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadRequestError("the client went away while sending the body") from None
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BadRequestError("the client went away while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _check_path(path: str) -> None:

@@ -200,6 +200,15 @@ class Response:
             yield chunk
         self._release()
 
+    async def aread(self) -> bytes:
+        """The whole body (what :meth:`aiter_raw` gives, without an async generator)."""
+        connection = self._connection
+        chunks: list[bytes] = []
+        while (chunk := await connection.next_chunk(self._read_timeout)) is not None:
+            chunks.append(chunk)
+        self._release()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     async def aclose(self) -> None:
         if self._released:
             return  # read to the end: the connection may already serve another request

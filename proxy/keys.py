@@ -63,9 +63,23 @@ def scoped_namespace(namespace: str, query: bytes) -> str:
 
 def chat_key(namespace: str, body: Mapping[str, Any]) -> str:
     """Key of a chat completion request; ``body`` has been validated."""
-    canonical = {k: v for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
-    canonical["messages"] = [normalize_message(m) for m in body["messages"]]
-    return f"chat:{namespace}:{_digest(canonical)}"
+    return f"chat:{namespace}:{_digest(_canonical_chat(body))}"
+
+
+def _canonical_chat(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that can change the answer, messages normalized and numbers given one
+    spelling. Numbers are looked for outside the messages only: the API has none inside, and a
+    number spelled two ways there costs a hit, never a wrong answer."""
+    canonical: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in CHAT_IGNORED_FIELDS:
+            continue
+        if name == "messages":
+            value = [normalize_message(m) for m in value]
+        elif type(value) is not str:
+            value = _numbers(value)
+        canonical[name] = value
+    return canonical
 
 
 def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
@@ -96,17 +110,16 @@ def semantic_partition(namespace: str, body: Mapping[str, Any], embedder: str) -
     """Entries compared semantically share everything but the last user message's content:
     tenant, embedder, model, every answer-changing parameter, tools, system prompt, earlier
     turns, and the last message's other fields."""
-    canonical = {k: v for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
-    messages = [normalize_message(m) for m in body["messages"]]
+    canonical = _canonical_chat(body)
+    messages = canonical["messages"]
     messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
-    canonical["messages"] = messages
     canonical["\x00embedder"] = embedder
     return f"sem:{namespace}:{_digest(canonical)}"
 
 
 def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
     """Key of one embedding input item; ``params`` is the request minus ignored fields."""
-    canonical = {k: v for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}
+    canonical = {k: _numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}
     canonical["input"] = item
     return f"emb:{namespace}:{_digest(canonical)}"
 
@@ -136,20 +149,27 @@ def _normalize_part(part: Any) -> Any:
 
 def _digest(value: object) -> str:
     try:
-        data = orjson.dumps(_canonical_numbers(value), option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except (RecursionError, orjson.JSONEncodeError):
         raise BadRequestError("the request is nested too deeply") from None
     return hashlib.sha256(data).hexdigest()
 
 
+def _numbers(value: Any) -> Any:
+    try:
+        return _canonical_numbers(value)
+    except RecursionError:
+        raise BadRequestError("the request is nested too deeply") from None
+
+
 def _canonical_numbers(value: Any) -> Any:
-    """``1.0`` and ``1`` mean the same to every API; give them one spelling."""
-    if type(value) is float:
-        if value.is_integer() and abs(value) < _MAX_EXACT_INT_FLOAT:
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {k: _canonical_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canonical_numbers(v) for v in value]
+    """``1.0`` and ``1`` mean the same to every API; give them one spelling. Strings, most of
+    what a request holds, are passed over without a call (this runs on every request)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) is str else _canonical_numbers(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) is str else _canonical_numbers(v) for v in value]
+    if kind is float and value.is_integer() and abs(value) < _MAX_EXACT_INT_FLOAT:
+        return int(value)
     return value

@@ -135,21 +135,23 @@ class ChatPipeline:
         if not leads:
             followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
             return followed if followed is not None else await self._miss(miss, publish=None)
-        token = secrets.token_hex(8)
-        try:
-            locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
-            entry = None if locked else await self._other_replica(key)
-        except BaseException:
-            self._flights.finish(key, flight, None)  # never leave a flight behind
-            raise
-        keeper = (
-            _LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds) if locked else None
-        )
-        if entry is not None:
-            self._flights.finish(key, flight, Outcome(entry=entry))
-            hit = self._hit(entry, miss.chat, lookup="coalesced")
-            if hit is not None:
-                return hit
+        token = ""
+        keeper: _LockKeeper | None = None
+        if self._cache.shared:  # other replicas: take the store's lock too
+            token = secrets.token_hex(8)
+            try:
+                locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
+                entry = None if locked else await self._other_replica(key)
+            except BaseException:
+                self._flights.finish(key, flight, None)  # never leave a flight behind
+                raise
+            if entry is not None:
+                self._flights.finish(key, flight, Outcome(entry=entry))
+                hit = self._hit(entry, miss.chat, lookup="coalesced")
+                if hit is not None:
+                    return hit
+            if locked:
+                keeper = _LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds)
 
         async def publish(outcome: Outcome | None) -> None:
             self._flights.finish(key, flight, outcome)
@@ -196,22 +198,32 @@ class ChatPipeline:
             miss.url, miss.headers, miss.chat, accept_encoding=DECODABLE_ENCODINGS
         )
         body = await self._upstream.read(response)
+        status = response.status_code
         headers = response_headers(response, decoded=True)
-        entry = None
-        if miss.control.store:
-            completion = _json_or_none(body) if response.status_code == 200 else None
-            entry = await self._store(miss, response.status_code, completion, body=body)
-        if publish is not None:
-            if entry is not None:
-                await publish(Outcome(entry=entry))
-            elif response.status_code >= 500:
-                # A server failure is the same for everyone; a 4xx may be about the leader's
-                # own key or quota, so followers ask for themselves.
-                shared = [(k, v) for k, v in headers if not k.startswith(_PER_CALLER_HEADERS)]
-                await publish(Outcome(status_code=response.status_code, headers=shared, body=body))
-            else:
-                await publish(None)
-        return raw_response(body, response.status_code, [*headers, *cache_headers("MISS")])
+
+        async def store_and_publish() -> None:
+            outcome = None
+            try:
+                entry = None
+                if miss.control.store:
+                    completion = _json_or_none(body) if status == 200 else None
+                    entry = await self._store(miss, status, completion, body=body)
+                if entry is not None:
+                    outcome = Outcome(entry=entry)
+                elif status >= 500:
+                    # A server failure is the same for everyone; a 4xx may be about the
+                    # leader's own key or quota, so followers ask for themselves.
+                    shared = [(k, v) for k, v in headers if not k.startswith(_PER_CALLER_HEADERS)]
+                    outcome = Outcome(status_code=status, headers=shared, body=body)
+            finally:
+                if publish is not None:
+                    await publish(outcome)
+
+        # The answer goes out first and is stored right after, before this request ends: the
+        # store is off the caller's wait, yet in place before its next request is read.
+        return raw_response(
+            body, status, [*headers, *cache_headers("MISS")], then=store_and_publish
+        )
 
     def _age(self, entry: Entry) -> float:
         return self._cache.clock() - entry.created_at

@@ -20,11 +20,46 @@ log = logging.getLogger("semcache.responses")
 JSON = (b"content-type", b"application/json")
 
 
-def raw_response(body: bytes, status_code: int, headers: Headers) -> Response:
-    """A buffered response with exactly ``headers`` (plus the content length)."""
-    response = Response(body, status_code=status_code)
-    response.raw_headers.extend(headers)
-    return response
+def raw_response(
+    body: bytes,
+    status_code: int,
+    headers: Headers,
+    *,
+    then: Callable[[], Awaitable[None]] | None = None,
+) -> Response:
+    """A buffered response with exactly ``headers`` (plus the content length). ``then`` runs
+    once the body is handed over, however that went, before the response's task ends."""
+    return _Buffered(body, status_code, headers, then)
+
+
+class _Buffered(Response):
+    """Starlette's ``Response`` minus what a prebuilt body with raw headers does not need."""
+
+    def __init__(
+        self,
+        body: bytes,
+        status_code: int,
+        headers: Headers,
+        then: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.body = body
+        self.status_code = status_code
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), *headers]
+        self.background = None
+        self._then = then
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = False
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": self.body})
+            sent = True
+        finally:
+            if self._then is not None:
+                await _finish(self._then, shielded=not sent)
 
 
 def error_response(error: HTTPError) -> Response:
@@ -84,6 +119,7 @@ class _Relay(Response):
         state = _RelayState()
         watcher = asyncio.ensure_future(_disconnect(receive))
         watcher.add_done_callback(functools.partial(_client_left, task, state))
+        ended = False
         try:
             completed = await self._stream(send)
             # The body is out. The client may leave now without cutting the store short, and the
@@ -92,6 +128,7 @@ class _Relay(Response):
             if completed and self._on_complete is not None:
                 await self._on_complete()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            ended = True
         except asyncio.CancelledError:
             if not state.client_gone or task.uncancel() > 0:
                 raise  # not (only) the watcher's cancellation: shutdown, timeout
@@ -99,15 +136,14 @@ class _Relay(Response):
             state.streaming = False
             watcher.cancel()
             if self._on_finish is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._on_finish()
+                await _finish(self._on_finish, shielded=not ended)
 
     async def _stream(self, send: Send) -> bool:
         """Everything but the end of the response; True when the whole upstream body was
         handed to the client."""
         response = self._response
         observe = self._observe
-        completed = False
+        completed = handed_over = False
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code,
@@ -126,10 +162,20 @@ class _Relay(Response):
                     await send(
                         {"type": "http.response.body", "body": error_event, "more_body": True}
                     )
+            handed_over = True
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            await _finish(response.aclose, shielded=not handed_over)
         return completed
+
+
+async def _finish(step: Callable[[], Awaitable[None]], *, shielded: bool) -> None:
+    """Run a step that must complete. Leaving on a failure (a cancellation, say) it runs
+    shielded; on the usual way out it does not need to, and a cancel scope costs about 9 µs."""
+    if not shielded:
+        await step()
+        return
+    with anyio.CancelScope(shield=True):
+        await step()
 
 
 class _RelayState:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -60,6 +59,9 @@ class UpstreamResponse(Protocol):
 
     def aiter_raw(self) -> AsyncIterator[bytes]: ...
 
+    async def aread(self) -> bytes:
+        """The whole body, as :meth:`aiter_raw` would give it."""
+
     async def aclose(self) -> None: ...
 
 
@@ -95,6 +97,7 @@ class Upstream:
         self._timeouts = timeouts
         self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
         self._queue_timeout_seconds = queue_timeout_seconds
+        self._errors = _ErrorMap(metrics)
 
     @classmethod
     def from_settings(
@@ -199,8 +202,8 @@ class Upstream:
     async def read(self, response: UpstreamResponse) -> bytes:
         """The whole body, decoded when it came compressed (see ``DECODABLE_ENCODINGS``)."""
         try:
-            with self.errors():
-                body = b"".join([chunk async for chunk in response.aiter_raw()])
+            with self._errors:
+                body = await response.aread()
         finally:
             await response.aclose()
         encoding = header(response, b"content-encoding")
@@ -209,25 +212,42 @@ class Upstream:
         try:
             return _decode(body, encoding)
         except (zlib.error, ValueError) as exc:
-            raise self._failed(UpstreamUnreachableError, "undecodable", exc) from exc
+            raise self._errors.failed(UpstreamUnreachableError, "undecodable", exc) from exc
 
     async def iter_raw(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         with self.errors():
             async for chunk in response.aiter_raw():
                 yield chunk
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except httpx.ConnectTimeout as exc:
-            raise self._failed(UpstreamUnreachableError, "connect timeout", exc) from exc
-        except httpx.TimeoutException as exc:
-            raise self._failed(UpstreamTimeoutError, "timeout", exc) from exc
-        except httpx.HTTPError as exc:
-            raise self._failed(UpstreamUnreachableError, "unreachable", exc) from exc
+    def errors(self) -> _ErrorMap:
+        """``with upstream.errors():`` turns httpx's transport errors into UpstreamErrors."""
+        return self._errors
 
-    def _failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
+
+class _ErrorMap:
+    """A context manager object rather than a @contextmanager generator: it is entered two or
+    three times per request, and a generator costs several times more each time."""
+
+    __slots__ = ("_metrics",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None or not isinstance(exc, httpx.HTTPError):
+            return
+        if isinstance(exc, httpx.ConnectTimeout):
+            raise self.failed(UpstreamUnreachableError, "connect timeout", exc) from exc
+        if isinstance(exc, httpx.TimeoutException):
+            raise self.failed(UpstreamTimeoutError, "timeout", exc) from exc
+        raise self.failed(UpstreamUnreachableError, "unreachable", exc) from exc
+
+    def failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
         self._metrics.upstream_errors[label] += 1
         detail = str(exc) or type(exc).__name__
         return kind(f"upstream {label}: {detail}")
@@ -292,6 +312,9 @@ class _HttpxResponse:
     def aiter_raw(self) -> AsyncIterator[bytes]:
         return self._response.aiter_raw()
 
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self._response.aiter_raw()])
+
     async def aclose(self) -> None:
         await self._response.aclose()
 
@@ -315,6 +338,9 @@ class _SlotResponse:
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
         return self._inner.aiter_raw()
+
+    async def aread(self) -> bytes:
+        return await self._inner.aread()
 
     async def aclose(self) -> None:
         try:

@@ -45,6 +45,9 @@ class StoreStats:
 
 
 class Store(Protocol):
+    shared: bool
+    """Other processes use this store too (Redis): a miss then takes a lock that replicas see."""
+
     async def get(self, key: str) -> Entry | None: ...
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None: ...

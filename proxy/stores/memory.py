@@ -30,6 +30,8 @@ OFFLOAD_ROWS = 150_000
 
 
 class MemoryStore:
+    shared = False
+
     def __init__(
         self,
         *,

@@ -40,6 +40,8 @@ from proxy.stores.resp import Address, Reply, ReplyError, RespClient
 
 
 class RedisStore:
+    shared = True
+
     def __init__(
         self,
         client: aioredis.Redis,

@@ -164,7 +164,7 @@ class Client:
         self, method: str, url: str, *, content: Content = None, headers: Headers | None = None
     ) -> Answer:
         async with self.stream(method, url, content=content, headers=headers) as r:
-            body = b"".join([chunk async for chunk in r.aiter_raw()])
+            body = await r.aread()
         names = {k.decode(): v.decode() for k, v in r.headers}
         return Answer(r.status_code, names, body)
 

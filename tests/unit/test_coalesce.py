@@ -166,11 +166,48 @@ async def test_a_leader_cancelled_before_calling_leaves_no_flight(proxy: Proxy) 
     pipeline = proxy.app.state.services.chat
     store = proxy.store
 
+    locks: list[str] = []
+
     async def stuck_lock(key: str, token: str, ttl_seconds: float) -> bool:
+        locks.append(key)
         await anyio.sleep_forever()
         return True
 
+    store.shared = True  # as if replicas shared it: the lock is taken
     store.try_lock = stuck_lock  # type: ignore[method-assign]
     with anyio.move_on_after(0.2):
         await proxy.chat(chat_body())
+    assert len(locks) == 1
     assert len(pipeline._flights) == 0
+    assert gate.calls == 0
+
+
+async def test_a_store_failing_after_the_answer_went_out_frees_the_followers(
+    proxy: Proxy,
+) -> None:
+    """The leader's answer is written before it is stored; when storing breaks, the followers
+    ask the upstream themselves, none left waiting."""
+    gate = Gate()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+
+    async def broken_put(key: str, entry: object, ttl_seconds: float) -> None:
+        raise RuntimeError("a bug in the store")
+
+    proxy.store.put = broken_put  # type: ignore[method-assign]
+    failed: list[str] = []
+
+    async def one() -> None:
+        try:
+            await proxy.chat(chat_body())
+        except RuntimeError as exc:  # the in-process transport re-raises what the app raised
+            failed.append(str(exc))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(one)
+            await anyio.wait_all_tasks_blocked()
+            gate.open.set()
+    assert gate.calls == 3  # the leader, then each follower on its own
+    assert len(proxy.app.state.services.chat._flights) == 0
+    assert failed == ["a bug in the store"] * 3

@@ -108,11 +108,21 @@ def test_chat_request_on_arbitrary_json_raises_only_bad_request(
 
 
 @SETTINGS
-@given(st.integers(min_value=1, max_value=3000), st.sampled_from(["[", '{"k":']))
-def test_chat_request_on_deep_nesting_raises_only_bad_request(depth: int, opener: str) -> None:
+@given(
+    st.integers(min_value=1, max_value=3000),
+    st.sampled_from(["[", '{"k":']),
+    st.sampled_from(["content", "tools"]),
+)
+def test_chat_request_on_deep_nesting_raises_only_bad_request(
+    depth: int, opener: str, where: str
+) -> None:
     closer = "]" if opener == "[" else "}"
-    deep = opener * depth + "1" + closer * depth
-    raw = '{"model": "m", "messages": [{"role": "user", "content": ' + deep + "}]}"
+    deep = opener * depth + "1.0" + closer * depth
+    if where == "content":
+        raw = '{"model": "m", "messages": [{"role": "user", "content": ' + deep + "}]}"
+    else:  # outside the messages, where numbers are canonicalized
+        raw = '{"model": "m", "messages": [{"role": "user", "content": "q"}], "tools": ' + deep
+        raw += "}"
     with contextlib.suppress(BadRequestError):
         parse_path(raw.encode())
 

@@ -33,6 +33,9 @@ class Body:
                 await self.released.wait()
             yield chunk
 
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
     async def aclose(self) -> None:
         self.closed = True
 
