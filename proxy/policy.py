@@ -5,6 +5,7 @@ No I/O here: the pipeline asks, this module decides.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def cache_control(
 ) -> CacheControl:
     """Read ``X-Cache-Bypass``, ``Cache-Control`` and ``X-Cache-TTL`` (RFC 9111 §5.2.1 for the
     request directives ``no-cache``, ``no-store`` and ``max-age``)."""
+    if max_temperature is None and not any(name in headers for name in _CONTROL_FIELDS):
+        return _plain(default_ttl_seconds)  # most requests steer nothing
     ttl = default_ttl_seconds
     raw_ttl = headers.get("x-cache-ttl")
     if raw_ttl is not None:
@@ -85,6 +88,15 @@ def cache_control(
         semantic=semantic,
         min_similarity=min_similarity,
     )
+
+
+_CONTROL_FIELDS = ("x-cache-ttl", "x-cache-bypass", "x-cache-semantic", "x-cache-threshold",
+                   "cache-control")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _plain(ttl_seconds: int) -> CacheControl:
+    return CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
 
 
 def is_fresh(age_seconds: float, control: CacheControl) -> bool:

@@ -1,11 +1,10 @@
-"""uvicorn's HTTP protocol, with the writes of one event-loop pass sent as one.
+"""uvicorn's HTTP protocol, with a response's head and the first piece of its body sent as one.
 
 uvicorn writes a response's head and its body with two ``transport.write`` calls, so a buffered
-answer leaves in two TCP segments and wakes the client twice. On loopback and small VMs that
-second write and wake-up cost about as much as all of semcache's cache logic on a miss
-(``bench/floor.py``). Here the writes made while one callback runs are joined and go out at the
-end of the pass (``call_soon``), or at once when a response ends, so the work semcache does after
-answering (storing the entry) never holds the answer back.
+answer leaves in two TCP segments and wakes the client twice. Here the head is held back and
+joined to the body's first write; it goes out alone only if no body follows in the same pass of
+the event loop (a stream whose first chunk is not there yet). Every later write goes straight
+through, so streamed chunks are never held.
 """
 
 from __future__ import annotations
@@ -17,42 +16,53 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`_JoinedWrites` transport."""
+    """uvicorn's httptools protocol on a :class:`_HeadJoiningTransport`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._joined = _JoinedWrites(transport, self.loop)
-        super().connection_made(self._joined)  # type: ignore[arg-type]
+        self._joining = _HeadJoiningTransport(transport, self.loop)
+        super().connection_made(self._joining)  # type: ignore[arg-type]
 
     def on_response_complete(self) -> None:
-        self._joined.flush()
+        self._joining.next_response()
         super().on_response_complete()
 
 
-class _JoinedWrites:
-    """A transport that holds writes until the end of the loop pass, then makes one."""
+class _HeadJoiningTransport:
+    """Holds the first write of each response (its head) until the next write, or the end of
+    the loop pass, then writes both at once."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_held", "_hold", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
+        self._hold = True
+        self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if not self._pending:
+        if self._held is not None:
+            data = self._held + data
+            self._held = None
+        elif self._hold:
+            self._hold = False
+            self._held = data
             self._loop.call_soon(self.flush)
-        self._pending.append(data)
+            return
+        self._transport.write(data)
 
     def flush(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def next_response(self) -> None:
+        """The response ended: what it wrote is out; the next write is the next one's head."""
+        self.flush()
+        self._hold = True
 
     def writelines(self, lines: list[bytes]) -> None:
         for line in lines:
@@ -67,15 +77,17 @@ class _JoinedWrites:
         self._transport.write_eof()
 
     def abort(self) -> None:
-        self._pending.clear()
+        self._held = None
         self._transport.abort()
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.flush()  # an upgrade: the new protocol writes to the socket itself
+        self._hold = False
         self._transport.set_protocol(protocol)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+        held = 0 if self._held is None else len(self._held)
+        return self._transport.get_write_buffer_size() + held
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
