@@ -40,6 +40,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable = True
         self._drained: asyncio.Future[None] | None = None
+        self._poll: select.poll | None = None
         self._start(head_only=False)
 
     # -- state of the response in flight --
@@ -78,15 +79,12 @@ class Connection(asyncio.Protocol):
         """The server closed (or wrote to) this idle connection and the event loop has not
         seen it yet: under load, or with servers that drop idle connections in under a few
         seconds. One non-blocking poll of the socket, as httpcore does."""
-        transport = self._transport
-        sock = None if transport is None else transport.get_extra_info("socket")
-        if sock is None:
+        if self._poll is None:
             return False
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(self._poll.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     # -- used by the transport --
 
@@ -188,6 +186,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Registered once: a poll of this one socket then costs a third of a select().
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         if not self._active:

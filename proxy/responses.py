@@ -117,8 +117,9 @@ class _Relay(Response):
         task = asyncio.current_task()
         assert task is not None
         state = _RelayState()
-        watcher = asyncio.ensure_future(_disconnect(receive))
-        watcher.add_done_callback(functools.partial(_client_left, task, state))
+        # The watcher starts once this task first yields: while it waits for the upstream the
+        # watcher is there, and an answer whose first bytes are already in does not wait for it.
+        start = asyncio.get_running_loop().call_soon(_watch, task, state, receive)
         ended = False
         try:
             completed = await self._stream(send)
@@ -134,7 +135,9 @@ class _Relay(Response):
                 raise  # not (only) the watcher's cancellation: shutdown, timeout
         finally:
             state.streaming = False
-            watcher.cancel()
+            start.cancel()
+            if state.watcher is not None:
+                state.watcher.cancel()
             if self._on_finish is not None:
                 await _finish(self._on_finish, shielded=not ended)
 
@@ -179,11 +182,19 @@ async def _finish(step: Callable[[], Awaitable[None]], *, shielded: bool) -> Non
 
 
 class _RelayState:
-    __slots__ = ("client_gone", "streaming")
+    __slots__ = ("client_gone", "streaming", "watcher")
 
     def __init__(self) -> None:
         self.streaming = True
         self.client_gone = False
+        self.watcher: asyncio.Future[None] | None = None
+
+
+def _watch(task: asyncio.Task[Any], state: _RelayState, receive: Receive) -> None:
+    if not state.streaming:
+        return
+    watcher = state.watcher = asyncio.ensure_future(_disconnect(receive))
+    watcher.add_done_callback(functools.partial(_client_left, task, state))
 
 
 async def _disconnect(receive: Receive) -> None:

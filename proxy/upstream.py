@@ -161,7 +161,7 @@ class Upstream:
     ) -> UpstreamResponse:
         """Send and return once the response headers arrived; the caller reads or streams the
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``)."""
-        release = await self._take_slot()
+        release = _nothing if self._slots is None else await self._take_slot(self._slots)
         started = time.perf_counter()
         try:
             with self.errors():
@@ -174,10 +174,7 @@ class Upstream:
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
         return response if release is _nothing else _SlotResponse(response, release)
 
-    async def _take_slot(self) -> Callable[[], None]:
-        slots = self._slots
-        if slots is None:
-            return _nothing
+    async def _take_slot(self, slots: anyio.Semaphore) -> Callable[[], None]:
         if slots.value == 0:
             self._metrics.upstream_errors["queued"] += 1
         try:
