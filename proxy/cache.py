@@ -7,7 +7,8 @@ Failures are counted in :class:`~proxy.metrics.Metrics` and logged at most once 
 from __future__ import annotations
 
 import logging
-import secrets
+import os
+import random
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,9 @@ class Cache:
     ) -> None:
         self.store = store
         self.clock = clock
+        # Entry ids need to be unique, not secret: a generator seeded once from the OS, rather
+        # than a getrandom() system call per stored entry.
+        self._ids = random.Random(os.urandom(16))
         self._metrics = metrics
         self._last_logged = float("-inf")
         self._suppressed = 0
@@ -37,7 +41,7 @@ class Cache:
 
     def new_entry(self, body: bytes, *, tokens: int = 0, replay: bytes = b"") -> Entry:
         return Entry(
-            id=secrets.token_hex(8),
+            id=f"{self._ids.getrandbits(64):016x}",
             body=body,
             created_at=self.clock(),
             tokens=tokens,
