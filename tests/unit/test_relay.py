@@ -20,7 +20,8 @@ pytestmark = pytest.mark.anyio
 class Body:
     """An upstream answer whose chunks the test releases one at a time."""
 
-    def __init__(self, chunks: list[bytes]) -> None:
+    def __init__(self, chunks: list[bytes], *, hold_at: int = 1) -> None:
+        self.hold_at = hold_at
         self.status_code = 200
         self.headers: Headers = [(b"content-type", b"text/event-stream")]
         self.chunks = chunks
@@ -29,7 +30,7 @@ class Body:
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(self.chunks):
-            if i == 1:
+            if i == self.hold_at:
                 await self.released.wait()
             yield chunk
 
@@ -136,4 +137,23 @@ async def test_an_outer_cancellation_is_not_swallowed() -> None:
     with anyio.move_on_after(0.05) as scope:
         await response({"type": "http"}, client.receive, client.send)
     assert scope.cancelled_caught
+    assert body.closed
+
+
+async def test_a_client_that_leaves_before_the_first_chunk_stops_the_relay() -> None:
+    """The watcher starts once the relay first waits: a slow first token is watched too."""
+    body, client = Body([b"data: 1\n\n"], hold_at=0), Client()
+    calls: list[str] = []
+
+    async def finish() -> None:
+        calls.append("finish")
+
+    response = relay(upstream(), body, extra_headers=[], on_finish=finish)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(response, {"type": "http"}, client.receive, client.send)
+            await anyio.sleep(0.05)  # the head is out, nothing of the body yet
+            client.left.set()
+    assert client.body == b""
+    assert calls == ["finish"]
     assert body.closed
