@@ -59,8 +59,9 @@ from proxy.stores.redis import VECTOR_SET, RedisStore  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-bench"
-SNAPSHOT_VERSION = 3
-"""3: REDUCE + Q8 sets with the float32 vector in the attributes (2: Q8; 1: NOQUANT)."""
+SNAPSHOT_VERSION = 4
+"""4: REDUCE + Q8 + M 32 sets with the float32 vector in the attributes (3: M 16; 2: Q8, no
+REDUCE; 1: NOQUANT)."""
 TTL_SECONDS = 7 * 24 * 3600
 NAMESPACE = hashlib.sha256(b"bench").hexdigest()[:32]
 GET_SAMPLES = 2000

@@ -60,6 +60,11 @@ async def chat_completions(request: Request) -> Response:
     scope = request.scope
     fields = header_fields(scope)
     try:
+        # What the headers decide comes first: a client that sends its body after its head
+        # (most do) lets this run while the body is on its way.
+        api_key = api_key_from(fields)
+        svc.tenancy.authorize(api_key)
+        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         chat = chat_request(raw)
         control = cache_control(
@@ -68,11 +73,9 @@ async def chat_completions(request: Request) -> Response:
             temperature=chat.temperature,
             max_temperature=svc.settings.max_temperature,
         )
-        api_key = api_key_from(fields)
-        svc.tenancy.authorize(api_key)
         return await svc.chat.handle(
             chat,
-            namespace=scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"]),
+            namespace=namespace,
             api_key=api_key,
             control=control,
             headers=scope["headers"],
@@ -90,13 +93,14 @@ async def embeddings(request: Request) -> Response:
     try:
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
+        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = embedding_request(raw)
         control = cache_control(fields, default_ttl_seconds=svc.settings.ttl_seconds)
         return await svc.embeddings.handle(
             parsed,
             raw,
-            namespace=scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"]),
+            namespace=namespace,
             control=control,
             headers=scope["headers"],
             query=scope["query_string"],
