@@ -12,7 +12,8 @@ resident-memory growth it reports belongs to this fill alone. Prints one JSON ob
 - Vectors: N unit rows of ``dims`` floats in one partition, one per entry (memory:
   ``add_vector``; Redis: pipelined ``VADD ... REDUCE ... Q8 CAS SETATTR``, as ``add_vector``).
   ``semantic_*``: ``Store.nearest`` as ``bench/lookup.py`` times it (one true neighbour at
-  cosine ~0.95 per query, the default threshold).
+  cosine ~0.95 per query, the default threshold); ``semantic_server_mean_ms`` is Redis's own
+  time per ``VSIM`` (``INFO commandstats``), the rest of ``semantic_p50_ms`` is the client.
 - Memory: resident-set growth of this process (memory store) or Redis ``used_memory`` growth,
   divided by N: ``bytes_per_entry`` for entries alone, then ``vector_bytes_per_entry`` for
   what the semantic row adds. ``overhead_bytes_per_entry`` is what an entry costs beyond its
@@ -297,7 +298,9 @@ async def redis_store(n: int, dims: int, queries: int, build_vectors: bool) -> d
         out["bytes_per_entry"] = (await used_memory(client) - before) / n
         out |= await time_gets(store.get, n)
         if have_vectors:
+            await client.config_resetstat()
             out |= semantic(await measure(store, rows, queries, seed=n))
+            out["semantic_server_mean_ms"] = await vsim_server_ms(client)
         else:
             out["semantic_skipped"] = (
                 f"no snapshot of {n:,} vectors yet (a full run builds it once; "
@@ -309,6 +312,13 @@ async def redis_store(n: int, dims: int, queries: int, build_vectors: bool) -> d
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
     return out
+
+
+async def vsim_server_ms(client: aioredis.Redis) -> float:
+    """Redis's own mean time per VSIM since the last CONFIG RESETSTAT, its search thread
+    included: what the lookup costs before the reply leaves the server."""
+    stats = await client.info("commandstats")
+    return float(stats["cmdstat_VSIM"]["usec_per_call"]) / 1000
 
 
 async def save_snapshot(client: aioredis.Redis, snapshot: Path, figures: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.stores.base import Entry, Store, Vector
 from proxy.stores.memory import MemoryStore
-from proxy.stores.redis import VECTOR_SET, RedisStore
+from proxy.stores.redis import GRAPH_LINKS, VECTOR_SET, RedisStore
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
 
@@ -186,6 +186,46 @@ async def test_redis_threshold_sees_the_exact_cosine_not_the_graph_score(
     await store.close()
 
 
+async def test_redis_low_threshold_keeps_candidates_the_graph_underrates(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The graph's error grows as the cosine falls (0.3 off at cosine 0.3 has been measured), so
+    a fixed margin would cut, at a low threshold, stored vectors whose exact cosine reaches it.
+    192 dims (projected to 64) make such vectors common enough to find a few quickly."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    rng = np.random.default_rng(11)
+    cosine, threshold, underrated = 0.3, 0.299, 0
+    query = unit(*rng.standard_normal(192))
+    for i in range(400):
+        stored = towards(rng, query, cosine)
+        await add(store, "p", f"k{i}", stored, f"t{i}")
+        approx = graph_score(redis_url, f"{key_prefix}{VECTOR_SET}p", query)
+        if approx < threshold - 0.2:  # what a 0.2 margin would have cut
+            underrated += 1
+            found = await store.nearest("p", query, k=5, min_similarity=threshold)
+            assert [n.id for n in found] == [f"k{i}"], f"graph {approx}, exact {cosine}"
+            assert found[0].similarity == pytest.approx(float(stored @ query), abs=1e-6)
+        await store.remove_vector("p", f"k{i}")
+        if underrated == 3:
+            break
+    assert underrated == 3
+    await store.close()
+
+
+async def test_redis_vector_set_format(redis_url: str, key_prefix: str) -> None:
+    """384 dims: a graph of 32 links per node on vectors projected to 128 dims, int8."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    rng = np.random.default_rng(2)
+    await add(store, "p", "k1", unit(*rng.standard_normal(384)), "one")
+    with redis.Redis.from_url(redis_url, protocol=2) as client:
+        reply = client.execute_command("VINFO", f"{key_prefix}{VECTOR_SET}p")
+    info = dict(zip(reply[::2], reply[1::2], strict=True))
+    assert info[b"hnsw-m"] == GRAPH_LINKS
+    assert info[b"quant-type"] == b"int8"
+    assert (info[b"vector-dim"], info[b"projection-input-dim"]) == (128, 384)
+    await store.close()
+
+
 async def test_redis_candidates_are_ranked_by_exact_cosine(redis_url: str, key_prefix: str) -> None:
     store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
     rng = np.random.default_rng(5)
@@ -220,8 +260,10 @@ async def test_redis_element_without_its_exact_vector_is_never_returned(
             ("no-text", orjson.dumps({"v": base64.b64encode(blob).decode()})),
             ("not-json", b"x"),
         ]:
-            client.execute_command("VADD", vset, "FP32", blob, name, "Q8", "SETATTR", attributes)
-        client.execute_command("VADD", vset, "FP32", blob, "no-attributes", "Q8")
+            client.execute_command(
+                "VADD", vset, "FP32", blob, name, "Q8", "M", GRAPH_LINKS, "SETATTR", attributes
+            )
+        client.execute_command("VADD", vset, "FP32", blob, "no-attributes", "Q8", "M", GRAPH_LINKS)
     found = await store.nearest("p", unit(1, 0, 0), k=10, min_similarity=0.5)
     assert [n.id for n in found] == ["good"]
     await store.close()
