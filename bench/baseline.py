@@ -5,8 +5,9 @@
 ``POST /v1/chat/completions`` reads the request body (as a proxy must) and returns the fixed
 completion JSON (``--body-file``, else a built-in one); ``GET /healthz`` answers 200 for
 readiness checks. It is served exactly as ``semcache serve`` serves the proxy: ``uvicorn.run``
-in one process, uvicorn's own choice of event loop and HTTP parser (uvloop and httptools when
-installed), no access log, no ``server`` header. Nothing a real proxy must do (validate, hash,
+in one process, uvicorn's own choice of event loop (uvloop when installed), semcache's HTTP
+protocol (:mod:`proxy.server`: uvicorn's httptools protocol, a response's head joined to its
+body), no access log, no ``server`` header. Nothing a real proxy must do (validate, hash,
 look up, add headers) is done here, so no Python proxy on uvicorn can answer faster.
 """
 
@@ -21,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from proxy.server import CoalescingProtocol
 
 DEFAULT_COMPLETION = orjson.dumps(
     {
@@ -68,11 +71,13 @@ def main() -> None:
     # The same call and options as proxy.cli.run: the comparison is app against app.
     uvicorn.run(
         create_app(completion),
+        http=CoalescingProtocol,
         host=args.host,
         port=args.port,
         log_level="warning",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
 

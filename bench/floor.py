@@ -46,6 +46,7 @@ def serve(port: int, upstream: str) -> None:
     from starlette.routing import Route
 
     from proxy.http1 import Http1Client
+    from proxy.server import CoalescingProtocol
 
     client = Http1Client()
     target = upstream.rstrip("/") + "/chat/completions"
@@ -70,7 +71,7 @@ def serve(port: int, upstream: str) -> None:
         ]
     )
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, server_header=False,
-                log_level="warning")  # fmt: skip
+                proxy_headers=False, http=CoalescingProtocol, log_level="warning")  # fmt: skip
 
 
 def started(port: int) -> bool:
