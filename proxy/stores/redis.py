@@ -256,20 +256,23 @@ def _glob_escape(text: str) -> str:
 
 # The graph of a vector set holds each vector projected to a third of its dimensions (VADD
 # REDUCE, from 192 dims on) and int8-quantized (Q8): at 100k random 384-dim vectors a search
-# took 28-50 % less server time than NOQUANT and found 98.7-100 % of true neighbours (NOQUANT
-# 98.0 %); on all-MiniLM-L6-v2 embeddings of qqp-dev it found the exact best neighbour above
-# 0.89 about as often (98.3 % vs 98.7 % of 474 queries). Its scores are approximate, so each
-# element's attributes also keep its float32 vector and nearest() rescores every candidate
-# exactly: the threshold and the order see the exact cosine.
+# took 28-50 % less server time than NOQUANT. Its scores are approximate, so each element's
+# attributes also keep its float32 vector and nearest() rescores every candidate exactly: the
+# threshold and the order see the exact cosine.
 #
-# Search cost is graph nodes visited (a cache miss each at 100k), so the graph has 32 links per
-# node (VADD M 32; Redis's default is 16) and the search a small exploration factor. At 100k
-# random 384-dim vectors, server time per search (NOTHREAD, best of 3) and true neighbours
-# found of 300 queries:
-#   M 16, EF 100 (Redis's default): 1.37-1.52 ms, 99.7 %;  EF 50: 0.75-0.86 ms, 98.0 %
-#   M 32, EF 20:                    0.70-0.71 ms, 100 %;   EF 15: 0.62 ms, 99.7 %
-# A projection to 64 dims (M 24, EF 15: 0.45 ms, 99.3 %) was faster still, but its scores are
-# twice as far off the exact cosine.
+# A search costs the graph nodes it visits, about a cache miss each at 100k. With 32 links per
+# node (VADD M 32; Redis's default is 16) a narrow search (EF 20; Redis's default is 100) finds
+# as many true neighbours in about half the server time. Server time per search (p50, threaded,
+# each query once, the formats interleaved, 500 queries each) and neighbours found:
+#
+#                             M 16, EF 100       M 32, EF 20                 M 32, EF 15
+#   100k random 384-dim       2.21 ms, 99.6 %    1.25-1.29 ms, 99.0-99.4 %   1.03 ms, 98.2 %
+#   100k MiniLM embeddings    98.0 %             98.4 %                      97.6 %
+#
+# (MiniLM: 3,000 qqp-dev questions among 97k docstring sentences; found = the exact best
+# neighbour above 0.89 of 909 paraphrase queries.) A projection to 64 dims (M 24, EF 20) searched
+# in 0.90 ms, but its distances are up to 2.7x the exact ones: EPSILON would admit ~14
+# candidates per MiniLM query instead of 1.5.
 VECTOR_SET = "vset-rq8m32:"
 """Key infix of a partition's vector set (reduced, Q8, M 32: VADD refuses to mix formats)."""
 MIN_REDUCE_DIMS = 192
@@ -280,9 +283,11 @@ SEARCH_EF = 20
 DISTANCE_FACTOR = 3.0
 """EPSILON admits graph distances (1 - approximate cosine) up to this multiple of the largest
 exact distance the threshold allows, so that no candidate whose exact cosine reaches the
-threshold is cut by its approximate score. A projection scales distances, it does not shift
-them: the graph's distance was at most 1.87x the exact one in 350k random pairs at cosines
-0-0.99 (the largest error, 0.30, at cosine 0.3; 0.08 at 0.89), 1.7x on qqp-dev pairs."""
+threshold is cut by its approximate score. The projection scales distances rather than shifting
+them, so a fixed cosine margin does not fit every threshold: in 580k random pairs at cosines
+0-0.99 the graph's distance was at most 1.87x the exact one, and it put pairs up to 0.30 below
+their exact cosine (0.08 at 0.89, 0.26 at 0.5, where the former 0.2 margin cut them); in 2M
+pairs of MiniLM embeddings of qqp-dev at most 1.48x."""
 QUANTIZATION_SLACK = 0.01
 """Distance added on top: Q8 alone puts an identical vector up to 0.005 away."""
 EXTRA_CANDIDATES = 10
