@@ -7,7 +7,7 @@ Fills one partition with N random unit vectors (the store's own add path), then 
 ``Store.nearest`` for queries that each have one true neighbour at cosine ~0.95 (so every
 search finds a candidate and scores it), at the proxy's default threshold. Redis: a
 ``redis-server`` >= 8 is started on a free loopback port (vector sets as RedisStore writes
-them: projected, Q8, with the float32 vector in the attributes).
+them: projected, Q8, 32 links per node, with the float32 vector in the attributes).
 """
 
 from __future__ import annotations

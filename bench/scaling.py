@@ -10,7 +10,8 @@ resident-memory growth it reports belongs to this fill alone. Prints one JSON ob
   written through the store's own ``put`` (Redis: pipelined ``SET ... PX``, the same command
   ``RedisStore.put`` sends). ``exact_get_*``: ``Store.get`` of random stored keys.
 - Vectors: N unit rows of ``dims`` floats in one partition, one per entry (memory:
-  ``add_vector``; Redis: pipelined ``VADD ... REDUCE ... Q8 CAS SETATTR``, as ``add_vector``).
+  ``add_vector``; Redis: pipelined ``VADD ... REDUCE ... Q8 M 32 CAS SETATTR``, as
+  ``add_vector``).
   ``semantic_*``: ``Store.nearest`` as ``bench/lookup.py`` times it (one true neighbour at
   cosine ~0.95 per query, the default threshold); ``semantic_server_mean_ms`` is Redis's own
   time per ``VSIM`` (``INFO commandstats``), the rest of ``semantic_p50_ms`` is the client.
