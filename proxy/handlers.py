@@ -215,7 +215,7 @@ async def read_body(request: Request, limit: int, fields: Mapping[str, str]) -> 
             raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)  # one chunk: join returns it, no copy
 
 
 def _check_path(path: str) -> None:

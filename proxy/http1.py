@@ -207,7 +207,7 @@ class Response:
         while (chunk := await connection.next_chunk(self._read_timeout)) is not None:
             chunks.append(chunk)
         self._release()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(chunks)  # one chunk: join returns it, no copy
 
     async def aclose(self) -> None:
         if self._released:

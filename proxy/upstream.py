@@ -199,7 +199,7 @@ class Upstream:
     async def read(self, response: UpstreamResponse) -> bytes:
         """The whole body, decoded when it came compressed (see ``DECODABLE_ENCODINGS``)."""
         try:
-            with self._errors:
+            with self.errors():
                 body = await response.aread()
         finally:
             await response.aclose()
