@@ -6,6 +6,12 @@ them as it is (fresh, never cached). Anything else (a truncated answer, a leader
 went away, a timeout) sends each follower upstream on its own. Across replicas, the leader also
 takes a short lock in the store; a replica that finds the lock taken waits for the entry to
 appear instead of calling the upstream itself.
+
+A request whose lookup missed just before a flight for its key landed would otherwise find no
+flight to follow and call the upstream again: a client that repeats a question the moment its
+streamed answer ends does exactly that, since the entry is stored after the last event. So each
+flight that lands an entry is numbered; a request notes the number before its lookup, and one
+that then leads a flight for a key that landed since looks in the cache once more.
 """
 
 from __future__ import annotations
@@ -60,8 +66,14 @@ class Flight:
 
 
 class SingleFlight:
-    def __init__(self) -> None:
+    def __init__(self, remembered: int = 4096) -> None:
         self._flights: dict[str, Flight] = {}
+        self._landings: dict[str, int] = {}
+        """Key -> number of the last flight for it that landed an entry; the newest
+        ``remembered`` keys. A key forgotten costs at most one more upstream call."""
+        self._remembered = remembered
+        self.landed = 0
+        """How many flights have landed an entry: read before a lookup, for ``landed_since``."""
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight for ``key`` and whether the caller leads it."""
@@ -71,9 +83,20 @@ class SingleFlight:
         flight = self._flights[key] = Flight()
         return flight, True
 
+    def landed_since(self, key: str, landed: int) -> bool:
+        """Whether a flight for ``key`` landed an entry after ``landed`` was read."""
+        return self._landings.get(key, 0) > landed
+
     def finish(self, key: str, flight: Flight, outcome: Outcome | None) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
+        if outcome is not None and outcome.entry is not None:
+            self.landed += 1
+            landings = self._landings
+            landings.pop(key, None)  # to the newest end
+            landings[key] = self.landed
+            if len(landings) > self._remembered:
+                del landings[next(iter(landings))]
         flight.finish(outcome)
 
     def __len__(self) -> int:

@@ -108,6 +108,7 @@ class ChatPipeline:
             return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
 
         key = chat_key(namespace, chat.body)
+        landed = self._flights.landed
         if control.lookup:
             entry = await self._cache.get(key)
             if entry is not None and is_fresh(self._age(entry), control):
@@ -126,15 +127,26 @@ class ChatPipeline:
         miss = _Miss(url, headers, chat, key, control, semantic)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
             return await self._miss(miss, publish=None)
-        return await self._coalesced(miss)
+        return await self._coalesced(miss, landed)
 
-    async def _coalesced(self, miss: _Miss) -> Response:
+    async def _coalesced(self, miss: _Miss, landed: int) -> Response:
         """One upstream call for concurrent identical misses (see :mod:`proxy.coalesce`)."""
         key = miss.key
         flight, leads = self._flights.join(key)
         if not leads:
             followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
             return followed if followed is not None else await self._miss(miss, publish=None)
+        if self._flights.landed_since(key, landed):  # stored while this request looked
+            try:
+                entry = await self._cache.get(key)
+            except BaseException:
+                self._flights.finish(key, flight, None)
+                raise
+            if entry is not None and is_fresh(self._age(entry), miss.control):
+                self._flights.finish(key, flight, Outcome(entry=entry))
+                hit = self._hit(entry, miss.chat, lookup="exact")
+                if hit is not None:
+                    return hit
         token = ""
         keeper: _LockKeeper | None = None
         if self._cache.shared:  # other replicas: take the store's lock too

@@ -10,6 +10,8 @@ import orjson
 import pytest
 import respx
 
+from proxy.coalesce import Outcome, SingleFlight
+from proxy.stores.base import Entry
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +213,74 @@ async def test_a_store_failing_after_the_answer_went_out_frees_the_followers(
     assert gate.calls == 3  # the leader, then each follower on its own
     assert len(proxy.app.state.services.chat._flights) == 0
     assert failed == ["a bug in the store"] * 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_lookup_that_misses_just_before_the_entry_lands_finds_it(
+    proxy: Proxy, stream: bool
+) -> None:
+    """A client repeating its question the moment its answer ends can look before the first
+    answer is stored, and lead a new flight after the first one landed: it looks again."""
+    gate = Gate()
+    gate.open.set()  # answers at once
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    original = proxy.store.get
+    looked = anyio.Event()
+    landed = anyio.Event()
+
+    async def get_that_waits_once(key: str) -> Any:
+        found = await original(key)
+        if not looked.is_set():  # the late request: it has looked, found nothing, and stalls
+            looked.set()
+            await landed.wait()
+        return found
+
+    proxy.store.get = get_that_waits_once  # type: ignore[method-assign]
+    late: list[httpx.Response] = []
+
+    async def late_request() -> None:
+        late.append(await proxy.chat(chat_body(stream=stream)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(late_request)
+        await looked.wait()
+        first = await proxy.chat(chat_body(stream=stream))  # answered and stored
+        landed.set()
+    assert first.headers["x-cache"] == "MISS"
+    assert late[0].headers["x-cache"] == "HIT"
+    assert late[0].headers["x-cache-lookup"] == "exact"
+    assert b"slow" in late[0].content
+    assert gate.calls == 1
+
+
+async def test_a_landing_for_another_key_sends_no_request_back_to_the_cache(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=completion())
+    )
+    gets: list[str] = []
+    original = proxy.store.get
+
+    async def counting_get(key: str) -> Any:
+        gets.append(key)
+        return await original(key)
+
+    proxy.store.get = counting_get  # type: ignore[method-assign]
+    await proxy.chat(chat_body("one question"))
+    await proxy.chat(chat_body("another question"))
+    assert len(gets) == 2  # one lookup each, no second look
+    assert len(proxy.upstream.calls) == 2
+
+
+def test_single_flight_remembers_the_newest_landings_only() -> None:
+    flights = SingleFlight(remembered=2)
+    before = flights.landed
+    entry = Entry(id="e", body=b"{}", created_at=0.0)
+    for key in ("a", "b", "a", "c"):
+        flight, leads = flights.join(key)
+        assert leads
+        flights.finish(key, flight, Outcome(entry=entry))
+    flight, _ = flights.join("d")
+    flights.finish("d", flight, None)  # nothing stored: not a landing
+    assert flights.landed == before + 4
+    assert [flights.landed_since(k, before) for k in "abcd"] == [True, False, True, False]
+    assert not flights.landed_since("c", flights.landed)
