@@ -22,7 +22,7 @@ import base64
 import binascii
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ class RedisStore:
         self,
         client: aioredis.Redis,
         entries: RespClient,
+        searches: Sequence[RespClient] = (),
         *,
         prefix: str,
         retry_seconds: float = 1.0,
@@ -53,7 +54,11 @@ class RedisStore:
     ) -> None:
         self._client = client
         self._entries = entries
-        """The hot path's own lean client: entry GET and SET."""
+        """The hot path's own lean client: entry GET and SET, locks."""
+        self._searches = tuple(searches) or (entries,)
+        """Lean clients for VSIM, each on a connection of its own: Redis answers a connection's
+        commands in order, and a search holds its connection for about a millisecond, so
+        searches go neither on the entries' connection nor all on one."""
         self._prefix = prefix
         self._retry_seconds = retry_seconds
         self._clock = clock
@@ -77,8 +82,13 @@ class RedisStore:
             # that a dead server costs one timeout, not several.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        entries = RespClient(Address.from_url(url), timeout_seconds=timeout_seconds)
-        return cls(client, entries, prefix=prefix, retry_seconds=retry_seconds, clock=clock)
+        address = Address.from_url(url)
+        entries = RespClient(address, timeout_seconds=timeout_seconds)
+        searches = [RespClient(address, timeout_seconds=timeout_seconds)
+                    for _ in range(SEARCH_CONNECTIONS)]  # fmt: skip
+        return cls(
+            client, entries, searches, prefix=prefix, retry_seconds=retry_seconds, clock=clock
+        )
 
     async def get(self, key: str) -> Entry | None:
         self._check_available()
@@ -122,13 +132,13 @@ class RedisStore:
         from the float32 vector in its attributes, and only exact scores meet the threshold."""
         self._check_available()
         query = _unit(vector)
+        vset = self._prefix + VECTOR_SET + partition
+        client = min(self._searches, key=_pending)  # an idle one when there is one
         try:
-            reply = await self._command(
-                *vector_search_command(
-                    self._prefix + VECTOR_SET + partition, query, k=k, min_similarity=min_similarity
-                )
+            reply = await client.command(
+                *vector_search_command(vset, query, k=k, min_similarity=min_similarity)
             )
-        except (RedisError, OSError) as exc:
+        except (ReplyError, OSError) as exc:
             raise self._failed(exc) from exc
         return _neighbors(reply, query, k=k, min_similarity=min_similarity)
 
@@ -223,6 +233,8 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._entries.aclose()
+        for search in self._searches:
+            await search.aclose()
         await self._client.aclose()
 
     async def _command(self, *args: Any) -> Any:
@@ -248,6 +260,10 @@ _EXTEND = b"""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+def _pending(client: RespClient) -> int:
+    return client.pending
 
 
 def _glob_escape(text: str) -> str:
@@ -290,6 +306,8 @@ their exact cosine (0.08 at 0.89, 0.26 at 0.5, where the former 0.2 margin cut t
 pairs of MiniLM embeddings of qqp-dev at most 1.48x."""
 QUANTIZATION_SLACK = 0.01
 """Distance added on top: Q8 alone puts an identical vector up to 0.005 away."""
+SEARCH_CONNECTIONS = 4
+"""Connections for VSIM: as many searches run at once (in Redis threads) before one waits."""
 EXTRA_CANDIDATES = 10
 """Candidates beyond k, so that rescoring can reorder near ties of the approximate ranking
 (EPSILON keeps the reply short when few candidates are near the threshold)."""
@@ -311,7 +329,7 @@ def vector_add_command(vset: str, key: str, vector: Vector, text: str) -> tuple[
 
 def vector_search_command(
     vset: str, query: Vector, *, k: int, min_similarity: float
-) -> tuple[Any, ...]:
+) -> tuple[bytes, ...]:
     """VSIM for ``query`` (a unit vector); EPSILON bounds 1 - score, and VSIM scores are
     (1 + cosine) / 2, so EPSILON is half the graph distance admitted. The search runs in a Redis
     thread (no NOTHREAD): on Redis's event loop it would hold every other command for its whole
@@ -319,8 +337,9 @@ def vector_search_command(
     distance = DISTANCE_FACTOR * (1.0 - min_similarity) + QUANTIZATION_SLACK
     epsilon = min(1.0, distance / 2)
     return (
-        "VSIM", vset, "FP32", query.astype("<f4").tobytes(), "WITHATTRIBS",
-        "COUNT", k + EXTRA_CANDIDATES, "EF", SEARCH_EF, "EPSILON", repr(epsilon),
+        b"VSIM", vset.encode(), b"FP32", query.astype("<f4").tobytes(), b"WITHATTRIBS",
+        b"COUNT", b"%d" % (k + EXTRA_CANDIDATES), b"EF", b"%d" % SEARCH_EF,
+        b"EPSILON", repr(epsilon).encode(),
     )  # fmt: skip
 
 
@@ -331,13 +350,12 @@ def _unit(vector: Vector) -> Vector:
 
 
 def _neighbors(reply: Any, query: Vector, *, k: int, min_similarity: float) -> list[Neighbor]:
-    """The best ``k`` candidates by exact cosine, at or above ``min_similarity``. redis-py (RESP3)
-    gives ``{element: attributes}``, a RESP2 client a flat list. A candidate without a readable
+    """The best ``k`` candidates by exact cosine, at or above ``min_similarity``, from VSIM's
+    RESP2 reply (element, attributes, element, attributes...). A candidate without a readable
     float32 vector of the query's size is dropped: a missed hit, never a wrong one."""
-    if isinstance(reply, dict):
-        items = list(reply.items())
-    else:
-        items = [(reply[i], reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
+    if not isinstance(reply, list):
+        return []
+    items = [(reply[i], reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
     out: list[Neighbor] = []
     for name, attributes in items:
         try:

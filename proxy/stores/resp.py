@@ -1,4 +1,4 @@
-"""A lean Redis client for the store's hot commands (GET, SET): one connection, pipelined.
+"""A lean Redis client for the store's hot commands (GET, SET, VSIM): one connection, pipelined.
 
 redis-py's asyncio client costs about 150 us of CPU per GET here (its retry wrapper, a
 ``wait_for`` per read, the connection pool, observability hooks, the parser); this one 25-40
@@ -13,8 +13,8 @@ own command only, with :class:`ReplyError`. The next command opens a new connect
 that found its reused connection already dead is retried once on a fresh one (a restarted
 server), as redis-py's ``Retry(NoBackoff(), 1)`` did.
 
-Only the replies GET and SET (and AUTH, SELECT) send are understood: RESP2 bulk, simple,
-integer and error replies. Anything else is a protocol error, which aborts the connection.
+Only RESP2 is understood: bulk, simple, integer and error replies, and arrays of them (a
+VSIM's candidates). Anything else is a protocol error, which aborts the connection.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from redis.asyncio.connection import RedisSSLContext, SSLConnection, parse_url
 
-Reply = bytes | int | None
+Reply = bytes | int | list["Reply"] | None
 
 
 class ReplyError(Exception):
@@ -79,6 +79,8 @@ class RespClient:
         self._timeout_seconds = timeout_seconds
         self._connection: _Connection | None = None
         self._connecting: asyncio.Task[_Connection] | None = None
+        self.pending = 0
+        """Commands asked for and not yet answered (or failed)."""
 
     async def get(self, key: str) -> bytes | None:
         raw = key.encode()
@@ -90,7 +92,7 @@ class RespClient:
         await self._request(encode(b"SET", key.encode(), value, b"PX", b"%d" % px))
 
     async def command(self, *args: bytes) -> Reply:
-        """Any command whose reply is a bulk or simple string, an integer or nil."""
+        """Any command whose reply is a string, an integer, nil or an array of those."""
         return await self._request(encode(*args))
 
     async def aclose(self) -> None:
@@ -102,6 +104,13 @@ class RespClient:
             self._connection = None
 
     async def _request(self, payload: bytes) -> Reply:
+        self.pending += 1
+        try:
+            return await self._send(payload)
+        finally:
+            self.pending -= 1
+
+    async def _send(self, payload: bytes) -> Reply:
         connection = self._connection
         if connection is None or connection.closed:
             return await (await self._connect()).send(payload)
@@ -164,6 +173,50 @@ def encode(*args: bytes) -> bytes:
         parts.append(arg)
         parts.append(b"\r\n")
     return b"".join(parts)
+
+
+class _Incomplete(Exception):
+    def __init__(self, end: int) -> None:
+        self.end = end
+        """Where the data would have to reach, at least, for the reply to be whole."""
+
+
+def _array(data: bytes, start: int, eol: int) -> tuple[Reply, int]:
+    """The array whose header runs from ``start`` to ``eol``, and where it ends; raises
+    :class:`_Incomplete` when ``data`` ends first. Only rarely-used replies come this way, so
+    this is the plain recursive reader, not the inlined one above."""
+    count = int(data[start + 1 : eol])
+    end = eol + 2
+    if count < 0:
+        return None, end
+    items: list[Reply] = []
+    for _ in range(count):
+        item, end = _element(data, end)
+        items.append(item)
+    return items, end
+
+
+def _element(data: bytes, start: int) -> tuple[Reply, int]:
+    eol = data.find(b"\r\n", start)
+    if eol < 0:
+        raise _Incomplete(len(data) + 1)
+    kind = data[start]
+    if kind == 0x24:  # $ bulk string
+        length = int(data[start + 1 : eol])
+        if length < 0:
+            return None, eol + 2
+        end = eol + length + 4
+        if end > len(data):
+            raise _Incomplete(end)
+        return data[eol + 2 : end - 2], end
+    if kind == 0x2B:  # + simple string
+        return data[start + 1 : eol], eol + 2
+    if kind == 0x3A:  # : integer
+        return int(data[start + 1 : eol]), eol + 2
+    if kind == 0x2A:  # * array
+        return _array(data, start, eol)
+    # An error inside an array (EXEC's) never answers the commands sent here.
+    raise ProtocolError(f"unexpected element type {bytes([kind])!r}")
 
 
 class _LostError(ConnectionError):
@@ -253,6 +306,12 @@ class _Connection(asyncio.Protocol):
                 reply, end = int(data[start + 1 : eol]), eol + 2
             elif kind == 0x2D:  # - error
                 reply, end = ReplyError(data[start + 1 : eol].decode(errors="replace")), eol + 2
+            elif kind == 0x2A:  # * array
+                try:
+                    reply, end = _array(data, start, eol)
+                except _Incomplete as missing:
+                    self._wanted = missing.end - start
+                    return start
             else:
                 raise ProtocolError(f"unexpected reply type {bytes([kind])!r}")
             if not self._pending:

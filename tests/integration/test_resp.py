@@ -1,4 +1,4 @@
-"""The Redis store's lean GET/SET client: pipelining, failures, reconnects, wire details."""
+"""The Redis store's lean client (GET, SET, VSIM): pipelining, failures, reconnects, wire."""
 
 from __future__ import annotations
 
@@ -194,12 +194,60 @@ async def test_an_unknown_reply_is_a_protocol_error() -> None:
     def reply(data: bytes) -> list[bytes]:
         if data.startswith(b"*3\r\n$4\r\nAUTH"):
             return [b"+OK\r\n+OK\r\n"]
-        return [b"*1\r\n$1\r\nx\r\n"]
+        return [b"%1\r\n+a\r\n+b\r\n"]  # a RESP3 map: never asked for
 
     async with scripted(reply) as (url, _):
         c = client(url)
         with pytest.raises(ProtocolError):
             await c.get("k")
+        await c.aclose()
+
+
+async def test_array_replies_nested_empty_and_nil(redis_url: str, key_prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as plain:
+        plain.rpush(key_prefix + "list", b"a", b"", b"c")
+        plain.xadd(key_prefix + "stream", {b"f": b"v"}, id=b"1-1")
+    c = client(redis_url)
+    listed, stream, empty, nil, after = await asyncio.gather(
+        c.command(b"LRANGE", (key_prefix + "list").encode(), b"0", b"-1"),
+        c.command(b"XRANGE", (key_prefix + "stream").encode(), b"-", b"+"),
+        c.command(b"LRANGE", (key_prefix + "absent").encode(), b"0", b"-1"),
+        c.command(b"BLPOP", (key_prefix + "absent").encode(), b"0.01"),
+        c.get(key_prefix + "absent"),
+    )
+    assert listed == [b"a", b"", b"c"]
+    assert stream == [[b"1-1", [b"f", b"v"]]]
+    assert empty == []
+    assert nil is None
+    assert after is None  # the replies after an array are still matched in order
+    await c.aclose()
+
+
+async def test_an_array_split_anywhere_is_read_whole() -> None:
+    array = b"*3\r\n$2\r\nel\r\n*2\r\n:5\r\n$-1\r\n+OK\r\n"
+
+    def reply(data: bytes) -> list[bytes]:
+        if data.startswith(b"*3\r\n$4\r\nAUTH"):
+            return [b"+OK\r\n+OK\r\n"]
+        return [bytes([b]) for b in array + b"$3\r\nend\r\n"]
+
+    async with scripted(reply) as (url, _):
+        c = client(url)
+        got = await asyncio.gather(c.command(b"VSIM", b"x"), c.get("k"))
+        assert list(got) == [[b"el", [5, None], b"OK"], b"end"]
+        await c.aclose()
+
+
+async def test_an_error_inside_an_array_is_a_protocol_error() -> None:
+    def reply(data: bytes) -> list[bytes]:
+        if data.startswith(b"*3\r\n$4\r\nAUTH"):
+            return [b"+OK\r\n+OK\r\n"]
+        return [b"*2\r\n$1\r\na\r\n-ERR inside\r\n"]
+
+    async with scripted(reply) as (url, _):
+        c = client(url)
+        with pytest.raises(ProtocolError):
+            await c.command(b"VSIM", b"x")
         await c.aclose()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.stores.base import Entry, Store, Vector
 from proxy.stores.memory import MemoryStore
-from proxy.stores.redis import GRAPH_LINKS, VECTOR_SET, RedisStore
+from proxy.stores.redis import GRAPH_LINKS, SEARCH_CONNECTIONS, VECTOR_SET, RedisStore
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
 
@@ -310,3 +311,24 @@ async def test_app_on_redis_without_vector_sets_is_exact_only(
     assert stats["semantic_enabled"] is False
     assert stats["store_errors"] == {}
     assert any("no vector search" in r.getMessage() for r in caplog.records)
+
+
+async def test_redis_searches_run_beside_entry_reads_not_behind_them(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Redis answers one connection's commands in order and a search holds its connection for
+    its whole run: searches get connections of their own, several at once."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    await add(store, "p", "k1", unit(1, 0, 0), "one")
+    queries = [unit(1, 0.01 * i, 0) for i in range(8)]
+    found, read = await asyncio.gather(
+        asyncio.gather(*(store.nearest("p", q, k=1, min_similarity=0.9) for q in queries)),
+        asyncio.gather(*(store.get("k1") for _ in range(8))),
+    )
+    assert [[n.id for n in neighbors] for neighbors in found] == [["k1"]] * 8
+    assert all(isinstance(e, Entry) for e in read)
+    with redis.Redis.from_url(redis_url) as plain:
+        last_commands = [c["cmd"].lower() for c in plain.client_list()]
+    assert last_commands.count("get") == 1
+    assert last_commands.count("vsim") == SEARCH_CONNECTIONS
+    await store.close()
