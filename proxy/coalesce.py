@@ -16,12 +16,16 @@ that then leads a flight for a key that landed since looks in the cache once mor
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import anyio
 
+from proxy.cache import Cache
 from proxy.stores.base import Entry
 from proxy.upstream import Headers
+
+LOCK_TTL_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +105,35 @@ class SingleFlight:
 
     def __len__(self) -> int:
         return len(self._flights)
+
+
+class LockKeeper:
+    """Keeps the replica lock while this process leads: the lock stays short, so a replica that
+    dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``. Renewal starts
+    from a timer, not a task: most misses end before the first renewal is due."""
+
+    def __init__(self, cache: Cache, key: str, token: str, timeout_seconds: float) -> None:
+        self._cache = cache
+        self._key = key
+        self._token = token
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout_seconds
+        self._timer: asyncio.TimerHandle | None = loop.call_later(LOCK_TTL_SECONDS / 3, self._start)
+        self._task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < self._deadline:
+            if not await self._cache.extend_lock(self._key, self._token, LOCK_TTL_SECONDS):
+                return
+            await anyio.sleep(LOCK_TTL_SECONDS / 3)

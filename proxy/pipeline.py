@@ -7,7 +7,6 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import secrets
@@ -21,7 +20,7 @@ from starlette.responses import Response
 
 from proxy.assembler import StreamAssembler
 from proxy.cache import Cache
-from proxy.coalesce import Outcome, SingleFlight
+from proxy.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.errors import HTTPError
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
@@ -47,7 +46,6 @@ CHAT_PATH = "/chat/completions"
 REPLICA_POLL_SECONDS = 0.05
 # Response headers about the caller's own account: never handed to coalesced followers.
 _PER_CALLER_HEADERS = (b"set-cookie", b"openai-organization", b"openai-project", b"x-ratelimit-")
-LOCK_TTL_SECONDS = 3.0
 Publish = Callable[[Outcome | None], Awaitable[None]]
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -136,34 +134,20 @@ class ChatPipeline:
         if not leads:
             followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
             return followed if followed is not None else await self._miss(miss, publish=None)
-        if self._flights.landed_since(key, landed):  # stored while this request looked
-            try:
-                entry = await self._cache.get(key)
-            except BaseException:
-                self._flights.finish(key, flight, None)
-                raise
-            if entry is not None and is_fresh(self._age(entry), miss.control):
-                self._flights.finish(key, flight, Outcome(entry=entry))
-                hit = self._hit(entry, miss.chat, lookup="exact")
-                if hit is not None:
-                    return hit
-        token = ""
-        keeper: _LockKeeper | None = None
-        if self._cache.shared:  # other replicas: take the store's lock too
-            token = secrets.token_hex(8)
-            try:
-                locked = await self._cache.try_lock(key, token, LOCK_TTL_SECONDS)
-                entry = None if locked else await self._other_replica(key)
-            except BaseException:
-                self._flights.finish(key, flight, None)  # never leave a flight behind
-                raise
-            if entry is not None:
-                self._flights.finish(key, flight, Outcome(entry=entry))
-                hit = self._hit(entry, miss.chat, lookup="coalesced")
-                if hit is not None:
-                    return hit
-            if locked:
-                keeper = _LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds)
+        token = secrets.token_hex(8) if self._cache.shared else ""
+        try:
+            entry, lookup, locked = await self._before_leading(miss, landed, token)
+        except BaseException:
+            self._flights.finish(key, flight, None)  # never leave a flight behind
+            raise
+        if entry is not None:
+            self._flights.finish(key, flight, Outcome(entry=entry))
+            hit = self._hit(entry, miss.chat, lookup=lookup)
+            if hit is not None:
+                return hit
+        keeper: LockKeeper | None = None
+        if locked:
+            keeper = LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds)
 
         async def publish(outcome: Outcome | None) -> None:
             self._flights.finish(key, flight, outcome)
@@ -180,6 +164,23 @@ class ChatPipeline:
             with anyio.CancelScope(shield=True):
                 await publish(None)
             raise
+
+    async def _before_leading(
+        self, miss: _Miss, landed: int, token: str
+    ) -> tuple[Entry | None, str, bool]:
+        """The answer, when it is there before this request leads, and how it was found; and
+        whether the replica lock was taken (only with a ``token``: a store replicas share).
+        Stored by this process while the request looked, it is an exact hit; stored by the
+        replica that holds the lock, a coalesced one."""
+        if self._flights.landed_since(miss.key, landed):
+            entry = await self._cache.get(miss.key)
+            if entry is not None and is_fresh(self._age(entry), miss.control):
+                return entry, "exact", False
+        if not token:
+            return None, "", False
+        if await self._cache.try_lock(miss.key, token, LOCK_TTL_SECONDS):
+            return None, "", True
+        return await self._other_replica(miss.key), "coalesced", False
 
     def _followed(self, outcome: Outcome | None, miss: _Miss) -> Response | None:
         if outcome is not None and outcome.entry is not None:
@@ -343,38 +344,6 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=chat.raw,
         )
-
-
-class _LockKeeper:
-    """Keeps the replica lock while this process leads: the lock stays short, so a replica that
-    dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``. Renewal starts
-    from a timer, not a task: most misses end before the first renewal is due."""
-
-    def __init__(self, cache: Cache, key: str, token: str, timeout_seconds: float) -> None:
-        self._cache = cache
-        self._key = key
-        self._token = token
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout_seconds
-        self._timer: asyncio.TimerHandle | None = loop.call_later(LOCK_TTL_SECONDS / 3, self._start)
-        self._task: asyncio.Task[None] | None = None
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-
-    def _start(self) -> None:
-        self._timer = None
-        self._task = asyncio.get_running_loop().create_task(self._renew())
-
-    async def _renew(self) -> None:
-        loop = asyncio.get_running_loop()
-        while loop.time() < self._deadline:
-            if not await self._cache.extend_lock(self._key, self._token, LOCK_TTL_SECONDS):
-                return
-            await anyio.sleep(LOCK_TTL_SECONDS / 3)
 
 
 @dataclass(frozen=True, slots=True)
