@@ -147,11 +147,20 @@ async def scripted(reply: Callable[[bytes], list[bytes]]) -> AsyncIterator[tuple
         await asyncio.gather(*handlers, return_exceptions=True)
 
 
-async def test_auth_and_select_go_first_and_replies_may_arrive_byte_by_byte() -> None:
+def logged_in(*pieces: bytes) -> Callable[[bytes], list[bytes]]:
+    """For ``scripted``: OK to the AUTH and SELECT a client of its URL sends first (in one
+    write), then ``pieces``, one write each, to every read."""
+
     def reply(data: bytes) -> list[bytes]:
         if data.startswith(b"*3\r\n$4\r\nAUTH"):
-            return [b"+OK\r\n+OK\r\n"]  # AUTH, then SELECT (written together)
-        return [bytes([b]) for b in b"$5\r\nhello\r\n:7\r\n$-1\r\n"]
+            return [b"+OK\r\n+OK\r\n"]
+        return list(pieces)
+
+    return reply
+
+
+async def test_auth_and_select_go_first_and_replies_may_arrive_byte_by_byte() -> None:
+    reply = logged_in(*[bytes([b]) for b in b"$5\r\nhello\r\n:7\r\n$-1\r\n"])
 
     async with scripted(reply) as (url, received):
         c = client(url)
@@ -164,10 +173,7 @@ async def test_auth_and_select_go_first_and_replies_may_arrive_byte_by_byte() ->
 
 
 async def test_commands_of_one_event_loop_turn_go_out_in_one_write() -> None:
-    def reply(data: bytes) -> list[bytes]:
-        if data.startswith(b"*3\r\n$4\r\nAUTH"):
-            return [b"+OK\r\n+OK\r\n"]
-        return [b"$1\r\na\r\n$1\r\nb\r\n$-1\r\n"]
+    reply = logged_in(b"$1\r\na\r\n$1\r\nb\r\n$-1\r\n")
 
     async with scripted(reply) as (url, received):
         c = client(url)
@@ -191,10 +197,7 @@ async def test_a_rejected_password_fails_the_connection() -> None:
 
 
 async def test_an_unknown_reply_is_a_protocol_error() -> None:
-    def reply(data: bytes) -> list[bytes]:
-        if data.startswith(b"*3\r\n$4\r\nAUTH"):
-            return [b"+OK\r\n+OK\r\n"]
-        return [b"%1\r\n+a\r\n+b\r\n"]  # a RESP3 map: never asked for
+    reply = logged_in(b"%1\r\n+a\r\n+b\r\n")  # a RESP3 map: never asked for
 
     async with scripted(reply) as (url, _):
         c = client(url)
@@ -226,10 +229,7 @@ async def test_array_replies_nested_empty_and_nil(redis_url: str, key_prefix: st
 async def test_an_array_split_anywhere_is_read_whole() -> None:
     array = b"*3\r\n$2\r\nel\r\n*2\r\n:5\r\n$-1\r\n+OK\r\n"
 
-    def reply(data: bytes) -> list[bytes]:
-        if data.startswith(b"*3\r\n$4\r\nAUTH"):
-            return [b"+OK\r\n+OK\r\n"]
-        return [bytes([b]) for b in array + b"$3\r\nend\r\n"]
+    reply = logged_in(*[bytes([b]) for b in array + b"$3\r\nend\r\n"])
 
     async with scripted(reply) as (url, _):
         c = client(url)
@@ -239,10 +239,7 @@ async def test_an_array_split_anywhere_is_read_whole() -> None:
 
 
 async def test_an_error_inside_an_array_is_a_protocol_error() -> None:
-    def reply(data: bytes) -> list[bytes]:
-        if data.startswith(b"*3\r\n$4\r\nAUTH"):
-            return [b"+OK\r\n+OK\r\n"]
-        return [b"*2\r\n$1\r\na\r\n-ERR inside\r\n"]
+    reply = logged_in(b"*2\r\n$1\r\na\r\n-ERR inside\r\n")
 
     async with scripted(reply) as (url, _):
         c = client(url)
