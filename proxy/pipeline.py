@@ -7,6 +7,7 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -170,17 +171,28 @@ class ChatPipeline:
     ) -> tuple[Entry | None, str, bool]:
         """The answer, when it is there before this request leads, and how it was found; and
         whether the replica lock was taken (only with a ``token``: a store replicas share).
-        Stored by this process while the request looked, it is an exact hit; stored by the
-        replica that holds the lock, a coalesced one."""
-        if self._flights.landed_since(miss.key, landed):
-            entry = await self._cache.get(miss.key)
+        Stored by this process or another replica while the request looked, it is an exact hit;
+        stored by the replica that holds the lock, a coalesced one."""
+        key = miss.key
+        if self._flights.landed_since(key, landed):
+            entry = await self._cache.get(key)
             if entry is not None and is_fresh(self._age(entry), miss.control):
                 return entry, "exact", False
         if not token:
             return None, "", False
-        if await self._cache.try_lock(miss.key, token, LOCK_TTL_SECONDS):
+        # The lock and a second look leave in one write (one round trip on Redis), the look
+        # second. A replica stores its answer before it releases the lock, so when the lock is
+        # taken here, the look comes after any answer stored meanwhile, and finds it.
+        locked, entry = await asyncio.gather(
+            self._cache.try_lock(key, token, LOCK_TTL_SECONDS), self._cache.get(key)
+        )
+        if entry is not None and is_fresh(self._age(entry), miss.control):
+            if locked:
+                await self._cache.unlock(key, token)
+            return entry, "exact", False
+        if locked:
             return None, "", True
-        return await self._other_replica(miss.key), "coalesced", False
+        return await self._other_replica(key), "coalesced", False
 
     def _followed(self, outcome: Outcome | None, miss: _Miss) -> Response | None:
         if outcome is not None and outcome.entry is not None:

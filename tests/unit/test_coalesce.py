@@ -284,3 +284,47 @@ def test_single_flight_remembers_the_newest_landings_only() -> None:
     assert flights.landed == before + 4
     assert [flights.landed_since(k, before) for k in "abcd"] == [True, False, True, False]
     assert not flights.landed_since("c", flights.landed)
+
+
+async def test_an_answer_another_replica_stored_while_this_one_looked_is_found(
+    proxy: Proxy,
+) -> None:
+    """Another replica stores its answer and releases its lock between this request's lookup
+    and its taking the lock: the look that goes with the lock finds the answer."""
+    gate = Gate()
+    gate.open.set()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    store = proxy.store
+    store.shared = True  # as if replicas shared it, with a lock that works as Redis's does
+    locks: dict[str, str] = {}
+    taken: list[str] = []
+
+    async def try_lock(key: str, token: str, ttl_seconds: float) -> bool:
+        taken.append(key)
+        return locks.setdefault(key, token) == token
+
+    async def unlock(key: str, token: str) -> None:
+        if locks.get(key) == token:
+            del locks[key]
+
+    store.try_lock = try_lock  # type: ignore[method-assign]
+    store.unlock = unlock  # type: ignore[method-assign]
+    original = store.get
+    stored_elsewhere: list[str] = []
+
+    async def get_then_another_replica_stores(key: str) -> Any:
+        found = await original(key)
+        if not stored_elsewhere:  # this request's lookup: missed; then the other replica
+            stored_elsewhere.append(key)
+            body = orjson.dumps(completion("the other replica's answer"))
+            await store.put(key, Entry(id="feedfacecafebeef", body=body, created_at=0.0), 60)
+        return found
+
+    store.get = get_then_another_replica_stores  # type: ignore[method-assign]
+    response = await proxy.chat(chat_body())
+    assert response.headers["x-cache"] == "HIT"
+    assert response.headers["x-cache-lookup"] == "exact"
+    assert response.headers["x-cache-entry-id"] == "feedfacecafebeef"
+    assert gate.calls == 0
+    assert taken == stored_elsewhere  # the lock was taken with the second look...
+    assert locks == {}  # ...and freed, the answer being there
