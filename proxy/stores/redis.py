@@ -46,7 +46,7 @@ class RedisStore:
         self,
         client: aioredis.Redis,
         entries: RespClient,
-        searches: Sequence[RespClient] = (),
+        searches: Sequence[RespClient],
         *,
         prefix: str,
         retry_seconds: float = 1.0,
@@ -55,7 +55,7 @@ class RedisStore:
         self._client = client
         self._entries = entries
         """The hot path's own lean client: entry GET and SET, locks."""
-        self._searches = tuple(searches) or (entries,)
+        self._searches = tuple(searches)
         """Lean clients for VSIM, each on a connection of its own: Redis answers a connection's
         commands in order, and a search holds its connection for about a millisecond, so
         searches go neither on the entries' connection nor all on one."""
