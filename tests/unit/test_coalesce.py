@@ -328,3 +328,38 @@ async def test_an_answer_another_replica_stored_while_this_one_looked_is_found(
     assert gate.calls == 0
     assert taken == stored_elsewhere  # the lock was taken with the second look...
     assert locks == {}  # ...and freed, the answer being there
+
+
+async def test_a_landing_for_another_tenant_is_not_served_to_one_that_looked_meanwhile(
+    proxy: Proxy,
+) -> None:
+    """Must not hit: the second look is for the caller's own key, and another tenant's
+    identical question lands under another one."""
+    gate = Gate()
+    gate.open.set()
+    proxy.upstream.post("/chat/completions").mock(side_effect=gate)
+    original = proxy.store.get
+    looked = anyio.Event()
+    landed = anyio.Event()
+
+    async def get_that_waits_once(key: str) -> Any:
+        found = await original(key)
+        if not looked.is_set():
+            looked.set()
+            await landed.wait()
+        return found
+
+    proxy.store.get = get_that_waits_once  # type: ignore[method-assign]
+    late: list[httpx.Response] = []
+
+    async def tenant_b() -> None:
+        late.append(await proxy.chat(chat_body(), authorization="Bearer sk-tenant-b"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tenant_b)
+        await looked.wait()
+        first = await proxy.chat(chat_body(), authorization="Bearer sk-tenant-a")
+        landed.set()
+    assert first.headers["x-cache"] == "MISS"
+    assert late[0].headers["x-cache"] == "MISS"
+    assert gate.calls == 2
