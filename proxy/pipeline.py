@@ -290,9 +290,10 @@ class ChatPipeline:
         assembler = StreamAssembler()
         stored: list[Entry] = []
 
-        def observe(chunk: bytes) -> None:
+        def observe(chunk: bytes) -> bool:
             for data in parser.feed(chunk):
                 assembler.feed(data)
+            return assembler.done
 
         async def complete() -> None:
             if not assembler.complete:

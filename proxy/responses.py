@@ -71,7 +71,7 @@ def relay(
     response: UpstreamResponse,
     *,
     extra_headers: Headers,
-    observe: Callable[[bytes], None] | None = None,
+    observe: Callable[[bytes], bool] | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
     on_finish: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
@@ -82,7 +82,10 @@ def relay(
     ends (a client that left just then may not have read it all, but the answer is complete).
     A transport failure after the first bytes can no longer change the status: an SSE stream
     gets a final ``error`` event, any other body just ends. A client that goes away stops the
-    relay and closes the upstream response. ``on_finish`` runs last, however it ended.
+    relay and closes the upstream response, unless ``observe`` has said the answer is whole
+    (returned True): clients stop reading at ``[DONE]``, and the upstream's end of body, just
+    behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
+    ended.
     """
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
@@ -100,7 +103,7 @@ class _Relay(Response):
         response: UpstreamResponse,
         headers: Headers,
         *,
-        observe: Callable[[bytes], None] | None,
+        observe: Callable[[bytes], bool] | None,
         on_complete: Callable[[], Awaitable[None]] | None,
         on_finish: Callable[[], Awaitable[None]] | None,
     ) -> None:
@@ -122,7 +125,7 @@ class _Relay(Response):
         start = asyncio.get_running_loop().call_soon(_watch, task, state, receive)
         ended = False
         try:
-            completed = await self._stream(send)
+            completed = await self._stream(send, state)
             # The body is out. The client may leave now without cutting the store short, and the
             # response ends only once the entry is stored: the client's next request finds it.
             state.streaming = False
@@ -141,9 +144,9 @@ class _Relay(Response):
             if self._on_finish is not None:
                 await _finish(self._on_finish, shielded=not ended)
 
-    async def _stream(self, send: Send) -> bool:
+    async def _stream(self, send: Send, state: _RelayState) -> bool:
         """Everything but the end of the response; True when the whole upstream body was
-        handed to the client."""
+        handed to the client (or to uvicorn, which drops what a client gone no longer reads)."""
         response = self._response
         observe = self._observe
         completed = handed_over = False
@@ -155,8 +158,8 @@ class _Relay(Response):
             try:
                 async for chunk in self._upstream.iter_raw(response):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if observe is not None:
-                        observe(chunk)
+                    if observe is not None and observe(chunk):
+                        state.streaming = False  # whole: a client leaving now stops nothing
                 completed = True
             except UpstreamError as exc:
                 log.warning("upstream failed mid-response: %s", exc.message)

@@ -96,10 +96,13 @@ async def test_a_client_that_stays_gets_everything_then_completion_runs() -> Non
     async def finish() -> None:
         calls.append("finish")
 
+    def observe(chunk: bytes) -> bool:
+        calls.append(chunk.decode())
+        return False
+
     response = relay(
-        upstream(), body, extra_headers=[(b"x-cache", b"MISS")],
-        observe=lambda chunk: calls.append(chunk.decode()), on_complete=complete,
-        on_finish=finish,
+        upstream(), body, extra_headers=[(b"x-cache", b"MISS")], observe=observe,
+        on_complete=complete, on_finish=finish,
     )  # fmt: skip
     body.released.set()
     await response({"type": "http"}, client.receive, client.send)
@@ -156,4 +159,33 @@ async def test_a_client_that_leaves_before_the_first_chunk_stops_the_relay() -> 
             client.left.set()
     assert client.body == b""
     assert calls == ["finish"]
+    assert body.closed
+
+
+async def test_a_client_that_leaves_once_the_answer_is_whole_still_gets_it_completed() -> None:
+    """Clients stop reading at [DONE]; the upstream's end of body is just behind it. Once the
+    observer says the answer is whole, a client leaving no longer stops the relay."""
+    body = Body([b"data: 1\n\n", b"data: [DONE]\n\n", b""], hold_at=2)
+    client = Client()
+    calls: list[str] = []
+
+    async def complete() -> None:
+        calls.append("complete")
+
+    async def finish() -> None:
+        calls.append("finish")
+
+    response = relay(
+        upstream(), body, extra_headers=[], observe=lambda chunk: b"[DONE]" in chunk,
+        on_complete=complete, on_finish=finish,
+    )  # fmt: skip
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(response, {"type": "http"}, client.receive, client.send)
+            await anyio.sleep(0.05)  # [DONE] is out, the upstream's end held
+            client.left.set()
+            await anyio.sleep(0.05)  # the client is gone
+            body.released.set()
+    assert client.body == b"data: 1\n\ndata: [DONE]\n\n"
+    assert calls == ["complete", "finish"]
     assert body.closed
