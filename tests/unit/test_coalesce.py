@@ -215,6 +215,40 @@ async def test_a_store_failing_after_the_answer_went_out_frees_the_followers(
     assert failed == ["a bug in the store"] * 3
 
 
+Request = tuple[dict[str, Any], dict[str, str]]
+"""A chat body and the headers it is sent with."""
+
+
+async def stored_while_another_looked(
+    proxy: Proxy, first: Request, late: Request
+) -> tuple[httpx.Response, httpx.Response]:
+    """``late`` looks in the cache, finds nothing and stalls; ``first`` is answered and stored;
+    then ``late`` goes on. Their responses, in that order."""
+    original = proxy.store.get
+    looked = anyio.Event()
+    landed = anyio.Event()
+
+    async def get_that_waits_once(key: str) -> Any:
+        found = await original(key)
+        if not looked.is_set():  # the late request's lookup
+            looked.set()
+            await landed.wait()
+        return found
+
+    proxy.store.get = get_that_waits_once  # type: ignore[method-assign]
+    answers: list[httpx.Response] = []
+
+    async def late_request() -> None:
+        answers.append(await proxy.chat(late[0], **late[1]))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(late_request)
+        await looked.wait()
+        answered = await proxy.chat(first[0], **first[1])
+        landed.set()
+    return answered, answers[0]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_lookup_that_misses_just_before_the_entry_lands_finds_it(
     proxy: Proxy, stream: bool
@@ -224,32 +258,12 @@ async def test_a_lookup_that_misses_just_before_the_entry_lands_finds_it(
     gate = Gate()
     gate.open.set()  # answers at once
     proxy.upstream.post("/chat/completions").mock(side_effect=gate)
-    original = proxy.store.get
-    looked = anyio.Event()
-    landed = anyio.Event()
-
-    async def get_that_waits_once(key: str) -> Any:
-        found = await original(key)
-        if not looked.is_set():  # the late request: it has looked, found nothing, and stalls
-            looked.set()
-            await landed.wait()
-        return found
-
-    proxy.store.get = get_that_waits_once  # type: ignore[method-assign]
-    late: list[httpx.Response] = []
-
-    async def late_request() -> None:
-        late.append(await proxy.chat(chat_body(stream=stream)))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(late_request)
-        await looked.wait()
-        first = await proxy.chat(chat_body(stream=stream))  # answered and stored
-        landed.set()
+    body = chat_body(stream=stream)
+    first, late = await stored_while_another_looked(proxy, (body, {}), (body, {}))
     assert first.headers["x-cache"] == "MISS"
-    assert late[0].headers["x-cache"] == "HIT"
-    assert late[0].headers["x-cache-lookup"] == "exact"
-    assert b"slow" in late[0].content
+    assert late.headers["x-cache"] == "HIT"
+    assert late.headers["x-cache-lookup"] == "exact"
+    assert b"slow" in late.content
     assert gate.calls == 1
 
 
@@ -338,28 +352,11 @@ async def test_a_landing_for_another_tenant_is_not_served_to_one_that_looked_mea
     gate = Gate()
     gate.open.set()
     proxy.upstream.post("/chat/completions").mock(side_effect=gate)
-    original = proxy.store.get
-    looked = anyio.Event()
-    landed = anyio.Event()
-
-    async def get_that_waits_once(key: str) -> Any:
-        found = await original(key)
-        if not looked.is_set():
-            looked.set()
-            await landed.wait()
-        return found
-
-    proxy.store.get = get_that_waits_once  # type: ignore[method-assign]
-    late: list[httpx.Response] = []
-
-    async def tenant_b() -> None:
-        late.append(await proxy.chat(chat_body(), authorization="Bearer sk-tenant-b"))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(tenant_b)
-        await looked.wait()
-        first = await proxy.chat(chat_body(), authorization="Bearer sk-tenant-a")
-        landed.set()
+    first, late = await stored_while_another_looked(
+        proxy,
+        (chat_body(), {"authorization": "Bearer sk-tenant-a"}),
+        (chat_body(), {"authorization": "Bearer sk-tenant-b"}),
+    )
     assert first.headers["x-cache"] == "MISS"
-    assert late[0].headers["x-cache"] == "MISS"
+    assert late.headers["x-cache"] == "MISS"
     assert gate.calls == 2
