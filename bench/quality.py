@@ -1,71 +1,84 @@
 """Semantic matching quality on labelled pairs, through the proxy's own matching code.
 
-    python bench/quality.py --data FILE.tsv [--json] [--threshold T] [--embed-model local:NAME]
+    python bench/quality.py --data FILE.tsv [--data FILE2.tsv ...] [--json]
+        [--max-wrong-hit-rate R] [--no-png]
+    python bench/quality.py --cross-domain [--json]
 
 FILE.tsv: ``q1<TAB>q2<TAB>label`` with a header line and no quoting; label 1 = same meaning.
-For each pair, q1 is stored as a cached chat answer in a partition of its own and q2 is looked
-up through :class:`proxy.semantic.SemanticCache` (same embedder, threshold and guards as the
-proxy, on the memory store). Prints precision, recall, wrong-hit rate (share of label-0 pairs
-that hit) and what plain cosine reaches at the same precision; ``--json`` prints one object
-``{"precision", "recall", "wrong_hit_rate", "threshold", "pairs", ...}``. Writes a
-precision/recall curve to ``docs/quality-<file>.png``.
+
+**Default mode** measures the *shipped* verifier (``proxy/semantic/verifier.npz``) at the
+shipped default (``SEMCACHE_MAX_WRONG_HIT_RATE`` 0.005 unless ``--max-wrong-hit-rate``); it
+fits nothing to the file. For each pair, q1 is stored as a cached chat answer in a partition of
+its own and q2 is looked up through :class:`proxy.semantic.SemanticCache` (the local
+all-MiniLM-L6-v2 embedder and reader, retrieval floor, rules and model, on the memory store).
+Prints precision, recall, wrong-hit rate (share of label-0 pairs that hit) and what plain cosine
+reaches at the same wrong-hit rate and at the same precision; ``--json`` prints one object per
+file with the keys ``precision``, ``recall``, ``wrong_hit_rate``, ``threshold`` (the retrieval
+floor), ``pairs``, ``hits``, ``wrong_hits``, ``cosine_recall_at_same_wrong_hit_rate``,
+``recall_gain_vs_cosine_at_same_wrong_hit_rate``, ``cosine_recall_at_same_precision``,
+``recall_gain_vs_cosine``, ``rejections`` ... Writes a precision/recall curve to
+``docs/quality-<file>.png``.
+
+**Cross-domain mode** (``--cross-domain``) measures how the *method* transfers to a domain it
+never saw: for each training domain of ``bench/train_verifier.py`` (quora, news, llm, medical,
+support) it trains and calibrates a model on the other four, then measures the left-out domain
+(and ``qqp-dev.tsv`` / ``traps-dev.tsv``, never trained on) with it. Slow: five trainings.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import train_verifier as tv  # noqa: E402
 from proxy.cache import Cache  # noqa: E402
-from proxy.embedder import LocalEmbedder, Vector  # noqa: E402
-from proxy.guards import verify  # noqa: E402
 from proxy.keys import chat_key  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
 from proxy.policy import CacheControl  # noqa: E402
-from proxy.semantic import SemanticCache  # noqa: E402
+from proxy.semantic.embedders import READER_MODEL, LocalEmbedder, Vector  # noqa: E402
+from proxy.semantic.lookup import SemanticCache  # noqa: E402
+from proxy.semantic.sketch import Sketch  # noqa: E402
+from proxy.semantic.verifier import (  # noqa: E402
+    CosineVerifier,
+    LearnedVerifier,
+    VerifierModel,
+    load_model,
+)
 from proxy.settings import Settings  # noqa: E402
+from proxy.similarity import Neighbor  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
 
-DEFAULT_MODEL = "local:all-MiniLM-L6-v2"
+Bools = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class Pair:
-    q1: str
-    q2: str
-    label: int
+class PrecomputedReader:
+    """The local model's vectors and sketches, computed in one batch up front (same model,
+    same outputs); both the embedder and the reader of the SemanticCache under test."""
 
-
-def read_pairs(path: Path) -> list[Pair]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [Pair(r[0], r[1], int(r[2])) for r in rows[1:] if len(r) >= 3]
-
-
-class PrecomputedEmbedder:
-    """The local model's vectors, computed in one batch up front (same model, same vectors)."""
-
-    def __init__(self, name: str, vectors: dict[str, Vector]) -> None:
+    def __init__(self, name: str, read: dict[str, tuple[Vector, Sketch]]) -> None:
         self.name = name
-        self._vectors = vectors
+        self._read = read
 
     async def start(self) -> None:
         return None
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
-        return self._vectors[text]
+        return self._read[text][0]
+
+    async def read(self, text: str) -> tuple[Vector, Sketch]:
+        return self._read[text]
 
 
 def body(text: str) -> dict[str, Any]:
@@ -73,32 +86,40 @@ def body(text: str) -> dict[str, Any]:
 
 
 async def run_pairs(
-    pairs: list[Pair], embedder: PrecomputedEmbedder, threshold: float
-) -> list[bool]:
+    q1: list[str], q2: list[str], reader: PrecomputedReader, verifier: LearnedVerifier
+) -> tuple[list[bool], Counter[str]]:
     """Whether each q2 hits its q1, through SemanticCache exactly as the proxy runs it."""
     metrics = Metrics()
-    cache = Cache(MemoryStore(max_entries=10 * len(pairs), max_bytes=1 << 32), metrics)
+    cache = Cache(MemoryStore(max_entries=10 * len(q1), max_bytes=1 << 33), metrics)
     semantic = SemanticCache(
-        cache, embedder, metrics, min_similarity=threshold, max_age_seconds=None,
-        max_chars=Settings().semantic_max_chars, timeout_seconds=60,
-    )  # fmt: skip
+        cache,
+        reader,
+        metrics,
+        verifier=verifier,
+        reader=reader,
+        fallback=CosineVerifier(1.0),
+        min_similarity=verifier.model.min_similarity,
+        max_age_seconds=None,
+        max_chars=Settings().semantic_max_chars,
+        timeout_seconds=60,
+    )
     await semantic.start()
     control = CacheControl(lookup=True, store=True, ttl_seconds=3600)
     hits = []
-    for i, pair in enumerate(pairs):
+    for i, (a, b) in enumerate(zip(q1, q2, strict=True)):
         namespace = f"pair{i}"
-        stored = await semantic.query(body(pair.q1), namespace=namespace, api_key=None)
-        key = chat_key(namespace, body(pair.q1))
+        stored = await semantic.query(body(a), namespace=namespace, api_key=None)
+        key = chat_key(namespace, body(a))
         await cache.put(key, cache.new_entry(b"{}"), 3600, kind="chat")
         if stored is not None:
             await semantic.remember(stored, key, 3600)
-        asked = await semantic.query(body(pair.q2), namespace=namespace, api_key=None)
+        asked = await semantic.query(body(b), namespace=namespace, api_key=None)
         hit = asked is not None and await semantic.lookup(asked, control) is not None
         hits.append(hit)
-    return hits
+    return hits, metrics.semantic_rejections
 
 
-def rates(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> dict[str, float]:
+def rates(predicted: Bools, labels: npt.NDArray[Any]) -> dict[str, float]:
     tp = int(np.sum(predicted & (labels == 1)))
     fp = int(np.sum(predicted & (labels == 0)))
     positives, negatives = int(np.sum(labels == 1)), int(np.sum(labels == 0))
@@ -110,7 +131,7 @@ def rates(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> dict
 
 
 def cosine_recall_at_precision(
-    sims: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], precision: float
+    sims: npt.NDArray[Any], labels: npt.NDArray[Any], precision: float
 ) -> tuple[float, float]:
     """Best recall plain cosine reaches with precision >= ``precision``, and its threshold."""
     best = (0.0, 1.0)
@@ -121,102 +142,171 @@ def cosine_recall_at_precision(
     return best
 
 
-def curve_png(
-    path: Path, sims: np.ndarray[Any, Any], passed: np.ndarray[Any, Any],
-    labels: np.ndarray[Any, Any], chosen: dict[str, float], title: str,
-) -> None:  # fmt: skip
+@dataclass
+class Measured:
+    result: dict[str, Any]
+    sims: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int8]
+
+
+def read_all(texts: list[str], reader: LocalEmbedder) -> dict[str, tuple[Vector, Sketch]]:
+    out = reader.read_many(texts)
+    return dict(zip(texts, out, strict=True))
+
+
+def measure(
+    path: Path, model: VerifierModel, max_wrong_hit_rate: float, reader: LocalEmbedder
+) -> Measured:
+    q1, q2, labels = tv.read_pairs(path)
+    read = read_all(sorted(set(q1) | set(q2)), reader)
+    verifier = LearnedVerifier(model, max_wrong_hit_rate)
+    pre = PrecomputedReader(reader.name, read)
+    hit_list, rejections = anyio.run(run_pairs, q1, q2, pre, verifier)
+    hits = np.array(hit_list)
+    sims = np.array([float(read[a][0] @ read[b][0]) for a, b in zip(q1, q2, strict=True)])
+    # The same decisions recomputed from the verifier alone prove the figures below are the
+    # proxy's own (the store's search returns each pair's one stored prompt).
+    verdicts = [
+        verifier.judge(
+            b,
+            read[b][1],
+            Neighbor("x", float(s), a, read[a][1].pack()),
+            floor=model.min_similarity,
+            requested=None,
+        )
+        for a, b, s in zip(q1, q2, sims, strict=True)
+    ]
+    decided = np.array([v.accepted for v in verdicts])
+    scores = np.array([-1.0 if v.score is None else v.score for v in verdicts])
+    result: dict[str, Any] = {**rates(hits, labels), "pairs": len(labels)}
+    result["threshold"] = model.min_similarity
+    result["max_wrong_hit_rate"] = max_wrong_hit_rate
+    result["verifier"] = verifier.name
+    result["decisions_consistent"] = bool(np.all(decided == hits))
+    wrong = result["wrong_hit_rate"]
+    cos_same = tv.cosine_recall_at(sims, labels, wrong)
+    result["cosine_recall_at_same_wrong_hit_rate"] = cos_same
+    result["recall_gain_vs_cosine_at_same_wrong_hit_rate"] = (
+        result["recall"] / cos_same if cos_same else None
+    )
+    cos_recall, cos_threshold = cosine_recall_at_precision(sims, labels, result["precision"])
+    result["cosine_recall_at_same_precision"] = cos_recall
+    result["cosine_threshold_at_same_precision"] = cos_threshold
+    result["recall_gain_vs_cosine"] = result["recall"] / cos_recall if cos_recall else None
+    result["cosine_at_threshold"] = rates(sims >= model.min_similarity, labels)
+    result["hits"] = int(hits.sum())
+    result["wrong_hits"] = int(np.sum(hits & (labels == 0)))
+    result["rejections"] = dict(rejections)
+    result["embedder"] = f"local:{READER_MODEL}"
+    return Measured(result, sims.astype(np.float32), scores, labels)
+
+
+def curve_png(path: Path, m: Measured, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    thresholds = np.linspace(0.5, 1.0, 101)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
-    curves: tuple[tuple[str, Callable[[float], np.ndarray[Any, Any]]], ...] = (
-        ("plain cosine", lambda t: sims >= t),
-        ("cosine + guards", lambda t: (sims >= t) & passed),
+    for label, score in (("plain cosine", m.sims), ("verifier (rules + model)", m.scores)):
+        points = [rates(score >= t, m.labels) for t in np.unique(score)[::-1]]
+        ax.plot([p["wrong_hit_rate"] for p in points], [p["recall"] for p in points], label=label)
+    ax.scatter(
+        [m.result["wrong_hit_rate"]],
+        [m.result["recall"]],
+        color="red",
+        zorder=3,
+        label=f"semcache default (max wrong-hit rate {m.result['max_wrong_hit_rate']})",
     )
-    for label, predicate in curves:
-        points = [rates(predicate(t), labels) for t in thresholds]
-        ax.plot([p["recall"] for p in points], [p["precision"] for p in points], label=label)
-    ax.scatter([chosen["recall"]], [chosen["precision"]], color="red", zorder=3,
-               label=f"semcache default (threshold {chosen['threshold']:.2f})")  # fmt: skip
-    ax.set_xlabel("recall (share of same-meaning pairs that hit)")
-    ax.set_ylabel("precision (share of hits that are right)")
+    ax.set_xscale("symlog", linthresh=0.001)
+    ax.set_xlim(0, 0.2)
+    ax.set_xlabel("wrong-hit rate (share of different-meaning pairs that hit)")
+    ax.set_ylabel("recall (share of same-meaning pairs that hit)")
     ax.set_title(title)
-    ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
 
 
-def evaluate(path: Path, threshold: float, model: str, png: bool) -> dict[str, Any]:
-    pairs = read_pairs(path)
-    local = LocalEmbedder(model.removeprefix("local:"))
-    texts = sorted({p.q1 for p in pairs} | {p.q2 for p in pairs})
-    from proxy.keys import normalize_text
-
-    matrix = local.encode([normalize_text(t) for t in texts])
-    vectors = {normalize_text(t): matrix[i] for i, t in enumerate(texts)}
-    embedder = PrecomputedEmbedder(local.name, vectors)
-    hits = np.array(anyio.run(run_pairs, pairs, embedder, threshold))
-    labels = np.array([p.label for p in pairs])
-    sims = np.array(
-        [float(vectors[normalize_text(p.q1)] @ vectors[normalize_text(p.q2)]) for p in pairs]
-    )
-    passed = np.array([verify(normalize_text(p.q2), normalize_text(p.q1)) is None for p in pairs])
-    result: dict[str, Any] = {**rates(hits, labels), "threshold": threshold, "pairs": len(pairs)}
-    # The same decision recomputed from its parts proves the curve below uses the proxy's logic.
-    recomputed = (sims >= threshold) & passed
-    result["decisions_consistent"] = bool(np.all(recomputed == hits))
-    cos_recall, cos_threshold = cosine_recall_at_precision(sims, labels, result["precision"])
-    result["cosine_recall_at_same_precision"] = cos_recall
-    result["cosine_threshold_at_same_precision"] = cos_threshold
-    result["recall_gain_vs_cosine"] = result["recall"] / cos_recall if cos_recall else float("inf")
-    result["cosine_at_threshold"] = rates(sims >= threshold, labels)
-    result["hits"] = int(hits.sum())
-    result["wrong_hits"] = int(np.sum(hits & (labels == 0)))
-    result["embedder"] = model
-    if png:
-        out = ROOT / "docs" / f"quality-{path.stem}.png"
-        curve_png(out, sims, passed, labels, result, f"{path.name}: {len(pairs)} pairs")
-        result["curve_png"] = str(out.relative_to(ROOT))
-    return result
+def cross_domain(data_dir: Path, held_out: list[Path]) -> list[dict[str, Any]]:
+    """Leave one training domain out: train and calibrate on the others, measure it."""
+    paths = tv.training_paths(data_dir)
+    rows = []
+    for left_out, path in paths.items():
+        others = {name: p for name, p in paths.items() if name != left_out}
+        built = tv.build(others, quiet=True)
+        tmp = ROOT / "bench" / f".cross-{left_out}.npz"
+        np.savez_compressed(tmp, **built.arrays)  # type: ignore[arg-type]
+        try:
+            model = load_model(tmp)
+        finally:
+            tmp.unlink()
+        reader = LocalEmbedder(READER_MODEL, projection=model.projection)
+        for target in (path, *held_out):
+            m = measure(target, model, 0.005, reader)
+            rows.append({"left_out": left_out, "data": target.name, **m.result})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, type=Path, help="TSV of q1, q2, label")
-    parser.add_argument("--threshold", type=float, default=Settings().similarity)
-    parser.add_argument("--embed-model", default=DEFAULT_MODEL, help="local:<name or path>")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--data", type=Path, action="append", default=[], help="TSV of pairs")
+    parser.add_argument("--max-wrong-hit-rate", type=float, default=Settings().max_wrong_hit_rate)
+    parser.add_argument("--cross-domain", action="store_true")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-png", action="store_true", help="skip the curve PNG")
     args = parser.parse_args()
-    if not args.embed_model.startswith("local:"):
-        parser.error("--embed-model must be local:<name or path>")
-    result = evaluate(args.data, args.threshold, args.embed_model, png=not args.no_png)
-    if args.json:
-        print(orjson.dumps(result).decode())
+    if args.cross_domain:
+        held = args.data or [args.data_dir / "qqp-dev.tsv", args.data_dir / "traps-dev.tsv"]
+        rows = cross_domain(args.data_dir, held)
+        if args.json:
+            print(orjson.dumps(rows).decode())
+            return
+        for r in rows:
+            cos = r["cosine_recall_at_same_wrong_hit_rate"]
+            print(
+                f"without {r['left_out']:8} on {r['data']:18} wrong {r['wrong_hit_rate']:.4f}"
+                f" recall {r['recall']:.3f} cosine@same {cos:.3f}"
+            )
         return
-    print(f"{args.data.name}: {result['pairs']} pairs, threshold {result['threshold']}")
-    for key in ("precision", "recall", "wrong_hit_rate"):
-        print(f"  {key:<16}{result[key]:.4f}")
-    cos_recall = result["cosine_recall_at_same_precision"]
-    print(
-        f"  plain cosine at the same precision: recall {cos_recall:.4f}"
-        f" (threshold {result['cosine_threshold_at_same_precision']:.4f}),"
-        f" gain x{result['recall_gain_vs_cosine']:.2f}"
-    )
-    c = result["cosine_at_threshold"]
-    print(
-        f"  plain cosine at {result['threshold']}: precision {c['precision']:.4f},"
-        f" recall {c['recall']:.4f}, wrong-hit rate {c['wrong_hit_rate']:.4f}"
-    )
-    if "curve_png" in result:
-        print(f"  curve: {result['curve_png']}")
+    if not args.data:
+        parser.error("--data FILE.tsv (or --cross-domain)")
+    model = load_model()
+    reader = LocalEmbedder(READER_MODEL, projection=model.projection)
+    results = []
+    for path in args.data:
+        m = measure(path, model, args.max_wrong_hit_rate, reader)
+        if not args.no_png:
+            out = ROOT / "docs" / f"quality-{path.stem}.png"
+            curve_png(out, m, f"{path.name}: {m.result['pairs']} pairs")
+            m.result["curve_png"] = str(out.relative_to(ROOT))
+        results.append(m.result)
+    if args.json:
+        print(orjson.dumps(results[0] if len(results) == 1 else results).decode())
+        return
+    for path, r in zip(args.data, results, strict=True):
+        gain = r["recall_gain_vs_cosine_at_same_wrong_hit_rate"]
+        print(
+            f"{path.name}: {r['pairs']} pairs, verifier {r['verifier']},"
+            f" max wrong-hit rate {r['max_wrong_hit_rate']}, floor {r['threshold']}"
+        )
+        print(
+            f"  precision {r['precision']:.4f}  recall {r['recall']:.4f}"
+            f"  wrong-hit rate {r['wrong_hit_rate']:.4f} ({r['wrong_hits']} wrong hits)"
+        )
+        print(
+            f"  plain cosine at the same wrong-hit rate: recall"
+            f" {r['cosine_recall_at_same_wrong_hit_rate']:.4f}"
+            f" (gain x{gain:.2f})"
+            if gain
+            else "  plain cosine: no recall at that rate"
+        )
+        print(f"  refused: {r['rejections']}")
 
 
 if __name__ == "__main__":

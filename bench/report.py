@@ -142,6 +142,17 @@ def table(r: dict[str, Any], out: TextIO, targets: Iterable[Target]) -> None:
         )
     for note in r.get("scaling_notes", []):
         line(f"  note: {note}")
+    if "verify_p50_ms" in r:
+        line()
+        line(
+            f"learned verifier: {r['verify_p50_ms']:.3f} / {r['verify_p99_ms']:.3f} ms p50 / p99 "
+            f"per candidate; reading a prompt with its sketch {r['read_p50_ms']:.2f} ms p50 vs "
+            f"embedding it alone {r['embed_p50_ms']:.2f} ms; sketch per entry "
+            f"{r['sketch_bytes_mean']:,.0f} B mean, {r['sketch_bytes_max']:,.0f} B max seen, "
+            f"{r['sketch_bytes_bound']:,.0f} B bound"
+        )
+    elif "verifier_cost" in r:
+        line(f"learned verifier: {r['verifier_cost']}")
     line()
     line("targets")
     for t in targets:

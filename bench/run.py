@@ -17,6 +17,8 @@ faster. Then it measures:
 - streamed time to first byte: miss vs direct, and hit;
 - store scaling (``bench/scaling.py``, a process per store and size, once the servers are gone):
   ``Store.get`` and ``Store.nearest`` latency and memory per entry with ~1 KB completions;
+- the learned verifier (``bench/verifier_cost.py``): time per candidate beyond the embedding
+  pass (``verify_p50_ms``) and the sketch bytes stored per entry for it (``sketch_bytes_*``);
 - ``--peers``: the exact-hit scenario against the LiteLLM proxy with its in-memory cache, when a
   ``litellm`` command is found (``--litellm PATH``, on PATH or beside this Python).
 
@@ -87,6 +89,7 @@ TARGETS = [
     Target("semantic_p50_ms_100k", "semantic lookup, memory, 100k: p50 (ms)", 1.0),
     Target("semantic_p99_ms_100k_redis", "semantic lookup, redis, 100k: p99 (ms)", 3.0),
     Target("overhead_bytes_per_entry", "memory store: bytes per entry above payload", 512),
+    Target("verify_p50_ms", "learned verifier: p50 per candidate (ms)", 0.5),
 ]
 
 
@@ -149,6 +152,19 @@ def scaling(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     if notes:
         out["scaling_notes"] = notes
     return out
+
+
+def verifier_cost(plan: Plan) -> dict[str, Any]:
+    """``bench/verifier_cost.py`` in a process of its own (it loads the local model)."""
+    args = [sys.executable, "-m", "bench.verifier_cost", "--json"]
+    if plan.quick:
+        args += ["--pairs", "300"]
+    code, stdout, stderr = run_group(args, timeout=600)
+    if code != 0:
+        error = stderr.decode(errors="replace").strip().splitlines()[-1:]
+        return {"verifier_cost": f"failed: {' '.join(error)}"}
+    figures: dict[str, Any] = orjson.loads(stdout)
+    return figures
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -222,6 +238,8 @@ def run(
             results |= peer_hits(generator, plan, s["upstream"], s["baseline"], peers)
     log("store scaling")
     results |= scaling(plan, log)
+    log("learned verifier: time per candidate, sketch bytes per entry")
+    results |= verifier_cost(plan)
     results["targets"] = {t.key: t.check(results) for t in TARGETS}
     results["duration_seconds"] = time.monotonic() - started
     return results

@@ -17,13 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from proxy import handlers
 from proxy.cache import Cache
-from proxy.embedder import Embedder, create_embedder
 from proxy.embeddings import EmbeddingPipeline
 from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.responses import JSON, error_response, raw_response
-from proxy.semantic import SemanticCache
+from proxy.semantic import semantic_cache
+from proxy.semantic.embedders import Embedder, Reader
+from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
 from proxy.tenancy import Tenancy
@@ -40,6 +41,8 @@ def create_app(
     upstream: Upstream | None = None,
     metrics: Metrics | None = None,
     embedder: Embedder | None = None,
+    reader: Reader | None = None,
+    verifier: Verifier | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the app. Collaborators passed in stay the caller's to close; those the app opens
@@ -50,29 +53,13 @@ def create_app(
     store = open_store(settings) if store is None else store
     upstream = Upstream.from_settings(settings, metrics) if upstream is None else upstream
     cache = Cache(store, metrics, clock=clock)
-    if embedder is None and settings.embed_model is not None:
-        embedder = create_embedder(
-            settings.embed_model,
-            upstream=upstream,
-            cache=cache,
-            url=settings.embed_url or settings.upstream_url,
-            api_key=settings.embed_api_key or settings.upstream_api_key,
-            ttl=settings.ttl_seconds,
-            own_endpoint=settings.embed_url not in (None, settings.upstream_url),
-        )
     tenancy = Tenancy(
         secret=settings.secret,
         shared=settings.shared_cache,
         allowed_keys=settings.client_key_set(),
     )
-    semantic = SemanticCache(
-        cache,
-        embedder,
-        metrics,
-        min_similarity=settings.similarity,
-        max_age_seconds=settings.semantic_max_age_seconds,
-        max_chars=settings.semantic_max_chars,
-        timeout_seconds=settings.embed_timeout_seconds,
+    semantic = semantic_cache(
+        settings, cache, upstream, metrics, embedder=embedder, reader=reader, verifier=verifier
     )
     services = handlers.Services(
         settings=settings,

@@ -74,10 +74,17 @@ class Cache:
             return []
 
     async def add_vector(
-        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+        self,
+        partition: str,
+        key: str,
+        vector: Vector,
+        text: str,
+        ttl_seconds: float,
+        *,
+        sketch: bytes = b"",
     ) -> None:
         try:
-            await self.store.add_vector(partition, key, vector, text, ttl_seconds)
+            await self.store.add_vector(partition, key, vector, text, ttl_seconds, sketch=sketch)
         except StoreError as exc:
             self._failed("add_vector", exc)
 

@@ -28,7 +28,7 @@ from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.policy import cache_control
 from proxy.responses import JSON, error_response, raw_response, relay
-from proxy.semantic import SemanticCache
+from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.tenancy import Tenancy
 from proxy.upstream import Upstream
@@ -158,6 +158,8 @@ async def cache_stats(request: Request) -> Response:
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
     snapshot["embedder"] = svc.semantic.name
+    snapshot["verifier"] = svc.semantic.verifier.name
+    snapshot["max_wrong_hit_rate"] = svc.settings.max_wrong_hit_rate
     return raw_response(orjson.dumps(snapshot), 200, [JSON])
 
 

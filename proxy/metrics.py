@@ -51,7 +51,7 @@ class Metrics:
         self.tokens_saved = 0
         self.embedding_items: Counter[str] = Counter()
         self.semantic: Counter[str] = Counter()
-        self.guard_rejections: Counter[str] = Counter()
+        self.semantic_rejections: Counter[str] = Counter()
 
     def request(self, route: str, outcome: str) -> None:
         self.requests[(route, outcome)] += 1
@@ -75,7 +75,7 @@ class Metrics:
             "tokens_saved": self.tokens_saved,
             "embedding_items": dict(self.embedding_items),
             "semantic": dict(self.semantic),
-            "semantic_rejections": dict(self.guard_rejections),
+            "semantic_rejections": dict(self.semantic_rejections),
             "stored": dict(self.stores),
             "not_stored": dict(self.not_stored),
             "store_errors": dict(self.store_errors),
@@ -109,10 +109,10 @@ class Metrics:
         family(
             "semcache_semantic_rejections_total",
             "counter",
-            "Semantic candidates rejected, by guard (or below_threshold).",
+            "Semantic candidates refused, by reason (a rule's name, verifier, below_threshold...).",
         )
-        for guard, n in sorted(self.guard_rejections.items()):
-            lines.append(f'semcache_semantic_rejections_total{{guard="{guard}"}} {n}')
+        for reason, n in sorted(self.semantic_rejections.items()):
+            lines.append(f'semcache_semantic_rejections_total{{reason="{reason}"}} {n}')
         family("semcache_stored_total", "counter", "Entries written to the store.")
         for kind, n in sorted(self.stores.items()):
             lines.append(f'semcache_stored_total{{kind="{kind}"}} {n}')

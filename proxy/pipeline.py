@@ -27,7 +27,7 @@ from proxy.keys import chat_key
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
 from proxy.responses import JSON, is_plain_event_stream, raw_response, relay
-from proxy.semantic import SemanticCache, SemanticQuery
+from proxy.semantic.lookup import SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.upstream import (

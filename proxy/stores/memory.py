@@ -73,7 +73,14 @@ class MemoryStore:
         self._evict()
 
     async def add_vector(
-        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+        self,
+        partition: str,
+        key: str,
+        vector: Vector,
+        text: str,
+        ttl_seconds: float,
+        *,
+        sketch: bytes = b"",
     ) -> None:
         if key not in self._entries:
             return  # the entry was not kept (too big) or already evicted
@@ -85,8 +92,8 @@ class MemoryStore:
         if index is None:
             index = self._indexes[partition] = VectorIndex(vector.shape[0])
         self._drop_vector(key)
-        index.add(key, vector, text)
-        cost = index.nbytes_per_row() + len(text.encode()) + len(key)
+        index.add(key, vector, text, sketch)
+        cost = index.nbytes_per_row() + len(text.encode()) + len(sketch) + len(key)
         self._vector_of[key] = (partition, cost)
         self._bytes += cost
         self._evict()

@@ -110,14 +110,21 @@ class RedisStore:
         self._down_until = 0.0
 
     async def add_vector(
-        self, partition: str, key: str, vector: Vector, text: str, ttl_seconds: float
+        self,
+        partition: str,
+        key: str,
+        vector: Vector,
+        text: str,
+        ttl_seconds: float,
+        *,
+        sketch: bytes = b"",
     ) -> None:
         self._check_available()
         vset = self._prefix + VECTOR_SET + partition
         ttl = max(1, math.ceil(ttl_seconds))
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.execute_command(*vector_add_command(vset, key, vector, text))
+                pipe.execute_command(*vector_add_command(vset, key, vector, text, sketch))
                 # A new set has no expiry, which GT treats as infinite: NX sets it first.
                 pipe.execute_command("EXPIRE", vset, ttl, "NX")
                 pipe.execute_command("EXPIRE", vset, ttl, "GT")
@@ -313,12 +320,18 @@ EXTRA_CANDIDATES = 10
 (EPSILON keeps the reply short when few candidates are near the threshold)."""
 
 
-def vector_add_command(vset: str, key: str, vector: Vector, text: str) -> tuple[Any, ...]:
+def vector_add_command(
+    vset: str, key: str, vector: Vector, text: str, sketch: bytes = b""
+) -> tuple[Any, ...]:
     """VADD of one element. CAS finds its graph neighbours in a Redis thread: without it each
-    add held Redis's event loop for ~14 ms at 100k (every other command waited)."""
+    add held Redis's event loop for ~14 ms at 100k (every other command waited). The
+    attributes keep the text, the float32 vector and the verifier's sketch."""
     unit = _unit(vector)
     blob = unit.astype("<f4").tobytes()
-    attributes = orjson.dumps({"t": text, "v": base64.b64encode(blob).decode("ascii")})
+    fields = {"t": text, "v": base64.b64encode(blob).decode("ascii")}
+    if sketch:
+        fields["s"] = base64.b64encode(sketch).decode("ascii")
+    attributes = orjson.dumps(fields)
     dims = unit.shape[0]
     reduce = ("REDUCE", dims // 3) if dims >= MIN_REDUCE_DIMS else ()
     return (
@@ -362,6 +375,7 @@ def _neighbors(reply: Any, query: Vector, *, k: int, min_similarity: float) -> l
             fields = orjson.loads(attributes)
             text, encoded = fields["t"], fields["v"]
             vector = np.frombuffer(binascii.a2b_base64(encoded, strict_mode=True), dtype="<f4")
+            sketch = binascii.a2b_base64(fields.get("s", ""), strict_mode=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error):
             continue
         if not isinstance(text, str) or vector.shape != query.shape:
@@ -369,6 +383,6 @@ def _neighbors(reply: Any, query: Vector, *, k: int, min_similarity: float) -> l
         similarity = float(vector @ query)
         if similarity >= min_similarity:
             key = name.decode() if isinstance(name, bytes) else str(name)
-            out.append(Neighbor(key, similarity, text))
+            out.append(Neighbor(key, similarity, text, sketch))
     out.sort(key=lambda n: -n.similarity)
     return out[:k]

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from proxy.app import create_app
-from proxy.embedder import LocalEmbedder, Vector
+from proxy.semantic.embedders import LocalEmbedder
+from proxy.semantic.verifier import load_model
 from proxy.settings import Settings
 from tests.support.fake_upstream import FakeUpstream
 
@@ -32,30 +33,17 @@ LOOK_ALIKES = [
 ]
 
 
-class SharedMiniLM:
-    """One loaded model for the whole session, behind the embedder interface."""
-
-    def __init__(self, model: LocalEmbedder) -> None:
-        self.name = model.name
-        self._model = model
-
-    async def start(self) -> None:
-        return None
-
-    async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
-        return await self._model.embed(text, namespace=namespace, api_key=api_key)
-
-
 @pytest.fixture(scope="session")
-def minilm() -> SharedMiniLM:
-    model = LocalEmbedder("all-MiniLM-L6-v2")
+def minilm() -> LocalEmbedder:
+    """One loaded model for the whole session: the embedder and the verifier's reader."""
+    model = LocalEmbedder("all-MiniLM-L6-v2", projection=load_model().projection)
     model.encode(["warm up"])
-    return SharedMiniLM(model)
+    return model
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def client(
-    request: pytest.FixtureRequest, fake_upstream: FakeUpstream, minilm: SharedMiniLM
+    request: pytest.FixtureRequest, fake_upstream: FakeUpstream, minilm: LocalEmbedder
 ) -> AsyncIterator[httpx.AsyncClient]:
     redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     settings = Settings(

@@ -9,8 +9,9 @@ import httpx
 import respx
 
 from proxy.app import create_app
-from proxy.embedder import Embedder
 from proxy.metrics import Metrics
+from proxy.semantic.embedders import Embedder, Reader
+from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
 from proxy.stores.memory import MemoryStore
 from proxy.upstream import Upstream
@@ -74,12 +75,16 @@ class make_proxy:
         clock: FakeClock,
         *,
         embedder: Embedder | None = None,
+        reader: Reader | None = None,
+        verifier: Verifier | None = None,
         **settings: Any,
     ) -> None:
         self.settings = Settings(upstream_url=UPSTREAM, **settings)
         self.router = router
         self.clock = clock
         self.embedder = embedder
+        self.reader = reader
+        self.verifier = verifier
 
     async def __aenter__(self) -> Proxy:
         self.metrics = Metrics()
@@ -98,6 +103,8 @@ class make_proxy:
             upstream=self.upstream,
             metrics=self.metrics,
             embedder=self.embedder,
+            reader=self.reader,
+            verifier=self.verifier,
             clock=self.clock,
         )
         self.lifespan = app.router.lifespan_context(app)

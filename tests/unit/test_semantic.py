@@ -8,10 +8,14 @@ from typing import Any
 
 import anyio
 import httpx
+import numpy as np
 import pytest
 import respx
 
-from proxy.embedder import EmbedderError, HashEmbedder, Vector
+from proxy.semantic.embedders import EmbedderError, HashEmbedder, Vector
+from proxy.semantic.sketch import Projection, Sketch, make_sketch
+from proxy.semantic.verifier import Verdict
+from proxy.similarity import Neighbor
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -110,10 +114,10 @@ async def test_other_tenant_never_hits(proxy: Proxy) -> None:
     assert route.call_count == 2
 
 
-async def test_a_guard_rejects_a_candidate_above_the_threshold(proxy: Proxy) -> None:
+async def test_a_rule_refuses_a_candidate_above_the_threshold(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
     await proxy.chat(chat_body("What is 2 plus 2?"))
-    # The bag-of-words embedder scores these highly; only the number guard stands between.
+    # The bag-of-words embedder scores these highly; only the number rule stands between.
     response = await proxy.chat(chat_body("What is 2 plus 3?"), **{"x-cache-threshold": "0.3"})
     assert response.headers["x-cache"] == "MISS"
     assert content(response) == "answer 2"
@@ -121,7 +125,7 @@ async def test_a_guard_rejects_a_candidate_above_the_threshold(proxy: Proxy) -> 
     stats = (await proxy.client.get("/cache/stats")).json()
     assert stats["semantic_rejections"] == {"number": 1}
     text = (await proxy.client.get("/metrics")).text
-    assert 'semcache_semantic_rejections_total{guard="number"} 1' in text
+    assert 'semcache_semantic_rejections_total{reason="number"} 1' in text
 
 
 async def test_semantic_header_off_skips_the_lookup(proxy: Proxy) -> None:
@@ -278,3 +282,97 @@ async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_ent
     assert own.call_count == 1
     assert "authorization" not in own.calls.last.request.headers
     assert via_api.headers["x-cache"] == "MISS"  # the embedder's vectors stay its own
+
+
+class FakeReader:
+    """Sketches prompts as the local model would, from a hash of their words; or cannot start."""
+
+    name = "local:fake-reader"
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.fails = fails
+        self.read_texts: list[str] = []
+
+    async def start(self) -> None:
+        if self.fails:
+            raise EmbedderError("the reader's model is not installed")
+
+    async def read(self, text: str) -> tuple[Vector, Sketch]:
+        self.read_texts.append(text)
+        return HashEmbedder(8).encode(text), sketch_of(text)
+
+
+def sketch_of(text: str) -> Sketch:
+    words = text.split()
+    vectors = np.array([HashEmbedder(8).encode(w) for w in ["[CLS]", *words, "[SEP]"]])
+    projection = Projection(np.zeros(8, np.float32), np.eye(8, 4, dtype=np.float32))
+    ids = np.arange(len(words) + 2)
+    return make_sketch(ids, vectors, HashEmbedder(8).encode(text), projection, english=True)
+
+
+class RecordingVerifier:
+    name = "recording"
+    reads = True
+
+    def __init__(self) -> None:
+        self.judged: list[tuple[str, Sketch | None, Neighbor]] = []
+
+    def judge(
+        self,
+        text: str,
+        sketch: Sketch | None,
+        neighbor: Neighbor,
+        *,
+        floor: float,
+        requested: float | None,
+    ) -> Verdict:
+        self.judged.append((text, sketch, neighbor))
+        return Verdict(True, score=1.0)
+
+
+async def test_with_another_embedder_the_reader_sketches_for_the_verifier(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """An HTTP embedder finds neighbours; the local reader sketches both prompts; the verifier
+    sees the query's sketch and the stored prompt's, kept beside its vector."""
+    reader, verifier = FakeReader(), RecordingVerifier()
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), reader=reader, verifier=verifier
+    ) as proxy:
+        route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+        await proxy.chat(chat_body(QUESTION))
+        hit = await proxy.chat(chat_body(SAME_WORDS))
+        stats = (await proxy.client.get("/cache/stats")).json()
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    assert route.call_count == 1
+    assert reader.read_texts == [QUESTION, SAME_WORDS]
+    ((text, sketch, neighbor),) = verifier.judged
+    assert text == SAME_WORDS
+    assert sketch is not None
+    assert sketch.ids.size == len(SAME_WORDS.split())
+    assert neighbor.text == QUESTION
+    assert neighbor.sketch == sketch_of(QUESTION).pack()
+    assert stats["verifier"] == "recording"
+
+
+async def test_a_reader_that_cannot_start_falls_back_to_cosine(
+    upstream_mock: respx.MockRouter, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_proxy(
+        upstream_mock,
+        clock,
+        embedder=HashEmbedder(64),
+        reader=FakeReader(fails=True),
+        verifier=RecordingVerifier(),
+    ) as proxy:
+        route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+        await proxy.chat(chat_body(QUESTION))
+        hit = await proxy.chat(chat_body(SAME_WORDS))
+        near = await proxy.chat(chat_body("the capital of Spain is what?"))
+        stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["verifier"] == "cosine"
+    assert stats["semantic_enabled"] is True
+    assert hit.headers["x-cache-lookup"] == "semantic"  # cosine 1.0
+    assert near.headers["x-cache"] == "MISS"  # under the uncalibrated 0.95
+    assert route.call_count == 2
+    assert "semantic hits are judged by cosine alone" in caplog.text

@@ -1,0 +1,90 @@
+"""The semantic side: embedders, the verifier and its reader, and the lookup that joins them.
+
+:func:`semantic_cache` builds a :class:`SemanticCache` from the settings: which embedder finds
+neighbours, which verifier judges them (the learned one when the local reader can run, else
+cosine with the embedder's calibration), and the reader that sketches prompts for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxy.cache import Cache
+from proxy.metrics import Metrics
+from proxy.semantic.embedders import (
+    READER_MODEL,
+    Embedder,
+    HashEmbedder,
+    LocalEmbedder,
+    Reader,
+    create_embedder,
+)
+from proxy.semantic.lookup import SemanticCache, SemanticHit, SemanticQuery
+from proxy.semantic.verifier import (
+    UNCALIBRATED_COSINE,
+    CosineVerifier,
+    LearnedVerifier,
+    Verifier,
+    calibrated_cosine,
+    load_model,
+)
+from proxy.settings import Settings
+from proxy.upstream import Upstream
+
+__all__ = ["SemanticCache", "SemanticHit", "SemanticQuery", "semantic_cache"]
+
+
+def semantic_cache(
+    settings: Settings,
+    cache: Cache,
+    upstream: Upstream,
+    metrics: Metrics,
+    *,
+    embedder: Embedder | None = None,
+    reader: Reader | None = None,
+    verifier: Verifier | None = None,
+) -> SemanticCache:
+    """Collaborators passed in (tests, benches) are used as they are."""
+    model = None
+    if verifier is None and (embedder is not None or settings.embed_model is not None):
+        model = load_model()
+    if embedder is None and settings.embed_model is not None:
+        embedder = create_embedder(
+            settings.embed_model,
+            upstream=upstream,
+            cache=cache,
+            url=settings.embed_url or settings.upstream_url,
+            api_key=settings.embed_api_key or settings.upstream_api_key,
+            ttl=settings.ttl_seconds,
+            own_endpoint=settings.embed_url not in (None, settings.upstream_url),
+            projection=None if model is None else model.projection,
+        )
+    fallback = CosineVerifier(_fallback_cosine(settings, embedder))
+    if verifier is None:
+        if model is None or isinstance(embedder, HashEmbedder):
+            verifier = fallback
+        else:
+            verifier = LearnedVerifier(model, settings.max_wrong_hit_rate)
+    if reader is None and verifier.reads and model is not None:
+        if isinstance(embedder, LocalEmbedder) and embedder.reads:
+            reader = embedder
+        else:
+            reader = LocalEmbedder(READER_MODEL, projection=model.projection)
+    return SemanticCache(
+        cache,
+        embedder,
+        metrics,
+        verifier=verifier,
+        reader=reader,
+        fallback=fallback,
+        min_similarity=settings.similarity,
+        max_age_seconds=settings.semantic_max_age_seconds,
+        max_chars=settings.semantic_max_chars,
+        timeout_seconds=settings.embed_timeout_seconds,
+    )
+
+
+def _fallback_cosine(settings: Settings, embedder: Embedder | None) -> float:
+    if settings.calibration is None or embedder is None:
+        return UNCALIBRATED_COSINE
+    return calibrated_cosine(Path(settings.calibration), embedder.name, settings.max_wrong_hit_rate)

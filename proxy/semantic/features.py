@@ -1,0 +1,116 @@
+"""The features the verifier's model reads for a (query, candidate) pair. Pure numpy.
+
+Most come from aligning the two prompts' word pieces by their contextual vectors (each piece's
+best match on the other side, as BERTScore does), weighted by rarity (the inverse document
+frequency of each piece in the training prompts, shipped with the model): a paraphrase matches
+every rare piece somewhere; a look-alike leaves one unmatched ("Canada" against "Australia").
+The rest are overlap and length, and the order of strongly matched pieces. Pairs a narrow rule
+of :mod:`proxy.semantic.rules` objects to never reach the model.
+
+The same function builds the training rows (``bench/train_verifier.py``) and the rows judged at
+run time, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from proxy.semantic.sketch import Sketch
+
+NAMES: tuple[str, ...] = (
+    "cosine",
+    "align_q", "align_c", "align_min_q", "align_min_c",
+    "weak_q_0.6", "weak_c_0.6", "weak_q_0.8", "weak_c_0.8",
+    "worst_rare_q", "worst_rare_c",
+    "overlap", "rarest_unshared",
+    "length_ratio", "length",
+    "digits_differ", "order_inversions",
+    "align_median_q", "align_median_c",
+    "unshared_mass_q", "unshared_mass_c", "unshared_q", "unshared_c",
+    "unshared_match_q", "unshared_match_c", "unshared_gap_q", "unshared_gap_c",
+    "unshared_rarest_q", "unshared_rarest_c", "content_q", "content_c",
+    "unshared_mass_min", "unshared_mass_max",
+)  # fmt: skip
+
+LONG_PAIR = 3.6
+"""log(pieces of both prompts) from which a pair counts as long (about 37 pieces)."""
+BUCKETS = 4
+"""Calibration buckets: (question or not) x (short or long)."""
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Per word-piece id: rarity, and whether it is punctuation or holds a digit."""
+
+    idf: Floats
+    punctuation: npt.NDArray[np.bool_]
+    digit: npt.NDArray[np.bool_]
+
+
+def features(q: Sketch, c: Sketch, vocab: Vocabulary) -> Floats:
+    """One row of :data:`NAMES` for the query ``q`` and the candidate ``c``."""
+    f = np.zeros(len(NAMES), dtype=np.float32)
+    f[0] = float(q.sentence @ c.sentence)
+    qi, ci = q.ids.astype(np.intp), c.ids.astype(np.intp)
+    if qi.size == 0 or ci.size == 0:
+        return f
+    sims = q.tokens @ c.tokens.T
+    bq, bc = sims.max(axis=1), sims.max(axis=0)
+    idf, punct = vocab.idf, vocab.punctuation
+    iq, ic = idf[qi], idf[ci]
+    wq, wc = iq * ~punct[qi] + 0.05, ic * ~punct[ci] + 0.05
+    f[1], f[2] = (wq * bq).sum() / wq.sum(), (wc * bc).sum() / wc.sum()
+    f[3], f[4] = bq.min(), bc.min()
+    f[5], f[6] = (wq * (bq < 0.6)).sum() / wq.sum(), (wc * (bc < 0.6)).sum() / wc.sum()
+    f[7], f[8] = (wq * (bq < 0.8)).sum() / wq.sum(), (wc * (bc < 0.8)).sum() / wc.sum()
+    f[9], f[10] = (wq * (1 - bq)).max(), (wc * (1 - bc)).max()
+    sq, sc = set(qi.tolist()), set(ci.tolist())
+    shared, union = sq & sc, sq | sc
+    f[11] = float(idf[list(shared)].sum() / max(float(idf[list(union)].sum()), 1e-6))
+    only = [t for t in union - shared if not punct[t]]
+    f[12] = float(idf[only].max()) if only else 0.0
+    f[13] = abs(math.log(qi.size / ci.size))
+    f[14] = math.log(qi.size + ci.size)
+    digit = vocab.digit
+    f[15] = float({t for t in sq if digit[t]} != {t for t in sc if digit[t]})
+    f[16] = _inversions(sims.argmax(axis=1)[(bq > 0.85) & ~punct[qi] & (iq > 2.0)])
+    f[17], f[18] = float(np.median(bq)), float(np.median(bc))
+    content_q, content_c = ~punct[qi], ~punct[ci]
+    only_q = np.fromiter((t not in sc for t in qi.tolist()), bool, qi.size) & content_q
+    only_c = np.fromiter((t not in sq for t in ci.tolist()), bool, ci.size) & content_c
+    f[19], f[20] = (iq * only_q).sum(), (ic * only_c).sum()
+    f[21], f[22] = only_q.sum(), only_c.sum()
+    f[23] = bq[only_q].min() if only_q.any() else 1.0
+    f[24] = bc[only_c].min() if only_c.any() else 1.0
+    f[25], f[26] = (iq * only_q * (1 - bq)).sum(), (ic * only_c * (1 - bc)).sum()
+    f[27] = (iq * only_q).max() if only_q.any() else 0.0
+    f[28] = (ic * only_c).max() if only_c.any() else 0.0
+    f[29], f[30] = content_q.sum(), content_c.sum()
+    f[31], f[32] = min(f[19], f[20]), max(f[19], f[20])
+    return f
+
+
+def bucket(q_text: str, c_text: str, row: Floats) -> int:
+    """Which calibration bucket a pair falls in: a question or not, short or long. The kinds of
+    text differ in how close their look-alikes come (news sentences sharing all but one fact,
+    short questions differing in one word), so each bucket has its own threshold."""
+    question = "?" in q_text or "?" in c_text
+    long = row[14] >= LONG_PAIR
+    return 2 * int(long) + int(question)
+
+
+def _inversions(positions: npt.NDArray[np.intp]) -> float:
+    """Share of strongly matched piece pairs whose order differs on the other side."""
+    n = positions.size
+    if n < 2:
+        return 0.0
+    a, b = np.triu_indices(n, 1)
+    moved = positions[a] != positions[b]
+    total = int(moved.sum())
+    return float((positions[a] > positions[b])[moved].sum() / total) if total else 0.0

@@ -1,0 +1,128 @@
+"""The few narrow rules the verifier keeps: differences token vectors barely see.
+
+A sentence embedding, and the token vectors under it, put "2+2" next to "2+3", "is" next to
+"is not" and "refundable" next to "non-refundable". Each rule compares one such detail and
+names the difference; the verifier rejects a pair any rule objects to before its model runs
+(the model is trained on the pairs the rules let through).
+
+Which rules are here is measured, not assumed: ``python bench/train_verifier.py`` prints, per
+rule, the label-0 and label-1 pairs it rejects above the retrieval floor on sets it was not
+written from (traps-dev, qqp-dev); a rule that cost more paraphrases than it stopped
+look-alikes there was dropped. Every rule but :func:`numbers` reads English only and is skipped
+unless both prompts are English (:mod:`proxy.semantic.language`): "no" is Spanish too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from proxy.semantic.language import is_english
+
+Rule = Callable[[str, str], bool]
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER_WORDS = {
+    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
+    "hundred": "100", "thousand": "1000", "million": "1e6", "billion": "1e9", "first": "1st",
+    "third": "3rd", "half": "0.5", "twice": "2x", "dozen": "12",
+}  # fmt: skip
+# "one" and "second" are left out: mostly a pronoun and a unit of time.
+_NEGATION = re.compile(r"\b(?:not|no|never|without|cannot|none|nobody|nothing|neither|nor)\b|n't\b")
+_PREFIXES = ("non", "un", "in", "im", "il", "ir", "dis", "anti", "de", "over", "under", "mis")
+_OPPOSITES = (
+    ("before", "after"), ("more", "less"), ("more", "fewer"), ("above", "below"),
+    ("over", "under"), ("with", "without"), ("for", "against"), ("to", "from"),
+    ("increase", "decrease"), ("all", "any"), ("min", "max"), ("minimum", "maximum"),
+    ("first", "last"), ("start", "end"), ("buy", "sell"), ("import", "export"),
+    ("inside", "outside"), ("upper", "lower"), ("higher", "lower"), ("open", "close"),
+    ("add", "remove"), ("enable", "disable"), ("encode", "decode"), ("encrypt", "decrypt"),
+    ("win", "lose"), ("push", "pull"), ("input", "output"), ("largest", "smallest"),
+    ("biggest", "smallest"), ("fastest", "slowest"), ("best", "worst"), ("pros", "cons"),
+    ("advantages", "disadvantages"), ("benefits", "risks"),
+)  # fmt: skip
+_OPPOSITE: dict[str, frozenset[str]] = {}
+for _a, _b in _OPPOSITES:
+    _OPPOSITE[_a] = _OPPOSITE.get(_a, frozenset()) | {_b}
+    _OPPOSITE[_b] = _OPPOSITE.get(_b, frozenset()) | {_a}
+_WH_DO = re.compile(r"\b(?:who|whom|what|which)\b(?:\s+[a-z]+)?\s+(?:do|does|did)\b")
+_WH_AUX = re.compile(
+    r"\b(?:who|whom|what|which)\b(?:\s+[a-z]+)?\s+(?:is|are|was|were|do|does|did|can|could|"
+    r"should|would|will|has|have|had|might|must|may)\b"
+)
+_WH = re.compile(r"\b(?:who|whom|what|which)\b")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _number_set(text: str) -> frozenset[str]:
+    found = {d.replace(",", "") for d in _DIGITS.findall(text)}
+    if is_english(text):
+        found |= {_NUMBER_WORDS[w] for w in _words(text) if w in _NUMBER_WORDS}
+    return frozenset(found)
+
+
+def numbers(a: str, b: str) -> bool:
+    """Digits (2+2 vs 2+3, 2014 vs 2018, 404 vs 403) in any language, and English number words
+    (three = 3): the sets must be equal."""
+    return _number_set(a) != _number_set(b)
+
+
+def negation(a: str, b: str) -> bool:
+    """English negations (not, no, never, without, n't...): a different count on each side."""
+    return len(_NEGATION.findall(a.lower())) != len(_NEGATION.findall(b.lower()))
+
+
+def antonym_prefix(a: str, b: str) -> bool:
+    """A word on one side is the other side's word with a negating prefix (refundable vs
+    non-refundable, advantages vs disadvantages, legal vs illegal)."""
+    wa = {w.replace("-", "") for w in re.findall(r"[a-z][a-z-]+", a.lower())}
+    wb = {w.replace("-", "") for w in re.findall(r"[a-z][a-z-]+", b.lower())}
+    for mine, theirs in ((wa - wb, wb - wa), (wb - wa, wa - wb)):
+        for word in mine:
+            for prefix in _PREFIXES:
+                stem = word[len(prefix) :]
+                if word.startswith(prefix) and len(stem) >= 4 and stem in theirs:
+                    return True
+    return False
+
+
+def opposite(a: str, b: str) -> bool:
+    """A closed-class opposite in place of the other (before/after, more/less, with/without,
+    buy/sell, encode/decode, pros/cons...)."""
+    wa, wb = set(_words(a)), set(_words(b))
+    return any(_OPPOSITE.get(w, frozenset()) & (wb - wa) for w in wa - wb)
+
+
+def role(a: str, b: str) -> bool:
+    """The wh-word is the subject on one side and the object on the other ("Who reports to the
+    CTO?" vs "Who does the CTO report to?", "Which company acquired X?" vs "Which companies did
+    X acquire?")."""
+    la, lb = a.lower(), b.lower()
+    for x, y in ((la, lb), (lb, la)):
+        if _WH_DO.search(x) and _WH.search(y) and not _WH_AUX.search(y):
+            return True
+    return False
+
+
+RULES: tuple[tuple[str, Rule, bool], ...] = (
+    ("number", numbers, False),
+    ("negation", negation, True),
+    ("antonym_prefix", antonym_prefix, True),
+    ("opposite", opposite, True),
+    ("role", role, True),
+)
+"""(name, rule, English only), in the order they run."""
+
+
+def first_objection(a: str, b: str, *, english: bool) -> str | None:
+    """The name of the first rule that sees a difference between ``a`` and ``b``; ``english``:
+    both are English (else the English-only rules are skipped)."""
+    for name, rule, english_only in RULES:
+        if (english or not english_only) and rule(a, b):
+            return name
+    return None

@@ -1,0 +1,201 @@
+"""Should a semantic neighbour answer the query? The verifier decides, for a wrong-hit rate the
+operator chooses.
+
+- :class:`LearnedVerifier` (with the local all-MiniLM-L6-v2 reader, ``semcache[local]``): the
+  narrow rules of :mod:`proxy.semantic.rules`, then a boosted-tree model over
+  :mod:`proxy.semantic.features`, accepted above the threshold the calibration table gives for
+  ``SEMCACHE_MAX_WRONG_HIT_RATE`` in the pair's bucket. Model, table and their provenance are in
+  ``verifier.npz`` beside this file, built by ``bench/train_verifier.py``.
+- :class:`CosineVerifier` (no local reader: an HTTP or hash embedder alone): the same rules, then
+  the embedder's own cosine against the threshold of its calibration file
+  (``SEMCACHE_CALIBRATION``, from ``bench/calibrate.py``), else :data:`UNCALIBRATED_COSINE`.
+
+Both are pure: they return a :class:`Verdict` naming why a pair was refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from proxy.errors import SettingsError
+from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features
+from proxy.semantic.language import is_english
+from proxy.semantic.rules import first_objection
+from proxy.semantic.sketch import Projection, Sketch, unpack
+from proxy.semantic.trees import Trees
+from proxy.similarity import Neighbor
+
+MODEL_FILE = Path(__file__).with_name("verifier.npz")
+UNCALIBRATED_COSINE = 0.95
+"""Cosine an embedder with no calibration needs: all-MiniLM-L6-v2 serves 0.2-2 % wrong hits at
+0.95 on the labelled sets (qqp-dev 1.7 %), so an unknown embedder gets no looser a rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    reason: str | None = None
+    """Why not: ``below_threshold``, a rule's name, ``verifier``, ``language``, ``too_long``,
+    ``unreadable``."""
+    score: float | None = None
+    """The learned model's probability, when it ran."""
+
+
+class Verifier(Protocol):
+    name: str
+    """Names what its decisions depend on (entries are partitioned by it)."""
+    reads: bool
+    """It needs sketches of the prompts (the local reader)."""
+
+    def judge(
+        self,
+        text: str,
+        sketch: Sketch | None,
+        neighbor: Neighbor,
+        *,
+        floor: float,
+        requested: float | None,
+    ) -> Verdict:
+        """``floor``: the retrieval floor in force; ``requested``: the request's own threshold
+        (``X-Cache-Threshold``), if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierModel:
+    projection: Projection
+    vocabulary: Vocabulary
+    trees: Trees
+    risks: npt.NDArray[np.float64]
+    """Wrong-hit rates the table was calibrated for, ascending."""
+    thresholds: npt.NDArray[np.float64]
+    """(risks, buckets): the least score accepted."""
+    min_similarity: float
+    """The retrieval floor the model was trained above."""
+    meta: dict[str, Any]
+
+    def threshold_row(self, max_wrong_hit_rate: float) -> npt.NDArray[np.float64]:
+        """Thresholds per bucket for the largest calibrated rate not above the one asked (the
+        strictest row when it is below every calibrated rate)."""
+        at_most = np.flatnonzero(self.risks <= max_wrong_hit_rate + 1e-12)
+        row = int(at_most[-1]) if at_most.size else 0
+        out: npt.NDArray[np.float64] = self.thresholds[row]
+        return out
+
+
+def load_model(path: Path = MODEL_FILE) -> VerifierModel:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {name: z[name] for name in z.files}
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"cannot read the verifier model {path}: {exc}") from exc
+    meta = json.loads(str(data["meta"]))
+    meta["id"] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    if tuple(meta["features"]) != NAMES:
+        raise SettingsError(f"{path} was trained on other features; rebuild it")
+    return VerifierModel(
+        projection=Projection(data["proj_mean"], data["proj_basis"]),
+        vocabulary=Vocabulary(data["idf"].astype(np.float32), data["punctuation"], data["digit"]),
+        trees=Trees(
+            feature=data["tree_feature"].astype(np.intp),
+            threshold=data["tree_threshold"].astype(np.float64),
+            left=data["tree_left"].astype(np.intp),
+            right=data["tree_right"].astype(np.intp),
+            leaf=data["tree_leaf"],
+            value=data["tree_value"].astype(np.float64),
+            baseline=float(data["baseline"]),
+            depth=int(meta["depth"]),
+        ),
+        risks=data["risks"].astype(np.float64),
+        thresholds=data["thresholds"].astype(np.float64),
+        min_similarity=float(meta["min_similarity"]),
+        meta=meta,
+    )
+
+
+class LearnedVerifier:
+    reads = True
+
+    def __init__(self, model: VerifierModel, max_wrong_hit_rate: float) -> None:
+        self.name = f"learned:{model.meta['id']}"
+        self.model = model
+        self.max_wrong_hit_rate = max_wrong_hit_rate
+        self._thresholds = model.threshold_row(max_wrong_hit_rate)
+        assert self._thresholds.shape == (BUCKETS,)
+
+    def judge(
+        self,
+        text: str,
+        sketch: Sketch | None,
+        neighbor: Neighbor,
+        *,
+        floor: float,
+        requested: float | None,
+    ) -> Verdict:
+        """A request's threshold moves the floor; the model and its table still decide."""
+        if neighbor.similarity < floor:
+            return Verdict(False, "below_threshold")
+        candidate = unpack(neighbor.sketch) if neighbor.sketch else None
+        if sketch is None or candidate is None:
+            return Verdict(False, "unreadable")
+        if not (sketch.english and candidate.english):
+            return Verdict(False, "language")
+        if sketch.truncated or candidate.truncated:
+            return Verdict(False, "too_long")
+        reason = first_objection(text, neighbor.text, english=True)
+        if reason is not None:
+            return Verdict(False, reason)
+        row = features(sketch, candidate, self.model.vocabulary)
+        score = self.model.trees.score(row)
+        if score < self._thresholds[bucket(text, neighbor.text, row)]:
+            return Verdict(False, "verifier", score)
+        return Verdict(True, None, score)
+
+
+class CosineVerifier:
+    name = "cosine"
+    reads = False
+
+    def __init__(self, min_cosine: float) -> None:
+        self.min_cosine = min_cosine
+
+    def judge(
+        self,
+        text: str,
+        sketch: Sketch | None,
+        neighbor: Neighbor,
+        *,
+        floor: float,
+        requested: float | None,
+    ) -> Verdict:
+        """The cosine must reach the request's threshold when it sets one, else the calibrated
+        one (or the floor, if higher); the rules run where both prompts are English."""
+        least = requested if requested is not None else max(self.min_cosine, floor)
+        if neighbor.similarity < least:
+            return Verdict(False, "below_threshold")
+        english = is_english(text) and is_english(neighbor.text)
+        reason = first_objection(text, neighbor.text, english=english)
+        return Verdict(reason is None, reason)
+
+
+def calibrated_cosine(path: Path, embedder: str, max_wrong_hit_rate: float) -> float:
+    """The cosine threshold a calibration file (``bench/calibrate.py --write``) gives
+    ``embedder`` for ``max_wrong_hit_rate``: that of the largest calibrated rate not above it."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        rows = sorted((float(r), float(t)) for r, t in table["thresholds"])
+        fitted_for = str(table["embedder"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(f"SEMCACHE_CALIBRATION {path}: not a calibration file ({exc})") from exc
+    if fitted_for != embedder:
+        raise SettingsError(
+            f"SEMCACHE_CALIBRATION {path} was fitted for {fitted_for}, not {embedder}"
+        )
+    fitting = [t for r, t in rows if r <= max_wrong_hit_rate + 1e-12]
+    return fitting[-1] if fitting else max(t for _, t in rows)

@@ -1,0 +1,107 @@
+"""The learned verifier's judgements with the real all-MiniLM-L6-v2 reader and the shipped model,
+at the shipped default: what must NOT hit (each narrow rule, the model's own look-alikes, other
+languages) and paraphrases that must. End to end on both stores: test_semantic_meaning.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from proxy.semantic.embedders import LocalEmbedder
+from proxy.semantic.verifier import LearnedVerifier, Verdict, load_model
+from proxy.similarity import Neighbor
+
+Judge = Callable[[str, str], Verdict]
+
+
+@pytest.fixture(scope="module")
+def judge() -> Judge:
+    model = load_model()
+    reader = LocalEmbedder("all-MiniLM-L6-v2", projection=model.projection)
+    verifier = LearnedVerifier(model, 0.005)
+
+    def run(stored: str, asked: str) -> Verdict:
+        (v1, s1), (v2, s2) = reader.read_many([stored, asked])
+        neighbor = Neighbor("k", float(v1 @ v2), stored, s1.pack())
+        return verifier.judge(asked, s2, neighbor, floor=model.min_similarity, requested=None)
+
+    return run
+
+
+RULE_LOOK_ALIKES = [
+    ("What is 17 times 23?", "What is 17 times 24?", "number"),
+    ("List five rivers in Africa", "List seven rivers in Africa", "number"),
+    ("Is intermittent fasting healthy?", "Is intermittent fasting not healthy?", "negation"),
+    ("Can I bring a laptop in carry-on luggage?", "Can I bring a laptop without carry-on luggage?",
+     "negation"),
+    ("Is this ticket transferable?", "Is this ticket non-transferable?", "antonym_prefix"),
+    ("Summarize the advantages of remote work", "Summarize the disadvantages of remote work",
+     "antonym_prefix"),
+    ("How do I encrypt a file with openssl?", "How do I decrypt a file with openssl?", "opposite"),
+    ("What should I eat before a marathon?", "What should I eat after a marathon?", "opposite"),
+    ("Who trains the new interns?", "Who do the new interns train?", "role"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stored", "asked", "rule"), RULE_LOOK_ALIKES)
+def test_each_rule_stops_its_look_alike(judge: Judge, stored: str, asked: str, rule: str) -> None:
+    verdict = judge(stored, asked)
+    assert not verdict.accepted
+    assert verdict.reason in (rule, "below_threshold")
+
+
+MODEL_LOOK_ALIKES = [
+    ("What is the population of Canada?", "What is the population of Australia?"),
+    ("How do I install Docker on Ubuntu?", "How do I install Docker on Windows?"),
+    ("Explain recursion to a ten year old", "Explain recursion to a senior engineer"),
+    ("Write a cover letter for a nursing job", "Write a resignation letter for a nursing job"),
+    ("Sort a Python dictionary by value", "Sort a Python dictionary by key"),
+    ("What are the side effects of ibuprofen?", "What are the side effects of acetaminophen?"),
+    ("Convert this JSON to YAML", "Convert this YAML to JSON"),
+    ("How many grams are in 3 pounds?", "How many grams are in 3 ounces?"),
+    ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stored", "asked"), MODEL_LOOK_ALIKES)
+def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
+    verdict = judge(stored, asked)
+    assert not verdict.accepted, verdict
+
+
+OTHER_LANGUAGES = [
+    ("Quelle est la capitale de l'Australie ?", "Quelle est la capitale de l'Autriche ?"),
+    ("Wie viele Tage hat der Februar 2024?", "Wie viele Tage hat der Februar 2023?"),
+    ("¿Es malo el café para la salud?", "¿No es malo el café para la salud?"),
+    ("Как приготовить борщ без мяса?", "Как приготовить борщ с мясом?"),
+    ("如何学习Python编程？", "如何学习Java编程？"),
+    (
+        "東京から大阪まで新幹線で何時間かかりますか？",
+        "東京から京都まで新幹線で何時間かかりますか？",
+    ),
+    ("Compra ou venda de ações hoje?", "Compra de ações hoje?"),
+]
+
+
+@pytest.mark.parametrize(("stored", "asked"), OTHER_LANGUAGES)
+def test_other_languages_never_hit_through_the_english_model(
+    judge: Judge, stored: str, asked: str
+) -> None:
+    verdict = judge(stored, asked)
+    assert not verdict.accepted
+    assert verdict.reason in ("language", "number", "below_threshold")
+
+
+PARAPHRASES = [
+    ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
+    ("What are some good ways to improve my sleep?", "What are good ways to improve sleep?"),
+    ("What is the boiling point of water at sea level?",
+     "At sea level, what is the boiling point of water?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stored", "asked"), PARAPHRASES)
+def test_paraphrases_are_accepted(judge: Judge, stored: str, asked: str) -> None:
+    verdict = judge(stored, asked)
+    assert verdict.accepted, verdict

@@ -1,0 +1,197 @@
+"""The verifier's pure parts: narrow rules and their language gate, sketches, the tree
+ensemble, the calibration table, and the cosine fallback (the real model's judgements on
+meaning are in tests/integration/test_verifier_meaning.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxy.errors import SettingsError
+from proxy.semantic.language import is_english
+from proxy.semantic.rules import first_objection
+from proxy.semantic.sketch import MAX_TOKENS, Projection, make_sketch, unpack
+from proxy.semantic.trees import Trees
+from proxy.semantic.verifier import (
+    UNCALIBRATED_COSINE,
+    CosineVerifier,
+    LearnedVerifier,
+    calibrated_cosine,
+    load_model,
+)
+from proxy.similarity import Neighbor
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "rule"),
+    [
+        pytest.param("What is 2+2?", "What is 2+3?", "number", id="digits"),
+        pytest.param(
+            "List three moons of Jupiter",
+            "List 4 moons of Jupiter",
+            "number",
+            id="number-word-vs-digit",
+        ),
+        pytest.param("Is tea bad for you?", "Is tea not bad for you?", "negation", id="not"),
+        pytest.param("Can I fly with a dog?", "Can I fly without a dog?", "negation", id="without"),
+        pytest.param(
+            "Is the fare refundable?", "Is the fare non-refundable?", "antonym_prefix", id="non-"
+        ),
+        pytest.param(
+            "Pros of working from home", "Cons of working from home", "opposite", id="pros-cons"
+        ),
+        pytest.param(
+            "Can I cancel before it ships?",
+            "Can I cancel after it ships?",
+            "opposite",
+            id="before-after",
+        ),
+        pytest.param(
+            "Who mentors the new hires?",
+            "Who do the new hires mentor?",
+            "role",
+            id="wh-subject-vs-object",
+        ),
+    ],
+)
+def test_each_rule_refuses_its_look_alike(a: str, b: str, rule: str) -> None:
+    assert first_objection(a, b, english=True) == rule
+    assert first_objection(b, a, english=True) == rule
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
+        ("What's the capital of France?", "What is the capital city of France?"),
+        ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
+        ("Give me 3 tips for sleeping better", "Share three tips for better sleep"),
+    ],
+)
+def test_rules_let_paraphrases_through(a: str, b: str) -> None:
+    assert first_objection(a, b, english=True) is None
+
+
+def test_english_rules_are_not_applied_to_other_languages() -> None:
+    # Spanish "no" on one side only is not an English negation; the digits still count.
+    a, b = "¿Cómo instalo Python en Windows?", "¿No sé cómo instalo Python en Windows?"
+    assert not is_english(a)
+    assert first_objection(a, b, english=False) is None
+    assert first_objection("¿Cuánto es 2+2?", "¿Cuánto es 2+3?", english=False) == "number"
+
+
+@pytest.mark.parametrize(
+    ("text", "english"),
+    [
+        ("How do I reverse a list in Python?", True),
+        ("Is 17 a prime number?", True),
+        ("Comment inverser une liste en Python ?", False),
+        ("Wie mache ich den letzten Commit in Git rückgängig?", False),
+        ("如何在Python中反转列表", False),
+        ("Как перевернуть список в Python?", False),
+        ("2+2", True),
+    ],
+)
+def test_language_gate(text: str, english: bool) -> None:
+    assert is_english(text) is english
+
+
+def _projection(dims: int = 8, out: int = 4) -> Projection:
+    basis = np.eye(dims, out, dtype=np.float32)
+    return Projection(np.zeros(dims, np.float32), basis)
+
+
+def test_a_sketch_survives_packing_and_is_unit_length() -> None:
+    rng = np.random.default_rng(1)
+    ids = np.array([101, 7, 8, 9, 102])
+    sketch = make_sketch(ids, rng.standard_normal((5, 8)), rng.standard_normal(8),
+                         _projection(), english=True)  # fmt: skip
+    assert sketch.ids.tolist() == [7, 8, 9]  # [CLS] and [SEP] dropped
+    assert np.allclose(np.linalg.norm(sketch.tokens, axis=1), 1.0, atol=1e-5)
+    again = unpack(sketch.pack(), sentence_dims=8)
+    assert again is not None
+    assert again.ids.tolist() == [7, 8, 9]
+    assert np.allclose(again.tokens, sketch.tokens)
+    assert again.english
+    assert not again.truncated
+
+
+def test_a_long_prompt_is_marked_truncated() -> None:
+    n = MAX_TOKENS + 10
+    sketch = make_sketch(np.arange(n), np.ones((n, 8)), np.ones(8), _projection(), english=True)
+    assert sketch.truncated
+    assert sketch.ids.size == MAX_TOKENS
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"\x02\x00\x01\x00\x04\x00" + b"\x00" * 50])
+def test_a_bad_sketch_reads_as_none(data: bytes) -> None:
+    assert unpack(data, sentence_dims=8) is None
+
+
+def test_trees_follow_their_splits() -> None:
+    # One stump: feature 1 <= 0.5 goes left (value -1), else right (value +2).
+    trees = Trees(
+        feature=np.array([[1, 0, 0]]), threshold=np.array([[0.5, 0.0, 0.0]]),
+        left=np.array([[1, 0, 0]]), right=np.array([[2, 0, 0]]),
+        leaf=np.array([[False, True, True]]), value=np.array([[0.0, -1.0, 2.0]]),
+        baseline=0.5, depth=3,
+    )  # fmt: skip
+    low = trees.score(np.array([9.0, 0.4], np.float32))
+    high = trees.score(np.array([9.0, 0.6], np.float32))
+    assert low == pytest.approx(1 / (1 + np.exp(0.5)))
+    assert high == pytest.approx(1 / (1 + np.exp(-2.5)))
+
+
+def test_the_shipped_model_loads_with_its_provenance() -> None:
+    model = load_model()
+    assert model.meta["reader"] == "all-MiniLM-L6-v2"
+    assert {t["file"] for t in model.meta["training"]} >= {"qqp-train.tsv", "mrpc-train.tsv"}
+    assert model.thresholds.shape == (model.risks.size, 4)
+    # A stricter rate never lowers a threshold.
+    assert np.all(np.diff(model.thresholds, axis=0) <= 1e-12)
+
+
+def test_the_table_row_is_the_largest_rate_not_above_the_one_asked() -> None:
+    model = load_model()
+    at_half = LearnedVerifier(model, 0.005)._thresholds
+    assert np.array_equal(at_half, model.thresholds[list(model.risks).index(0.005)])
+    assert np.array_equal(LearnedVerifier(model, 0.007)._thresholds, at_half)
+    assert np.array_equal(LearnedVerifier(model, 1e-6)._thresholds, model.thresholds[0])
+
+
+def test_the_learned_verifier_refuses_what_it_cannot_read() -> None:
+    verifier = LearnedVerifier(load_model(), 0.005)
+    neighbor = Neighbor("k", 0.99, "What is AI?", b"")
+    verdict = verifier.judge("What's AI?", None, neighbor, floor=0.75, requested=None)
+    assert (verdict.accepted, verdict.reason) == (False, "unreadable")
+    below = Neighbor("k", 0.5, "What is AI?", b"")
+    verdict = verifier.judge("What's AI?", None, below, floor=0.75, requested=None)
+    assert verdict.reason == "below_threshold"
+
+
+def test_cosine_verifier_uses_the_request_threshold_else_the_calibrated_one() -> None:
+    verifier = CosineVerifier(0.95)
+    near = Neighbor("k", 0.9, "What is the capital of France?")
+    assert not verifier.judge("capital of France?", None, near, floor=0.75, requested=None).accepted
+    assert verifier.judge("capital of France?", None, near, floor=0.75, requested=0.8).accepted
+    number = Neighbor("k", 0.99, "What is 2 plus 2?")
+    verdict = verifier.judge("What is 2 plus 3?", None, number, floor=0.75, requested=0.5)
+    assert (verdict.accepted, verdict.reason) == (False, "number")
+
+
+def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
+    path = tmp_path / "cal.json"
+    table = {"embedder": "http:nomic-embed-text", "thresholds": [[0.001, 0.97], [0.01, 0.9]]}
+    path.write_text(json.dumps(table))
+    assert calibrated_cosine(path, "http:nomic-embed-text", 0.005) == 0.97
+    assert calibrated_cosine(path, "http:nomic-embed-text", 0.01) == 0.9
+    assert calibrated_cosine(path, "http:nomic-embed-text", 0.0001) == 0.97
+    with pytest.raises(SettingsError, match="fitted for"):
+        calibrated_cosine(path, "http:text-embedding-3-small", 0.005)
+    path.write_text("{}")
+    with pytest.raises(SettingsError, match="not a calibration file"):
+        calibrated_cosine(path, "http:nomic-embed-text", 0.005)
+    assert UNCALIBRATED_COSINE >= 0.95
