@@ -96,6 +96,16 @@ def features(q: Sketch, c: Sketch, vocab: Vocabulary) -> Floats:
     return f
 
 
+def same_words(q: Sketch, c: Sketch, vocab: Vocabulary) -> bool:
+    """The same word pieces in the same order once punctuation is set aside (the reader is
+    uncased): the same prompt written with other case, spacing or punctuation. Such a pair is
+    accepted without the model, which learned from look-alikes one word apart to doubt pairs
+    this close."""
+    qi, ci = q.ids.astype(np.intp), c.ids.astype(np.intp)
+    punct = vocab.punctuation
+    return bool(np.array_equal(qi[~punct[qi]], ci[~punct[ci]]))
+
+
 def bucket(q_text: str, c_text: str, row: Floats) -> int:
     """Which calibration bucket a pair falls in: a question or not, short or long. The kinds of
     text differ in how close their look-alikes come (news sentences sharing all but one fact,

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.errors import SettingsError
-from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features
+from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features, same_words
 from proxy.semantic.language import is_english
 from proxy.semantic.rules import first_objection
 from proxy.semantic.sketch import Projection, Sketch, unpack
@@ -148,6 +148,8 @@ class LearnedVerifier:
             return Verdict(False, "language")
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
+        if same_words(sketch, candidate, self.model.vocabulary):
+            return Verdict(True, None, 1.0)
         reason = first_objection(text, neighbor.text, english=True)
         if reason is not None:
             return Verdict(False, reason)

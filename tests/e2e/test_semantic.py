@@ -45,12 +45,12 @@ def test_paraphrase_hits_and_look_alike_misses(
 
 def test_semantic_hit_streams(semantic_proxy: ProxyProcess, fake_upstream: FakeUpstream) -> None:
     with OpenAI(base_url=semantic_proxy.base_url, api_key="sk-sem-2", max_retries=0) as sdk:
-        ask(sdk, "What is the capital city of France?")
+        ask(sdk, "What is the capital of France?")
         stream = sdk.chat.completions.create(
             model="gpt-fake",
             messages=[{"role": "user", "content": "What's the capital of France?"}],
             stream=True,
         )
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    assert text == "answer 1: What is the capital city of France?"
+    assert text == "answer 1: What is the capital of France?"
     assert fake_upstream.calls() == 1

@@ -1,5 +1,6 @@
-"""Semantic matching with the real all-MiniLM-L6-v2 model, on both stores, against the fake
-upstream over real HTTP: paraphrases hit, look-alikes with another meaning never do."""
+"""Semantic matching with the real all-MiniLM-L6-v2 model and the shipped verifier, on both
+stores, against the fake upstream over real HTTP: paraphrases hit, look-alikes with another
+meaning never do (in English or in other languages)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.support.fake_upstream import FakeUpstream
 pytestmark = pytest.mark.anyio
 
 PARAPHRASES = [
-    ("What is the capital city of France?", "What's the capital of France?"),
+    ("What is the capital of France?", "What's the capital of France?"),
     ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
     ("What are some good ways to improve my sleep?", "What are good ways to improve sleep?"),
 ]
@@ -30,6 +31,11 @@ LOOK_ALIKES = [
     ("What does `git rebase` do?", "What does `git merge` do?"),
     ("Summarize the advantages of remote work", "Summarize the disadvantages of remote work"),
     ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
+    ("Encrypt this file with my public key", "Decrypt this file with my public key"),
+    # Other languages: the English model and rules never judge them, so no semantic hit.
+    ("Quelle est la capitale de l'Australie ?", "Quelle est la capitale de l'Autriche ?"),
+    ("¿Es malo el café para la salud?", "¿No es malo el café para la salud?"),
+    ("如何学习Python编程？", "如何学习Java编程？"),
 ]
 
 

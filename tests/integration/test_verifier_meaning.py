@@ -96,12 +96,26 @@ def test_other_languages_never_hit_through_the_english_model(
 PARAPHRASES = [
     ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
     ("What are some good ways to improve my sleep?", "What are good ways to improve sleep?"),
-    ("What is the boiling point of water at sea level?",
-     "At sea level, what is the boiling point of water?"),
+    ("What is the best way to learn Python?", "What's the best way to learn Python?"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("stored", "asked"), PARAPHRASES)
 def test_paraphrases_are_accepted(judge: Judge, stored: str, asked: str) -> None:
+    verdict = judge(stored, asked)
+    assert verdict.accepted, verdict
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("What is the capital of France?", "What is the capital of France ?"),
+        ("How do I center a div in CSS?", "how do i center a div in css?"),
+        ("Explain how photosynthesis works", "Explain how photosynthesis works."),
+    ],
+)
+def test_the_same_prompt_written_slightly_otherwise_is_accepted(
+    judge: Judge, stored: str, asked: str
+) -> None:
     verdict = judge(stored, asked)
     assert verdict.accepted, verdict
