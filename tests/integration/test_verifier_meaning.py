@@ -40,7 +40,6 @@ RULE_LOOK_ALIKES = [
      "antonym_prefix"),
     ("How do I encrypt a file with openssl?", "How do I decrypt a file with openssl?", "opposite"),
     ("What should I eat before a marathon?", "What should I eat after a marathon?", "opposite"),
-    ("Who trains the new interns?", "Who do the new interns train?", "role"),
 ]  # fmt: skip
 
 
@@ -59,6 +58,7 @@ MODEL_LOOK_ALIKES = [
     ("Sort a Python dictionary by value", "Sort a Python dictionary by key"),
     ("What are the side effects of ibuprofen?", "What are the side effects of acetaminophen?"),
     ("Convert this JSON to YAML", "Convert this YAML to JSON"),
+    ("Who trains the new interns?", "Who do the new interns train?"),
     ("How many grams are in 3 pounds?", "How many grams are in 3 ounces?"),
     ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
 ]  # fmt: skip
