@@ -55,6 +55,7 @@ from proxy.semantic.verifier import (  # noqa: E402
     LearnedVerifier,
     VerifierModel,
     load_model,
+    model_from_arrays,
 )
 from proxy.settings import Settings  # noqa: E402
 from proxy.similarity import Neighbor  # noqa: E402
@@ -239,12 +240,7 @@ def cross_domain(data_dir: Path, held_out: list[Path]) -> list[dict[str, Any]]:
     for left_out, path in paths.items():
         others = {name: p for name, p in paths.items() if name != left_out}
         built = tv.build(others, quiet=True)
-        tmp = ROOT / "bench" / f".cross-{left_out}.npz"
-        np.savez_compressed(tmp, **built.arrays)  # type: ignore[arg-type]
-        try:
-            model = load_model(tmp)
-        finally:
-            tmp.unlink()
+        model = model_from_arrays(built.arrays, f"without-{left_out}")
         reader = LocalEmbedder(READER_MODEL, projection=model.projection)
         for target in (path, *held_out):
             m = measure(target, model, 0.005, reader)

@@ -62,6 +62,7 @@ from proxy.semantic.features import (  # noqa: E402
 from proxy.semantic.language import is_english  # noqa: E402
 from proxy.semantic.rules import first_objection  # noqa: E402
 from proxy.semantic.sketch import Projection, Sketch, make_sketch  # noqa: E402
+from proxy.semantic.verifier import trees_from_arrays  # noqa: E402
 
 SEED = 0
 FLOOR = 0.75
@@ -350,13 +351,7 @@ def export(fitted: Any) -> dict[str, npt.NDArray[Any]]:
 
 def _check_export(model: Any, rows: Floats) -> None:
     """The exported arrays score as scikit-learn does."""
-    from proxy.semantic.trees import Trees
-
-    a = export(model)
-    trees = Trees(a["tree_feature"].astype(np.intp), a["tree_threshold"].astype(np.float64),
-                  a["tree_left"].astype(np.intp), a["tree_right"].astype(np.intp),
-                  a["tree_leaf"], a["tree_value"].astype(np.float64), float(a["baseline"]),
-                  TREE_DEPTH + 1)  # fmt: skip
+    trees = trees_from_arrays(export(model), TREE_DEPTH + 1)
     ours = np.array([trees.score(r) for r in rows])
     theirs = model.predict_proba(rows)[:, 1]
     gap = float(np.abs(ours - theirs).max())

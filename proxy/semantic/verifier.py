@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,27 +96,38 @@ def load_model(path: Path = MODEL_FILE) -> VerifierModel:
             data = {name: z[name] for name in z.files}
     except (OSError, ValueError) as exc:
         raise SettingsError(f"cannot read the verifier model {path}: {exc}") from exc
-    meta = json.loads(str(data["meta"]))
-    meta["id"] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    if tuple(meta["features"]) != NAMES:
+    model_id = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    model = model_from_arrays(data, model_id)
+    if tuple(model.meta["features"]) != NAMES:
         raise SettingsError(f"{path} was trained on other features; rebuild it")
+    return model
+
+
+def model_from_arrays(data: Mapping[str, npt.NDArray[Any]], model_id: str) -> VerifierModel:
+    """The model from the arrays ``bench/train_verifier.py`` writes."""
+    meta = json.loads(str(data["meta"]))
+    meta["id"] = model_id
     return VerifierModel(
         projection=Projection(data["proj_mean"], data["proj_basis"]),
         vocabulary=Vocabulary(data["idf"].astype(np.float32), data["punctuation"], data["digit"]),
-        trees=Trees(
-            feature=data["tree_feature"].astype(np.intp),
-            threshold=data["tree_threshold"].astype(np.float64),
-            left=data["tree_left"].astype(np.intp),
-            right=data["tree_right"].astype(np.intp),
-            leaf=data["tree_leaf"],
-            value=data["tree_value"].astype(np.float64),
-            baseline=float(data["baseline"]),
-            depth=int(meta["depth"]),
-        ),
+        trees=trees_from_arrays(data, int(meta["depth"])),
         risks=data["risks"].astype(np.float64),
         thresholds=data["thresholds"].astype(np.float64),
         min_similarity=float(meta["min_similarity"]),
         meta=meta,
+    )
+
+
+def trees_from_arrays(data: Mapping[str, npt.NDArray[Any]], depth: int) -> Trees:
+    return Trees(
+        feature=data["tree_feature"].astype(np.intp),
+        threshold=data["tree_threshold"].astype(np.float64),
+        left=data["tree_left"].astype(np.intp),
+        right=data["tree_right"].astype(np.intp),
+        leaf=data["tree_leaf"],
+        value=data["tree_value"].astype(np.float64),
+        baseline=float(data["baseline"]),
+        depth=depth,
     )
 
 
