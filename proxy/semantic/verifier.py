@@ -35,8 +35,9 @@ from proxy.similarity import Neighbor
 
 MODEL_FILE = Path(__file__).with_name("verifier.npz")
 UNCALIBRATED_COSINE = 0.95
-"""Cosine an embedder with no calibration needs: all-MiniLM-L6-v2 serves 0.2-2 % wrong hits at
-0.95 on the labelled sets (qqp-dev 1.7 %), so an unknown embedder gets no looser a rule."""
+"""Cosine an embedder with no calibration needs. Not a safe rule, only a strict one: at 0.95
+all-MiniLM-L6-v2 still serves wrong hits to 1.7 % of qqp-dev's look-alikes and 15 % of
+traps-dev's; calibrate the embedder (``bench/calibrate.py``) for a rate you choose."""
 
 
 @dataclass(frozen=True, slots=True)
