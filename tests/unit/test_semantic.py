@@ -376,3 +376,41 @@ async def test_a_reader_that_cannot_start_falls_back_to_cosine(
     assert near.headers["x-cache"] == "MISS"  # under the uncalibrated 0.95
     assert route.call_count == 2
     assert "semantic hits are judged by cosine alone" in caplog.text
+
+
+async def test_entries_stored_under_one_verifier_are_never_judged_by_another() -> None:
+    """The verifier's name is part of the partition: an entry stored while the learned
+    verifier ran is not served when the proxy falls back to cosine (or the model changes)."""
+    from proxy.cache import Cache
+    from proxy.metrics import Metrics
+    from proxy.policy import CacheControl
+    from proxy.semantic.lookup import SemanticCache
+    from proxy.semantic.verifier import CosineVerifier
+    from proxy.stores.memory import MemoryStore
+
+    metrics = Metrics()
+    cache = Cache(MemoryStore(max_entries=100, max_bytes=1 << 20), metrics)
+
+    def semantic(verifier: RecordingVerifier | CosineVerifier) -> SemanticCache:
+        return SemanticCache(
+            cache, HashEmbedder(64), metrics, verifier=verifier, reader=FakeReader(),
+            fallback=CosineVerifier(0.95), min_similarity=0.75, max_age_seconds=None,
+            max_chars=1000, timeout_seconds=5,
+        )  # fmt: skip
+
+    learned, cosine = semantic(RecordingVerifier()), semantic(CosineVerifier(0.5))
+    await learned.start()
+    await cosine.start()
+    body = chat_body(QUESTION)
+    stored = await learned.query(body, namespace="ns", api_key=None)
+    assert stored is not None
+    await cache.put("chat:ns:k", cache.new_entry(b"{}"), 60, kind="chat")
+    await learned.remember(stored, "chat:ns:k", 60)
+    control = CacheControl(lookup=True, store=True, ttl_seconds=60)
+    asked = await cosine.query(chat_body(SAME_WORDS), namespace="ns", api_key=None)
+    assert asked is not None
+    assert asked.partition != stored.partition
+    assert await cosine.lookup(asked, control) is None
+    again = await learned.query(chat_body(SAME_WORDS), namespace="ns", api_key=None)
+    assert again is not None
+    assert await learned.lookup(again, control) is not None
