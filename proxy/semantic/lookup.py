@@ -92,9 +92,7 @@ class SemanticCache:
             try:
                 await self._reader.start()
             except EmbedderError as exc:
-                log.warning(
-                    "the verifier's reader failed to start (%s): %s", exc, self._reader.name
-                )
+                log.warning("the verifier's reader %s failed to start: %s", self._reader.name, exc)
                 self._reader = None
         if self.verifier.reads and self._reader is None:
             log.warning(
