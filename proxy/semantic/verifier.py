@@ -85,9 +85,8 @@ class VerifierModel:
     def threshold_row(self, max_wrong_hit_rate: float) -> npt.NDArray[np.float64]:
         """Thresholds per bucket for the largest calibrated rate not above the one asked (the
         strictest row when it is below every calibrated rate)."""
-        at_most = np.flatnonzero(self.risks <= max_wrong_hit_rate + 1e-12)
-        row = int(at_most[-1]) if at_most.size else 0
-        out: npt.NDArray[np.float64] = self.thresholds[row]
+        row = fitting_rate(self.risks.tolist(), max_wrong_hit_rate)
+        out: npt.NDArray[np.float64] = self.thresholds[0 if row is None else row]
         return out
 
 
@@ -212,5 +211,12 @@ def calibrated_cosine(path: Path, embedder: str, max_wrong_hit_rate: float) -> f
         raise SettingsError(
             f"SEMCACHE_CALIBRATION {path} was fitted for {fitted_for}, not {embedder}"
         )
-    fitting = [t for r, t in rows if r <= max_wrong_hit_rate + 1e-12]
-    return fitting[-1] if fitting else max(t for _, t in rows)
+    row = fitting_rate([r for r, _ in rows], max_wrong_hit_rate)
+    return max(t for _, t in rows) if row is None else rows[row][1]
+
+
+def fitting_rate(rates: list[float], asked: float) -> int | None:
+    """Index of the largest of the ascending calibrated ``rates`` not above ``asked``; None
+    when every one is (the caller then takes its strictest)."""
+    at_most = [i for i, rate in enumerate(rates) if rate <= asked + 1e-12]
+    return at_most[-1] if at_most else None
