@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -13,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from proxy import handlers
 from proxy.cache import Cache
@@ -31,6 +32,7 @@ from proxy.tenancy import Tenancy
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")
+request_log = logging.getLogger("semcache.requests")
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -85,6 +87,14 @@ def create_app(
             log.warning("store is unreachable at startup; serving uncached until it is back")
         await tenancy.start(cache)
         await semantic.start()
+        log.info(
+            "semcache on http://%s:%d -> %s (%s store); semantic matching %s",
+            settings.host,
+            settings.port,
+            settings.upstream_url,
+            "memory" if settings.redis_url is None else "redis",
+            semantic.state,
+        )
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(tenancy.keep_in_sync, cache)
@@ -132,6 +142,12 @@ class _App(Starlette):
     gets the same 500 as on any other route. Everything else takes the usual way."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and request_log.isEnabledFor(logging.DEBUG):
+            await _logged(self._serve, scope, receive, send)
+            return
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = _HOT_ROUTES.get(scope["path"])
             if endpoint is not None:
@@ -144,6 +160,47 @@ class _App(Starlette):
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+async def _logged(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """``--log-level debug``: one line per request once it is answered. The path only (a query
+    string may carry a key), the status, what the cache did, and the time taken."""
+    start = time.perf_counter()
+    seen: dict[str, Any] = {"status": 0, "cache": "-", "lookup": "", "similarity": ""}
+
+    async def watch(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen["status"] = message["status"]
+            for name, value in message.get("headers", ()):
+                if name in _LOGGED_HEADERS:
+                    seen[_LOGGED_HEADERS[name]] = value.decode("latin-1")
+        await send(message)
+
+    try:
+        await app(scope, receive, watch)
+    finally:
+        detail = " ".join(v for v in (seen["lookup"], seen["similarity"]) if v)
+        request_log.debug(
+            "%s %s %s %s%s %.1f ms",
+            scope["method"],
+            scope["path"],
+            seen["status"],
+            seen["cache"],
+            f" ({detail})" if detail else "",
+            (time.perf_counter() - start) * 1000,
+        )
+
+
+_LOGGED_HEADERS = {
+    b"x-cache": "cache",
+    b"x-cache-lookup": "lookup",
+    b"x-cache-similarity": "similarity",
+}
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

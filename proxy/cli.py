@@ -1,13 +1,16 @@
-"""``semcache serve``: one option per setting; the settings decide, uvicorn serves."""
+"""``semcache serve``: one option per setting; the settings decide, uvicorn serves.
+``semcache probe``: the health check of a running ``serve`` (Docker, compose, Kubernetes)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import uvicorn
 
 from proxy.errors import SettingsError
@@ -15,6 +18,7 @@ from proxy.settings import Settings, setting_fields
 
 # Flag names that differ from the setting's own name (kept short for the documented interface).
 FLAG_ALIASES = {"upstream_url": "--upstream"}
+LOCAL = "local:"
 
 
 def _options(command: Any) -> Any:
@@ -22,11 +26,34 @@ def _options(command: Any) -> Any:
         name = f.metadata["name"]
         flag = FLAG_ALIASES.get(name, "--" + name.replace("_", "-"))
         kind = str(f.type).split(" ")[0]
-        click_type = {"int": int, "float": float, "bool": bool}.get(kind, str)
+        if kind == "bool":
+            # A switch, as users expect: --shared-cache, or --no-shared-cache over the file.
+            switch = f"{flag}/--no-{flag[2:]}"
+            command = click.option(switch, name, default=None, help=f.metadata["help"])(command)
+            continue
+        click_type = {"int": int, "float": float}.get(kind, str)
         command = click.option(flag, name, type=click_type, default=None, help=f.metadata["help"])(
             command
         )
     return command
+
+
+def _config_option(command: Any) -> Any:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML file with settings (below flags and SEMCACHE_* variables).",
+    )(command)
+
+
+def _settings(config_path: str | None, flags: dict[str, object]) -> Settings:
+    try:
+        return Settings.load(flags=flags, environ=os.environ, config_path=config_path)
+    except SettingsError as exc:
+        click.echo(f"semcache: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group()
@@ -36,22 +63,54 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML file with settings (below flags and SEMCACHE_* variables).",
-)
+@_config_option
 @_options
 def serve(config_path: str | None, **flags: object) -> None:
     """Run the proxy."""
+    run(_settings(config_path, flags))
+
+
+@main.command()
+@_config_option
+@click.option("--url", default=None, help="Base URL of the proxy; default: its address file.")
+@click.option(
+    "--through/--no-through",
+    default=False,
+    help="Also check that a request gets through to the upstream (GET /v1/models answers "
+    "without a 5xx: semcache and the upstream both answer).",
+)
+@click.option("--timeout", type=float, default=4.0, help="Seconds per request.")
+def probe(config_path: str | None, url: str | None, through: bool, timeout: float) -> None:
+    """Exit 0 when a running `semcache serve` answers /healthz, 1 otherwise (health checks)."""
+    base = url or _served_url(_settings(config_path, {}))
+    checks = ["/healthz", "/v1/models"] if through else ["/healthz"]
     try:
-        settings = Settings.load(flags=flags, environ=os.environ, config_path=config_path)
-    except SettingsError as exc:
-        click.echo(f"semcache: {exc}", err=True)
-        sys.exit(2)
-    run(settings)
+        with httpx.Client(base_url=base.rstrip("/"), timeout=timeout, trust_env=False) as client:
+            for path in checks:
+                status = client.get(path).status_code
+                if (path == "/healthz" and status != 200) or status >= 500:
+                    click.echo(f"semcache probe: {base}{path} answered {status}", err=True)
+                    sys.exit(1)
+    except httpx.HTTPError as exc:
+        click.echo(f"semcache probe: {base}: {exc or type(exc).__name__}", err=True)
+        sys.exit(1)
+
+
+def _served_url(settings: Settings) -> str:
+    """What ``serve`` wrote to its address file, else the settings' host and port."""
+    if settings.address_file is not None:
+        try:
+            return Path(settings.address_file).read_text().strip()
+        except OSError:
+            pass
+    return _url(settings)
+
+
+def _url(settings: Settings) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 def run(settings: Settings) -> None:
@@ -63,13 +122,13 @@ def run(settings: Settings) -> None:
     )
     # httpx logs every request at INFO: one line per upstream call is noise, not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("semcache").info(
-        "semcache on http://%s:%d -> %s (%s store)",
-        settings.host,
-        settings.port,
-        settings.upstream_url,
-        "memory" if settings.redis_url is None else "redis",
-    )
+    _load_local_embedder(settings)
+    if settings.address_file is not None:
+        try:
+            Path(settings.address_file).write_text(_url(settings) + "\n")
+        except OSError as exc:
+            click.echo(f"semcache: SEMCACHE_ADDRESS_FILE {settings.address_file}: {exc}", err=True)
+            sys.exit(2)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -83,3 +142,25 @@ def run(settings: Settings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
+
+
+def _load_local_embedder(settings: Settings) -> None:
+    """A ``local:`` embedder is loaded before the server starts: when it cannot be, ``serve``
+    stops with the fix in one line rather than run with semantic matching silently off."""
+    spec = settings.embed_model
+    if spec is None or not spec.startswith(LOCAL):
+        return
+    from proxy.semantic.embedders import EmbedderError, load_sentence_transformer
+
+    try:
+        load_sentence_transformer(spec.removeprefix(LOCAL))
+    except EmbedderError as exc:
+        if settings.embed_best_effort:
+            logging.getLogger("semcache").warning(
+                "%s; SEMCACHE_EMBED_BEST_EFFORT is set: exact caching only", exc
+            )
+            return
+        click.echo(
+            f"semcache: {exc} (or SEMCACHE_EMBED_BEST_EFFORT=true to start exact-only)", err=True
+        )
+        sys.exit(2)

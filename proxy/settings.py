@@ -84,6 +84,12 @@ class Settings:
         None,
         "Key for the embeddings API; unset = the upstream key, else the client's key.",
     )
+    embed_best_effort: bool = _setting(
+        "embed_best_effort",
+        False,
+        "When a local embedder cannot load, serve exact-only with a warning instead of "
+        "refusing to start.",
+    )
     embed_timeout_seconds: float = _setting(
         "embed_timeout", 5.0, "Seconds an embedding may take before the request goes exact-only."
     )
@@ -139,7 +145,19 @@ class Settings:
     admin_token: str | None = _setting(
         "admin_token", None, "Bearer token for /cache/stats, /metrics and DELETE /cache."
     )
-    log_level: str = _setting("log_level", "info", "debug, info, warning or error.")
+    cors_origins: str | None = _setting(
+        "cors_origins",
+        None,
+        "Comma-separated origins browsers may call from (CORS), or *; unset = no CORS.",
+    )
+    address_file: str | None = _setting(
+        "address_file",
+        None,
+        "File `serve` writes its URL to, for `semcache probe` (health checks).",
+    )
+    log_level: str = _setting(
+        "log_level", "info", "debug (one line per request), info, warning or error."
+    )
 
     def __post_init__(self) -> None:
         _check(self.host != "", "host", "must not be empty")
@@ -209,6 +227,14 @@ class Settings:
             _check(len(self.secret) >= 16, "secret", "must be at least 16 characters")
         if self.client_keys is not None:
             _check(bool(self.client_key_set()), "client_keys", "must list at least one key")
+        if self.cors_origins is not None:
+            origins = self.cors_origin_list()
+            _check(bool(origins), "cors_origins", "must list at least one origin, or *")
+            _check(
+                all(o == "*" or urlsplit(o).scheme in ("http", "https") for o in origins),
+                "cors_origins",
+                "must be origins such as https://app.example.com, or *",
+            )
         if self.semantic_max_age_seconds is not None:
             _check(self.semantic_max_age_seconds > 0, "semantic_max_age", "must be positive")
         if self.max_temperature is not None:
@@ -245,6 +271,11 @@ class Settings:
             if value is not None:
                 values[_field(name).name] = value
         return cls(**values)  # type: ignore[arg-type]
+
+    def cors_origin_list(self) -> list[str]:
+        if self.cors_origins is None:
+            return []
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     def client_key_set(self) -> frozenset[str]:
         if self.client_keys is None:

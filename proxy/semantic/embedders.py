@@ -15,6 +15,7 @@ An embedder that fails raises :class:`EmbedderError`; the request then goes on e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Any, Protocol
@@ -160,7 +161,7 @@ class LocalEmbedder:
     def model(self) -> Any:
         """The sentence-transformers model, loaded (blocking) on first use."""
         if self._model is None:
-            self._model = _load_sentence_transformer(self._model_name)
+            self._model = load_sentence_transformer(self._model_name)
         return self._model
 
     async def start(self) -> None:
@@ -234,13 +235,17 @@ class HashEmbedder:
 _WORD = re.compile(r"\w+")
 
 
-def _load_sentence_transformer(name: str) -> Any:
+@functools.lru_cache(maxsize=4)
+def load_sentence_transformer(name: str) -> Any:
+    """The model, loaded once per process (blocking): ``semcache serve`` loads it before the
+    server starts, to refuse to start with the fix when it cannot; the app then finds it here.
+    Raises :class:`EmbedderError` whose message ends with what to do."""
     try:
         from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
+    except ImportError:
         raise EmbedderError(
-            "local embedders need the 'local' extra: pip install 'semcache[local]'"
-        ) from exc
+            f"local:{name} needs the local embedder: pip install 'semcache[local]'"
+        ) from None
     path = name
     if name in READER_NAMES:
         try:
@@ -248,11 +253,17 @@ def _load_sentence_transformer(name: str) -> Any:
 
             path = str(get_model_path())
         except ImportError:
-            pass
+            raise EmbedderError(
+                f"local:{name} is not installed: pip install 'semcache[local]'"
+            ) from None
     try:
         return SentenceTransformer(path, device="cpu", local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise EmbedderError(f"cannot load local model {name!r}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EmbedderError(
+            f"cannot load local model {name!r} ({reason}): give the path of a "
+            f"sentence-transformers model directory, or local:{READER_MODEL}"
+        ) from None
 
 
 def create_embedder(

@@ -73,11 +73,15 @@ class SemanticCache:
         self._timeout_seconds = timeout_seconds
         self.enabled = False
         """Set at startup once the embedder is loaded and the store can search vectors."""
+        self.state = "off: not started"
+        """One line for the start-up log: on or off, with what or why."""
 
     async def start(self) -> None:
         if self._embedder is None:
+            self.state = "off: SEMCACHE_EMBED_MODEL is unset (exact caching only)"
             return
         if not await self._cache.supports_vectors():
+            self.state = "off: the store has no vector search (Redis 8 vector sets)"
             log.warning(
                 "the store has no vector search (Redis 8 vector sets): semantic lookup is off, "
                 "exact caching works as usual"
@@ -86,6 +90,7 @@ class SemanticCache:
         try:
             await self._embedder.start()
         except EmbedderError as exc:
+            self.state = f"off: embedder {self.name} failed to start"
             log.warning("embedder %s failed to start, semantic lookup is off: %s", self.name, exc)
             return
         if self.verifier.reads and self._reader is not None and not self._one_pass:
@@ -101,6 +106,7 @@ class SemanticCache:
             )
             self.verifier = self._fallback
         self.enabled = True
+        self.state = f"on: embedder {self.name}, verifier {self.verifier.name}"
 
     @property
     def name(self) -> str:

@@ -1,0 +1,83 @@
+"""``semcache serve`` flags and its refusal to start with an embedder that cannot load."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from click.testing import CliRunner
+
+from proxy import cli
+from proxy.settings import Settings
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What uvicorn would have been asked to serve (nothing is served)."""
+    calls: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    for name in [n for n in os.environ if n.startswith("SEMCACHE_")]:
+        monkeypatch.delenv(name)
+    return calls
+
+
+def _serve(*args: str) -> Any:
+    return CliRunner().invoke(cli.main, ["serve", *args])
+
+
+def test_boolean_settings_are_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Settings] = []
+    monkeypatch.setattr(cli, "run", seen.append)
+    assert _serve("--shared-cache").exit_code == 0
+    assert _serve().exit_code == 0
+    monkeypatch.setenv("SEMCACHE_SHARED_CACHE", "true")
+    assert _serve("--no-shared-cache").exit_code == 0
+    assert [s.shared_cache for s in seen] == [True, False, False]
+
+
+def test_a_local_embedder_that_cannot_load_stops_serve_with_the_fix(
+    started: list[Any], tmp_path: Path
+) -> None:
+    result = _serve("--embed-model", f"local:{tmp_path / 'no-such-model'}")
+    assert result.exit_code == 2
+    assert started == []
+    line = result.output.strip()
+    assert "\n" not in line
+    assert line.startswith("semcache: cannot load local model")
+    assert "SEMCACHE_EMBED_BEST_EFFORT=true" in line
+
+
+def test_without_the_local_extra_the_message_names_it(
+    started: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
+    result = _serve("--embed-model", "local:some-model-not-loaded-elsewhere")
+    assert result.exit_code == 2
+    assert "pip install 'semcache[local]'" in result.output
+    assert started == []
+
+
+def test_best_effort_starts_exact_only(started: list[Any], tmp_path: Path) -> None:
+    result = _serve("--embed-model", f"local:{tmp_path / 'missing'}", "--embed-best-effort")
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1
+
+
+def test_serve_writes_its_address_for_the_probe(started: list[Any], tmp_path: Path) -> None:
+    address = tmp_path / "semcache.address"
+    result = _serve("--host", "0.0.0.0", "--port", "9191", "--address-file", str(address))
+    assert result.exit_code == 0, result.output
+    assert address.read_text().strip() == "http://127.0.0.1:9191"
+    assert started[0][1]["port"] == 9191
+
+
+def test_probe_of_nothing_listening_fails(tmp_path: Path) -> None:
+    address = tmp_path / "semcache.address"
+    address.write_text("http://127.0.0.1:9\n")  # discard port: nothing answers
+    result = CliRunner().invoke(cli.main, ["probe"], env={"SEMCACHE_ADDRESS_FILE": str(address)})
+    assert result.exit_code == 1
+    assert "http://127.0.0.1:9" in result.output
