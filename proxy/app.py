@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,6 +34,11 @@ from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")
 request_log = logging.getLogger("semcache.requests")
+# What a browser's script may read of an answer besides the CORS-safelisted headers.
+CORS_EXPOSED_HEADERS = [
+    "x-cache", "x-cache-lookup", "x-cache-similarity", "x-cache-entry-id", "age",
+    "x-request-id", "retry-after",
+]  # fmt: skip
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -124,6 +130,16 @@ def create_app(
         },
     )
     app.state.services = services
+    origins = settings.cors_origin_list()
+    if origins:
+        app.cors = CORSMiddleware(
+            app._serve,
+            allow_origins=origins,
+            allow_methods=ALL_METHODS,
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
     return app
 
 
@@ -141,11 +157,15 @@ class _App(Starlette):
     added latency here (``bench/floor.py``). The handlers answer their own errors; a bug in one
     gets the same 500 as on any other route. Everything else takes the usual way."""
 
+    cors: CORSMiddleware | None = None
+    """Set when ``SEMCACHE_CORS_ORIGINS`` is: it wraps every route, the hot ones too."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        serve = self._serve if self.cors is None else self.cors
         if scope["type"] == "http" and request_log.isEnabledFor(logging.DEBUG):
-            await _logged(self._serve, scope, receive, send)
+            await _logged(serve, scope, receive, send)
             return
-        await self._serve(scope, receive, send)
+        await serve(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

@@ -19,7 +19,7 @@ from proxy.keys import embedding_key
 from proxy.metrics import Metrics
 from proxy.pipeline import cache_headers
 from proxy.policy import CacheControl, is_fresh
-from proxy.responses import JSON, raw_response, relay
+from proxy.responses import JSON, raw_response, relay, upstream_answer
 from proxy.stores.base import Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
 from proxy.validate import EmbeddingRequest
@@ -81,7 +81,7 @@ class EmbeddingPipeline:
             fresh = parse_vectors(response.status_code, body, len(missing))
             if fresh is None:
                 # An error or an answer we cannot take apart: relay it as it is, store nothing.
-                return raw_response(
+                return upstream_answer(
                     body,
                     response.status_code,
                     [*response_headers(response, decoded=True), *cache_headers("MISS")],

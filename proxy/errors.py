@@ -119,3 +119,21 @@ def error_body(
     return orjson.dumps(
         {"error": {"message": message, "type": error_type, "param": param, "code": code}}
     )
+
+
+MAX_UPSTREAM_ERROR_CHARS = 1000
+
+
+def openai_error_from_upstream(status_code: int, body: bytes) -> bytes | None:
+    """An upstream error whose body is not JSON (a proxy's HTML page, a framework's plain
+    "405 method not allowed") as an OpenAI-format body, so that every error a client gets
+    parses the same way; None when the body is JSON already (it is relayed as it is)."""
+    try:
+        orjson.loads(body)
+        return None
+    except orjson.JSONDecodeError:
+        pass
+    text = " ".join(body.decode("utf-8", "replace").split())[:MAX_UPSTREAM_ERROR_CHARS]
+    message = f"the upstream answered {status_code}" + (f": {text}" if text else "")
+    error_type = "invalid_request_error" if status_code < 500 else "server_error"
+    return error_body(message, error_type, code=f"upstream_{status_code}")

@@ -26,7 +26,13 @@ from proxy.errors import HTTPError
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
-from proxy.responses import JSON, is_plain_event_stream, raw_response, relay
+from proxy.responses import (
+    JSON,
+    as_openai_error,
+    is_plain_event_stream,
+    raw_response,
+    relay,
+)
 from proxy.semantic.lookup import SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
@@ -224,7 +230,7 @@ class ChatPipeline:
         )
         body = await self._upstream.read(response)
         status = response.status_code
-        headers = response_headers(response, decoded=True)
+        body, headers = as_openai_error(body, status, response_headers(response, decoded=True))
 
         async def store_and_publish() -> None:
             outcome = None

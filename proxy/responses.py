@@ -12,7 +12,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import HTTPError, UpstreamError
+from proxy.errors import HTTPError, UpstreamError, openai_error_from_upstream
 from proxy.upstream import Headers, Upstream, UpstreamResponse, header, response_headers
 
 log = logging.getLogger("semcache.responses")
@@ -66,6 +66,28 @@ def error_response(error: HTTPError) -> Response:
     return raw_response(error.body(), error.status_code, [JSON, *error.headers])
 
 
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""A non-JSON upstream error larger than this is relayed as it is, not rewritten."""
+
+
+def upstream_answer(body: bytes, status_code: int, headers: Headers) -> Response:
+    """A buffered upstream answer, errors in OpenAI format (:func:`as_openai_error`)."""
+    body, headers = as_openai_error(body, status_code, headers)
+    return raw_response(body, status_code, headers)
+
+
+def as_openai_error(body: bytes, status_code: int, headers: Headers) -> tuple[bytes, Headers]:
+    """An upstream error in another format than JSON becomes an OpenAI-format error with the
+    same status (its text kept in the message), so that every error a client gets parses the
+    same way; anything else is returned as it is."""
+    if status_code >= 400 and len(body) <= MAX_ERROR_BODY_BYTES:
+        converted = openai_error_from_upstream(status_code, body)
+        if converted is not None:
+            kept = [(k, v) for k, v in headers if k not in (b"content-type", b"content-length")]
+            return converted, [JSON, *kept]
+    return body, headers
+
+
 def relay(
     upstream: Upstream,
     response: UpstreamResponse,
@@ -87,10 +109,62 @@ def relay(
     behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
     ended.
     """
+    if _is_foreign_error(response):
+        return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
         observe=observe, on_complete=on_complete, on_finish=on_finish,
     )  # fmt: skip
+
+
+_READABLE_ENCODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"identity"})
+
+
+def _is_foreign_error(response: UpstreamResponse) -> bool:
+    """A small upstream error that is not JSON (nor an event stream): read and rewritten."""
+    if response.status_code < 400:
+        return False
+    content_type = header(response, b"content-type") or b""
+    if b"json" in content_type or content_type.startswith(b"text/event-stream"):
+        return False
+    length = header(response, b"content-length")
+    if length is None or not length.isdigit() or int(length) > MAX_ERROR_BODY_BYTES:
+        return False
+    encoding = header(response, b"content-encoding")
+    codings = {c.strip().lower() for c in encoding.split(b",")} if encoding else set()
+    return codings <= _READABLE_ENCODINGS
+
+
+class _ForeignError(Response):
+    """An upstream error in another format than JSON, answered in OpenAI format."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        response: UpstreamResponse,
+        extra_headers: Headers,
+        on_finish: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.status_code = response.status_code
+        self.background = None
+        self._upstream = upstream
+        self._response = response
+        self._extra_headers = extra_headers
+        self._on_finish = on_finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            try:
+                body = await self._upstream.read(self._response)
+            except UpstreamError as exc:
+                answer = error_response(exc)
+            else:
+                headers = response_headers(self._response, decoded=True)
+                answer = upstream_answer(body, self.status_code, [*headers, *self._extra_headers])
+            await answer(scope, receive, send)
+        finally:
+            if self._on_finish is not None:
+                await _finish(self._on_finish, shielded=True)
 
 
 class _Relay(Response):
