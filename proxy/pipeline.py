@@ -32,18 +32,19 @@ from proxy.responses import (
     is_plain_event_stream,
     raw_response,
     relay,
+    upstream_answer,
 )
 from proxy.semantic.lookup import SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.upstream import (
     DECODABLE_ENCODINGS,
-    IDENTITY,
     Headers,
     Upstream,
     UpstreamResponse,
     response_headers,
 )
+from proxy.usage import UsageStripper, open_stream
 from proxy.validate import ChatRequest
 
 log = logging.getLogger("semcache.pipeline")
@@ -109,7 +110,7 @@ class ChatPipeline:
         url = self._upstream.url(CHAT_PATH, query)
         if control.bypass:
             self._metrics.request(ROUTE, "bypass")
-            response = await self._send(url, headers, chat, accept_encoding=None)
+            response = await self._send(url, headers, chat.raw, accept_encoding=None)
             return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
 
         key = chat_key(namespace, chat.body)
@@ -226,7 +227,7 @@ class ChatPipeline:
         if miss.chat.stream:
             return await self._stream_miss(miss, publish)
         response = await self._send(
-            miss.url, miss.headers, miss.chat, accept_encoding=DECODABLE_ENCODINGS
+            miss.url, miss.headers, miss.chat.raw, accept_encoding=DECODABLE_ENCODINGS
         )
         body = await self._upstream.read(response)
         status = response.status_code
@@ -281,8 +282,11 @@ class ChatPipeline:
         return response
 
     async def _stream_miss(self, miss: _Miss, publish: Publish | None) -> Response:
-        response = await self._send(miss.url, miss.headers, miss.chat, accept_encoding=IDENTITY)
         extra = cache_headers("MISS")
+        opened = await open_stream(
+            self._upstream, miss.url, miss.headers, miss.chat, ask=miss.control.store
+        )
+        response = opened.response
         storable = (
             miss.control.store and response.status_code == 200 and is_plain_event_stream(response)
         )
@@ -291,6 +295,9 @@ class ChatPipeline:
                 self._metrics.not_stored["error"] += 1
             if publish is not None:
                 await publish(None)
+            if opened.refused is not None:  # a client error, read to tell it apart
+                headers = [*response_headers(response, decoded=True), *extra]
+                return upstream_answer(opened.refused, response.status_code, headers)
             return relay(self._upstream, response, extra_headers=extra)
         parser = EventParser()
         assembler = StreamAssembler()
@@ -319,6 +326,7 @@ class ChatPipeline:
             response,
             extra_headers=extra,
             observe=observe,
+            rewrite=UsageStripper() if opened.asked else None,
             on_complete=complete,
             on_finish=finish,
         )
@@ -353,7 +361,7 @@ class ChatPipeline:
         self,
         url: str,
         headers: Iterable[tuple[bytes, bytes]],
-        chat: ChatRequest,
+        content: bytes,
         *,
         accept_encoding: bytes | None,
     ) -> UpstreamResponse:
@@ -361,7 +369,7 @@ class ChatPipeline:
             "POST",
             url,
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
-            content=chat.raw,
+            content=content,
         )
 
 

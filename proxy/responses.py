@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from starlette.responses import Response
@@ -94,6 +94,7 @@ def relay(
     *,
     extra_headers: Headers,
     observe: Callable[[bytes], bool] | None = None,
+    rewrite: Rewrite | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
     on_finish: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
@@ -107,13 +108,13 @@ def relay(
     relay and closes the upstream response, unless ``observe`` has said the answer is whole
     (returned True): clients stop reading at ``[DONE]``, and the upstream's end of body, just
     behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
-    ended.
+    ended. ``rewrite`` changes what the client gets (``observe`` still sees the upstream's bytes).
     """
     if _is_foreign_error(response):
         return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
-        observe=observe, on_complete=on_complete, on_finish=on_finish,
+        observe=observe, rewrite=rewrite, on_complete=on_complete, on_finish=on_finish,
     )  # fmt: skip
 
 
@@ -167,6 +168,14 @@ class _ForeignError(Response):
                 await _finish(self._on_finish, shielded=True)
 
 
+class Rewrite(Protocol):
+    """Turns a relayed body into what the client gets, chunk by chunk."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 class _Relay(Response):
     """Pure ASGI, with one watcher task for the client's disconnect (uvicorn's ``send`` does
     not fail once the client is gone, so something must listen): cheaper than a task group."""
@@ -178,11 +187,13 @@ class _Relay(Response):
         headers: Headers,
         *,
         observe: Callable[[bytes], bool] | None,
+        rewrite: Rewrite | None,
         on_complete: Callable[[], Awaitable[None]] | None,
         on_finish: Callable[[], Awaitable[None]] | None,
     ) -> None:
         self.status_code = response.status_code
         self.raw_headers = headers
+        self._rewrite = rewrite
         self.background = None
         self._upstream = upstream
         self._response = response
@@ -230,10 +241,15 @@ class _Relay(Response):
                  "headers": self.raw_headers}
             )  # fmt: skip
             try:
+                rewrite = self._rewrite
                 async for chunk in self._upstream.iter_raw(response):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    out = chunk if rewrite is None else rewrite.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
                     if observe is not None and observe(chunk):
                         state.streaming = False  # whole: a client leaving now stops nothing
+                if rewrite is not None and (rest := rewrite.flush()):
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
                 completed = True
             except UpstreamError as exc:
                 log.warning("upstream failed mid-response: %s", exc.message)
