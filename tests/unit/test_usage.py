@@ -24,8 +24,8 @@ def upstream_stream(request: httpx.Request) -> httpx.Response:
     if not body.get("stream"):
         message = {"role": "assistant", "content": "".join(WORDS)}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return httpx.Response(200, json={"id": "c1", "object": "chat.completion", "created": 1,
-                                         "model": "m", "choices": [choice], "usage": USAGE})  # fmt: skip
+        answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m"}
+        return httpx.Response(200, json={**answer, "choices": [choice], "usage": USAGE})
     include = bool((body.get("stream_options") or {}).get("include_usage"))
     return httpx.Response(
         200, content=_events(include), headers={"content-type": "text/event-stream"}
