@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from proxy.settings import Settings  # noqa: E402
 from proxy.stores.base import Entry, Store  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
-from proxy.stores.redis import VECTOR_SET, RedisStore, vector_add_command  # noqa: E402
+from proxy.stores.redis import RedisStore  # noqa: E402
+from proxy.stores.vectorset import VECTOR_SET, vector_add_command  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 PARTITION = "sem:bench:partition"

@@ -57,7 +57,8 @@ from bench.loadgen import percentile  # noqa: E402
 from bench.lookup import PARTITION, PREFIX, fill_vector_set, measure  # noqa: E402
 from proxy.stores.base import Entry, pack_entry  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
-from proxy.stores.redis import VECTOR_SET, RedisStore  # noqa: E402
+from proxy.stores.redis import RedisStore  # noqa: E402
+from proxy.stores.vectorset import VECTOR_SET  # noqa: E402
 from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-bench"

@@ -16,7 +16,8 @@ from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.stores.base import Entry, Store, Vector
 from proxy.stores.memory import MemoryStore
-from proxy.stores.redis import GRAPH_LINKS, SEARCH_CONNECTIONS, VECTOR_SET, RedisStore
+from proxy.stores.redis import RedisStore
+from proxy.stores.vectorset import GRAPH_LINKS, SEARCH_CONNECTIONS, VECTOR_SET
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
 
