@@ -94,6 +94,27 @@ class Cache:
         except StoreError as exc:
             self._failed("remove_vector", exc)
 
+    async def delete(self, key: str) -> None:
+        try:
+            await self.store.delete(key)
+        except StoreError as exc:
+            self._failed("delete", exc)
+
+    async def incr_counters(self, name: str, deltas: dict[str, int]) -> bool:
+        try:
+            await self.store.incr_counters(name, deltas)
+        except StoreError as exc:
+            self._failed("counters", exc)
+            return False
+        return True
+
+    async def read_counters(self, name: str) -> dict[str, int] | None:
+        try:
+            return await self.store.read_counters(name)
+        except StoreError as exc:
+            self._failed("counters", exc)
+            return None
+
     async def supports_vectors(self) -> bool:
         try:
             return await self.store.supports_vectors()

@@ -72,6 +72,15 @@ class Store(Protocol):
 
     async def remove_vector(self, partition: str, key: str) -> None: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the entry at ``key`` (its vector rows may stay: a search skips orphans)."""
+
+    async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
+        """Add ``deltas`` to the named group of integer counters (atomic per counter)."""
+
+    async def read_counters(self, name: str) -> dict[str, int]:
+        """The named group of counters; empty when none were ever added."""
+
     async def supports_vectors(self) -> bool:
         """False when the server has no vector search (Redis before 8, Valkey)."""
 

@@ -27,6 +27,8 @@ _EXPIRY = struct.Struct("<d")
 _SLOT_BYTES = 200
 # Above this many rows a search may take over a millisecond: the scan runs in a worker thread.
 OFFLOAD_ROWS = 150_000
+MAX_COUNTER_GROUPS = 10_000
+"""Counter groups kept (the oldest go first): they are a few hundred bytes each."""
 
 
 class MemoryStore:
@@ -48,6 +50,7 @@ class MemoryStore:
         self._indexes: dict[str, VectorIndex] = {}
         self._vector_of: dict[str, tuple[str, int]] = {}
         """key -> (partition, bytes the row costs)"""
+        self._counters: dict[str, dict[str, int]] = {}
         self.evictions = 0
 
     async def get(self, key: str) -> Entry | None:
@@ -111,6 +114,20 @@ class MemoryStore:
 
     async def remove_vector(self, partition: str, key: str) -> None:
         self._drop_vector(key)
+
+    async def delete(self, key: str) -> None:
+        if key in self._entries:
+            self._remove(key)
+
+    async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
+        counters = self._counters.setdefault(name, {})
+        for field, delta in deltas.items():
+            counters[field] = counters.get(field, 0) + delta
+        if len(self._counters) > MAX_COUNTER_GROUPS:
+            del self._counters[next(iter(self._counters))]
+
+    async def read_counters(self, name: str) -> dict[str, int]:
+        return dict(self._counters.get(name, {}))
 
     async def supports_vectors(self) -> bool:
         return True

@@ -6,6 +6,8 @@ Key layout (every command touches one key, so a Redis Cluster can spread them ov
     <prefix>emb:<namespace>:<sha256>    one embedding vector
     <prefix>lock:chat:<namespace>:<sha>  a short lock: one replica calls the upstream
     <prefix>secret                      the namespace secret when SEMCACHE_SECRET is unset
+    <prefix>ref:<entry id>              where an entry lives, for POST /cache/feedback
+    <prefix>counters:<group>            a hash of counters: the adaptive thresholds' evidence
     <prefix>vset:<partition>            a Redis 8 vector set: one element per entry of the
                                         partition (element = entry key, attribute = its text)
 
@@ -41,6 +43,9 @@ from proxy.stores.vectorset import (
     vector_add_command,
     vector_search_command,
 )
+
+COUNTERS = "counters:"
+"""Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
 
 
 class RedisStore:
@@ -160,6 +165,33 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
 
+    async def delete(self, key: str) -> None:
+        self._check_available()
+        try:
+            await self._client.unlink(self._prefix + key)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
+        """One hash per group, HINCRBY per counter in one pipeline: replicas add up."""
+        self._check_available()
+        key = self._prefix + COUNTERS + name
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for field, delta in deltas.items():
+                    pipe.hincrby(key, field, delta)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def read_counters(self, name: str) -> dict[str, int]:
+        self._check_available()
+        try:
+            raw = await self._client.hgetall(self._prefix + COUNTERS + name)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return {_text(k): int(v) for k, v in raw.items()}
+
     async def supports_vectors(self) -> bool:
         try:
             await self._command("VCARD", self._prefix + "vset:probe")
@@ -228,15 +260,16 @@ class RedisStore:
 
     async def clear(self) -> int:
         """SCAN the prefix and UNLINK key by key: no multi-key command, so it works on a
-        cluster node by node too. The namespace secret stays."""
+        cluster node by node too. The namespace secret and the counters stay."""
         self._check_available()
         removed = 0
         secret = (self._prefix + "secret").encode()
+        counters = (self._prefix + COUNTERS).encode()
         try:
             async for key in self._client.scan_iter(
                 match=_glob_escape(self._prefix) + "*", count=500
             ):
-                if key != secret:
+                if key != secret and not key.startswith(counters):
                     removed += await self._client.unlink(key)
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
@@ -279,3 +312,7 @@ def _pending(client: RespClient) -> int:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -189,3 +189,22 @@ async def test_redis_locks_belong_to_their_token_and_expire(
         assert not await store.extend_lock("chat:k", "theirs", 5)
     finally:
         await store.close()
+
+
+async def test_delete_removes_only_that_entry(store: Store) -> None:
+    await store.put("chat:ns:a", entry(b"a"), 60)
+    await store.put("chat:ns:b", entry(b"b"), 60)
+    await store.delete("chat:ns:a")
+    await store.delete("chat:ns:never-there")
+    assert await store.get("chat:ns:a") is None
+    assert await store.get("chat:ns:b") is not None
+
+
+async def test_counters_add_up_and_survive_clear(store: Store) -> None:
+    assert await store.read_counters("group-a") == {}
+    await store.incr_counters("group-a", {"o3": 2, "w3": 1})
+    await store.incr_counters("group-a", {"o3": 5, "n": 9})
+    await store.incr_counters("group-b", {"o3": 1})
+    await store.clear()
+    assert await store.read_counters("group-a") == {"o3": 7, "w3": 1, "n": 9}
+    assert await store.read_counters("group-b") == {"o3": 1}
