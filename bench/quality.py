@@ -115,7 +115,7 @@ async def run_pairs(
         if stored is not None:
             await semantic.remember(stored, key, 3600)
         asked = await semantic.query(body(b), namespace=namespace, api_key=None)
-        hit = asked is not None and await semantic.lookup(asked, control) is not None
+        hit = asked is not None and (await semantic.lookup(asked, control)).hit is not None
         hits.append(hit)
     return hits, metrics.semantic_rejections
 

@@ -21,10 +21,12 @@ from proxy import handlers
 from proxy.cache import Cache
 from proxy.embeddings import EmbeddingPipeline
 from proxy.errors import HTTPError, NotFoundError, error_body
+from proxy.feedback import Feedback
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.responses import JSON, error_response, raw_response
 from proxy.semantic import semantic_cache
+from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
 from proxy.semantic.embedders import Embedder, Reader
 from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
@@ -69,6 +71,7 @@ def create_app(
     semantic = semantic_cache(
         settings, cache, upstream, metrics, embedder=embedder, reader=reader, verifier=verifier
     )
+    feedback = Feedback(cache, semantic)
     services = handlers.Services(
         settings=settings,
         cache=cache,
@@ -81,10 +84,12 @@ def create_app(
             metrics,
             max_entry_bytes=settings.max_entry_bytes,
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
+            feedback=feedback,
         ),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
         semantic=semantic,
         tenancy=tenancy,
+        feedback=feedback,
     )
 
     @asynccontextmanager
@@ -104,6 +109,10 @@ def create_app(
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(tenancy.keep_in_sync, cache)
+                if semantic.enabled and semantic.auditor is not None:
+                    background.start_soon(semantic.auditor.run)
+                if semantic.enabled and semantic.adaptive is not None:
+                    background.start_soon(_keep_syncing, semantic.adaptive)
                 yield
                 background.cancel_scope.cancel()
         finally:
@@ -119,6 +128,7 @@ def create_app(
         Route("/metrics", handlers.metrics, methods=["GET"]),
         Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
         Route("/cache", handlers.clear_cache, methods=["DELETE"]),
+        Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
     ]
     app = _App(
         routes=routes,
@@ -180,6 +190,16 @@ class _App(Starlette):
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+async def _keep_syncing(adaptive: Adaptive) -> None:
+    """The adaptive thresholds' evidence to and from the store, every ``SYNC_SECONDS``."""
+    while True:
+        try:
+            await adaptive.sync()
+        except Exception:  # never let the loop die; the store wrapper already logs failures
+            log.exception("adaptive threshold sync failed")
+        await anyio.sleep(SYNC_SECONDS)
 
 
 async def _logged(

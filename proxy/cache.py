@@ -55,13 +55,15 @@ class Cache:
             self._failed("get", exc)
             return None
 
-    async def put(self, key: str, entry: Entry, ttl_seconds: float, *, kind: str) -> bool:
+    async def put(self, key: str, entry: Entry, ttl_seconds: float, *, kind: str | None) -> bool:
+        """``kind``: what ``semcache_stored_total`` counts it as; None for bookkeeping."""
         try:
             await self.store.put(key, entry, ttl_seconds)
         except StoreError as exc:
             self._failed("put", exc)
             return False
-        self._metrics.stores[kind] += 1
+        if kind is not None:
+            self._metrics.stores[kind] += 1
         return True
 
     async def nearest(
@@ -99,6 +101,19 @@ class Cache:
             await self.store.delete(key)
         except StoreError as exc:
             self._failed("delete", exc)
+
+    async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
+        try:
+            await self.store.put_ref(name, data, ttl_seconds)
+        except StoreError as exc:
+            self._failed("put", exc)
+
+    async def get_ref(self, name: str) -> bytes | None:
+        try:
+            return await self.store.get_ref(name)
+        except StoreError as exc:
+            self._failed("get", exc)
+            return None
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> bool:
         try:

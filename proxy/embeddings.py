@@ -17,9 +17,8 @@ from starlette.responses import Response
 from proxy.cache import Cache
 from proxy.keys import embedding_key
 from proxy.metrics import Metrics
-from proxy.pipeline import cache_headers
 from proxy.policy import CacheControl, is_fresh
-from proxy.responses import JSON, raw_response, relay, upstream_answer
+from proxy.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.stores.base import Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
 from proxy.validate import EmbeddingRequest

@@ -23,11 +23,14 @@ from proxy.errors import (
     StoreUnavailableError,
     UnauthorizedError,
 )
+from proxy.feedback import Feedback, parse_report
 from proxy.keys import api_key_from, scoped_namespace
 from proxy.metrics import Metrics
 from proxy.pipeline import ChatPipeline
 from proxy.policy import cache_control
 from proxy.responses import JSON, error_response, raw_response, relay
+from proxy.semantic.adaptive import render as render_groups
+from proxy.semantic.adaptive import report
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.tenancy import Tenancy
@@ -36,6 +39,7 @@ from proxy.validate import chat_request, embedding_request
 
 log = logging.getLogger("semcache.handlers")
 V1 = "/v1"
+FEEDBACK_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class Services:
     embeddings: EmbeddingPipeline
     semantic: SemanticCache
     tenancy: Tenancy
+    feedback: Feedback
 
 
 def services(request: Request) -> Services:
@@ -148,6 +153,8 @@ async def metrics(request: Request) -> Response:
     svc = services(request)
     _require_admin(request, svc, required=False)
     text = svc.metrics.render(await svc.cache.stats())
+    if svc.semantic.adaptive is not None:
+        text += render_groups(report(svc.semantic.adaptive))
     return raw_response(text.encode(), 200, [(b"content-type", b"text/plain; version=0.0.4")])
 
 
@@ -160,7 +167,39 @@ async def cache_stats(request: Request) -> Response:
     snapshot["embedder"] = svc.semantic.name
     snapshot["verifier"] = svc.semantic.verifier.name
     snapshot["max_wrong_hit_rate"] = svc.settings.max_wrong_hit_rate
+    snapshot["semantic_mode"] = svc.semantic.mode
+    snapshot["audit_rate"] = svc.settings.audit_rate
+    snapshot["groups"] = [] if svc.semantic.adaptive is None else report(svc.semantic.adaptive)
     return raw_response(orjson.dumps(snapshot), 200, [JSON])
+
+
+async def cache_feedback(request: Request) -> Response:
+    """``POST /cache/feedback``: a served answer was wrong (see :mod:`proxy.feedback`). The
+    entry's own API key, or the admin token, which may report any tenant's entry."""
+    svc = services(request)
+    fields = header_fields(request.scope)
+    try:
+        namespace: str | None = None
+        if not _is_admin(request, svc):
+            api_key = api_key_from(fields)
+            svc.tenancy.authorize(api_key)
+            namespace = svc.tenancy.namespace(api_key)
+        raw = await read_body(request, FEEDBACK_MAX_BYTES, fields)
+        result = await svc.feedback.report(parse_report(raw), namespace=namespace)
+    except HTTPError as exc:
+        return error_response(exc)
+    log.info("feedback: entry %s reported wrong (%s)", result["entry_id"], result)
+    return raw_response(orjson.dumps(result), 200, [JSON])
+
+
+def _is_admin(request: Request, svc: Services) -> bool:
+    token = svc.settings.admin_token
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(value.strip().encode("latin-1"), token.encode())
+    )
 
 
 async def clear_cache(request: Request) -> Response:
@@ -182,11 +221,7 @@ def _require_admin(request: Request, svc: Services, *, required: bool) -> None:
         if required:
             raise ForbiddenError("admin routes are off: set SEMCACHE_ADMIN_TOKEN to use them")
         return
-    sent = request.headers.get("authorization", "")
-    scheme, _, value = sent.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode("latin-1"), token.encode()
-    ):
+    if not _is_admin(request, svc):
         raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")
 
 

@@ -52,6 +52,8 @@ class Metrics:
         self.embedding_items: Counter[str] = Counter()
         self.semantic: Counter[str] = Counter()
         self.semantic_rejections: Counter[str] = Counter()
+        self.audits: Counter[tuple[str, str]] = Counter()
+        """(kind, verdict): free, shadow, audit, exact x same, different, dropped, gone..."""
 
     def request(self, route: str, outcome: str) -> None:
         self.requests[(route, outcome)] += 1
@@ -76,6 +78,9 @@ class Metrics:
             "embedding_items": dict(self.embedding_items),
             "semantic": dict(self.semantic),
             "semantic_rejections": dict(self.semantic_rejections),
+            "audits": {
+                f"{kind} {verdict}": n for (kind, verdict), n in sorted(self.audits.items())
+            },
             "stored": dict(self.stores),
             "not_stored": dict(self.not_stored),
             "store_errors": dict(self.store_errors),
@@ -113,6 +118,14 @@ class Metrics:
         )
         for reason, n in sorted(self.semantic_rejections.items()):
             lines.append(f'semcache_semantic_rejections_total{{reason="{reason}"}} {n}')
+        family(
+            "semcache_audits_total",
+            "counter",
+            "Cached answers compared with fresh ones, by kind (free, shadow, audit, exact) and "
+            "verdict (same, different; dropped, gone, upstream_error, error: not compared).",
+        )
+        for (kind, verdict), n in sorted(self.audits.items()):
+            lines.append(f'semcache_audits_total{{kind="{kind}",verdict="{verdict}"}} {n}')
         family("semcache_stored_total", "counter", "Entries written to the store.")
         for kind, n in sorted(self.stores.items()):
             lines.append(f'semcache_stored_total{{kind="{kind}"}} {n}')

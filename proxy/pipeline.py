@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,18 +21,22 @@ from proxy.assembler import StreamAssembler
 from proxy.cache import Cache
 from proxy.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.errors import HTTPError
+from proxy.feedback import Feedback
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
+from proxy.miss import Miss, exact_copy, json_or_none
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
 from proxy.responses import (
     JSON,
     as_openai_error,
+    cache_headers,
     is_plain_event_stream,
     raw_response,
     relay,
     upstream_answer,
 )
-from proxy.semantic.lookup import SemanticCache, SemanticQuery
+from proxy.semantic.audit import Candidate
+from proxy.semantic.lookup import Lookup, SemanticCache
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.upstream import (
@@ -58,26 +60,6 @@ Publish = Callable[[Outcome | None], Awaitable[None]]
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
-def cache_headers(
-    state: str,
-    entry: Entry | None = None,
-    *,
-    age: float = 0.0,
-    lookup: str = "exact",
-    similarity: float | None = None,
-) -> Headers:
-    headers: Headers = [(b"x-cache", state.encode())]
-    if entry is not None:
-        headers += [
-            (b"x-cache-lookup", lookup.encode()),
-            (b"age", str(max(0, math.floor(age))).encode()),
-            (b"x-cache-entry-id", entry.id.encode()),
-        ]
-        if similarity is not None:
-            headers.append((b"x-cache-similarity", f"{similarity:.4f}".encode()))
-    return headers
-
-
 class ChatPipeline:
     def __init__(
         self,
@@ -88,6 +70,7 @@ class ChatPipeline:
         *,
         max_entry_bytes: int,
         coalesce_timeout_seconds: float,
+        feedback: Feedback | None = None,
     ) -> None:
         self._cache = cache
         self._semantic = semantic
@@ -96,6 +79,7 @@ class ChatPipeline:
         self._max_entry_bytes = max_entry_bytes
         self._coalesce_timeout_seconds = coalesce_timeout_seconds
         self._flights = SingleFlight()
+        self._feedback = feedback
 
     async def handle(
         self,
@@ -120,22 +104,31 @@ class ChatPipeline:
             if entry is not None and is_fresh(self._age(entry), control):
                 hit = self._hit(entry, chat, lookup="exact")
                 if hit is not None:
+                    if chat.temperature == 0:  # the upstream's own variability
+                        group = self._semantic.group(chat.model)
+                        self._audit(Candidate(group, None, "", key, entry), chat, url, headers)
                     return hit
 
         semantic = await self._semantic.query(chat.body, namespace=namespace, api_key=api_key)
+        found = Lookup()
         if semantic is not None and control.lookup and control.semantic:
-            found = await self._semantic.lookup(semantic, control)
-            if found is not None:
-                hit = self._hit(found.entry, chat, lookup="semantic", similarity=found.similarity)
+            found = await self._semantic.lookup(semantic, control, model=chat.model)
+            served = found.hit
+            if served is not None and found.candidate is not None:
+                hit = self._hit(served.entry, chat, lookup="semantic", similarity=served.similarity)
                 if hit is not None:
+                    if self._feedback is not None:
+                        group, margin = found.candidate.group, found.candidate.margin
+                        self._feedback.served(served.entry.id, group, margin)
+                    self._audit(found.candidate, chat, url, headers, semantic=True)
                     return hit
 
-        miss = _Miss(url, headers, chat, key, control, semantic)
+        miss = Miss(url, headers, chat, key, namespace, control, semantic, found)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
             return await self._miss(miss, publish=None)
         return await self._coalesced(miss, landed)
 
-    async def _coalesced(self, miss: _Miss, landed: int) -> Response:
+    async def _coalesced(self, miss: Miss, landed: int) -> Response:
         """One upstream call for concurrent identical misses (see :mod:`proxy.coalesce`)."""
         key = miss.key
         flight, leads = self._flights.join(key)
@@ -174,7 +167,7 @@ class ChatPipeline:
             raise
 
     async def _before_leading(
-        self, miss: _Miss, landed: int, token: str
+        self, miss: Miss, landed: int, token: str
     ) -> tuple[Entry | None, str, bool]:
         """The answer, when it is there before this request leads, and how it was found; and
         whether the replica lock was taken (only with a ``token``: a store replicas share).
@@ -201,7 +194,7 @@ class ChatPipeline:
             return None, "", True
         return await self._other_replica(key), "coalesced", False
 
-    def _followed(self, outcome: Outcome | None, miss: _Miss) -> Response | None:
+    def _followed(self, outcome: Outcome | None, miss: Miss) -> Response | None:
         if outcome is not None and outcome.entry is not None:
             return self._hit(outcome.entry, miss.chat, lookup="coalesced")
         if outcome is not None and outcome.is_failure:
@@ -222,7 +215,7 @@ class ChatPipeline:
                     return None
         return None
 
-    async def _miss(self, miss: _Miss, *, publish: Publish | None) -> Response:
+    async def _miss(self, miss: Miss, *, publish: Publish | None) -> Response:
         self._metrics.request(ROUTE, "miss")
         if miss.chat.stream:
             return await self._stream_miss(miss, publish)
@@ -232,13 +225,14 @@ class ChatPipeline:
         body = await self._upstream.read(response)
         status = response.status_code
         body, headers = as_openai_error(body, status, response_headers(response, decoded=True))
+        extra = miss.answer_headers()
 
         async def store_and_publish() -> None:
             outcome = None
             try:
                 entry = None
                 if miss.control.store:
-                    completion = _json_or_none(body) if status == 200 else None
+                    completion = json_or_none(body) if status == 200 else None
                     entry = await self._store(miss, status, completion, body=body)
                 if entry is not None:
                     outcome = Outcome(entry=entry)
@@ -253,9 +247,22 @@ class ChatPipeline:
 
         # The answer goes out first and is stored right after, before this request ends: the
         # store is off the caller's wait, yet in place before its next request is read.
-        return raw_response(
-            body, status, [*headers, *cache_headers("MISS")], then=store_and_publish
-        )
+        return raw_response(body, status, [*headers, *extra], then=store_and_publish)
+
+    def _audit(
+        self,
+        candidate: Candidate,
+        chat: ChatRequest,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        semantic: bool = False,
+    ) -> None:
+        auditor = self._semantic.auditor
+        if auditor is not None:
+            auditor.maybe_audit(
+                candidate, exact=not semantic, url=url, headers=headers, body=chat.body
+            )
 
     def _age(self, entry: Entry) -> float:
         return self._cache.clock() - entry.created_at
@@ -268,8 +275,8 @@ class ChatPipeline:
             "HIT", entry, age=self._age(entry), lookup=lookup, similarity=similarity
         )
         if chat.stream:
-            completion = _json_or_none(entry.body)
-            boundaries = _json_or_none(entry.replay) if entry.replay else {}
+            completion = json_or_none(entry.body)
+            boundaries = json_or_none(entry.replay) if entry.replay else {}
             if not isinstance(completion, dict) or not isinstance(boundaries, dict):
                 log.warning("entry %s cannot be replayed; treating it as a miss", entry.id)
                 return None
@@ -281,8 +288,8 @@ class ChatPipeline:
         self._metrics.hit(lookup, entry.tokens)
         return response
 
-    async def _stream_miss(self, miss: _Miss, publish: Publish | None) -> Response:
-        extra = cache_headers("MISS")
+    async def _stream_miss(self, miss: Miss, publish: Publish | None) -> Response:
+        extra = miss.answer_headers()
         opened = await open_stream(
             self._upstream, miss.url, miss.headers, miss.chat, ask=miss.control.store
         )
@@ -333,7 +340,7 @@ class ChatPipeline:
 
     async def _store(
         self,
-        miss: _Miss,
+        miss: Miss,
         status_code: int,
         completion: Any,
         *,
@@ -344,8 +351,8 @@ class ChatPipeline:
             self._metrics.not_stored["incomplete" if status_code == 200 else "error"] += 1
             return None
         if body is None:
-            body = _exact(orjson.dumps(completion))
-        replay = _exact(replay)
+            body = exact_copy(orjson.dumps(completion))
+        replay = exact_copy(replay)
         if len(body) + len(replay) > self._max_entry_bytes:
             self._metrics.not_stored["too_large"] += 1
             return None
@@ -355,6 +362,18 @@ class ChatPipeline:
             return None
         if miss.semantic is not None:
             await self._semantic.remember(miss.semantic, miss.key, miss.control.ttl_seconds)
+        if self._feedback is not None:
+            partition = "" if miss.semantic is None else miss.semantic.partition
+            await self._feedback.remember(
+                entry,
+                namespace=miss.namespace,
+                key=miss.key,
+                partition=partition,
+                ttl_seconds=miss.control.ttl_seconds,
+            )
+        candidate, auditor = miss.found.candidate, self._semantic.auditor
+        if candidate is not None and auditor is not None:
+            auditor.compare(candidate, completion, shadow=miss.found.shadow_hit)
         return entry
 
     async def _send(
@@ -371,28 +390,3 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=content,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Miss:
-    """What the miss path needs to call the upstream and store its answer."""
-
-    url: str
-    headers: Iterable[tuple[bytes, bytes]]
-    chat: ChatRequest
-    key: str
-    control: CacheControl
-    semantic: SemanticQuery | None
-
-
-def _exact(data: bytes) -> bytes:
-    """A copy sized to its content: orjson's results can hold several times their length in
-    spare capacity, which a long-lived cache entry would keep."""
-    return bytes(memoryview(data))
-
-
-def _json_or_none(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -13,11 +14,32 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.errors import HTTPError, UpstreamError, openai_error_from_upstream
+from proxy.stores.base import Entry
 from proxy.upstream import Headers, Upstream, UpstreamResponse, header, response_headers
 
 log = logging.getLogger("semcache.responses")
 
 JSON = (b"content-type", b"application/json")
+
+
+def cache_headers(
+    state: str,
+    entry: Entry | None = None,
+    *,
+    age: float = 0.0,
+    lookup: str = "exact",
+    similarity: float | None = None,
+) -> Headers:
+    headers: Headers = [(b"x-cache", state.encode())]
+    if entry is not None:
+        headers += [
+            (b"x-cache-lookup", lookup.encode()),
+            (b"age", str(max(0, math.floor(age))).encode()),
+            (b"x-cache-entry-id", entry.id.encode()),
+        ]
+        if similarity is not None:
+            headers.append((b"x-cache-similarity", f"{similarity:.4f}".encode()))
+    return headers
 
 
 def raw_response(

@@ -110,6 +110,33 @@ class Settings:
         "Calibration file of the embedder's cosine thresholds (bench/calibrate.py --write), "
         "used when the learned verifier cannot run (no semcache[local]).",
     )
+    semantic_mode: str = _setting(
+        "semantic_mode",
+        "on",
+        "on: serve semantic hits; shadow: find and judge them, never serve them (each "
+        "would-be hit is compared with the fresh answer); off: exact caching only.",
+    )
+    audit_rate: float = _setting(
+        "audit_rate",
+        0.01,
+        "Share of semantic hits also asked upstream in the background and compared (and of "
+        "exact hits at temperature 0); 0 = no audits.",
+    )
+    audit_concurrency: int = _setting(
+        "audit_concurrency", 2, "Comparisons and audit requests running at once."
+    )
+    adaptive: bool = _setting(
+        "adaptive",
+        True,
+        "Move each model's semantic threshold from audited evidence so the wrong-hit rate's "
+        "upper 95 % bound stays under SEMCACHE_MAX_WRONG_HIT_RATE.",
+    )
+    judge_similarity: float = _setting(
+        "judge_similarity",
+        0.85,
+        "Audits: least cosine between a cached and a fresh answer's embeddings to call them "
+        "the same (after the checks on tool calls, numbers, yes/no and code).",
+    )
     semantic_max_age_seconds: int | None = _setting(
         "semantic_max_age", None, "Semantic hits only for entries younger than this; unset = any."
     )
@@ -235,6 +262,14 @@ class Settings:
                 "cors_origins",
                 "must be origins such as https://app.example.com, or *",
             )
+        _check(
+            self.semantic_mode in ("on", "shadow", "off"),
+            "semantic_mode",
+            "must be one of on, shadow, off",
+        )
+        _check(0.0 <= self.audit_rate <= 1.0, "audit_rate", "must be between 0 and 1")
+        _check(self.audit_concurrency > 0, "audit_concurrency", "must be a positive integer")
+        _check(0.0 < self.judge_similarity <= 1.0, "judge_similarity", "must be in (0, 1]")
         if self.semantic_max_age_seconds is not None:
             _check(self.semantic_max_age_seconds > 0, "semantic_max_age", "must be positive")
         if self.max_temperature is not None:

@@ -157,11 +157,20 @@ class Upstream:
         return out
 
     async def send(
-        self, method: str, url: str, *, headers: Headers, content: Content
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Headers,
+        content: Content,
+        background: bool = False,
     ) -> UpstreamResponse:
         """Send and return once the response headers arrived; the caller reads or streams the
-        body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``)."""
-        release = _nothing if self._slots is None else await self._take_slot(self._slots)
+        body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``).
+        ``background`` (audits) takes no slot: it never makes a client wait or fail; the
+        auditor bounds its own concurrency."""
+        slots = None if background else self._slots
+        release = _nothing if slots is None else await self._take_slot(slots)
         started = time.perf_counter()
         try:
             with self.errors():

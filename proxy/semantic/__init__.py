@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
 from proxy.cache import Cache
 from proxy.metrics import Metrics
+from proxy.semantic.adaptive import Adaptive
+from proxy.semantic.audit import Auditor
 from proxy.semantic.embedders import (
     READER_MODEL,
     Embedder,
@@ -19,6 +25,7 @@ from proxy.semantic.embedders import (
     Reader,
     create_embedder,
 )
+from proxy.semantic.judge import AnswerJudge, EmbedTexts
 from proxy.semantic.lookup import SemanticCache, SemanticHit, SemanticQuery
 from proxy.semantic.verifier import (
     UNCALIBRATED_COSINE,
@@ -70,6 +77,17 @@ def semantic_cache(
             reader = embedder
         else:
             reader = LocalEmbedder(READER_MODEL, projection=model.projection)
+    adaptive = Adaptive(cache, settings.max_wrong_hit_rate, enabled=settings.adaptive)
+    judge = AnswerJudge(_judge_embedder(embedder, reader), min_similarity=settings.judge_similarity)
+    auditor = Auditor(
+        cache,
+        upstream,
+        adaptive,
+        judge,
+        metrics,
+        rate=settings.audit_rate,
+        concurrency=settings.audit_concurrency,
+    )
     return SemanticCache(
         cache,
         embedder,
@@ -81,7 +99,32 @@ def semantic_cache(
         max_age_seconds=settings.semantic_max_age_seconds,
         max_chars=settings.semantic_max_chars,
         timeout_seconds=settings.embed_timeout_seconds,
+        adaptive=adaptive,
+        auditor=auditor,
+        mode=settings.semantic_mode,
     )
+
+
+def _judge_embedder(embedder: Embedder | None, reader: Reader | None) -> EmbedTexts | None:
+    """What embeds answers for the judge: the local model when there is one (in a worker
+    thread), else the embedder when it needs no key per request (hash); else None, and the
+    judge compares words."""
+    local = reader if isinstance(reader, LocalEmbedder) else embedder
+    if isinstance(local, LocalEmbedder):
+        model = local
+
+        async def encode(texts: list[str]) -> npt.NDArray[np.float32]:
+            return await anyio.to_thread.run_sync(model.encode, texts)
+
+        return encode
+    if isinstance(embedder, HashEmbedder):
+        hashed = embedder
+
+        async def encode_hashed(texts: list[str]) -> npt.NDArray[np.float32]:
+            return np.stack([hashed.encode(t) for t in texts])
+
+        return encode_hashed
+    return None
 
 
 def _fallback_cosine(settings: Settings, embedder: Embedder | None) -> float:

@@ -16,9 +16,12 @@ from proxy.cache import Cache
 from proxy.keys import semantic_partition, semantic_text
 from proxy.metrics import Metrics
 from proxy.policy import CacheControl, is_fresh
+from proxy.semantic.adaptive import Adaptive
+from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import Embedder, EmbedderError, Reader, Vector
 from proxy.semantic.sketch import Sketch
-from proxy.semantic.verifier import Verifier
+from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verifier
+from proxy.similarity import Neighbor
 from proxy.stores.base import Entry
 
 log = logging.getLogger("semcache.semantic")
@@ -41,6 +44,17 @@ class SemanticHit:
     similarity: float
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    hit: SemanticHit | None = None
+    """What to serve; never set in shadow mode."""
+    candidate: Candidate | None = None
+    """The best candidate, served or not: not served, its answer is compared with the fresh
+    one; served, it may be audited."""
+    shadow_hit: bool = False
+    """Shadow mode: the candidate would have been served."""
+
+
 class SemanticCache:
     def __init__(
         self,
@@ -55,6 +69,9 @@ class SemanticCache:
         max_age_seconds: int | None,
         max_chars: int,
         timeout_seconds: float,
+        adaptive: Adaptive | None = None,
+        auditor: Auditor | None = None,
+        mode: str = "on",
     ) -> None:
         """``reader``: the local model that sketches prompts for ``verifier`` (the embedder
         itself when it is that model). When it cannot start, ``fallback`` (which reads
@@ -71,6 +88,11 @@ class SemanticCache:
         self._max_age_seconds = max_age_seconds
         self._max_chars = max_chars
         self._timeout_seconds = timeout_seconds
+        self.adaptive = adaptive
+        """Moves the line per group from audited evidence; None: the calibrated line."""
+        self.auditor = auditor
+        self.mode = mode
+        """``on``, ``shadow`` (judge, never serve) or ``off``."""
         self.enabled = False
         """Set at startup once the embedder is loaded and the store can search vectors."""
         self.state = "off: not started"
@@ -79,6 +101,9 @@ class SemanticCache:
     async def start(self) -> None:
         if self._embedder is None:
             self.state = "off: SEMCACHE_EMBED_MODEL is unset (exact caching only)"
+            return
+        if self.mode == "off":
+            self.state = "off: SEMCACHE_SEMANTIC_MODE=off"
             return
         if not await self._cache.supports_vectors():
             self.state = "off: the store has no vector search (Redis 8 vector sets)"
@@ -106,7 +131,11 @@ class SemanticCache:
             )
             self.verifier = self._fallback
         self.enabled = True
-        self.state = f"on: embedder {self.name}, verifier {self.verifier.name}"
+        self.state = f"{self.mode}: embedder {self.name}, verifier {self.verifier.name}"
+
+    def group(self, model: str) -> str:
+        """What adaptive thresholds and audits count together: the model, per verifier."""
+        return f"{self.verifier.name}|{model}"
 
     @property
     def name(self) -> str:
@@ -143,7 +172,12 @@ class SemanticCache:
         partition = semantic_partition(namespace, body, space)
         return SemanticQuery(text=text, partition=partition, vector=vector, sketch=sketch)
 
-    async def lookup(self, query: SemanticQuery, control: CacheControl) -> SemanticHit | None:
+    async def lookup(
+        self, query: SemanticQuery, control: CacheControl, *, model: str = ""
+    ) -> Lookup:
+        """Judge every neighbour above the floor; the one with the best margin is served when
+        its margin reaches the group's line (0, the calibrated threshold, until evidence moves
+        it). A refusal by a rule or for the language is final, whatever the line."""
         floor = self._min_similarity
         if control.min_similarity is not None:
             floor = control.min_similarity
@@ -151,26 +185,49 @@ class SemanticCache:
         neighbors = await self._cache.nearest(
             query.partition, query.vector, k=CANDIDATES, min_similarity=floor
         )
+        group = self.group(model)
+        offset = 0.0 if self.adaptive is None else self.adaptive.offset(group)
+        best: tuple[float, Neighbor] | None = None
         for neighbor in neighbors:
             verdict = self.verifier.judge(
                 query.text, query.sketch, neighbor, floor=floor, requested=control.min_similarity
             )
-            if not verdict.accepted:
-                self._metrics.semantic_rejections[verdict.reason or "verifier"] += 1
-                continue
-            entry = await self._cache.get(neighbor.id)
-            if entry is None:
-                # The entry expired or was evicted before its vector: drop the orphan.
-                await self._cache.remove_vector(query.partition, neighbor.id)
-                continue
-            age = self._cache.clock() - entry.created_at
-            too_old = self._max_age_seconds is not None and age > self._max_age_seconds
-            if too_old or not is_fresh(age, control):
-                self._metrics.semantic["too_old"] += 1
-                continue
-            return SemanticHit(entry=entry, similarity=neighbor.similarity)
-        self._metrics.semantic["no_match"] += 1
-        return None
+            margin = verdict.margin
+            if margin is None and verdict.accepted:
+                margin = SAME_WORDS_MARGIN  # accepted on grounds no line moves
+            if margin is None or margin < offset:
+                reason = verdict.reason if margin is None or margin < 0 else "adaptive"
+                self._metrics.semantic_rejections[reason or "verifier"] += 1
+            if margin is not None and (best is None or margin > best[0]):
+                best = (margin, neighbor)
+        if self.adaptive is not None:
+            self.adaptive.looked_up(group, None if best is None else best[0])
+        if best is None:
+            self._metrics.semantic["no_match"] += 1
+            return Lookup()
+        margin, neighbor = best
+        candidate = Candidate(group, margin, query.partition, neighbor.id)
+        if margin < offset:
+            self._metrics.semantic["no_match"] += 1
+            return Lookup(candidate=candidate)
+        entry = await self._cache.get(neighbor.id)
+        if entry is None:
+            # The entry expired or was evicted before its vector: drop the orphan.
+            await self._cache.remove_vector(query.partition, neighbor.id)
+            self._metrics.semantic["no_match"] += 1
+            return Lookup()
+        age = self._cache.clock() - entry.created_at
+        too_old = self._max_age_seconds is not None and age > self._max_age_seconds
+        if too_old or not is_fresh(age, control):
+            self._metrics.semantic["too_old"] += 1
+            return Lookup()
+        candidate = Candidate(group, margin, query.partition, neighbor.id, entry)
+        if self.mode == "shadow":
+            self._metrics.semantic["shadow_hits"] += 1
+            if self.adaptive is not None:
+                self.adaptive.count(group, "shadow_hits")
+            return Lookup(candidate=candidate, shadow_hit=True)
+        return Lookup(SemanticHit(entry=entry, similarity=neighbor.similarity), candidate)
 
     async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
         sketch = b"" if query.sketch is None else query.sketch.pack()

@@ -48,6 +48,10 @@ class Verdict:
     ``unreadable``."""
     score: float | None = None
     """The learned model's probability, when it ran."""
+    margin: float | None = None
+    """How far the decision was above (+) or below (-) the calibrated threshold, on the scale
+    the verifier decides on; None for a refusal no threshold can lift (a rule, the language).
+    Adaptive thresholds (:mod:`proxy.semantic.adaptive`) move the line on this scale."""
 
 
 class Verifier(Protocol):
@@ -131,6 +135,10 @@ def trees_from_arrays(data: Mapping[str, npt.NDArray[Any]], depth: int) -> Trees
     )
 
 
+SAME_WORDS_MARGIN = 1.0
+"""The same word pieces: accepted above any threshold the evidence could move to."""
+
+
 class LearnedVerifier:
     reads = True
 
@@ -161,15 +169,16 @@ class LearnedVerifier:
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
         if same_words(sketch, candidate, self.model.vocabulary):
-            return Verdict(True, None, 1.0)
+            return Verdict(True, None, 1.0, SAME_WORDS_MARGIN)
         reason = first_objection(text, neighbor.text, english=True)
         if reason is not None:
             return Verdict(False, reason)
         row = features(sketch, candidate, self.model.vocabulary)
         score = self.model.trees.score(row)
-        if score < self._thresholds[bucket(text, neighbor.text, row)]:
-            return Verdict(False, "verifier", score)
-        return Verdict(True, None, score)
+        margin = score - float(self._thresholds[bucket(text, neighbor.text, row)])
+        if margin < 0:
+            return Verdict(False, "verifier", score, margin)
+        return Verdict(True, None, score, margin)
 
 
 class CosineVerifier:
@@ -191,11 +200,14 @@ class CosineVerifier:
         """The cosine must reach the request's threshold when it sets one, else the calibrated
         one (or the floor, if higher); the rules run where both prompts are English."""
         least = requested if requested is not None else max(self.min_cosine, floor)
-        if neighbor.similarity < least:
-            return Verdict(False, "below_threshold")
+        margin = neighbor.similarity - least
+        if margin < 0:
+            return Verdict(False, "below_threshold", margin=margin)
         english = is_english(text) and is_english(neighbor.text)
         reason = first_objection(text, neighbor.text, english=english)
-        return Verdict(reason is None, reason)
+        if reason is not None:
+            return Verdict(False, reason)
+        return Verdict(True, None, margin=margin)
 
 
 def calibrated_cosine(path: Path, embedder: str, max_wrong_hit_rate: float) -> float:

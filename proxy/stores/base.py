@@ -75,6 +75,11 @@ class Store(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the entry at ``key`` (its vector rows may stay: a search skips orphans)."""
 
+    async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
+        """Keep a small record beside the entries (not counted among them)."""
+
+    async def get_ref(self, name: str) -> bytes | None: ...
+
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
         """Add ``deltas`` to the named group of integer counters (atomic per counter)."""
 

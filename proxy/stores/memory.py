@@ -51,6 +51,8 @@ class MemoryStore:
         self._vector_of: dict[str, tuple[str, int]] = {}
         """key -> (partition, bytes the row costs)"""
         self._counters: dict[str, dict[str, int]] = {}
+        self._refs: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        """name -> (expiry, data): small records beside the entries, as many at most"""
         self.evictions = 0
 
     async def get(self, key: str) -> Entry | None:
@@ -119,6 +121,18 @@ class MemoryStore:
         if key in self._entries:
             self._remove(key)
 
+    async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
+        self._refs[name] = (self._clock() + ttl_seconds, data)
+        self._refs.move_to_end(name)
+        while len(self._refs) > self._max_entries:
+            self._refs.popitem(last=False)
+
+    async def get_ref(self, name: str) -> bytes | None:
+        found = self._refs.get(name)
+        if found is None or found[0] <= self._clock():
+            return None
+        return found[1]
+
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
         counters = self._counters.setdefault(name, {})
         for field, delta in deltas.items():
@@ -158,6 +172,7 @@ class MemoryStore:
         self._entries.clear()
         self._indexes.clear()
         self._vector_of.clear()
+        self._refs.clear()
         self._bytes = 0
         return removed
 

@@ -44,6 +44,7 @@ from proxy.stores.vectorset import (
     vector_search_command,
 )
 
+REF = "ref:"
 COUNTERS = "counters:"
 """Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
 
@@ -170,6 +171,22 @@ class RedisStore:
         try:
             await self._client.unlink(self._prefix + key)
         except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
+        self._check_available()
+        try:
+            await self._entries.set(
+                self._prefix + REF + name, data, px=max(1, int(ttl_seconds * 1000))
+            )
+        except (ReplyError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def get_ref(self, name: str) -> bytes | None:
+        self._check_available()
+        try:
+            return await self._entries.get(self._prefix + REF + name)
+        except (ReplyError, OSError) as exc:
             raise self._failed(exc) from exc
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:

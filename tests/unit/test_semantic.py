@@ -410,7 +410,7 @@ async def test_entries_stored_under_one_verifier_are_never_judged_by_another() -
     asked = await cosine.query(chat_body(SAME_WORDS), namespace="ns", api_key=None)
     assert asked is not None
     assert asked.partition != stored.partition
-    assert await cosine.lookup(asked, control) is None
+    assert (await cosine.lookup(asked, control)).hit is None
     again = await learned.query(chat_body(SAME_WORDS), namespace="ns", api_key=None)
     assert again is not None
-    assert await learned.lookup(again, control) is not None
+    assert (await learned.lookup(again, control)).hit is not None

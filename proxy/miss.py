@@ -1,0 +1,51 @@
+"""A chat request on its way upstream: what the miss path needs to call the upstream, answer,
+store and compare; and the small helpers of storing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.policy import CacheControl
+from proxy.responses import cache_headers
+from proxy.semantic.lookup import Lookup, SemanticQuery
+from proxy.upstream import Headers
+from proxy.validate import ChatRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """What the miss path needs to call the upstream and store its answer."""
+
+    url: str
+    headers: Iterable[tuple[bytes, bytes]]
+    chat: ChatRequest
+    key: str
+    namespace: str
+    control: CacheControl
+    semantic: SemanticQuery | None
+    found: Lookup
+    """The semantic lookup's outcome: a candidate not served is compared once stored."""
+
+    def answer_headers(self) -> Headers:
+        """A miss's cache headers; in shadow mode, whether it would have been a hit."""
+        headers = cache_headers("MISS")
+        if self.found.shadow_hit:
+            headers.append((b"x-cache-shadow", b"HIT"))
+        return headers
+
+
+def exact_copy(data: bytes) -> bytes:
+    """A copy sized to its content: orjson's results can hold several times their length in
+    spare capacity, which a long-lived cache entry would keep."""
+    return bytes(memoryview(data))
+
+
+def json_or_none(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

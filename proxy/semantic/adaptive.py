@@ -1,0 +1,271 @@
+"""Adaptive thresholds: evidence from the operator's own traffic moves the line semantic hits
+must clear, per group (the model asked, under one verifier), so that the wrong-hit rate's upper
+95 % bound stays under ``SEMCACHE_MAX_WRONG_HIT_RATE``.
+
+The verifier gives each candidate a *margin*: how far it is above (+) or below (-) the
+calibrated threshold. A group serves the candidates whose margin reaches its *offset* (0: the
+calibrated default). The evidence, per margin bin of width ``BIN_WIDTH``:
+
+- ``l<b>``: lookups whose best candidate fell in bin b (``n``: all lookups, with or without one);
+- ``o<b>``, ``w<b>``: candidates whose cached answer was compared with a fresh one, and how many
+  of those the judge found different (:mod:`proxy.semantic.audit`). A candidate that was not
+  served went upstream anyway, so it is compared at no extra cost; a served one only when
+  audited (a sampled share), or when a client reports it wrong.
+
+Within a bin the compared candidates are a sample of that bin's lookups, so the wrong-hit rate
+per lookup of serving bins ``k`` and up is ``sum(l_b * q_b) / n`` with ``q_b`` the bin's share of
+wrong answers. Each ``q_b`` gets a Jeffreys posterior, ``Beta(w + 1/2, o - w + 1/2)``; the offset
+is the lowest bin edge whose rate's 95th percentile (over ``SAMPLES`` joint draws) is at most the
+target. A bin with lookups but no comparisons is as uncertain as can be, so the line never
+moves into territory nobody looked at. Below ``MIN_EVIDENCE`` comparisons a group keeps the
+calibrated default. The draws are seeded: replicas reading the same counters agree.
+
+Counters live in the store (one hash per group on Redis: replicas add up, a restart keeps them);
+each process adds its deltas and re-reads every ``SYNC_SECONDS``. At most ``MAX_GROUPS`` groups are
+kept in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from proxy.cache import Cache
+
+log = logging.getLogger("semcache.adaptive")
+Floats = npt.NDArray[np.float64]
+
+LOW = -1.0
+BIN_WIDTH = 0.02
+BINS = 70
+"""Bins cover margins [-1.0, 0.4); a margin outside goes to the nearest end bin."""
+DEFAULT_BIN = 50
+"""The bin starting at margin 0: the calibrated threshold."""
+NEVER = BINS
+"""An offset bin past the last: no candidate is served."""
+MIN_EVIDENCE = 30
+SAMPLES = 4000
+SYNC_SECONDS = 2.0
+MAX_GROUPS = 1000
+COUNTER_PREFIX = "adapt:"
+
+
+def bin_of(margin: float) -> int:
+    return min(BINS - 1, max(0, math.floor((margin - LOW) / BIN_WIDTH + 1e-9)))
+
+
+def edge(index: int) -> float:
+    """The least margin of bin ``index`` (the offset when the line is there)."""
+    return math.inf if index >= NEVER else round(LOW + index * BIN_WIDTH, 6)
+
+
+@dataclass
+class Estimate:
+    rate: float
+    low: float
+    high: float
+    """Posterior mean and 95 % interval of the wrong-hit rate per lookup at the offset."""
+
+
+@dataclass
+class Group:
+    name: str
+    counters: Counter[str] = field(default_factory=Counter)
+    """What the store holds (as last read) plus what this process added since."""
+    pending: Counter[str] = field(default_factory=Counter)
+    """Added here, not yet written to the store."""
+    offset_bin: int = DEFAULT_BIN
+    estimate: Estimate | None = None
+    loaded: bool = False
+    chosen_from: dict[str, int] = field(default_factory=dict)
+    """The counters the offset was last chosen from: unchanged counters, no new draws."""
+
+    def add(self, deltas: dict[str, int]) -> None:
+        self.counters.update(deltas)
+        self.pending.update(deltas)
+
+    @property
+    def offset(self) -> float:
+        return edge(self.offset_bin)
+
+    def arrays(self) -> tuple[int, Floats, Floats, Floats]:
+        c = self.counters
+        lookups = np.array([c[f"l{b}"] for b in range(BINS)], dtype=np.float64)
+        observed = np.array([c[f"o{b}"] for b in range(BINS)], dtype=np.float64)
+        wrong = np.array([c[f"w{b}"] for b in range(BINS)], dtype=np.float64)
+        return c["n"], lookups, observed, np.minimum(wrong, observed)
+
+
+def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
+    """The offset bin and the estimate there, from the group's counters (see the module)."""
+    n, lookups, observed, wrong = group.arrays()
+    if n <= 0 or observed.sum() < MIN_EVIDENCE:
+        return DEFAULT_BIN, None
+    rng = np.random.default_rng(0)
+    q = rng.beta(wrong + 0.5, observed - wrong + 0.5, size=(SAMPLES, BINS))
+    share = q * (lookups / n)
+    # rate[:, k]: wrong hits per lookup when bins k and up are served.
+    rate = np.cumsum(share[:, ::-1], axis=1)[:, ::-1]
+    upper = np.quantile(rate, 0.95, axis=0)
+    fits = np.flatnonzero(upper <= target)
+    # upper only falls as k rises (fewer bins served): the first that fits is the line.
+    index = int(fits[0]) if fits.size else NEVER
+    if index >= NEVER:
+        return NEVER, Estimate(0.0, 0.0, 0.0)
+    at = rate[:, index]
+    low, high = np.quantile(at, [0.025, 0.975])
+    return index, Estimate(float(at.mean()), float(low), float(high))
+
+
+class Adaptive:
+    def __init__(self, cache: Cache, target: float, *, enabled: bool = True) -> None:
+        self._cache = cache
+        self.target = target
+        self.enabled = enabled
+        self._groups: OrderedDict[str, Group] = OrderedDict()
+
+    def group(self, name: str) -> Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = Group(name)
+            if len(self._groups) > MAX_GROUPS:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(name)
+        return group
+
+    def groups(self) -> list[Group]:
+        return list(self._groups.values())
+
+    def offset(self, name: str) -> float:
+        """The least margin a candidate of this group needs to be served."""
+        return self.group(name).offset if self.enabled else 0.0
+
+    def looked_up(self, name: str, margin: float | None) -> None:
+        """One semantic lookup; ``margin``: its best candidate's, None when it had none."""
+        deltas = {"n": 1}
+        if margin is not None:
+            deltas[f"l{bin_of(margin)}"] = 1
+        self.group(name).add(deltas)
+
+    def observed(self, name: str, margin: float | None, *, wrong: bool) -> None:
+        """A candidate's cached answer compared with a fresh one."""
+        if margin is None:
+            return
+        b = bin_of(margin)
+        self.group(name).add({f"o{b}": 1, f"w{b}": int(wrong)})
+
+    def count(self, name: str, counter: str, delta: int = 1) -> None:
+        """Any other tally kept with the group (audit verdicts, shadow hits...)."""
+        self.group(name).add({counter: delta})
+
+    async def sync(self) -> None:
+        """Write this process's deltas, read every group's totals back, move the lines."""
+        for group in self.groups():
+            if group.pending:
+                deltas, group.pending = dict(group.pending), Counter()
+                if not await self._cache.incr_counters(COUNTER_PREFIX + group.name, deltas):
+                    group.pending.update(deltas)  # the store is down: keep them for later
+                    continue
+            stored = await self._cache.read_counters(COUNTER_PREFIX + group.name)
+            if stored is not None:
+                group.counters = Counter(stored) + group.pending
+                group.loaded = True
+            if group.chosen_from == group.counters:
+                continue
+            group.chosen_from = dict(group.counters)
+            before = group.offset_bin
+            group.offset_bin, group.estimate = choose(group, self.target)
+            if group.offset_bin != before:
+                log.info(
+                    "semantic threshold of %s moved: margin %+.2f -> %+.2f",
+                    group.name,
+                    edge(before),
+                    group.offset,
+                )
+
+
+def report(adaptive: Adaptive) -> list[dict[str, object]]:
+    """Per group, for ``/cache/stats`` and ``/metrics``: the line, the evidence, the estimated
+    wrong-hit rate per lookup at the line (95 % interval), and what shadow mode saw."""
+    out: list[dict[str, object]] = []
+    for group in adaptive.groups():
+        c = group.counters
+        n = c["n"]
+        observed = sum(c[f"o{b}"] for b in range(BINS))
+        wrong = sum(c[f"w{b}"] for b in range(BINS))
+        estimate = group.estimate
+        shadow_wrong = c["shadow_different"]
+        out.append(
+            {
+                "group": group.name,
+                "lookups": n,
+                "threshold_offset": group.offset if group.offset_bin < NEVER else None,
+                "serving": group.offset_bin < NEVER,
+                "evidence": {"compared": observed, "different": wrong},
+                "wrong_hit_rate": None
+                if estimate is None
+                else {"estimate": estimate.rate, "low95": estimate.low, "high95": estimate.high},
+                "shadow": {
+                    "would_be_hits": c["shadow_hits"],
+                    "hit_rate": c["shadow_hits"] / n if n else 0.0,
+                    "judged_wrong": shadow_wrong,
+                    "wrong_hit_rate": _interval(shadow_wrong, n),
+                },
+                "verdicts": {
+                    k: v
+                    for k, v in sorted(c.items())
+                    if k.endswith(("_same", "_different")) or k == "feedback_wrong"
+                },
+            }
+        )
+    return out
+
+
+def _interval(events: int, trials: int) -> dict[str, float] | None:
+    """Rate with its 95 % Jeffreys interval."""
+    if trials <= 0:
+        return None
+    draws = np.random.default_rng(0).beta(events + 0.5, trials - events + 0.5, size=SAMPLES)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return {"estimate": events / trials, "low95": float(low), "high95": float(high)}
+
+
+def render(groups: list[dict[str, object]]) -> str:
+    """The report as Prometheus gauges."""
+    lines = [
+        "# HELP semcache_semantic_wrong_hit_rate Estimated wrong semantic hits per lookup at "
+        "the current line, from audits and comparisons (estimate, low95, high95).",
+        "# TYPE semcache_semantic_wrong_hit_rate gauge",
+    ]
+    for g in groups:
+        rate = g["wrong_hit_rate"]
+        if isinstance(rate, dict):
+            for bound, value in rate.items():
+                lines.append(
+                    f'semcache_semantic_wrong_hit_rate{{group="{g["group"]}",value="{bound}"}} '
+                    f"{value}"
+                )
+    lines += [
+        "# HELP semcache_semantic_threshold_offset Margin a candidate needs above the "
+        "calibrated threshold (0 = calibrated; +Inf = none served).",
+        "# TYPE semcache_semantic_threshold_offset gauge",
+    ]
+    for g in groups:
+        offset = g["threshold_offset"]
+        value = "+Inf" if offset is None else str(offset)
+        lines.append(f'semcache_semantic_threshold_offset{{group="{g["group"]}"}} {value}')
+    lines += [
+        "# HELP semcache_shadow_hit_rate Semantic hits shadow mode would have served, per lookup.",
+        "# TYPE semcache_shadow_hit_rate gauge",
+    ]
+    for g in groups:
+        shadow = g["shadow"]
+        assert isinstance(shadow, dict)
+        lines.append(f'semcache_shadow_hit_rate{{group="{g["group"]}"}} {shadow["hit_rate"]}')
+    return "\n".join(lines) + "\n"

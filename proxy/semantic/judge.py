@@ -1,0 +1,110 @@
+"""Does a cached answer say what a fresh one says? The comparison behind shadow mode, audits
+and free observations (:mod:`proxy.semantic.audit`). It compares meaning, not bytes (an
+upstream words the same answer differently from call to call), and it is strict where meaning
+hangs on a detail:
+
+1. **Tool calls**: the same functions with the same arguments (as JSON values), in any order;
+   an answer with calls and one without differ.
+2. **Numbers**: the same set of numbers in both texts ("42", "3.5", "1,000" = "1000").
+3. **Yes or no**: two answers that open with opposite "yes" / "no" differ.
+4. **Code**: the same fenced code blocks, whitespace aside.
+5. **Text**: the two answers' embeddings (the proxy's own embedder) at cosine
+   ``min_similarity`` or more; with no embedder, the same words.
+
+Its own error is measured by ``bench/audit.py`` (``judge_error_rate``), and the upstream's
+variability by audits of exact hits at temperature 0, where the answers must agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+EmbedTexts = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
+"""Unit vectors for texts, one row each."""
+
+DEFAULT_MIN_SIMILARITY = 0.85
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+_CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+_WORD = re.compile(r"\w+")
+
+
+class AnswerJudge:
+    def __init__(
+        self, embed: EmbedTexts | None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY
+    ) -> None:
+        self._embed = embed
+        self.min_similarity = min_similarity
+
+    async def same(self, cached: Any, fresh: Any) -> bool:
+        """Whether two chat completions (JSON objects) give the same answer."""
+        a, b = _message(cached), _message(fresh)
+        if _calls(a) != _calls(b):
+            return False
+        text_a, text_b = _text(a), _text(b)
+        if not text_a and not text_b:
+            return True
+        if not text_a or not text_b:
+            return False
+        if _numbers(text_a) != _numbers(text_b) or _code(text_a) != _code(text_b):
+            return False
+        polarity_a, polarity_b = _polarity(text_a), _polarity(text_b)
+        if polarity_a and polarity_b and polarity_a != polarity_b:
+            return False
+        if self._embed is None:
+            return _words(text_a) == _words(text_b)
+        vectors = await self._embed([text_a, text_b])
+        return float(vectors[0] @ vectors[1]) >= self.min_similarity
+
+
+def _message(completion: Any) -> dict[str, Any]:
+    if not isinstance(completion, dict):
+        return {}
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return {}
+    message = choices[0].get("message")
+    return message if isinstance(message, dict) else {}
+
+
+def _calls(message: dict[str, Any]) -> list[tuple[str, bytes]]:
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = (call.get("function") or {}) if isinstance(call, dict) else {}
+        arguments = function.get("arguments") or ""
+        try:
+            canonical = orjson.dumps(orjson.loads(arguments), option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONDecodeError:
+            canonical = str(arguments).encode()
+        calls.append((str(function.get("name")), canonical))
+    return sorted(calls)
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content.strip() if isinstance(content, str) else ""
+
+
+def _numbers(text: str) -> set[str]:
+    return {f"{float(n.replace(',', '')):.12g}" for n in _NUMBER.findall(text)}
+
+
+def _code(text: str) -> list[str]:
+    return [" ".join(block.split()) for block in _CODE.findall(text)]
+
+
+def _polarity(text: str) -> str | None:
+    first = _WORD.match(text.lower())
+    word = first.group() if first else ""
+    return word if word in ("yes", "no") else None
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
