@@ -16,9 +16,10 @@ Within a bin the compared candidates are a sample of that bin's lookups, so the 
 per lookup of serving bins ``k`` and up is ``sum(l_b * q_b) / n`` with ``q_b`` the bin's share of
 wrong answers. Each ``q_b`` gets a Jeffreys posterior, ``Beta(w + 1/2, o - w + 1/2)``; the offset
 is the lowest bin edge whose rate's 95th percentile (over ``SAMPLES`` joint draws) is at most the
-target. A bin with lookups but no comparisons is as uncertain as can be, so the line never
-moves into territory nobody looked at. Below ``MIN_EVIDENCE`` comparisons a group keeps the
-calibrated default. The draws are seeded: replicas reading the same counters agree.
+target, among the edges of bins that had comparisons. A bin with lookups but no comparisons
+is as uncertain as can be, so the line never moves into territory nobody looked at. Below
+``MIN_EVIDENCE`` comparisons a group keeps the calibrated default. The draws are seeded:
+replicas reading the same counters agree.
 
 Counters live in the store (one hash per group on Redis: replicas add up, a restart keeps them);
 each process adds its deltas and re-reads every ``SYNC_SECONDS``. At most ``MAX_GROUPS`` groups are
@@ -112,8 +113,9 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
     # rate[:, k]: wrong hits per lookup when bins k and up are served.
     rate = np.cumsum(share[:, ::-1], axis=1)[:, ::-1]
     upper = np.quantile(rate, 0.95, axis=0)
-    fits = np.flatnonzero(upper <= target)
-    # upper only falls as k rises (fewer bins served): the first that fits is the line.
+    # The line sits at the lower edge of a bin with comparisons, never in an empty stretch
+    # below the evidence. upper only falls as k rises: the first that fits is the line.
+    fits = np.flatnonzero((upper <= target) & (observed > 0))
     index = int(fits[0]) if fits.size else NEVER
     if index >= NEVER:
         return NEVER, Estimate(0.0, 0.0, 0.0)

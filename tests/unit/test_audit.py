@@ -1,0 +1,246 @@
+"""Shadow mode, audits and feedback through the app (respx upstream, bag-of-words embedder)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from proxy.semantic.embedders import HashEmbedder
+from proxy.semantic.lookup import SemanticCache
+from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = "What is the capital of France?"
+SAME_WORDS = "the capital of France is what?"  # cosine 1.0 under the bag-of-words embedder
+KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
+
+
+def semantic(proxy: Proxy) -> SemanticCache:
+    found: SemanticCache = proxy.app.state.services.semantic
+    return found
+
+
+async def settle(proxy: Proxy) -> dict[str, Any]:
+    """Let the background comparisons finish, sync the evidence, read the model's group."""
+    found = semantic(proxy)
+    assert found.auditor is not None
+    assert found.adaptive is not None
+    await found.auditor.drain()
+    await found.adaptive.sync()
+    admin = {"authorization": "Bearer admin-token-123"}
+    stats = (await proxy.client.get("/cache/stats", headers=admin)).json()
+    (group,) = stats["groups"]
+    assert group["group"] == "cosine|gpt-test"
+    return dict(group)
+
+
+def answers(*texts: str) -> Any:
+    """An upstream that answers ``texts`` in turn (the last one from then on)."""
+
+    def answer(request: httpx.Request, route: Any) -> httpx.Response:
+        return httpx.Response(200, json=completion(texts[min(route.call_count, len(texts) - 1)]))
+
+    return answer
+
+
+@pytest.fixture
+async def shadow(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), semantic_mode="shadow"
+    ) as p:
+        yield p
+
+
+async def test_shadow_mode_never_serves_and_judges_each_would_be_hit(shadow: Proxy) -> None:
+    route = shadow.upstream.post("/chat/completions").mock(
+        side_effect=answers("Paris is the capital.", "The capital is Paris.", "It is Lyon, 42.")
+    )
+    first = await shadow.chat(chat_body(QUESTION))
+    again = await shadow.chat(chat_body(SAME_WORDS))
+    assert first.headers["x-cache"] == again.headers["x-cache"] == "MISS"
+    assert "x-cache-shadow" not in first.headers
+    assert again.headers["x-cache-shadow"] == "HIT"
+    assert again.json()["choices"][0]["message"]["content"] == "The capital is Paris."
+    third = await shadow.chat(chat_body("Of France, what is the capital?"))
+    assert third.headers["x-cache"] == "MISS"
+    assert route.call_count == 3  # every request went upstream
+    group = await settle(shadow)
+    assert group["lookups"] == 3  # the first found nothing to compare with
+    assert group["shadow"]["would_be_hits"] == 2
+    assert group["shadow"]["judged_wrong"] == 1  # "42" and Lyon: not the same answer
+    assert group["shadow"]["hit_rate"] == pytest.approx(2 / 3)
+    interval = group["shadow"]["wrong_hit_rate"]
+    assert interval["estimate"] == pytest.approx(1 / 3)
+    assert interval["low95"] < 1 / 3 < interval["high95"]
+
+
+async def test_shadow_mode_still_serves_exact_hits(shadow: Proxy) -> None:
+    route = shadow.upstream.post("/chat/completions").mock(side_effect=answers("Paris."))
+    await shadow.chat(chat_body(QUESTION))
+    assert (await shadow.chat(chat_body(QUESTION))).headers["x-cache"] == "HIT"
+    assert route.call_count == 1
+
+
+@pytest.fixture
+async def audited(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), audit_rate=1.0, max_inflight=1
+    ) as p:
+        yield p
+
+
+async def test_an_audit_never_delays_the_client(audited: Proxy) -> None:
+    released, held = anyio.Event(), anyio.Event()
+    asked: list[str] = []
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        asked.append(request.content.decode())
+        if len(asked) == 2:  # the audit: held until the test lets it go
+            held.set()
+            await released.wait()
+        return httpx.Response(200, json=completion("Paris is the capital."))
+
+    audited.upstream.post("/chat/completions").mock(side_effect=upstream)
+    await audited.chat(chat_body(QUESTION))
+    with anyio.fail_after(2):
+        hit = await audited.chat(chat_body(SAME_WORDS))
+        assert hit.headers["x-cache-lookup"] == "semantic"
+        await held.wait()  # the audit is in flight, held...
+        # ...and takes no upstream slot (SEMCACHE_MAX_INFLIGHT=1): a miss still goes through.
+        other = await audited.chat(chat_body("How tall is the Eiffel Tower?"))
+        assert other.headers["x-cache"] == "MISS"
+    assert SAME_WORDS in asked[1]
+    assert '"stream"' not in asked[1]
+    released.set()
+    group = await settle(audited)
+    assert group["verdicts"] == {"audit_same": 1}
+
+
+async def test_a_failed_audit_never_fails_the_client(audited: Proxy) -> None:
+    calls: list[int] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) > 1:
+            return httpx.Response(429, json={"error": {"message": "slow down"}})
+        return httpx.Response(200, json=completion("Paris is the capital."))
+
+    audited.upstream.post("/chat/completions").mock(side_effect=upstream)
+    await audited.chat(chat_body(QUESTION))
+    hit = await audited.chat(chat_body(SAME_WORDS))
+    assert hit.status_code == 200
+    assert hit.headers["x-cache"] == "HIT"
+    await settle(audited)
+    stats = (await audited.client.get("/cache/stats")).json()
+    assert stats["audits"] == {"audit upstream_error": 1}
+    # A 429 pauses audits: the next hit is not audited.
+    assert (await audited.chat(chat_body(SAME_WORDS))).headers["x-cache"] == "HIT"
+    assert len(calls) == 2
+
+
+async def test_a_hit_an_audit_finds_wrong_is_never_served_semantically_again(
+    audited: Proxy,
+) -> None:
+    route = audited.upstream.post("/chat/completions").mock(
+        side_effect=answers("Paris is the capital.", "No: the capital is Lyon since 2042.")
+    )
+    await audited.chat(chat_body(QUESTION))
+    assert (await audited.chat(chat_body(SAME_WORDS))).headers["x-cache"] == "HIT"
+    group = await settle(audited)
+    assert group["verdicts"] == {"audit_different": 1}
+    assert group["evidence"] == {"compared": 1, "different": 1}
+    again = await audited.chat(chat_body(SAME_WORDS))
+    assert again.headers["x-cache"] == "MISS"  # the entry lost its vector
+    assert (await audited.chat(chat_body(QUESTION))).headers["x-cache"] == "HIT"  # exact: kept
+    assert route.call_count == 3
+
+
+async def test_exact_hits_at_temperature_zero_measure_the_upstream(audited: Proxy) -> None:
+    audited.upstream.post("/chat/completions").mock(
+        side_effect=answers("Paris is the capital.", "The capital is Paris.")
+    )
+    body = chat_body(QUESTION, temperature=0)
+    await audited.chat(body)
+    assert (await audited.chat(body)).headers["x-cache-lookup"] == "exact"
+    group = await settle(audited)
+    assert group["verdicts"] == {"exact_same": 1}
+    assert group["evidence"]["compared"] == 0  # not evidence about matching
+
+
+@pytest.fixture
+async def tenants(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), admin_token="admin-token-123"
+    ) as p:
+        p.upstream.post("/chat/completions").mock(side_effect=answers("Paris.", "Paris!"))
+        yield p
+
+
+async def feedback(proxy: Proxy, body: Any, token: str) -> httpx.Response:
+    return await proxy.client.post(
+        "/cache/feedback", json=body, headers={"authorization": f"Bearer {token}"}
+    )
+
+
+async def test_feedback_from_another_tenant_is_refused(tenants: Proxy) -> None:
+    await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    hit = await tenants.chat(chat_body(SAME_WORDS), authorization=f"Bearer {KEY_A}")
+    entry_id = hit.headers["x-cache-entry-id"]
+    refused = await feedback(tenants, {"entry_id": entry_id}, KEY_B)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["type"] == "invalid_request_error"
+    # Nothing changed for tenant A.
+    again = await tenants.chat(chat_body(SAME_WORDS), authorization=f"Bearer {KEY_A}")
+    assert again.headers["x-cache-lookup"] == "semantic"
+
+
+async def test_feedback_stops_semantic_hits_and_counts_as_a_wrong_hit(tenants: Proxy) -> None:
+    await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    hit = await tenants.chat(chat_body(SAME_WORDS), authorization=f"Bearer {KEY_A}")
+    reported = await feedback(tenants, {"entry_id": hit.headers["x-cache-entry-id"]}, KEY_A)
+    assert reported.status_code == 200
+    assert reported.json() == {
+        "entry_id": hit.headers["x-cache-entry-id"],
+        "semantic": "stopped",
+        "deleted": False,
+        "counted_as_wrong_hit": True,
+    }
+    miss = await tenants.chat(chat_body(SAME_WORDS), authorization=f"Bearer {KEY_A}")
+    assert miss.headers["x-cache"] == "MISS"
+    exact = await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    assert exact.headers["x-cache-lookup"] == "exact"
+    group = await settle(tenants)
+    assert group["verdicts"] == {"feedback_wrong": 1}
+    assert group["evidence"] == {"compared": 1, "different": 1}
+
+
+async def test_feedback_scope_all_deletes_and_the_admin_may_report(tenants: Proxy) -> None:
+    await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    hit = await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    body = {"entry_id": hit.headers["x-cache-entry-id"], "scope": "all"}
+    reported = await feedback(tenants, body, "admin-token-123")
+    assert reported.status_code == 200
+    assert reported.json()["deleted"] is True
+    again = await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
+    assert again.headers["x-cache"] == "MISS"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"entry_id": "nothex"}, 400),
+        ({"entry_id": "0123456789abcdef", "scope": "everything"}, 400),
+        ([1, 2], 400),
+        ({"entry_id": "0123456789abcdef"}, 404),
+    ],
+)
+async def test_bad_or_unknown_feedback(tenants: Proxy, body: Any, status: int) -> None:
+    response = await feedback(tenants, body, KEY_A)
+    assert response.status_code == status
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}

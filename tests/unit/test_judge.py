@@ -1,0 +1,77 @@
+"""The answer judge: meaning, not bytes; strict on tool calls, numbers, yes/no and code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from proxy.semantic.embedders import HashEmbedder
+from proxy.semantic.judge import AnswerJudge, _numbers
+
+pytestmark = pytest.mark.anyio
+
+
+def answer(content: str | None = None, calls: list[tuple[str, str]] | None = None) -> Any:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [
+            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(calls)
+        ]
+    return {"choices": [{"index": 0, "message": message}]}
+
+
+async def embed(texts: list[str]) -> npt.NDArray[np.float32]:
+    hashed = HashEmbedder(256)
+    return np.stack([hashed.encode(t) for t in texts])
+
+
+judge = AnswerJudge(embed, min_similarity=0.8)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Paris is the capital of France.", "The capital of France is Paris."),
+        ("Yes, it is safe.", "Yes: it is safe."),
+    ],
+)
+async def test_the_same_answer_worded_otherwise(a: str, b: str) -> None:
+    assert await judge.same(answer(a), answer(b))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("It weighs 1000 kg.", "It weighs 1200 kg."),
+        ("Yes, it is safe to take.", "No, it is safe to take only with food."),
+        ("Use ```py\nx = 1\n```", "Use ```py\nx = 2\n```"),
+        ("Paris is the capital of France.", "Bananas grow in warm countries all year."),
+        ("Paris.", None),
+    ],
+)
+async def test_different_answers(a: str, b: str | None) -> None:
+    assert not await judge.same(answer(a), answer(b))
+
+
+def test_numbers_are_compared_by_value() -> None:
+    assert _numbers("1,000 kg and 3.50 m") == _numbers("3.5 m and 1000 kg")
+    assert _numbers("10 kg") != _numbers("100 kg")
+
+
+async def test_tool_calls_compare_by_name_and_arguments_as_json() -> None:
+    one = answer(calls=[("get_weather", '{"city": "Paris", "unit": "C"}')])
+    same = answer(calls=[("get_weather", '{"unit":"C","city":"Paris"}')])
+    other = answer(calls=[("get_weather", '{"city": "Lyon", "unit": "C"}')])
+    assert await judge.same(one, same)
+    assert not await judge.same(one, other)
+    assert not await judge.same(one, answer("It is sunny in Paris."))
+
+
+async def test_without_an_embedder_the_words_must_match() -> None:
+    words = AnswerJudge(None)
+    assert await words.same(answer("Paris, France."), answer("paris france"))
+    assert not await words.same(answer("Paris is it."), answer("It is Paris."))
