@@ -22,6 +22,8 @@ from proxy.errors import SettingsError
 ENV_PREFIX = "SEMCACHE_"
 DEFAULT_SIMILARITY = 0.75
 """The retrieval floor the shipped verifier was trained above (all-MiniLM-L6-v2 cosine)."""
+DEFAULT_JUDGE_SIMILARITY = 0.75
+"""Answers' cosine (all-MiniLM-L6-v2) to call them the same: bench/audit.py measures its error."""
 MiB = 1024 * 1024
 
 
@@ -133,7 +135,7 @@ class Settings:
     )
     judge_similarity: float = _setting(
         "judge_similarity",
-        0.85,
+        DEFAULT_JUDGE_SIMILARITY,
         "Audits: least cosine between a cached and a fresh answer's embeddings to call them "
         "the same (after the checks on tool calls, numbers, yes/no and code).",
     )

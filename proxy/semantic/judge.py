@@ -8,7 +8,9 @@ hangs on a detail:
 2. **Numbers**: the same set of numbers in both texts ("42", "3.5", "1,000" = "1000").
 3. **Yes or no**: two answers that open with opposite "yes" / "no" differ.
 4. **Code**: the same fenced code blocks, whitespace aside.
-5. **Text**: the two answers' embeddings (the proxy's own embedder) at cosine
+5. **Names**: two answers that both name things (capitalized words inside a sentence) but
+   share none of those names differ ("Canberra, in Australia" against "Vienna, in Austria").
+6. **Text**: the two answers' embeddings (the proxy's own embedder) at cosine
    ``min_similarity`` or more; with no embedder, the same words.
 
 Its own error is measured by ``bench/audit.py`` (``judge_error_rate``), and the upstream's
@@ -25,18 +27,21 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from proxy.settings import DEFAULT_JUDGE_SIMILARITY
+
 EmbedTexts = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
 """Unit vectors for texts, one row each."""
 
-DEFAULT_MIN_SIMILARITY = 0.85
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _WORD = re.compile(r"\w+")
+_SENTENCE = re.compile(r"(?<=[.!?:;])\s+")
+_NAME = re.compile(r"\b[A-Z][\w-]+")
 
 
 class AnswerJudge:
     def __init__(
-        self, embed: EmbedTexts | None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY
+        self, embed: EmbedTexts | None, *, min_similarity: float = DEFAULT_JUDGE_SIMILARITY
     ) -> None:
         self._embed = embed
         self.min_similarity = min_similarity
@@ -55,6 +60,9 @@ class AnswerJudge:
             return False
         polarity_a, polarity_b = _polarity(text_a), _polarity(text_b)
         if polarity_a and polarity_b and polarity_a != polarity_b:
+            return False
+        names_a, names_b = _names(text_a), _names(text_b)
+        if names_a and names_b and not names_a & names_b:
             return False
         if self._embed is None:
             return _words(text_a) == _words(text_b)
@@ -104,6 +112,15 @@ def _polarity(text: str) -> str | None:
     first = _WORD.match(text.lower())
     word = first.group() if first else ""
     return word if word in ("yes", "no") else None
+
+
+def _names(text: str) -> set[str]:
+    """Capitalized words that do not open a sentence ("I" aside)."""
+    names: set[str] = set()
+    for sentence in _SENTENCE.split(text):
+        sentence = sentence.strip()
+        names.update(m.group() for m in _NAME.finditer(sentence) if m.start() > 0)
+    return names
 
 
 def _words(text: str) -> list[str]:

@@ -75,3 +75,10 @@ async def test_without_an_embedder_the_words_must_match() -> None:
     words = AnswerJudge(None)
     assert await words.same(answer("Paris, France."), answer("paris france"))
     assert not await words.same(answer("Paris is it."), answer("It is Paris."))
+
+
+async def test_answers_naming_different_things_differ() -> None:
+    a = answer("The capital is Canberra, in Australia.")
+    b = answer("The capital is Vienna, in Austria.")
+    assert not await judge.same(a, b)
+    assert await judge.same(a, answer("The capital is Canberra, in Australia!"))
