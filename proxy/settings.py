@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.errors import SettingsError
+from proxy.settings_sources import parse_variable, read_toml
 
 ENV_PREFIX = "SEMCACHE_"
 DEFAULT_SIMILARITY = 0.75
@@ -299,11 +299,11 @@ class Settings:
             config_path = environ.get(ENV_PREFIX + "CONFIG") or None
         values: dict[str, object] = {}
         if config_path is not None:
-            values.update(_read_toml(Path(config_path)))
+            values.update(read_toml(Path(config_path), _field))
         for f in dataclasses.fields(cls):
             var = ENV_PREFIX + f.metadata["name"].upper()
             if var in environ:
-                values[f.name] = _parse(f, environ[var], var)
+                values[f.name] = parse_variable(f, environ[var], var)
         for name, value in (flags or {}).items():
             if value is not None:
                 values[_field(name).name] = value
@@ -353,53 +353,6 @@ def _field(name: str) -> dataclasses.Field[Any]:
 def _check(ok: bool, name: str, problem: str) -> None:
     if not ok:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()} {problem}")
-
-
-def _parse(f: dataclasses.Field[Any], raw: str, source: str) -> object:
-    kind = str(f.type)
-    text = raw.strip()
-    if "None" in kind and text == "":
-        return None
-    if kind.startswith("bool"):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise SettingsError(f"{source}={raw!r} is not a valid bool (true or false)")
-    try:
-        if kind.startswith("int"):
-            return int(text.replace("_", ""))
-        if kind.startswith("float"):
-            return float(text)
-    except ValueError:
-        raise SettingsError(f"{source}={raw!r} is not a valid {kind.split(' ')[0]}") from None
-    return text
-
-
-def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path}: {exc}") from None
-    values: dict[str, object] = {}
-    for key, value in data.items():
-        try:
-            f = _field(key)
-        except SettingsError:
-            raise SettingsError(f"config file {path}: unknown setting {key!r}") from None
-        kind = str(f.type)
-        ok = (
-            (kind.startswith("bool") and type(value) is bool)
-            or (kind.startswith("int") and type(value) is int)
-            or (kind.startswith("float") and type(value) in (int, float))
-            or (kind.startswith("str") and isinstance(value, str))
-        )
-        if not ok:
-            raise SettingsError(f"config file {path}: {key} must be a {kind.split(' ')[0]}")
-        values[f.name] = float(value) if kind.startswith("float") else value
-    return values
 
 
 def _mask_url(url: str) -> str:
