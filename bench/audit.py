@@ -2,10 +2,12 @@
 
     python bench/audit.py --data FILE.tsv [--json] [--learn 1000] [--audit-rate 0.05]
 
-A labelled pair file (``q1<TAB>q2<TAB>label``) is replayed as traffic through a running
-``semcache serve`` (local all-MiniLM-L6-v2, memory store): pair i under its own API key, q1
-asked (a miss, stored), then q2. The upstream answers by meaning (``tests/support/
-meaning_upstream.py``): a paraphrase pair's q2 gets the same fact as its q1, worded anew; a
+A labelled pair file (``q1<TAB>q2<TAB>label``) is replayed as traffic, its pairs in one seeded
+order, through a running ``semcache serve`` (local all-MiniLM-L6-v2, memory store): pair i under
+its own API key, q1 asked (a miss, stored; ``X-Cache-Semantic: off``, so that every semantic
+lookup is a q2 and the proxy's rates per lookup are rates per q2), then q2. The upstream
+answers by meaning (``tests/support/meaning_upstream.py``): a paraphrase pair's q2 gets the
+same fact as its q1, worded anew; a
 look-alike's another fact. Nothing is fitted to the file: the proxy learns only from the
 traffic, as it would in production, and the labels are read only to score it afterwards.
 
@@ -54,11 +56,12 @@ TARGET = 0.005
 MODEL = "bench-chat"
 
 
-def ask(client: httpx.Client, pair: int, text: str) -> httpx.Response:
+def ask(client: httpx.Client, pair: int, text: str, *, lookup: bool) -> httpx.Response:
     body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-    response = client.post(
-        "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY_PREFIX}{pair}"}
-    )
+    headers = {"authorization": f"Bearer {KEY_PREFIX}{pair}"}
+    if not lookup:
+        headers["x-cache-semantic"] = "off"  # stored as usual, but not a semantic lookup
+    response = client.post("/v1/chat/completions", json=body, headers=headers)
     response.raise_for_status()
     return response
 
@@ -68,8 +71,8 @@ def replay(proxy: ProxyProcess, q1: list[str], q2: list[str]) -> tuple[list[str]
     outcomes, misses = [], 0
     with httpx.Client(base_url=proxy.url, timeout=60) as client:
         for i, (a, b) in enumerate(zip(q1, q2, strict=True)):
-            first = ask(client, i, a)
-            second = ask(client, i, b)
+            first = ask(client, i, a, lookup=False)
+            second = ask(client, i, b, lookup=True)
             misses += (first.headers["x-cache"] == "MISS") + (second.headers["x-cache"] == "MISS")
             if second.headers.get("x-cache-lookup") == "semantic":
                 outcomes.append("hit")
@@ -169,6 +172,9 @@ def serve(upstream: MeaningUpstream, mode: str, audit_rate: float) -> ProxyProce
 def measure(path: Path, learn: int, audit_rate: float) -> dict[str, Any]:
     started = time.monotonic()
     q1, q2, labels = tv.read_pairs(path)
+    # Traffic comes mixed, files often sorted by label: the pairs in one seeded order.
+    order = np.random.default_rng(0).permutation(len(labels))
+    q1, q2, labels = [q1[i] for i in order], [q2[i] for i in order], labels[order]
     n = len(labels)
     learn = min(learn, n // 2)
     upstream = MeaningUpstream(q1, [int(x) for x in labels])

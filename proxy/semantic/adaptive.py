@@ -12,14 +12,19 @@ calibrated default). The evidence, per margin bin of width ``BIN_WIDTH``:
   served went upstream anyway, so it is compared at no extra cost; a served one only when
   audited (a sampled share), or when a client reports it wrong.
 
-Within a bin the compared candidates are a sample of that bin's lookups, so the wrong-hit rate
-per lookup of serving bins ``k`` and up is ``sum(l_b * q_b) / n`` with ``q_b`` the bin's share of
-wrong answers. Each ``q_b`` gets a Jeffreys posterior, ``Beta(w + 1/2, o - w + 1/2)``; the offset
-is the lowest bin edge whose rate's 95th percentile (over ``SAMPLES`` joint draws) is at most the
-target, among the edges of bins that had comparisons. A bin with lookups but no comparisons
-is as uncertain as can be, so the line never moves into territory nobody looked at. Below
-``MIN_EVIDENCE`` comparisons a group keeps the calibrated default. The draws are seeded:
-replicas reading the same counters agree.
+A line at bin k serves every candidate from bin k up. Its wrong-hit rate per lookup is the
+share of lookups it serves, ``sum(l_b, b >= k) / n``, times the share of wrong answers among
+them, estimated from the comparisons made in those bins, pooled: Jeffreys posterior
+``Beta(w + 1/2, o - w + 1/2)``. Pooling assumes what the verifier is built for, that a higher
+margin is not more often wrong; comparisons come mostly from the region's low end (below the
+line they are all made; above it only audits and reports), so the pooled share errs high.
+The line moves down to the lowest edge, among bins that had comparisons, whose rate's 95th
+percentile (``SAMPLES`` seeded draws) is at most the target: it never moves into margins
+nobody compared. It moves up only on evidence that the calibrated line is too loose (the rate's
+5th percentile there is over the target), to the lowest edge that fits, or to serving nothing
+when none does (every candidate is then compared for free until one fits). Evidence that is
+merely thin keeps the calibrated line, as does a group with under ``MIN_EVIDENCE``
+comparisons. Replicas reading the same counters agree.
 
 Counters live in the store (one hash per group on Redis: replicas add up, a restart keeps them);
 each process adds its deltas and re-reads every ``SYNC_SECONDS``. At most ``MAX_GROUPS`` groups are
@@ -50,6 +55,8 @@ DEFAULT_BIN = 50
 NEVER = BINS
 """An offset bin past the last: no candidate is served."""
 MIN_EVIDENCE = 30
+CONFIDENCE = 0.95
+"""The line keeps this one-sided upper bound of the wrong-hit rate under the target."""
 SAMPLES = 4000
 SYNC_SECONDS = 2.0
 MAX_GROUPS = 1000
@@ -107,21 +114,35 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
     n, lookups, observed, wrong = group.arrays()
     if n <= 0 or observed.sum() < MIN_EVIDENCE:
         return DEFAULT_BIN, None
-    rng = np.random.default_rng(0)
-    q = rng.beta(wrong + 0.5, observed - wrong + 0.5, size=(SAMPLES, BINS))
-    share = q * (lookups / n)
-    # rate[:, k]: wrong hits per lookup when bins k and up are served.
-    rate = np.cumsum(share[:, ::-1], axis=1)[:, ::-1]
-    upper = np.quantile(rate, 0.95, axis=0)
+    # Everything from bin k up, for each k: the lookups it would serve, the comparisons in it.
+    served = _from_top(lookups) / n
+    compared, different = _from_top(observed), _from_top(wrong)
+    draws = np.random.default_rng(0).beta(
+        different + 0.5, compared - different + 0.5, size=(SAMPLES, BINS)
+    )
+    rate = draws * served
+    upper = np.quantile(rate, CONFIDENCE, axis=0)
     # The line sits at the lower edge of a bin with comparisons, never in an empty stretch
-    # below the evidence. upper only falls as k rises: the first that fits is the line.
+    # below the evidence; the lowest that fits serves the most.
     fits = np.flatnonzero((upper <= target) & (observed > 0))
-    index = int(fits[0]) if fits.size else NEVER
-    if index >= NEVER:
+    lowest = int(fits[0]) if fits.size else NEVER
+    if lowest > DEFAULT_BIN:
+        # The calibrated line does not fit the bound. Leave it only on evidence that it is
+        # too loose (even the optimistic bound is over the target), not for want of evidence.
+        too_loose = np.quantile(rate[:, DEFAULT_BIN], 1 - CONFIDENCE) > target
+        if not too_loose:
+            lowest = DEFAULT_BIN
+    if lowest >= NEVER:
         return NEVER, Estimate(0.0, 0.0, 0.0)
+    index = lowest
     at = rate[:, index]
     low, high = np.quantile(at, [0.025, 0.975])
     return index, Estimate(float(at.mean()), float(low), float(high))
+
+
+def _from_top(counts: Floats) -> Floats:
+    """``out[k] = counts[k:].sum()``."""
+    return np.cumsum(counts[::-1])[::-1]
 
 
 class Adaptive:

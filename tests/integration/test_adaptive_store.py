@@ -46,12 +46,12 @@ async def test_replicas_share_evidence_and_a_restart_keeps_it(
     assert a.offset(GROUP) == b.offset(GROUP) == line  # 600 together: below the line
     assert a.group(GROUP).counters["n"] == 600
 
-    half = replica()  # 300 alone are not enough to serve every lookup: nothing is served
+    half = replica()  # 300 alone are too few to move the line: it stays calibrated
     for _ in range(300):
         half.looked_up("other|group", -0.05)
         half.observed("other|group", -0.05, wrong=False)
     await half.sync()
-    assert half.offset("other|group") == float("inf")
+    assert half.offset("other|group") == 0.0
 
     restarted = replica()
     assert restarted.offset(GROUP) == 0.0  # nothing read yet
