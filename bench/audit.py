@@ -7,8 +7,7 @@ order, through a running ``semcache serve`` (local all-MiniLM-L6-v2, memory stor
 its own API key, q1 asked (a miss, stored; ``X-Cache-Semantic: off``, so that every semantic
 lookup is a q2 and the proxy's rates per lookup are rates per q2), then q2. The upstream
 answers by meaning (``tests/support/meaning_upstream.py``): a paraphrase pair's q2 gets the
-same fact as its q1, worded anew; a
-look-alike's another fact. Nothing is fitted to the file: the proxy learns only from the
+same fact as its q1, worded anew; a look-alike's another fact. Nothing is fitted to the file: the proxy learns only from the
 traffic, as it would in production, and the labels are read only to score it afterwards.
 
 1. **Shadow** (``SEMCACHE_SEMANTIC_MODE=shadow``): every q2 goes upstream; the proxy judges
