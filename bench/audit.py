@@ -7,8 +7,9 @@ order, through a running ``semcache serve`` (local all-MiniLM-L6-v2, memory stor
 its own API key, q1 asked (a miss, stored; ``X-Cache-Semantic: off``, so that every semantic
 lookup is a q2 and the proxy's rates per lookup are rates per q2), then q2. The upstream
 answers by meaning (``tests/support/meaning_upstream.py``): a paraphrase pair's q2 gets the
-same fact as its q1, worded anew; a look-alike's another fact. Nothing is fitted to the file: the proxy learns only from the
-traffic, as it would in production, and the labels are read only to score it afterwards.
+same fact as its q1, worded anew; a look-alike's another fact. Nothing is fitted to the file:
+the proxy learns only from the traffic, as it would in production, and the labels are read
+only to score it afterwards.
 
 1. **Shadow** (``SEMCACHE_SEMANTIC_MODE=shadow``): every q2 goes upstream; the proxy judges
    each would-be hit against the fresh answer. Its estimate of the wrong-hit rate (judged
@@ -102,8 +103,9 @@ def group_of(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def jeffreys(events: int, trials: int) -> tuple[float, float]:
+    """95 % Jeffreys interval, with its usual ends: 0 when no event, 1 when all."""
     low, high = beta.ppf([0.025, 0.975], events + 0.5, trials - events + 0.5)
-    return float(low), float(high)
+    return (0.0 if events == 0 else float(low)), (1.0 if events == trials else float(high))
 
 
 def margins(q1: list[str], q2: list[str], rate: float) -> npt.NDArray[np.float64]:

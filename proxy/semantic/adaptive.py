@@ -256,7 +256,9 @@ def _interval(events: int, trials: int) -> dict[str, float] | None:
         return None
     draws = np.random.default_rng(0).beta(events + 0.5, trials - events + 0.5, size=SAMPLES)
     low, high = np.quantile(draws, [0.025, 0.975])
-    return {"estimate": events / trials, "low95": float(low), "high95": float(high)}
+    low = 0.0 if events == 0 else float(low)  # the usual ends of the Jeffreys interval
+    high = 1.0 if events == trials else float(high)
+    return {"estimate": events / trials, "low95": low, "high95": high}
 
 
 def render(groups: list[dict[str, object]]) -> str:
