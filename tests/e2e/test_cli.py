@@ -67,6 +67,7 @@ def test_debug_logs_one_line_per_request_without_the_key(
         for _ in range(2):
             response = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=headers)
             assert response.status_code == 200
+        proxy.stop()  # the line is written once the answer is out: read the log when it is whole
         log = proxy.stderr_text()
     lines = [line for line in log.splitlines() if "semcache.requests" in line]
     chat = [line for line in lines if "POST /v1/chat/completions 200" in line]
