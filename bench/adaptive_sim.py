@@ -1,0 +1,105 @@
+"""The adaptive line without the HTTP stack: a pair file's verifier margins replayed through the
+proxy's own :class:`~proxy.semantic.adaptive.Adaptive`, in seconds instead of minutes.
+
+    python bench/adaptive_sim.py --data FILE.tsv [--json] [--learn 1000] [--audit-rate 0.05]
+                                 [--confidence 0.95]
+
+Each pair, in one seeded order: q2's best candidate is its q1 at the margin the shipped
+verifier gives (``bench/audit.py``'s ``margins``); served when it reaches the line; compared
+for free when not served, audited at ``--audit-rate`` when served; the judge is taken as exact
+(``bench/audit.py`` measures its error) and the evidence synced every 10 pairs. Scored like
+``bench/audit.py``'s live phase. ``--confidence`` tries another bound than the shipped 95 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import bench.train_verifier as tv  # noqa: E402
+from bench.audit import TARGET, margins, oracle_recall  # noqa: E402
+from proxy.cache import Cache  # noqa: E402
+from proxy.metrics import Metrics  # noqa: E402
+from proxy.semantic import adaptive  # noqa: E402
+from proxy.stores.memory import MemoryStore  # noqa: E402
+
+SYNC_EVERY = 10
+GROUP = "bench"
+
+
+def replay(
+    m: npt.NDArray[np.float64], labels: npt.NDArray[np.int8], *, audit_rate: float
+) -> npt.NDArray[np.bool_]:
+    """Whether each pair's q2 was served."""
+    lines = adaptive.Adaptive(
+        Cache(MemoryStore(max_entries=1, max_bytes=1 << 20), Metrics()), TARGET
+    )
+    credit, served = 0.0, []
+    for i, (margin, label) in enumerate(zip(m, labels, strict=True)):
+        seen = float(margin) if np.isfinite(margin) else None
+        lines.looked_up(GROUP, seen)
+        serve = seen is not None and seen >= lines.offset(GROUP)
+        served.append(serve)
+        compare = seen is not None and not serve
+        if serve:
+            credit += audit_rate
+            compare = credit >= 1.0
+            credit -= float(compare)
+        if compare:
+            lines.observed(GROUP, seen, wrong=bool(label == 0))
+        if i % SYNC_EVERY == 0:
+            anyio.run(lines.sync)
+    return np.array(served)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--learn", type=int, default=1000)
+    parser.add_argument("--audit-rate", type=float, default=0.05)
+    parser.add_argument("--confidence", type=float, default=adaptive.CONFIDENCE)
+    args = parser.parse_args()
+    adaptive.CONFIDENCE = args.confidence
+    q1, q2, labels = tv.read_pairs(args.data)
+    order = np.random.default_rng(0).permutation(len(labels))  # as bench/audit.py
+    q1, q2, labels = [q1[i] for i in order], [q2[i] for i in order], labels[order]
+    m = margins(q1, q2, TARGET)
+    learn = min(args.learn, len(labels) // 2)
+    served = replay(m, labels, audit_rate=args.audit_rate)
+    after, after_labels = served[learn:], labels[learn:]
+    positives = int((after_labels == 1).sum())
+    wrong = int((after & (after_labels == 0)).sum())
+    result: dict[str, Any] = {
+        "data": str(args.data),
+        "pairs": len(labels),
+        "confidence": args.confidence,
+        "learn_pairs": learn,
+        "adaptive_wrong_rate": wrong / len(after_labels),
+        "adaptive_recall": float((after & (after_labels == 1)).sum() / positives)
+        if positives
+        else 0.0,
+        "oracle_recall": oracle_recall(m[learn:], after_labels),
+        "calibrated_recall": float(((m[learn:] >= 0) & (after_labels == 1)).sum() / positives)
+        if positives
+        else 0.0,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        print(f"{key:24} {value}")
+
+
+if __name__ == "__main__":
+    main()
