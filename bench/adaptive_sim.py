@@ -14,10 +14,8 @@ for free when not served, audited at ``--audit-rate`` when served; the judge is 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 import numpy as np
@@ -26,8 +24,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import bench.train_verifier as tv  # noqa: E402
-from bench.audit import TARGET, margins, oracle_recall  # noqa: E402
+from bench.audit import TARGET, margins, score_live, show, traffic  # noqa: E402
 from proxy.cache import Cache  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
 from proxy.semantic import adaptive  # noqa: E402
@@ -71,34 +68,12 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=adaptive.CONFIDENCE)
     args = parser.parse_args()
     adaptive.CONFIDENCE = args.confidence
-    q1, q2, labels = tv.read_pairs(args.data)
-    order = np.random.default_rng(0).permutation(len(labels))  # as bench/audit.py
-    q1, q2, labels = [q1[i] for i in order], [q2[i] for i in order], labels[order]
+    q1, q2, labels = traffic(args.data)
     m = margins(q1, q2, TARGET)
     learn = min(args.learn, len(labels) // 2)
     served = replay(m, labels, audit_rate=args.audit_rate)
-    after, after_labels = served[learn:], labels[learn:]
-    positives = int((after_labels == 1).sum())
-    wrong = int((after & (after_labels == 0)).sum())
-    result: dict[str, Any] = {
-        "data": str(args.data),
-        "pairs": len(labels),
-        "confidence": args.confidence,
-        "learn_pairs": learn,
-        "adaptive_wrong_rate": wrong / len(after_labels),
-        "adaptive_recall": float((after & (after_labels == 1)).sum() / positives)
-        if positives
-        else 0.0,
-        "oracle_recall": oracle_recall(m[learn:], after_labels),
-        "calibrated_recall": float(((m[learn:] >= 0) & (after_labels == 1)).sum() / positives)
-        if positives
-        else 0.0,
-    }
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    for key, value in result.items():
-        print(f"{key:24} {value}")
+    result = {"data": str(args.data), "pairs": len(labels), "confidence": args.confidence}
+    show({**result, **score_live(served, m, labels, learn)}, as_json=args.json)
 
 
 if __name__ == "__main__":

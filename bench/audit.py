@@ -172,10 +172,7 @@ def serve(upstream: MeaningUpstream, mode: str, audit_rate: float) -> ProxyProce
 
 def measure(path: Path, learn: int, audit_rate: float) -> dict[str, Any]:
     started = time.monotonic()
-    q1, q2, labels = tv.read_pairs(path)
-    # Traffic comes mixed, files often sorted by label: the pairs in one seeded order.
-    order = np.random.default_rng(0).permutation(len(labels))
-    q1, q2, labels = [q1[i] for i in order], [q2[i] for i in order], labels[order]
+    q1, q2, labels = traffic(path)
     n = len(labels)
     learn = min(learn, n // 2)
     upstream = MeaningUpstream(q1, [int(x) for x in labels])
@@ -199,14 +196,7 @@ def measure(path: Path, learn: int, audit_rate: float) -> dict[str, Any]:
     low, high = jeffreys(judged_wrong, n)
 
     served = np.array([o == "hit" for o in live])
-    after, after_labels = served[learn:], labels[learn:]
-    wrong_after = int((after & (after_labels == 0)).sum())
-    n_after = len(after_labels)
-    positives_after = int((after_labels == 1).sum())
-    upper = float(beta.ppf(0.95, wrong_after + 1, n_after - wrong_after)) if n_after else None
-    m = margins(q1, q2, TARGET)
-    oracle = oracle_recall(m[learn:], after_labels)
-    recall = float((after & (after_labels == 1)).sum() / positives_after) if positives_after else 0
+    live_result = score_live(served, margins(q1, q2, TARGET), labels, learn)
     hits = int(served.sum())
     audit_calls = chat_calls - misses
     result: dict[str, Any] = {
@@ -219,14 +209,7 @@ def measure(path: Path, learn: int, audit_rate: float) -> dict[str, Any]:
         "true_wrong_rate": true_wrong,
         "estimate_error": abs(estimate - true_wrong),
         "shadow_estimate_within_interval": low <= true_wrong <= high,
-        "learn_pairs": learn,
-        "adaptive_wrong_rate": wrong_after / n_after if n_after else None,
-        "adaptive_wrong_rate_upper95": upper,
-        "adaptive_recall": recall,
-        "oracle_recall": oracle,
-        "calibrated_recall": float(((m[learn:] >= 0) & (after_labels == 1)).sum() / positives_after)
-        if positives_after
-        else 0.0,
+        **live_result,
         "adaptive_hits": hits,
         "audit_calls": audit_calls,
         "audit_upstream_share": audit_calls / hits if hits else 0.0,
@@ -236,14 +219,58 @@ def measure(path: Path, learn: int, audit_rate: float) -> dict[str, Any]:
         "line": group_of(live_stats).get("threshold_offset"),
         "seconds": round(time.monotonic() - started, 1),
     }
+    wrong, upper = result["adaptive_wrong_rate"], result["adaptive_wrong_rate_upper95"]
     result["targets"] = {
         "shadow_estimate_within_interval": result["shadow_estimate_within_interval"],
-        "adaptive_wrong_rate<=0.005": n_after > 0 and wrong_after / n_after <= TARGET,
+        "adaptive_wrong_rate<=0.005": wrong is not None and wrong <= TARGET,
         "adaptive_wrong_rate_upper95<=0.01": upper is not None and upper <= 0.01,
-        "adaptive_recall>=0.8*oracle": recall >= 0.8 * oracle,
+        "adaptive_recall>=0.8*oracle": result["adaptive_recall"] >= 0.8 * result["oracle_recall"],
         "audit_upstream_share<=audit_rate": result["audit_upstream_share"] <= audit_rate + 1e-9,
     }
     return result
+
+
+def traffic(path: Path) -> tuple[list[str], list[str], npt.NDArray[np.int8]]:
+    """The pairs in one seeded order: traffic comes mixed, files are often sorted by label."""
+    q1, q2, labels = tv.read_pairs(path)
+    order = np.random.default_rng(0).permutation(len(labels))
+    return [q1[i] for i in order], [q2[i] for i in order], labels[order]
+
+
+def score_live(
+    served: npt.NDArray[np.bool_],
+    m: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int8],
+    learn: int,
+) -> dict[str, Any]:
+    """The pairs after the first ``learn``: wrong-hit rate (with its one-sided 95 %
+    Clopper-Pearson bound) and recall of what was served; the oracle's and the calibrated
+    line's recall on the same pairs."""
+    after, after_labels = served[learn:], labels[learn:]
+    n_after, positives = len(after_labels), int((after_labels == 1).sum())
+    wrong = int((after & (after_labels == 0)).sum())
+
+    def recall(hit: npt.NDArray[np.bool_]) -> float:
+        return float((hit & (after_labels == 1)).sum() / positives) if positives else 0.0
+
+    return {
+        "learn_pairs": learn,
+        "adaptive_wrong_rate": wrong / n_after if n_after else None,
+        "adaptive_wrong_rate_upper95": float(beta.ppf(0.95, wrong + 1, n_after - wrong))
+        if n_after
+        else None,
+        "adaptive_recall": recall(after),
+        "oracle_recall": oracle_recall(m[learn:], after_labels),
+        "calibrated_recall": recall(m[learn:] >= 0),
+    }
+
+
+def show(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        print(f"{key:36} {value}")
 
 
 def main() -> None:
@@ -253,12 +280,7 @@ def main() -> None:
     parser.add_argument("--learn", type=int, default=1000)
     parser.add_argument("--audit-rate", type=float, default=0.05)
     args = parser.parse_args()
-    result = measure(args.data, args.learn, args.audit_rate)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    for key, value in result.items():
-        print(f"{key:36} {value}")
+    show(measure(args.data, args.learn, args.audit_rate), as_json=args.json)
 
 
 if __name__ == "__main__":
