@@ -13,7 +13,6 @@ for free when not served, audited at ``--audit-rate`` when served; the judge is 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.audit import TARGET, margins, score_live, show, traffic  # noqa: E402
+from bench.audit import TARGET, arguments, margins, score_live, show, traffic  # noqa: E402
 from proxy.cache import Cache  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
 from proxy.semantic import adaptive  # noqa: E402
@@ -60,11 +59,7 @@ def replay(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--learn", type=int, default=1000)
-    parser.add_argument("--audit-rate", type=float, default=0.05)
+    parser = arguments(__doc__ or "")
     parser.add_argument("--confidence", type=float, default=adaptive.CONFIDENCE)
     args = parser.parse_args()
     adaptive.CONFIDENCE = args.confidence

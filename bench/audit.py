@@ -273,13 +273,18 @@ def show(result: dict[str, Any], *, as_json: bool) -> None:
         print(f"{key:36} {value}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options both live-quality benches take."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--learn", type=int, default=1000)
     parser.add_argument("--audit-rate", type=float, default=0.05)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments(__doc__ or "").parse_args()
     show(measure(args.data, args.learn, args.audit_rate), as_json=args.json)
 
 
