@@ -199,15 +199,17 @@ class CosineVerifier:
     ) -> Verdict:
         """The cosine must reach the request's threshold when it sets one, else the calibrated
         one (or the floor, if higher); the rules run where both prompts are English."""
-        least = requested if requested is not None else max(self.min_cosine, floor)
-        margin = neighbor.similarity - least
-        if margin < 0:
-            return Verdict(False, "below_threshold", margin=margin)
+        if neighbor.similarity < floor:
+            return Verdict(False, "below_threshold")
+        # The rules judge every candidate a line could serve, not only those above the
+        # calibrated one: a refusal of theirs is final (no margin).
         english = is_english(text) and is_english(neighbor.text)
         reason = first_objection(text, neighbor.text, english=english)
         if reason is not None:
             return Verdict(False, reason)
-        return Verdict(True, None, margin=margin)
+        least = requested if requested is not None else max(self.min_cosine, floor)
+        margin = neighbor.similarity - least
+        return Verdict(margin >= 0, None if margin >= 0 else "below_threshold", margin=margin)
 
 
 def calibrated_cosine(path: Path, embedder: str, max_wrong_hit_rate: float) -> float:

@@ -48,6 +48,7 @@ def test_each_rule_stops_its_look_alike(judge: Judge, stored: str, asked: str, r
     verdict = judge(stored, asked)
     assert not verdict.accepted
     assert verdict.reason in (rule, "below_threshold")
+    assert verdict.margin is None  # final: no adaptive line can lift it
 
 
 MODEL_LOOK_ALIKES = [
@@ -91,6 +92,7 @@ def test_other_languages_never_hit_through_the_english_model(
     verdict = judge(stored, asked)
     assert not verdict.accepted
     assert verdict.reason in ("language", "number", "below_threshold")
+    assert verdict.margin is None  # final: no adaptive line can lift it
 
 
 PARAPHRASES = [

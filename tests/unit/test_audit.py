@@ -244,3 +244,21 @@ async def test_bad_or_unknown_feedback(tenants: Proxy, body: Any, status: int) -
     response = await feedback(tenants, body, KEY_A)
     assert response.status_code == status
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_no_line_lifts_a_rule_s_refusal(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Must not hit: even with the line moved as low as it goes, a look-alike that a rule
+    refuses (another number) is never served; a paraphrase still is."""
+    async with make_proxy(upstream_mock, clock, embedder=HashEmbedder(64)) as proxy:
+        route = proxy.upstream.post("/chat/completions").mock(side_effect=answers("4.", "5."))
+        found = semantic(proxy)
+        assert found.adaptive is not None
+        found.adaptive.group("cosine|gpt-test").offset_bin = 0  # margin -1.0: anything goes
+        await proxy.chat(chat_body("What is 2 plus 2 in total?"))
+        other = await proxy.chat(chat_body("What is 2 plus 3 in total?"))
+        assert other.headers["x-cache"] == "MISS"
+        same = await proxy.chat(chat_body("In total, what is 2 plus 2?"))
+        assert same.headers["x-cache-lookup"] == "semantic"
+        assert route.call_count == 2
