@@ -259,7 +259,7 @@ class ChatPipeline:
         semantic: bool = False,
     ) -> None:
         auditor = self._semantic.auditor
-        if auditor is not None:
+        if auditor is not None and self._semantic.enabled:  # its workers run only then
             auditor.maybe_audit(
                 candidate, exact=not semantic, url=url, headers=headers, body=chat.body
             )

@@ -262,3 +262,15 @@ async def test_no_line_lifts_a_rule_s_refusal(
         same = await proxy.chat(chat_body("In total, what is 2 plus 2?"))
         assert same.headers["x-cache-lookup"] == "semantic"
         assert route.call_count == 2
+
+
+async def test_without_semantic_matching_nothing_is_audited(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    async with make_proxy(upstream_mock, clock, audit_rate=1.0) as proxy:
+        route = proxy.upstream.post("/chat/completions").mock(side_effect=answers("Paris."))
+        for _ in range(3):
+            await proxy.chat(chat_body(QUESTION, temperature=0))
+        stats = (await proxy.client.get("/cache/stats")).json()
+    assert stats["audits"] == {}
+    assert route.call_count == 1
