@@ -89,9 +89,17 @@ class UsageStripper:
         return rest
 
 
+_NULL_USAGE = (b',"usage":null', b', "usage": null')
+"""How servers write a null usage after the first key. Unescaped quotes: JSON structure, never
+text inside a string value, so the bytes can go without parsing the event."""
+
+
 def _without_usage(block: bytes, end: bytes) -> bytes:
     if b'"usage"' not in block:
         return block + end
+    for null in _NULL_USAGE:
+        if null in block:
+            return block.replace(null, b"", 1) + end
     lines = block.splitlines()
     data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
     try:

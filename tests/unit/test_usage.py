@@ -164,3 +164,21 @@ def test_the_stripper_keeps_a_usage_the_client_can_see_in_choices() -> None:
     )
     stripper = UsageStripper()
     assert stripper.feed(event) == event
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (
+            b'data: {"id": "c", "choices": [], "usage": null}\n\n',
+            b'data: {"id": "c", "choices": []}\n\n',
+        ),
+        (b'data: {"usage":null,"id":"c"}\n\n', b'data: {"id":"c"}\n\n'),
+        (b'data: {"id":"c","delta":"say \\",\\"usage\\":null"}\n\n', None),
+    ],
+)
+def test_the_stripper_handles_each_way_of_writing_a_null_usage(
+    event: bytes, expected: bytes | None
+) -> None:
+    """Spaced, first key, or the words inside a string value (left alone)."""
+    assert UsageStripper().feed(event) == (event if expected is None else expected)
