@@ -91,7 +91,8 @@ class Upstream:
         semcache follows no redirect and keeps no cookie (one pool serves every tenant, so an
         upstream's Set-Cookie must never ride along with someone else's request)."""
         self._sender = sender
-        self._base_url = base_url.rstrip("/")
+        base, _, self._base_query = base_url.partition("?")
+        self._base_path = base.rstrip("/")
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
         self._metrics = metrics
         self._timeouts = timeouts
@@ -126,9 +127,12 @@ class Upstream:
         await self._sender.aclose()
 
     def url(self, path: str, query: bytes = b"") -> str:
-        """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``."""
-        url = self._base_url + path
-        return url + "?" + query.decode("latin-1") if query else url
+        """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``.
+        A query in the base URL (Azure OpenAI's ``?api-version=``) stays a query, before the
+        client's own."""
+        url = self._base_path + path
+        queries = [q for q in (self._base_query, query.decode("latin-1")) if q]
+        return url + "?" + "&".join(queries) if queries else url
 
     def forward_headers(
         self, headers: Iterable[tuple[bytes, bytes]], *, accept_encoding: bytes | None = None

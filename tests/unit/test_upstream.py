@@ -10,9 +10,10 @@ import httpx
 import orjson
 import pytest
 
-from proxy.http1 import Http1Client
+from proxy.http1 import Http1Client, Timeouts
+from proxy.metrics import Metrics
 from proxy.settings import Settings
-from proxy.upstream import HttpxSender, default_sender
+from proxy.upstream import HttpxSender, Upstream, default_sender
 from tests.unit.harness import Proxy, chat_body, completion
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -51,6 +52,37 @@ def test_no_proxy_exempts_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,api.example.test")
     assert isinstance(default_sender(settings()), Http1Client)
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "query", "url"),
+    [
+        ("https://x.test/v1", "/chat/completions", b"", "https://x.test/v1/chat/completions"),
+        ("https://x.test/v1/", "/models", b"limit=2", "https://x.test/v1/models?limit=2"),
+        (
+            "https://r.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21",
+            "/chat/completions",
+            b"",
+            "https://r.openai.azure.com/openai/deployments/gpt/chat/completions"
+            "?api-version=2024-10-21",
+        ),
+        (
+            "https://r.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21",
+            "/chat/completions",
+            b"trace=1",
+            "https://r.openai.azure.com/openai/deployments/gpt/chat/completions"
+            "?api-version=2024-10-21&trace=1",
+        ),
+    ],
+)
+def test_a_query_in_the_base_url_stays_a_query(
+    base: str, path: str, query: bytes, url: str
+) -> None:
+    upstream = Upstream(
+        default_sender(settings()), base_url=base, api_key=None, metrics=Metrics(),
+        timeouts=Timeouts(),
+    )  # fmt: skip
+    assert upstream.url(path, query) == url
 
 
 def deflate_raw(data: bytes) -> bytes:
