@@ -13,7 +13,7 @@ import asyncio
 import select
 from collections import deque
 from collections.abc import AsyncIterable
-from typing import cast
+from typing import Any, cast
 
 import httptools
 import httpx
@@ -41,6 +41,8 @@ class Connection(asyncio.Protocol):
         self._writable = True
         self._drained: asyncio.Future[None] | None = None
         self._poll: select.poll | None = None
+        self._socket: Any = None
+        """Where ``select.poll`` is missing (Windows), the socket to ``select()`` instead."""
         self._start(head_only=False)
 
     # -- state of the response in flight --
@@ -79,12 +81,14 @@ class Connection(asyncio.Protocol):
         """The server closed (or wrote to) this idle connection and the event loop has not
         seen it yet: under load, or with servers that drop idle connections in under a few
         seconds. One non-blocking poll of the socket, as httpcore does."""
-        if self._poll is None:
-            return False
         try:
-            return bool(self._poll.poll(0))
+            if self._poll is not None:
+                return bool(self._poll.poll(0))
+            if self._socket is not None:  # no poll() (Windows): one select() instead
+                return bool(select.select([self._socket], [], [], 0)[0])
         except (OSError, ValueError):
             return True
+        return False
 
     # -- used by the transport --
 
@@ -187,10 +191,12 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and hasattr(select, "poll"):
             # Registered once: a poll of this one socket then costs a third of a select().
             self._poll = select.poll()
             self._poll.register(sock.fileno(), select.POLLIN)
+        elif sock is not None:
+            self._socket = sock
 
     def data_received(self, data: bytes) -> None:
         if not self._active:
