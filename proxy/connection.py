@@ -35,6 +35,10 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
+        # Lines ended by a bare LF, as httpx (h11) and aiohttp take them from a server. (Not
+        # obs-fold: llhttp takes that only with every header-value check off, and a value
+        # with a raw CR or LF must never be relayed to a client.)
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self._lost = False
         self._error: httpx.TransportError | None = None
         self._waiter: asyncio.Future[None] | None = None

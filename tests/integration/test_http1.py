@@ -587,3 +587,41 @@ async def test_a_close_the_event_loop_has_not_seen_yet_is_detected_before_reuse(
         thread.join(timeout=5)
         listener.close()
     assert len(connections) == 2
+
+
+async def test_a_response_with_bare_lf_line_endings_is_read(serve: Serve, client: Client) -> None:
+    """As httpx and aiohttp read it: LF without CR ends a line."""
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: 2\n\n{}")
+        await writer.drain()
+
+    server = await serve(respond)
+    answer = await client.get(server.url + "/lf")
+    assert answer.status_code == 200
+    assert answer.content == b"{}"
+    assert answer.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\n",  # obs-fold
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n",  # as aiohttp
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n",
+    ],
+    ids=["obs-fold", "duplicate-content-length", "content-length-and-chunked"],
+)
+async def test_ambiguous_framing_is_an_error_not_a_guess(
+    serve: Serve, client: Client, head: bytes
+) -> None:
+    """Refused (the request gets a 502 from the proxy): a guess at the framing could pass part
+    of one answer off as another, and a folded value is not relayed to a client."""
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(head + b"{}")
+        await writer.drain()
+
+    server = await serve(respond)
+    with pytest.raises(httpx.TransportError):
+        await client.get(server.url + "/odd")
