@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 
 from proxy.errors import StoreError
@@ -19,6 +20,8 @@ from proxy.stores.base import Entry, Store, StoreStats, Vector
 
 log = logging.getLogger("semcache.cache")
 LOG_EVERY_SECONDS = 10.0
+FAILING_WINDOW_SECONDS = 60.0
+FAILURES_KEPT = 1000
 
 
 class Cache:
@@ -33,6 +36,7 @@ class Cache:
         self._metrics = metrics
         self._last_logged = float("-inf")
         self._suppressed = 0
+        self._failed_at: deque[float] = deque(maxlen=FAILURES_KEPT)
 
     @property
     def shared(self) -> bool:
@@ -195,9 +199,15 @@ class Cache:
             return False
         return True
 
+    def recent_failures(self, seconds: float = FAILING_WINDOW_SECONDS) -> int:
+        """Store operations that failed in the last ``seconds`` (at most ``FAILURES_KEPT``)."""
+        since = time.monotonic() - seconds
+        return sum(1 for at in self._failed_at if at >= since)
+
     def _failed(self, op: str, exc: StoreError) -> None:
         self._metrics.store_errors[op] += 1
         now = time.monotonic()
+        self._failed_at.append(now)
         if now - self._last_logged < LOG_EVERY_SECONDS:
             self._suppressed += 1
             return

@@ -40,6 +40,8 @@ from proxy.validate import chat_request, embedding_request
 log = logging.getLogger("semcache.handlers")
 V1 = "/v1"
 FEEDBACK_MAX_BYTES = 4096
+FAILING_AFTER = 10
+"""Store operations failed in the last minute from which /healthz says the store is failing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +144,18 @@ async def passthrough(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """The store is ``unreachable`` when a ping fails, ``failing`` when it answers pings but
+    ``FAILING_AFTER`` or more of its operations failed in the last minute (a cluster node
+    answering MOVED, a full disk, a timeout on every search), else ``ok``."""
     svc = services(request)
-    ok = await svc.cache.reachable()
-    body = {"status": "ok" if ok else "degraded", "store": "ok" if ok else "unreachable"}
+    reachable = await svc.cache.reachable()
+    failures = svc.cache.recent_failures()
+    store = "unreachable" if not reachable else "failing" if failures >= FAILING_AFTER else "ok"
+    body = {
+        "status": "ok" if store == "ok" else "degraded",
+        "store": store,
+        "store_errors_last_minute": failures,
+    }
     # A store outage degrades to "no cache", so the proxy itself stays healthy (200).
     return raw_response(orjson.dumps(body), 200, [JSON])
 

@@ -8,6 +8,7 @@ import httpx
 import orjson
 import pytest
 
+from proxy.errors import StoreError
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -469,3 +470,19 @@ async def test_keys_in_other_headers_separate_tenants(proxy: Proxy, header: str)
     )
     assert other.headers["x-cache"] == "MISS"
     assert route.call_count == 2
+
+
+async def test_healthz_tells_a_store_that_keeps_failing(proxy: Proxy) -> None:
+    proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    healthy = (await proxy.client.get("/healthz")).json()
+    assert healthy == {"status": "ok", "store": "ok", "store_errors_last_minute": 0}
+
+    async def broken_get(key: str) -> None:
+        raise StoreError("MOVED 1234 10.0.0.2:6379")
+
+    proxy.store.get = broken_get  # type: ignore[method-assign]
+    for i in range(10):
+        response = await proxy.chat(chat_body(f"question {i}"))
+        assert response.status_code == 200  # served uncached, never failed
+    failing = (await proxy.client.get("/healthz")).json()
+    assert failing == {"status": "degraded", "store": "failing", "store_errors_last_minute": 10}
