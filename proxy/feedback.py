@@ -23,6 +23,7 @@ from proxy.cache import Cache
 from proxy.errors import BadRequestError, NotFoundError
 from proxy.semantic.lookup import SemanticCache
 from proxy.stores.base import Entry
+from proxy.validate import json_or_none, parse_object
 
 SERVED_KEPT = 10_000
 SCOPES = ("semantic", "all")
@@ -35,12 +36,7 @@ class Report:
 
 
 def parse_report(raw: bytes) -> Report:
-    try:
-        body: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequestError("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("the request body must be a JSON object")
+    body = parse_object(raw)
     entry_id = body.get("entry_id")
     if not isinstance(entry_id, str) or len(entry_id) != 16 or not _is_hex(entry_id):
         raise BadRequestError(
@@ -74,7 +70,7 @@ class Feedback:
     async def report(self, report: Report, *, namespace: str | None) -> dict[str, Any]:
         """``namespace``: the caller's; None for the admin token (any tenant's entry)."""
         ref = await self._cache.get_ref(report.entry_id)
-        where = _json(ref) if ref is not None else None
+        where = json_or_none(ref) if ref is not None else None
         owner = where.get("n") if isinstance(where, dict) else None
         if not isinstance(owner, str) or not _owns(namespace, owner):
             raise NotFoundError(f"no entry {report.entry_id} for this API key")
@@ -106,10 +102,3 @@ def _owns(namespace: str | None, owner: str) -> bool:
 
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None

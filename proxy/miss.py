@@ -1,13 +1,10 @@
 """A chat request on its way upstream: what the miss path needs to call the upstream, answer,
-store and compare; and the small helpers of storing."""
+store and compare; and the copy an entry's bytes are stored in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from proxy.policy import CacheControl
 from proxy.responses import cache_headers
@@ -42,10 +39,3 @@ def exact_copy(data: bytes) -> bytes:
     """A copy sized to its content: orjson's results can hold several times their length in
     spare capacity, which a long-lived cache entry would keep."""
     return bytes(memoryview(data))
-
-
-def json_or_none(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None

@@ -24,7 +24,7 @@ from proxy.errors import HTTPError
 from proxy.feedback import Feedback
 from proxy.keys import chat_key
 from proxy.metrics import Metrics
-from proxy.miss import Miss, exact_copy, json_or_none
+from proxy.miss import Miss, exact_copy
 from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
 from proxy.responses import (
     JSON,
@@ -47,7 +47,7 @@ from proxy.upstream import (
     response_headers,
 )
 from proxy.usage import UsageStripper, open_stream
-from proxy.validate import ChatRequest
+from proxy.validate import ChatRequest, json_or_none
 
 log = logging.getLogger("semcache.pipeline")
 

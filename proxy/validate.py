@@ -46,6 +46,14 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def json_or_none(data: bytes) -> Any:
+    """The JSON value of ``data``, or None when it is not JSON (a stored body, an answer)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def chat_request(raw: bytes) -> ChatRequest:
     body = parse_object(raw)
     model = _model(body)

@@ -34,6 +34,7 @@ from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.judge import AnswerJudge
 from proxy.stores.base import Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
+from proxy.validate import json_or_none
 
 log = logging.getLogger("semcache.audit")
 QUEUE_SIZE = 1000
@@ -148,7 +149,7 @@ class Auditor:
     async def _do(self, job: _Job) -> None:
         candidate = job.candidate
         entry = candidate.entry or await self._cache.get(candidate.key)
-        cached = _json(entry.body) if entry is not None else None
+        cached = json_or_none(entry.body) if entry is not None else None
         if cached is None:
             self._metrics.audits[(job.kind, "gone")] += 1
             return
@@ -186,11 +187,4 @@ class Auditor:
         if response.status_code != 200:
             self._metrics.audits[(job.kind, "upstream_error")] += 1
             return None
-        return _json(body)
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
+        return json_or_none(body)
