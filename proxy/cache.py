@@ -59,15 +59,13 @@ class Cache:
             self._failed("get", exc)
             return None
 
-    async def put(self, key: str, entry: Entry, ttl_seconds: float, *, kind: str | None) -> bool:
-        """``kind``: what ``semcache_stored_total`` counts it as; None for bookkeeping."""
+    async def put(self, key: str, entry: Entry, ttl_seconds: float, *, kind: str) -> bool:
         try:
             await self.store.put(key, entry, ttl_seconds)
         except StoreError as exc:
             self._failed("put", exc)
             return False
-        if kind is not None:
-            self._metrics.stores[kind] += 1
+        self._metrics.stores[kind] += 1
         return True
 
     async def nearest(

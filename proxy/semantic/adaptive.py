@@ -89,7 +89,6 @@ class Group:
     """Added here, not yet written to the store."""
     offset_bin: int = DEFAULT_BIN
     estimate: Estimate | None = None
-    loaded: bool = False
     chosen_from: dict[str, int] = field(default_factory=dict)
     """The counters the offset was last chosen from: unchanged counters, no new draws."""
 
@@ -198,7 +197,6 @@ class Adaptive:
             stored = await self._cache.read_counters(COUNTER_PREFIX + group.name)
             if stored is not None:
                 group.counters = Counter(stored) + group.pending
-                group.loaded = True
             if group.chosen_from == group.counters:
                 continue
             group.chosen_from = dict(group.counters)
