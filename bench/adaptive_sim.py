@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.audit import TARGET, arguments, margins, score_live, show, traffic  # noqa: E402
-from proxy.cache import Cache  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
 from proxy.semantic import adaptive  # noqa: E402
+from proxy.stores.guard import Cache  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
 
 SYNC_EVERY = 10

@@ -48,7 +48,7 @@ from proxy.semantic.embedders import READER_MODEL, LocalEmbedder  # noqa: E402
 from proxy.semantic.judge import AnswerJudge  # noqa: E402
 from proxy.semantic.verifier import LearnedVerifier, load_model  # noqa: E402
 from proxy.settings import DEFAULT_JUDGE_SIMILARITY, DEFAULT_SIMILARITY  # noqa: E402
-from proxy.similarity import Neighbor  # noqa: E402
+from proxy.stores.similarity import Neighbor  # noqa: E402
 from tests.support.meaning_upstream import KEY_PREFIX, MeaningUpstream, wording  # noqa: E402
 from tests.support.proxy_process import ProxyProcess  # noqa: E402
 

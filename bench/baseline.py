@@ -6,7 +6,7 @@
 completion JSON (``--body-file``, else a built-in one); ``GET /healthz`` answers 200 for
 readiness checks. It is served exactly as ``semcache serve`` serves the proxy: ``uvicorn.run``
 in one process, uvicorn's own choice of event loop (uvloop when installed), semcache's HTTP
-protocol (:mod:`proxy.server`: uvicorn's httptools protocol, a response's head joined to its
+protocol (:mod:`proxy.http.server`: uvicorn's httptools protocol, a response's head joined to its
 body), no access log, no ``server`` header. Nothing a real proxy must do (validate, hash,
 look up, add headers) is done here, so no Python proxy on uvicorn can answer faster.
 """
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.server import CoalescingProtocol
+from proxy.http.server import CoalescingProtocol
 
 DEFAULT_COMPLETION = orjson.dumps(
     {

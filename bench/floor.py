@@ -49,8 +49,8 @@ def serve(port: int, upstream: str) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
+    from proxy.http.server import CoalescingProtocol
     from proxy.http1 import Http1Client
-    from proxy.server import CoalescingProtocol
 
     client = Http1Client()
     target = upstream.rstrip("/") + "/chat/completions"

@@ -43,10 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import train_verifier as tv  # noqa: E402
-from proxy.cache import Cache  # noqa: E402
-from proxy.keys import chat_key  # noqa: E402
+from proxy.cache.keys import chat_key  # noqa: E402
+from proxy.cache.policy import CacheControl  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
-from proxy.policy import CacheControl  # noqa: E402
 from proxy.semantic.embedders import READER_MODEL, LocalEmbedder, Vector  # noqa: E402
 from proxy.semantic.lookup import SemanticCache  # noqa: E402
 from proxy.semantic.sketch import Sketch  # noqa: E402
@@ -58,8 +57,9 @@ from proxy.semantic.verifier import (  # noqa: E402
     model_from_arrays,
 )
 from proxy.settings import Settings  # noqa: E402
-from proxy.similarity import Neighbor  # noqa: E402
+from proxy.stores.guard import Cache  # noqa: E402
 from proxy.stores.memory import MemoryStore  # noqa: E402
+from proxy.stores.similarity import Neighbor  # noqa: E402
 
 Bools = npt.NDArray[np.bool_]
 

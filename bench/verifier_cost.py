@@ -29,7 +29,7 @@ from bench.train_verifier import OWN_FILES, read_pairs  # noqa: E402
 from proxy.semantic.embedders import READER_MODEL, LocalEmbedder  # noqa: E402
 from proxy.semantic.sketch import max_packed_bytes  # noqa: E402
 from proxy.semantic.verifier import LearnedVerifier, load_model  # noqa: E402
-from proxy.similarity import Neighbor  # noqa: E402
+from proxy.stores.similarity import Neighbor  # noqa: E402
 
 
 def measure(pairs: int) -> dict[str, float]:

@@ -17,21 +17,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from proxy import handlers
-from proxy.cache import Cache
-from proxy.embeddings import EmbeddingPipeline
+from proxy.cache.embeddings import EmbeddingPipeline
+from proxy.cache.feedback import Feedback
+from proxy.cache.pipeline import ChatPipeline
+from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.feedback import Feedback
+from proxy.http import handlers
+from proxy.http.responses import JSON, error_response, raw_response
 from proxy.metrics import Metrics
-from proxy.pipeline import ChatPipeline
-from proxy.responses import JSON, error_response, raw_response
 from proxy.semantic import semantic_cache
 from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
 from proxy.semantic.embedders import Embedder, Reader
 from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
-from proxy.tenancy import Tenancy
+from proxy.stores.guard import Cache
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")

@@ -115,7 +115,7 @@ def _url(settings: Settings) -> str:
 
 def run(settings: Settings) -> None:
     from proxy.app import create_app
-    from proxy.server import CoalescingProtocol
+    from proxy.http.server import CoalescingProtocol
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

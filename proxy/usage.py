@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from proxy.http.validate import ChatRequest
 from proxy.upstream import IDENTITY, Upstream, UpstreamResponse
-from proxy.validate import ChatRequest
 
 CLIENT_ERRORS = (400, 422)
 

@@ -13,7 +13,6 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from proxy.cache import Cache
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor
@@ -36,6 +35,7 @@ from proxy.semantic.verifier import (
     load_model,
 )
 from proxy.settings import Settings
+from proxy.stores.guard import Cache
 from proxy.upstream import Upstream
 
 __all__ = ["SemanticCache", "SemanticHit", "SemanticQuery", "semantic_cache"]

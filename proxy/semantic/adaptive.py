@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from proxy.cache import Cache
+from proxy.stores.guard import Cache
 
 log = logging.getLogger("semcache.adaptive")
 Floats = npt.NDArray[np.float64]

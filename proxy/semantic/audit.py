@@ -27,14 +27,14 @@ from typing import Any
 
 import orjson
 
-from proxy.cache import Cache
 from proxy.errors import UpstreamError
+from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.judge import AnswerJudge
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
-from proxy.validate import json_or_none
 
 log = logging.getLogger("semcache.audit")
 QUEUE_SIZE = 1000

@@ -25,11 +25,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from proxy.cache import Cache
+from proxy.cache.keys import embedding_key
 from proxy.errors import SemcacheError, UpstreamError
-from proxy.keys import embedding_key
 from proxy.semantic.language import is_english
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
+from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
 from proxy.vectors import parse_vectors
 

@@ -12,17 +12,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.cache import Cache
-from proxy.keys import semantic_partition, semantic_text
+from proxy.cache.keys import semantic_partition, semantic_text
+from proxy.cache.policy import CacheControl, is_fresh
 from proxy.metrics import Metrics
-from proxy.policy import CacheControl, is_fresh
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import Embedder, EmbedderError, Reader, Vector
 from proxy.semantic.sketch import Sketch
 from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verifier
-from proxy.similarity import Neighbor
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
+from proxy.stores.similarity import Neighbor
 
 log = logging.getLogger("semcache.semantic")
 

@@ -31,7 +31,7 @@ from proxy.semantic.language import is_english
 from proxy.semantic.rules import first_objection
 from proxy.semantic.sketch import Projection, Sketch, unpack
 from proxy.semantic.trees import Trees
-from proxy.similarity import Neighbor
+from proxy.stores.similarity import Neighbor
 
 MODEL_FILE = Path(__file__).with_name("verifier.npz")
 UNCALIBRATED_COSINE = 0.95

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.errors import StoreError
-from proxy.similarity import Neighbor
+from proxy.stores.similarity import Neighbor
 
 Vector = npt.NDArray[np.float32]
 

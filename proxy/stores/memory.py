@@ -1,5 +1,5 @@
 """In-process store: a dict in LRU order, bounded by entries and bytes, TTL checked on read,
-with a :class:`~proxy.similarity.VectorIndex` per semantic partition.
+with a :class:`~proxy.stores.similarity.VectorIndex` per semantic partition.
 
 An entry is kept as one bytes object, its expiry followed by the packed entry (the format the
 Redis store writes): a tuple, an :class:`Entry`, its id string and two floats would cost about
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import anyio.to_thread
 
-from proxy.similarity import Neighbor, VectorIndex
 from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
+from proxy.stores.similarity import Neighbor, VectorIndex
 
 _EXPIRY = struct.Struct("<d")
 # What an entry costs beside its key's and its packed value's lengths (the OrderedDict slot and

@@ -32,9 +32,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from proxy.errors import StoreError
-from proxy.similarity import Neighbor
 from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.resp import Address, Reply, ReplyError, RespClient
+from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
     SEARCH_CONNECTIONS,
     VECTOR_SET,

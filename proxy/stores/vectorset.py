@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from proxy.similarity import Neighbor
 from proxy.stores.base import Vector
+from proxy.stores.similarity import Neighbor
 
 # The graph of a vector set holds each vector projected to a third of its dimensions (VADD
 # REDUCE, from 192 dims on) and int8-quantized (Q8): at 100k random 384-dim vectors a search

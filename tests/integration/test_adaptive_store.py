@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from proxy.cache import Cache
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive, bin_of, edge
+from proxy.stores.guard import Cache
 from proxy.stores.redis import RedisStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.semantic.embedders import LocalEmbedder
 from proxy.semantic.verifier import LearnedVerifier, Verdict, load_model
-from proxy.similarity import Neighbor
+from proxy.stores.similarity import Neighbor
 
 Judge = Callable[[str, str], Verdict]
 

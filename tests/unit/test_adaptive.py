@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.cache import Cache
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import (
     DEFAULT_BIN,
@@ -16,6 +15,7 @@ from proxy.semantic.adaptive import (
     choose,
     edge,
 )
+from proxy.stores.guard import Cache
 from proxy.stores.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio

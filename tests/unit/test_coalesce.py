@@ -10,7 +10,7 @@ import orjson
 import pytest
 import respx
 
-from proxy.coalesce import Outcome, SingleFlight
+from proxy.cache.coalesce import Outcome, SingleFlight
 from proxy.stores.base import Entry
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 

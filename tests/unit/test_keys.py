@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from proxy.keys import api_key_from, chat_key, embedding_key, normalize_text
+from proxy.cache.keys import api_key_from, chat_key, embedding_key, normalize_text
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 

@@ -9,9 +9,9 @@ import anyio
 import pytest
 from starlette.types import Message
 
+from proxy.http.responses import relay
 from proxy.http1 import Timeouts
 from proxy.metrics import Metrics
-from proxy.responses import relay
 from proxy.upstream import Headers, Upstream
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.embeddings import EmbeddingPipeline
-from proxy.pipeline import ChatPipeline
+from proxy.cache.embeddings import EmbeddingPipeline
+from proxy.cache.pipeline import ChatPipeline
 from tests.unit.harness import Proxy, chat_body
 
 pytestmark = pytest.mark.anyio

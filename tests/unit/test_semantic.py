@@ -15,7 +15,7 @@ import respx
 from proxy.semantic.embedders import EmbedderError, HashEmbedder, Vector
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
 from proxy.semantic.verifier import Verdict
-from proxy.similarity import Neighbor
+from proxy.stores.similarity import Neighbor
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -381,11 +381,11 @@ async def test_a_reader_that_cannot_start_falls_back_to_cosine(
 async def test_entries_stored_under_one_verifier_are_never_judged_by_another() -> None:
     """The verifier's name is part of the partition: an entry stored while the learned
     verifier ran is not served when the proxy falls back to cosine (or the model changes)."""
-    from proxy.cache import Cache
+    from proxy.cache.policy import CacheControl
     from proxy.metrics import Metrics
-    from proxy.policy import CacheControl
     from proxy.semantic.lookup import SemanticCache
     from proxy.semantic.verifier import CosineVerifier
+    from proxy.stores.guard import Cache
     from proxy.stores.memory import MemoryStore
 
     metrics = Metrics()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy.server import _HeadJoiningTransport
+from proxy.http.server import _HeadJoiningTransport
 
 pytestmark = pytest.mark.anyio
 

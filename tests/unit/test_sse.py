@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from proxy.assembler import StreamAssembler
-from proxy.policy import completion_is_storable
+from proxy.cache.policy import completion_is_storable
 from proxy.sse import EventParser, replay
 
 

@@ -10,12 +10,12 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cache import Cache
+from proxy.cache.keys import chat_key
+from proxy.cache.tenancy import SHARED_NAMESPACE, Tenancy
 from proxy.errors import UnauthorizedError
-from proxy.keys import chat_key
 from proxy.metrics import Metrics
+from proxy.stores.guard import Cache
 from proxy.stores.memory import MemoryStore
-from proxy.tenancy import SHARED_NAMESPACE, Tenancy
 from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
 
 SECRET = "0123456789abcdef-test-secret"

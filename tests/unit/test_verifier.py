@@ -22,7 +22,7 @@ from proxy.semantic.verifier import (
     calibrated_cosine,
     load_model,
 )
-from proxy.similarity import Neighbor
+from proxy.stores.similarity import Neighbor
 
 
 @pytest.mark.parametrize(

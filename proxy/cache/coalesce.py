@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from proxy.cache import Cache
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
 from proxy.upstream import Headers
 
 LOCK_TTL_SECONDS = 3.0

@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import anyio
 
-from proxy.cache import Cache
 from proxy.errors import UnauthorizedError
+from proxy.stores.guard import Cache
 
 log = logging.getLogger("semcache.tenancy")
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from proxy.errors import StoreError
 from proxy.metrics import Metrics
-from proxy.similarity import Neighbor
 from proxy.stores.base import Entry, Store, StoreStats, Vector
+from proxy.stores.similarity import Neighbor
 
 log = logging.getLogger("semcache.cache")
 LOG_EVERY_SECONDS = 10.0

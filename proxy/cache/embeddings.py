@@ -14,14 +14,14 @@ from collections.abc import Iterable, Sequence
 import orjson
 from starlette.responses import Response
 
-from proxy.cache import Cache
-from proxy.keys import embedding_key
+from proxy.cache.keys import embedding_key
+from proxy.cache.policy import CacheControl, is_fresh
+from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
+from proxy.http.validate import EmbeddingRequest
 from proxy.metrics import Metrics
-from proxy.policy import CacheControl, is_fresh
-from proxy.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
-from proxy.validate import EmbeddingRequest
 from proxy.vectors import encode, parse_vectors
 
 ROUTE = "embeddings"

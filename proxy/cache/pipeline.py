@@ -1,6 +1,6 @@
 """The chat completions driver: exact lookup, then upstream, then store.
 
-Decisions come from :mod:`proxy.policy`; this module only does the I/O, in order. Streamed and
+Decisions come from :mod:`proxy.cache.policy`; this module only does the I/O, in order. Streamed and
 non-streamed requests share one key and one entry: an entry holds the completion as a
 non-streaming call returns it, plus the chunk boundaries when it came from a stream.
 """
@@ -18,15 +18,18 @@ import orjson
 from starlette.responses import Response
 
 from proxy.assembler import StreamAssembler
-from proxy.cache import Cache
-from proxy.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
+from proxy.cache.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
+from proxy.cache.feedback import Feedback
+from proxy.cache.keys import chat_key
+from proxy.cache.miss import Miss, exact_copy
+from proxy.cache.policy import (
+    CacheControl,
+    completion_is_storable,
+    completion_tokens_saved,
+    is_fresh,
+)
 from proxy.errors import HTTPError
-from proxy.feedback import Feedback
-from proxy.keys import chat_key
-from proxy.metrics import Metrics
-from proxy.miss import Miss, exact_copy
-from proxy.policy import CacheControl, completion_is_storable, completion_tokens_saved, is_fresh
-from proxy.responses import (
+from proxy.http.responses import (
     JSON,
     as_openai_error,
     cache_headers,
@@ -35,10 +38,13 @@ from proxy.responses import (
     relay,
     upstream_answer,
 )
+from proxy.http.validate import ChatRequest, json_or_none
+from proxy.metrics import Metrics
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
 from proxy.upstream import (
     DECODABLE_ENCODINGS,
     Headers,
@@ -47,7 +53,6 @@ from proxy.upstream import (
     response_headers,
 )
 from proxy.usage import UsageStripper, open_stream
-from proxy.validate import ChatRequest, json_or_none
 
 log = logging.getLogger("semcache.pipeline")
 
@@ -129,7 +134,7 @@ class ChatPipeline:
         return await self._coalesced(miss, landed)
 
     async def _coalesced(self, miss: Miss, landed: int) -> Response:
-        """One upstream call for concurrent identical misses (see :mod:`proxy.coalesce`)."""
+        """One upstream call for concurrent identical misses (see :mod:`proxy.cache.coalesce`)."""
         key = miss.key
         flight, leads = self._flights.join(key)
         if not leads:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from proxy.policy import CacheControl
-from proxy.responses import cache_headers
+from proxy.cache.policy import CacheControl
+from proxy.http.responses import cache_headers
+from proxy.http.validate import ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticQuery
 from proxy.upstream import Headers
-from proxy.validate import ChatRequest
 
 
 @dataclass(frozen=True, slots=True)

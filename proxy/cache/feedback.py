@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from proxy.cache import Cache
 from proxy.errors import BadRequestError, NotFoundError
+from proxy.http.validate import json_or_none, parse_object
 from proxy.semantic.lookup import SemanticCache
 from proxy.stores.base import Entry
-from proxy.validate import json_or_none, parse_object
+from proxy.stores.guard import Cache
 
 SERVED_KEPT = 10_000
 SCOPES = ("semantic", "all")

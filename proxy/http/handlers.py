@@ -13,8 +13,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from proxy.cache import Cache
-from proxy.embeddings import EmbeddingPipeline
+from proxy.cache.embeddings import EmbeddingPipeline
+from proxy.cache.feedback import Feedback, parse_report
+from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.pipeline import ChatPipeline
+from proxy.cache.policy import cache_control
+from proxy.cache.tenancy import Tenancy
 from proxy.errors import (
     BadRequestError,
     ForbiddenError,
@@ -23,19 +27,15 @@ from proxy.errors import (
     StoreUnavailableError,
     UnauthorizedError,
 )
-from proxy.feedback import Feedback, parse_report
-from proxy.keys import api_key_from, scoped_namespace
+from proxy.http.responses import JSON, error_response, raw_response, relay
+from proxy.http.validate import chat_request, embedding_request
 from proxy.metrics import Metrics
-from proxy.pipeline import ChatPipeline
-from proxy.policy import cache_control
-from proxy.responses import JSON, error_response, raw_response, relay
 from proxy.semantic.adaptive import render as render_groups
 from proxy.semantic.adaptive import report
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
-from proxy.tenancy import Tenancy
+from proxy.stores.guard import Cache
 from proxy.upstream import Upstream
-from proxy.validate import chat_request, embedding_request
 
 log = logging.getLogger("semcache.handlers")
 V1 = "/v1"
@@ -185,7 +185,7 @@ async def cache_stats(request: Request) -> Response:
 
 
 async def cache_feedback(request: Request) -> Response:
-    """``POST /cache/feedback``: a served answer was wrong (see :mod:`proxy.feedback`). The
+    """``POST /cache/feedback``: a served answer was wrong (see :mod:`proxy.cache.feedback`). The
     entry's own API key, or the admin token, which may report any tenant's entry."""
     svc = services(request)
     fields = header_fields(request.scope)
