@@ -38,7 +38,7 @@ log = logging.getLogger("semcache.app")
 request_log = logging.getLogger("semcache.requests")
 # What a browser's script may read of an answer besides the CORS-safelisted headers.
 CORS_EXPOSED_HEADERS = [
-    "x-cache", "x-cache-lookup", "x-cache-similarity", "x-cache-entry-id", "age",
+    "x-cache", "x-cache-lookup", "x-cache-similarity", "x-cache-entry-id", "x-cache-reason", "age",
     "x-request-id", "retry-after",
 ]  # fmt: skip
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -211,7 +211,9 @@ async def _logged(
     """``--log-level debug``: one line per request once it is answered. The path only (a query
     string may carry a key), the status, what the cache did, and the time taken."""
     start = time.perf_counter()
-    seen: dict[str, Any] = {"status": 0, "cache": "-", "lookup": "", "similarity": ""}
+    seen: dict[str, Any] = {
+        "status": 0, "cache": "-", "lookup": "", "similarity": "", "reason": ""
+    }  # fmt: skip
 
     async def watch(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -224,7 +226,7 @@ async def _logged(
     try:
         await app(scope, receive, watch)
     finally:
-        detail = " ".join(v for v in (seen["lookup"], seen["similarity"]) if v)
+        detail = " ".join(v for v in (seen["lookup"], seen["similarity"], seen["reason"]) if v)
         request_log.debug(
             "%s %s %s %s%s %.1f ms",
             scope["method"],
@@ -240,6 +242,7 @@ _LOGGED_HEADERS = {
     b"x-cache": "cache",
     b"x-cache-lookup": "lookup",
     b"x-cache-similarity": "similarity",
+    b"x-cache-reason": "reason",
 }
 
 

@@ -46,6 +46,8 @@ class Metrics:
         self.store_errors: Counter[str] = Counter()
         self.stores: Counter[str] = Counter()
         self.not_stored: Counter[str] = Counter()
+        self.miss_reasons: Counter[str] = Counter()
+        """``X-Cache-Reason`` of misses and bypasses, without the similarity figure."""
         self.upstream_errors: Counter[str] = Counter()
         self.upstream_latency = Histogram(LATENCY_BUCKETS_SECONDS)
         self.tokens_saved = 0
@@ -78,6 +80,7 @@ class Metrics:
             "embedding_items": dict(self.embedding_items),
             "semantic": dict(self.semantic),
             "semantic_rejections": dict(self.semantic_rejections),
+            "miss_reasons": dict(self.miss_reasons),
             "audits": {
                 f"{kind} {verdict}": n for (kind, verdict), n in sorted(self.audits.items())
             },
@@ -118,6 +121,13 @@ class Metrics:
         )
         for reason, n in sorted(self.semantic_rejections.items()):
             lines.append(f'semcache_semantic_rejections_total{{reason="{reason}"}} {n}')
+        family(
+            "semcache_miss_reasons_total",
+            "counter",
+            "Misses and bypasses by X-Cache-Reason (no-entry, below-threshold, rejected:...).",
+        )
+        for reason, n in sorted(self.miss_reasons.items()):
+            lines.append(f'semcache_miss_reasons_total{{reason="{reason}"}} {n}')
         family(
             "semcache_audits_total",
             "counter",

@@ -54,7 +54,11 @@ class EmbeddingPipeline:
                 headers=self._upstream.forward_headers(headers),
                 content=raw,
             )
-            return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
+            reason = f"bypass:{control.reason}"
+            self._metrics.miss_reasons[reason] += 1
+            return relay(
+                self._upstream, response, extra_headers=cache_headers("BYPASS", reason=reason)
+            )
 
         keys = [embedding_key(namespace, request.body, item) for item in request.items]
         found = await self._lookup(keys, control)
@@ -64,8 +68,10 @@ class EmbeddingPipeline:
         self._metrics.embedding_items["miss"] += len(missing)
 
         model = request.model
+        reason = "no-entry" if control.lookup else "no-cache"
         if missing:
             self._metrics.request(ROUTE, "miss")
+            self._metrics.miss_reasons[reason] += 1
             if len(missing) < len(keys):
                 raw = orjson.dumps({**request.body, "input": [request.items[i] for i in missing]})
             response = await self._upstream.send(
@@ -83,7 +89,10 @@ class EmbeddingPipeline:
                 return upstream_answer(
                     body,
                     response.status_code,
-                    [*response_headers(response, decoded=True), *cache_headers("MISS")],
+                    [
+                        *response_headers(response, decoded=True),
+                        *cache_headers("MISS", reason=reason),
+                    ],
                 )
             vectors, token_counts, upstream_model = fresh
             model = upstream_model or model
@@ -113,7 +122,9 @@ class EmbeddingPipeline:
         }
         state = "MISS" if missing else "HIT"
         extra = [(b"x-cache-hit-items", f"{hits}/{len(keys)}".encode())]
-        if not missing:
+        if missing:
+            extra.append((b"x-cache-reason", reason.encode()))
+        else:
             extra.append((b"x-cache-lookup", b"exact"))
         body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
         return raw_response(body_out, 200, [JSON, (b"x-cache", state.encode()), *extra])

@@ -26,10 +26,13 @@ class Miss:
     semantic: SemanticQuery | None
     found: Lookup
     """The semantic lookup's outcome: a candidate not served is compared once stored."""
+    reason: str = "no-entry"
+    """Why it missed (``X-Cache-Reason``)."""
 
     def answer_headers(self) -> Headers:
-        """A miss's cache headers; in shadow mode, whether it would have been a hit."""
-        headers = cache_headers("MISS")
+        """A miss's cache headers: why it missed; in shadow mode, whether it would have been
+        a hit."""
+        headers = cache_headers("MISS", reason=self.reason)
         if self.found.shadow_hit:
             headers.append((b"x-cache-shadow", b"HIT"))
         return headers

@@ -99,14 +99,20 @@ class ChatPipeline:
         url = self._upstream.url(CHAT_PATH, query)
         if control.bypass:
             self._metrics.request(ROUTE, "bypass")
+            reason = f"bypass:{control.reason}"
+            self._metrics.miss_reasons[reason] += 1
             response = await self._send(url, headers, chat.raw, accept_encoding=None)
-            return relay(self._upstream, response, extra_headers=cache_headers("BYPASS"))
+            return relay(
+                self._upstream, response, extra_headers=cache_headers("BYPASS", reason=reason)
+            )
 
         key = chat_key(namespace, chat.body)
         landed = self._flights.landed
+        stale = False
         if control.lookup:
             entry = await self._cache.get(key)
-            if entry is not None and is_fresh(self._age(entry), control):
+            stale = entry is not None and not is_fresh(self._age(entry), control)
+            if entry is not None and not stale:
                 hit = self._hit(entry, chat, lookup="exact")
                 if hit is not None:
                     if chat.temperature == 0:  # the upstream's own variability
@@ -128,7 +134,18 @@ class ChatPipeline:
                     self._audit(found.candidate, chat, url, headers, semantic=True)
                     return hit
 
-        miss = Miss(url, headers, chat, key, namespace, control, semantic, found)
+        if not control.lookup:
+            reason = "no-cache"
+        elif stale:
+            reason = "stale"
+        elif semantic is None:
+            reason = self._semantic.skipped(chat.body)
+        elif not control.semantic:
+            reason = "semantic-off"
+        else:
+            reason = found.reason
+        self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
+        miss = Miss(url, headers, chat, key, namespace, control, semantic, found, reason)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
             return await self._miss(miss, publish=None)
         return await self._coalesced(miss, landed)
@@ -204,7 +221,7 @@ class ChatPipeline:
             return self._hit(outcome.entry, miss.chat, lookup="coalesced")
         if outcome is not None and outcome.is_failure:
             self._metrics.request(ROUTE, "miss")
-            extra = cache_headers("MISS")
+            extra = cache_headers("MISS", reason=miss.reason)
             return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
         return None
 

@@ -29,8 +29,11 @@ def cache_headers(
     age: float = 0.0,
     lookup: str = "exact",
     similarity: float | None = None,
+    reason: str | None = None,
 ) -> Headers:
     headers: Headers = [(b"x-cache", state.encode())]
+    if reason is not None:
+        headers.append((b"x-cache-reason", reason.encode()))
     if entry is not None:
         headers += [
             (b"x-cache-lookup", lookup.encode()),

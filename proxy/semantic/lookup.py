@@ -53,6 +53,11 @@ class Lookup:
     one; served, it may be audited."""
     shadow_hit: bool = False
     """Shadow mode: the candidate would have been served."""
+    reason: str = "no-entry"
+    """Why nothing was served (``X-Cache-Reason``): ``no-entry`` (nothing in the caller's
+    partition above the retrieval floor), ``below-threshold <similarity>``,
+    ``rejected:<rule>``, ``stale``, ``shadow``. Only the caller's own partition is searched, so
+    it tells nothing of other tenants' entries."""
 
 
 class SemanticCache:
@@ -172,6 +177,16 @@ class SemanticCache:
         partition = semantic_partition(namespace, body, space)
         return SemanticQuery(text=text, partition=partition, vector=vector, sketch=sketch)
 
+    def skipped(self, body: dict[str, Any]) -> str:
+        """Why :meth:`query` gave no query for ``body`` (``X-Cache-Reason``)."""
+        if not self.enabled:
+            return "semantic-off"
+        if semantic_text(body, max_chars=self._max_chars) is not None:
+            return "semantic-unavailable"  # the embedder failed or timed out
+        if semantic_text(body, max_chars=1 << 62) is not None:
+            return "too-long"
+        return "no-user-text"
+
     async def lookup(
         self, query: SemanticQuery, control: CacheControl, *, model: str = ""
     ) -> Lookup:
@@ -188,6 +203,7 @@ class SemanticCache:
         group = self.group(model)
         offset = 0.0 if self.adaptive is None else self.adaptive.offset(group)
         best: tuple[float, Neighbor] | None = None
+        refusal = "no-entry"
         for neighbor in neighbors:
             verdict = self.verifier.judge(
                 query.text, query.sketch, neighbor, floor=floor, requested=control.min_similarity
@@ -198,18 +214,20 @@ class SemanticCache:
             if margin is None or margin < offset:
                 reason = verdict.reason if margin is None or margin < 0 else "adaptive"
                 self._metrics.semantic_rejections[reason or "verifier"] += 1
+                if refusal == "no-entry":  # neighbours come best first: say the first's
+                    refusal = _refusal(reason, neighbor.similarity)
             if margin is not None and (best is None or margin > best[0]):
                 best = (margin, neighbor)
         if self.adaptive is not None:
             self.adaptive.looked_up(group, None if best is None else best[0])
         if best is None:
             self._metrics.semantic["no_match"] += 1
-            return Lookup()
+            return Lookup(reason=refusal)
         margin, neighbor = best
         candidate = Candidate(group, margin, query.partition, neighbor.id)
         if margin < offset:
             self._metrics.semantic["no_match"] += 1
-            return Lookup(candidate=candidate)
+            return Lookup(candidate=candidate, reason=refusal)
         entry = await self._cache.get(neighbor.id)
         if entry is None:
             # The entry expired or was evicted before its vector: drop the orphan.
@@ -220,13 +238,13 @@ class SemanticCache:
         too_old = self._max_age_seconds is not None and age > self._max_age_seconds
         if too_old or not is_fresh(age, control):
             self._metrics.semantic["too_old"] += 1
-            return Lookup()
+            return Lookup(reason="stale")
         candidate = Candidate(group, margin, query.partition, neighbor.id, entry)
         if self.mode == "shadow":
             self._metrics.semantic["shadow_hits"] += 1
             if self.adaptive is not None:
                 self.adaptive.count(group, "shadow_hits")
-            return Lookup(candidate=candidate, shadow_hit=True)
+            return Lookup(candidate=candidate, shadow_hit=True, reason="shadow")
         return Lookup(SemanticHit(entry=entry, similarity=neighbor.similarity), candidate)
 
     async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
@@ -234,3 +252,12 @@ class SemanticCache:
         await self._cache.add_vector(
             query.partition, key, query.vector, query.text, ttl_seconds, sketch=sketch
         )
+
+
+def _refusal(reason: str | None, similarity: float) -> str:
+    """``X-Cache-Reason`` of a refused neighbour: below a threshold on cosine (the retrieval
+    floor, the cosine verifier's line or the adaptive line) with the neighbour's cosine, or
+    refused by the learned verifier (``rejected:verifier``) or a rule (``rejected:negation``)."""
+    if reason in (None, "below_threshold", "adaptive"):
+        return f"below-threshold {similarity:.4f}"
+    return f"rejected:{reason.replace('_', '-')}"
