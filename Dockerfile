@@ -77,8 +77,8 @@ EXPOSE 8080
 
 # `semcache probe`: GET /healthz on the address `serve` wrote (whatever port it was given).
 # /healthz answers 200 even when the store is unreachable (the proxy then runs without a
-# cache), so a failing check means the server itself is down. compose.yaml adds --through:
-# a request also gets through to the upstream.
+# cache), so a failing check means the server itself is down. compose.yaml uses --ready:
+# /readyz, which also needs the upstream to answer (a probe at most every 10 s).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["semcache", "probe"]
 

@@ -23,6 +23,7 @@ from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.http import handlers
+from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
 from proxy.metrics import Metrics
 from proxy.semantic import semantic_cache
@@ -90,6 +91,7 @@ def create_app(
         semantic=semantic,
         tenancy=tenancy,
         feedback=feedback,
+        probe=UpstreamProbe(upstream, own_key=settings.upstream_api_key is not None, clock=clock),
     )
 
     @asynccontextmanager
@@ -125,6 +127,7 @@ def create_app(
         # POST /v1/chat/completions and /v1/embeddings: _App answers them before the router.
         Route("/v1/{path:path}", handlers.passthrough, methods=ALL_METHODS),
         Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/readyz", handlers.readyz, methods=["GET"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
         Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
         Route("/cache", handlers.clear_cache, methods=["DELETE"]),

@@ -79,16 +79,27 @@ def serve(config_path: str | None, **flags: object) -> None:
     help="Also check that a request gets through to the upstream (GET /v1/models answers "
     "without a 5xx: semcache and the upstream both answer).",
 )
+@click.option(
+    "--ready/--no-ready",
+    default=False,
+    help="Check readiness instead of liveness: GET /readyz answers 200 (the upstream answers "
+    "semcache's own probe, made at most every 10 s).",
+)
 @click.option("--timeout", type=float, default=4.0, help="Seconds per request.")
-def probe(config_path: str | None, url: str | None, through: bool, timeout: float) -> None:
-    """Exit 0 when a running `semcache serve` answers /healthz, 1 otherwise (health checks)."""
+def probe(
+    config_path: str | None, url: str | None, through: bool, ready: bool, timeout: float
+) -> None:
+    """Exit 0 when a running `semcache serve` answers /healthz (or /readyz with --ready), 1
+    otherwise (health checks)."""
     base = url or _served_url(_settings(config_path, {}))
-    checks = ["/healthz", "/v1/models"] if through else ["/healthz"]
+    checks = ["/readyz" if ready else "/healthz"]
+    if through:
+        checks.append("/v1/models")
     try:
         with httpx.Client(base_url=base.rstrip("/"), timeout=timeout, trust_env=False) as client:
             for path in checks:
                 status = client.get(path).status_code
-                if (path == "/healthz" and status != 200) or status >= 500:
+                if (path != "/v1/models" and status != 200) or status >= 500:
                     click.echo(f"semcache probe: {base}{path} answered {status}", err=True)
                     sys.exit(1)
     except httpx.HTTPError as exc:

@@ -27,6 +27,7 @@ from proxy.errors import (
     StoreUnavailableError,
     UnauthorizedError,
 )
+from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response, relay
 from proxy.http.validate import chat_request, embedding_request
 from proxy.metrics import Metrics
@@ -55,6 +56,7 @@ class Services:
     semantic: SemanticCache
     tenancy: Tenancy
     feedback: Feedback
+    probe: UpstreamProbe
 
 
 def services(request: Request) -> Services:
@@ -144,13 +146,11 @@ async def passthrough(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """The store is ``unreachable`` when a ping fails, ``failing`` when it answers pings but
-    ``FAILING_AFTER`` or more of its operations failed in the last minute (a cluster node
-    answering MOVED, a full disk, a timeout on every search), else ``ok``."""
+    """Liveness, and the store: ``unreachable`` when a ping fails, ``failing`` when it answers
+    pings but ``FAILING_AFTER`` or more of its operations failed in the last minute (a cluster
+    node answering MOVED, a full disk, a timeout on every search), else ``ok``."""
     svc = services(request)
-    reachable = await svc.cache.reachable()
-    failures = svc.cache.recent_failures()
-    store = "unreachable" if not reachable else "failing" if failures >= FAILING_AFTER else "ok"
+    store, failures = await _store_state(svc)
     body = {
         "status": "ok" if store == "ok" else "degraded",
         "store": store,
@@ -158,6 +158,42 @@ async def healthz(request: Request) -> Response:
     }
     # A store outage degrades to "no cache", so the proxy itself stays healthy (200).
     return raw_response(orjson.dumps(body), 200, [JSON])
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness (:mod:`proxy.http.readiness`): 503 while the upstream does not answer, 200
+    otherwise; ``degraded`` when the store or semantic matching is not working."""
+    svc = services(request)
+    store, failures = await _store_state(svc)
+    probe = await svc.probe.check()
+    semantic = svc.semantic.state.split(":", 1)[0]
+    wanted = svc.settings.embed_model is not None and svc.semantic.mode != "off"
+    if not probe.ok:
+        status = "unready"
+    elif store != "ok" or (wanted and not svc.semantic.enabled):
+        status = "degraded"
+    else:
+        status = "ready"
+    body = {
+        "status": status,
+        "upstream": {
+            "status": probe.status,
+            "detail": probe.detail,
+            "checked_seconds_ago": round(svc.probe.age_seconds(probe), 1),
+        },
+        "store": store,
+        "store_errors_last_minute": failures,
+        "semantic": semantic,
+        "semantic_detail": svc.semantic.state,
+    }
+    return raw_response(orjson.dumps(body), 200 if probe.ok else 503, [JSON])
+
+
+async def _store_state(svc: Services) -> tuple[str, int]:
+    reachable = await svc.cache.reachable()
+    failures = svc.cache.recent_failures()
+    store = "unreachable" if not reachable else "failing" if failures >= FAILING_AFTER else "ok"
+    return store, failures
 
 
 async def metrics(request: Request) -> Response:

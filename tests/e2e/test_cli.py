@@ -46,6 +46,21 @@ def test_probe_through_fails_when_the_upstream_is_down(tmp_path: Path) -> None:
         through = _probe("--url", proxy.url, "--through", env=env)
         assert through.returncode == 1
         assert "/v1/models answered 502" in through.stderr
+        ready = _probe("--url", proxy.url, "--ready", env=env)
+        assert ready.returncode == 1
+        assert "/readyz answered 503" in ready.stderr
+
+
+def test_probe_ready_asks_the_upstream_once_per_interval(fake_upstream: FakeUpstream) -> None:
+    with ProxyProcess(fake_upstream.url) as proxy:
+        env = {"PATH": "/usr/bin:/bin"}
+        for _ in range(3):
+            assert _probe("--url", proxy.url, "--ready", env=env).returncode == 0
+        body = httpx.get(f"{proxy.url}/readyz", timeout=10).json()
+    assert body["status"] == "ready"
+    assert body["upstream"]["status"] == "ok"
+    # Four readiness checks within the probe's interval: one GET /models upstream.
+    assert fake_upstream.calls("/v1/models") == 1
 
 
 def test_start_up_line_says_whether_semantic_matching_is_on(fake_upstream: FakeUpstream) -> None:

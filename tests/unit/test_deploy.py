@@ -55,7 +55,7 @@ def test_every_image_is_pinned() -> None:
 
 
 def test_health_checks_probe_the_port_served() -> None:
-    assert SERVICES["semcache"]["healthcheck"]["test"] == ["CMD", "semcache", "probe", "--through"]
+    assert SERVICES["semcache"]["healthcheck"]["test"] == ["CMD", "semcache", "probe", "--ready"]
     assert 'CMD ["semcache", "probe"]' in DOCKERFILE
     assert "SEMCACHE_ADDRESS_FILE=/tmp/semcache.address" in DOCKERFILE
     for text in (DOCKERFILE, (ROOT / "compose.yaml").read_text()):
