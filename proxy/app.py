@@ -22,7 +22,7 @@ from proxy.cache.feedback import Feedback
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.http import handlers
+from proxy.http import admin, handlers
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
 from proxy.metrics import Metrics
@@ -132,6 +132,7 @@ def create_app(
         Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
         Route("/cache", handlers.clear_cache, methods=["DELETE"]),
         Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
+        Route("/cache/explain", admin.cache_explain, methods=["POST"]),
     ]
     app = _App(
         routes=routes,

@@ -41,7 +41,7 @@ from proxy.http.responses import (
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
 from proxy.semantic.audit import Candidate
-from proxy.semantic.lookup import Lookup, SemanticCache
+from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
@@ -134,16 +134,7 @@ class ChatPipeline:
                     self._audit(found.candidate, chat, url, headers, semantic=True)
                     return hit
 
-        if not control.lookup:
-            reason = "no-cache"
-        elif stale:
-            reason = "stale"
-        elif semantic is None:
-            reason = self._semantic.skipped(chat.body)
-        elif not control.semantic:
-            reason = "semantic-off"
-        else:
-            reason = found.reason
+        reason = miss_reason(self._semantic, chat, control, stale, semantic, found)
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         miss = Miss(url, headers, chat, key, namespace, control, semantic, found, reason)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
@@ -412,3 +403,23 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=content,
         )
+
+
+def miss_reason(
+    semantic_cache: SemanticCache,
+    chat: ChatRequest,
+    control: CacheControl,
+    stale: bool,
+    semantic: SemanticQuery | None,
+    found: Lookup,
+) -> str:
+    """``X-Cache-Reason`` of a miss: the step that ended the lookup."""
+    if not control.lookup:
+        return "no-cache"
+    if stale:
+        return "stale"
+    if semantic is None:
+        return semantic_cache.skipped(chat.body)
+    if not control.semantic:
+        return "semantic-off"
+    return found.reason

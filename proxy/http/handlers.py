@@ -198,7 +198,7 @@ async def _store_state(svc: Services) -> tuple[str, int]:
 
 async def metrics(request: Request) -> Response:
     svc = services(request)
-    _require_admin(request, svc, required=False)
+    require_admin(request, svc, required=False)
     text = svc.metrics.render(await svc.cache.stats())
     if svc.semantic.adaptive is not None:
         text += render_groups(report(svc.semantic.adaptive))
@@ -207,7 +207,7 @@ async def metrics(request: Request) -> Response:
 
 async def cache_stats(request: Request) -> Response:
     svc = services(request)
-    _require_admin(request, svc, required=False)
+    require_admin(request, svc, required=False)
     snapshot = svc.metrics.snapshot(await svc.cache.stats())
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
@@ -252,7 +252,7 @@ def _is_admin(request: Request, svc: Services) -> bool:
 async def clear_cache(request: Request) -> Response:
     """``DELETE /cache``: remove every entry and vector under this proxy's prefix."""
     svc = services(request)
-    _require_admin(request, svc, required=True)
+    require_admin(request, svc, required=True)
     removed = await svc.cache.clear()
     if removed is None:
         return error_response(StoreUnavailableError("the store is unreachable; nothing removed"))
@@ -260,7 +260,7 @@ async def clear_cache(request: Request) -> Response:
     return raw_response(orjson.dumps({"removed": removed}), 200, [JSON])
 
 
-def _require_admin(request: Request, svc: Services, *, required: bool) -> None:
+def require_admin(request: Request, svc: Services, *, required: bool) -> None:
     """Ops routes that show or change cache data need ``SEMCACHE_ADMIN_TOKEN`` when it is set;
     routes that change data are off without it."""
     token = svc.settings.admin_token

@@ -19,7 +19,7 @@ from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import Embedder, EmbedderError, Reader, Vector
 from proxy.semantic.sketch import Sketch
-from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verifier
+from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verdict, Verifier
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.stores.similarity import Neighbor
@@ -42,6 +42,16 @@ class SemanticQuery:
 class SemanticHit:
     entry: Entry
     similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One neighbour and the verifier's verdict on it, for ``POST /cache/explain``."""
+
+    neighbor: Neighbor
+    verdict: Verdict
+    line: float
+    """The margin the group's line asks for (adaptive; 0 = the calibrated threshold)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +157,16 @@ class SemanticCache:
         return "off" if self._embedder is None else self._embedder.name
 
     async def query(
-        self, body: dict[str, Any], *, namespace: str, api_key: str | None
+        self, body: dict[str, Any], *, namespace: str, api_key: str | None, count: bool = True
     ) -> SemanticQuery | None:
         """Embed (and sketch) the request's last user message; None when it has none to
-        compare, or the embedder failed (the request then goes on exact-only)."""
+        compare, or the embedder failed (the request then goes on exact-only). ``count``:
+        off for a dry run (``POST /cache/explain``)."""
         if not self.enabled or self._embedder is None:
             return None
         text = semantic_text(body, max_chars=self._max_chars)
         if text is None:
-            self._metrics.semantic["ineligible"] += 1
+            self._tally(count, "ineligible")
             return None
         sketch = None
         try:
@@ -170,7 +181,7 @@ class SemanticCache:
                     vector = await self._embedder.embed(text, namespace=namespace, api_key=api_key)
                     _, sketch = await self._reader.read(text)
         except (EmbedderError, TimeoutError) as exc:
-            self._metrics.semantic["embedder_errors"] += 1
+            self._tally(count, "embedder_errors")
             log.warning("embedder failed, serving exact-only: %s", exc or "timeout")
             return None
         space = f"{self.name}|{self.verifier.name}"
@@ -188,15 +199,24 @@ class SemanticCache:
         return "no-user-text"
 
     async def lookup(
-        self, query: SemanticQuery, control: CacheControl, *, model: str = ""
+        self,
+        query: SemanticQuery,
+        control: CacheControl,
+        *,
+        model: str = "",
+        trace: list[Judged] | None = None,
     ) -> Lookup:
         """Judge every neighbour above the floor; the one with the best margin is served when
         its margin reaches the group's line (0, the calibrated threshold, until evidence moves
-        it). A refusal by a rule or for the language is final, whatever the line."""
+        it). A refusal by a rule or for the language is final, whatever the line.
+
+        ``trace``: a dry run (``POST /cache/explain``): each judged neighbour is appended to
+        it, and nothing is counted, learned or removed."""
+        record = trace is None
         floor = self._min_similarity
         if control.min_similarity is not None:
             floor = control.min_similarity
-        self._metrics.semantic["lookups"] += 1
+        self._tally(record, "lookups")
         neighbors = await self._cache.nearest(
             query.partition, query.vector, k=CANDIDATES, min_similarity=floor
         )
@@ -208,44 +228,51 @@ class SemanticCache:
             verdict = self.verifier.judge(
                 query.text, query.sketch, neighbor, floor=floor, requested=control.min_similarity
             )
+            if trace is not None:
+                trace.append(Judged(neighbor, verdict, offset))
             margin = verdict.margin
             if margin is None and verdict.accepted:
                 margin = SAME_WORDS_MARGIN  # accepted on grounds no line moves
             if margin is None or margin < offset:
                 reason = verdict.reason if margin is None or margin < 0 else "adaptive"
-                self._metrics.semantic_rejections[reason or "verifier"] += 1
+                if record:
+                    self._metrics.semantic_rejections[reason or "verifier"] += 1
                 if refusal == "no-entry":  # neighbours come best first: say the first's
                     refusal = _refusal(reason, neighbor.similarity)
             if margin is not None and (best is None or margin > best[0]):
                 best = (margin, neighbor)
-        if self.adaptive is not None:
+        if record and self.adaptive is not None:
             self.adaptive.looked_up(group, None if best is None else best[0])
         if best is None:
-            self._metrics.semantic["no_match"] += 1
+            self._tally(record, "no_match")
             return Lookup(reason=refusal)
         margin, neighbor = best
         candidate = Candidate(group, margin, query.partition, neighbor.id)
         if margin < offset:
-            self._metrics.semantic["no_match"] += 1
+            self._tally(record, "no_match")
             return Lookup(candidate=candidate, reason=refusal)
         entry = await self._cache.get(neighbor.id)
         if entry is None:
-            # The entry expired or was evicted before its vector: drop the orphan.
-            await self._cache.remove_vector(query.partition, neighbor.id)
-            self._metrics.semantic["no_match"] += 1
+            if record:  # the entry expired or was evicted before its vector: drop the orphan
+                await self._cache.remove_vector(query.partition, neighbor.id)
+            self._tally(record, "no_match")
             return Lookup()
         age = self._cache.clock() - entry.created_at
         too_old = self._max_age_seconds is not None and age > self._max_age_seconds
         if too_old or not is_fresh(age, control):
-            self._metrics.semantic["too_old"] += 1
+            self._tally(record, "too_old")
             return Lookup(reason="stale")
         candidate = Candidate(group, margin, query.partition, neighbor.id, entry)
         if self.mode == "shadow":
-            self._metrics.semantic["shadow_hits"] += 1
-            if self.adaptive is not None:
+            self._tally(record, "shadow_hits")
+            if record and self.adaptive is not None:
                 self.adaptive.count(group, "shadow_hits")
             return Lookup(candidate=candidate, shadow_hit=True, reason="shadow")
         return Lookup(SemanticHit(entry=entry, similarity=neighbor.similarity), candidate)
+
+    def _tally(self, record: bool, outcome: str) -> None:
+        if record:
+            self._metrics.semantic[outcome] += 1
 
     async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
         sketch = b"" if query.sketch is None else query.sketch.pack()

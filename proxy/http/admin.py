@@ -1,0 +1,70 @@
+"""The admin API under ``/cache/...``: behind ``SEMCACHE_ADMIN_TOKEN``, off without it.
+
+POST /cache/explain   what a chat request would get, and why (:mod:`proxy.cache.explain`)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.cache.explain import explain
+from proxy.cache.keys import scoped_namespace
+from proxy.cache.policy import cache_control
+from proxy.errors import BadRequestError, HTTPError
+from proxy.http.handlers import header_fields, read_body, require_admin, services
+from proxy.http.responses import JSON, raw_response
+from proxy.http.validate import chat_request, parse_object
+
+
+async def cache_explain(request: Request) -> Response:
+    """Body: ``{"request": <a chat completions body>, "api_key": "sk-..." (the caller's, if
+    any), "headers": {"cache-control": "max-age=60", ...} (its cache controls, if any),
+    "query": "api-version=..." (its URL query, if any)}``."""
+    svc = services(request)
+    require_admin(request, svc, required=True)
+    fields = header_fields(request.scope)
+    asked = parse_object(await read_body(request, svc.settings.max_body_bytes, fields))
+    chat = chat_request(orjson.dumps(_field(asked, "request", dict, required=True)))
+    api_key = _field(asked, "api_key", str)
+    headers = {k.lower(): v for k, v in _field(asked, "headers", dict, default={}).items()}
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise BadRequestError("'headers' values must be strings", param="headers")
+    query = _field(asked, "query", str, default="").encode()
+    try:
+        svc.tenancy.authorize(api_key)
+        control = cache_control(
+            headers,
+            default_ttl_seconds=svc.settings.ttl_seconds,
+            temperature=chat.temperature,
+            max_temperature=svc.settings.max_temperature,
+        )
+    except HTTPError as exc:  # what the caller would get: explained, not raised at the admin
+        refused = {"decision": "REFUSED", "status": exc.status_code, "error": exc.message}
+        return raw_response(orjson.dumps(refused), 200, [JSON])
+    namespace = scoped_namespace(svc.tenancy.namespace(api_key), query)
+    answer = await explain(
+        chat,
+        namespace=namespace,
+        api_key=api_key,
+        control=control,
+        cache=svc.cache,
+        semantic=svc.semantic,
+    )
+    return raw_response(orjson.dumps(answer), 200, [JSON])
+
+
+def _field(
+    body: dict[str, Any], name: str, kind: type, *, required: bool = False, default: Any = None
+) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequestError(f"'{name}' is required", param=name)
+        return default
+    if not isinstance(value, kind):
+        raise BadRequestError(f"'{name}' must be a {kind.__name__}", param=name)
+    return value
