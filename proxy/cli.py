@@ -1,5 +1,6 @@
 """``semcache serve``: one option per setting; the settings decide, uvicorn serves.
-``semcache probe``: the health check of a running ``serve`` (Docker, compose, Kubernetes)."""
+``semcache probe``: the health check of a running ``serve`` (Docker, compose, Kubernetes).
+``semcache stats | flush | explain``: the admin API (:mod:`proxy.admin.commands`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import click
 import httpx
 import uvicorn
 
+from proxy.admin.commands import register
 from proxy.errors import SettingsError
 from proxy.settings import Settings, setting_fields
 
@@ -105,6 +107,9 @@ def probe(
     except httpx.HTTPError as exc:
         click.echo(f"semcache probe: {base}: {exc or type(exc).__name__}", err=True)
         sys.exit(1)
+
+
+register(main, lambda config_path: _settings(config_path, {}), lambda s: _served_url(s))
 
 
 def _served_url(settings: Settings) -> str:

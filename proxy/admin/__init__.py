@@ -1,0 +1,5 @@
+"""The CLI's side of the admin API: commands that talk to a running ``semcache serve``.
+
+client    AdminClient: the admin routes over HTTP, errors as one line
+commands  ``semcache stats | flush | explain``
+"""

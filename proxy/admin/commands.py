@@ -1,0 +1,169 @@
+"""``semcache stats``, ``semcache flush``, ``semcache explain``: the admin API from a shell.
+
+Each finds the proxy as ``semcache probe`` does (``--url``, else the address file ``serve``
+wrote, else the settings' host and port) and sends ``--token`` (default:
+``SEMCACHE_ADMIN_TOKEN``). A failure prints one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import orjson
+
+from proxy.admin.client import AdminClient, AdminError
+from proxy.settings import Settings
+
+LoadSettings = Callable[[str | None], Settings]
+ServedUrl = Callable[[Settings], str]
+
+
+def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> None:
+    def target(command: Any) -> Any:
+        command = click.option(
+            "--token",
+            default=None,
+            help="Admin token (default: SEMCACHE_ADMIN_TOKEN).",
+        )(command)
+        command = click.option(
+            "--url", default=None, help="Base URL of the proxy; default: its address file."
+        )(command)
+        return click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="TOML file with settings (for the address and token).",
+        )(command)
+
+    @contextmanager
+    def admin(config_path: str | None, url: str | None, token: str | None) -> Iterator[AdminClient]:
+        settings = load(config_path)
+        with AdminClient(
+            url or served_url(settings), token if token is not None else settings.admin_token
+        ) as client:
+            try:
+                yield client
+            except AdminError as exc:
+                click.echo(f"semcache: {exc}", err=True)
+                sys.exit(1)
+
+    @main.command()
+    @target
+    @click.option("--json", "as_json", is_flag=True, help="Print GET /cache/stats as it is.")
+    def stats(config_path: str | None, url: str | None, token: str | None, as_json: bool) -> None:
+        """Show the cache's figures (GET /cache/stats)."""
+        with admin(config_path, url, token) as client:
+            figures = client.get("/cache/stats")
+        if as_json:
+            click.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+            return
+        for line in summary(figures):
+            click.echo(line)
+
+    @main.command()
+    @target
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def flush(config_path: str | None, url: str | None, token: str | None, yes: bool) -> None:
+        """Remove every entry (DELETE /cache)."""
+        with admin(config_path, url, token) as client:
+            if not yes:
+                click.confirm(f"Remove every entry cached by {client.base_url}?", abort=True)
+            removed = client.delete("/cache")["removed"]
+        click.echo(f"removed {removed} keys")
+
+    @main.command()
+    @target
+    @click.argument("request_file", type=click.File("rb"), default="-")
+    @click.option("--key", "api_key", default=None, help="The caller's API key.")
+    @click.option(
+        "--header", "headers", multiple=True, metavar="NAME:VALUE", help="A cache control header."
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the explanation as it is.")
+    def explain(
+        config_path: str | None,
+        url: str | None,
+        token: str | None,
+        request_file: Any,
+        api_key: str | None,
+        headers: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        """Say what a chat request (a JSON body, from REQUEST_FILE or stdin) would get, and
+        why, without sending it (POST /cache/explain)."""
+        try:
+            request = orjson.loads(request_file.read())
+        except orjson.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="REQUEST_FILE") from None
+        fields = {}
+        for header in headers:
+            name, sep, value = header.partition(":")
+            if not sep:
+                raise click.BadParameter(f"{header!r} is not NAME:VALUE", param_hint="--header")
+            fields[name.strip()] = value.strip()
+        body = {"request": request, "api_key": api_key, "headers": fields}
+        with admin(config_path, url, token) as client:
+            answer = client.post("/cache/explain", body)
+        if as_json:
+            click.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+            return
+        for line in explanation(answer):
+            click.echo(line)
+
+
+def summary(figures: dict[str, Any]) -> list[str]:
+    store = figures.get("store") or {}
+    lines = [
+        f"hits {figures['hits']}  misses {figures['misses']}  hit rate {figures['hit_rate']:.1%}",
+        f"by lookup: {_pairs(figures.get('hits_by_lookup', {}))}",
+        f"tokens saved: {figures.get('tokens_saved', 0)}",
+        f"store ({figures.get('store_kind', '?')}): {store.get('entries', '?')} entries, "
+        f"{store.get('bytes', '?')} bytes",
+        f"semantic: {figures.get('semantic_mode', '?')}, embedder {figures.get('embedder')}, "
+        f"verifier {figures.get('verifier')}",
+    ]
+    if figures.get("miss_reasons"):
+        lines.append(f"miss reasons: {_pairs(figures['miss_reasons'])}")
+    return lines
+
+
+def explanation(answer: dict[str, Any]) -> list[str]:
+    decision = answer["decision"]
+    if decision == "REFUSED":
+        return [f"REFUSED with {answer['status']}: {answer['error']}"]
+    head = decision
+    if decision == "HIT":
+        head += f" ({answer['lookup']}, entry {answer['entry_id']}"
+        head += f", similarity {answer['similarity']})" if "similarity" in answer else ")"
+    else:
+        head += f": {answer['reason']}"
+    lines = [head, f"key {answer['key']}"]
+    exact = answer.get("exact")
+    if exact is not None:
+        found = (
+            "no entry"
+            if not exact["found"]
+            else (
+                f"entry {exact['entry_id']}, {exact['age_seconds']} s old"
+                + ("" if exact["fresh"] else ", too old for this request")
+            )
+        )
+        lines.append(f"exact: {found}")
+    semantic = answer.get("semantic")
+    if semantic is not None:
+        if "skipped" in semantic:
+            lines.append(f"semantic: skipped ({semantic['skipped']})")
+        else:
+            lines.append(f"semantic: {len(semantic['candidates'])} candidates")
+            for c in semantic["candidates"]:
+                verdict = "accepted" if c["accepted"] else f"refused ({c['reason'] or 'line'})"
+                lines.append(f"  {c['similarity']:.4f}  {verdict}  {c['text'][:80]!r}")
+    return lines
+
+
+def _pairs(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"

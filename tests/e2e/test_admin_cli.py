@@ -1,0 +1,122 @@
+"""``semcache stats | flush | explain`` against a running ``semcache serve``, on both stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.ports import free_port
+from tests.support.proxy_process import ProxyProcess
+from tests.support.redis_server import RedisServer
+
+SEMCACHE = str(Path(sys.executable).parent / "semcache")
+TOKEN = "admin-token-for-the-cli-tests"
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def admin_proxy(
+    request: pytest.FixtureRequest, fake_upstream_server: FakeUpstream
+) -> Iterator[ProxyProcess]:
+    redis_url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        redis_url = server.url
+    env = {"SEMCACHE_ADMIN_TOKEN": TOKEN, "SEMCACHE_EMBED_MODEL": "hash:64"}
+    with ProxyProcess(
+        fake_upstream_server.url,
+        redis_url=redis_url,
+        env=env,
+        extra_args=["--redis-prefix", f"cli-{free_port()}:"],
+    ) as proxy:
+        yield proxy
+
+
+def cli(
+    *args: str, stdin: bytes | None = None, token: str | None = TOKEN
+) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin"}
+    if token is not None:
+        env["SEMCACHE_ADMIN_TOKEN"] = token
+    return subprocess.run(
+        [SEMCACHE, *args],
+        input=None if stdin is None else stdin.decode(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def chat(proxy: ProxyProcess, text: str, key: str) -> httpx.Response:
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": text}]}
+    return httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def test_stats_explain_and_flush(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    url = admin_proxy.url
+    assert chat(admin_proxy, question, "sk-cli-a").headers["x-cache"] == "MISS"
+    assert chat(admin_proxy, question, "sk-cli-a").headers["x-cache"] == "HIT"
+    calls = fake_upstream.calls("/v1/chat/completions")
+
+    stats = cli("stats", "--url", url, "--json")
+    assert stats.returncode == 0, stats.stderr
+    figures = orjson.loads(stats.stdout)
+    assert figures["hits"] >= 1
+    readable = cli("stats", "--url", url)
+    assert "hit rate" in readable.stdout
+
+    request = orjson.dumps(
+        {"model": "gpt-test", "messages": [{"role": "user", "content": question}]}
+    )
+    hit = cli("explain", "--url", url, "--key", "sk-cli-a", "--json", stdin=request)
+    assert hit.returncode == 0, hit.stderr
+    assert orjson.loads(hit.stdout)["decision"] == "HIT"
+    other = cli("explain", "--url", url, "--key", "sk-cli-b", stdin=request)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines()[0] == "MISS: no-entry"  # another tenant sees nothing
+    assert question not in other.stdout
+    stale = cli(
+        "explain", "--url", url, "--key", "sk-cli-a", "--header", "Cache-Control: no-cache",
+        stdin=request,
+    )  # fmt: skip
+    assert stale.stdout.splitlines()[0] == "MISS: no-cache"
+    assert fake_upstream.calls("/v1/chat/completions") == calls  # explaining sends nothing
+
+    flushed = cli("flush", "--url", url, "--yes")
+    assert flushed.returncode == 0, flushed.stderr
+    assert flushed.stdout.startswith("removed ")
+    assert chat(admin_proxy, question, "sk-cli-a").headers["x-cache"] == "MISS"
+    assert fake_upstream.calls("/v1/chat/completions") == calls + 1
+
+
+def test_without_the_token_each_command_fails_in_one_line(admin_proxy: ProxyProcess) -> None:
+    for args in (["stats"], ["flush", "--yes"], ["explain"]):
+        result = cli(*args, "--url", admin_proxy.url, token=None, stdin=b'{"model": "m"}')
+        assert result.returncode == 1, args
+        [line] = result.stderr.splitlines()
+        assert "admin token" in line
+    wrong = cli("stats", "--url", admin_proxy.url, "--token", "wrong-token")
+    assert wrong.returncode == 1
+    assert TOKEN not in wrong.stderr
+    assert "wrong-token" not in wrong.stderr
+
+
+def test_an_unreachable_proxy_is_one_line() -> None:
+    result = cli("stats", "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("semcache: cannot reach http://127.0.0.1:")
