@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 
-from proxy.stores.base import StoreStats
+from proxy.stores.base import Entry, StoreStats
 
 LATENCY_BUCKETS_SECONDS = (
     0.005,
@@ -22,6 +22,14 @@ LATENCY_BUCKETS_SECONDS = (
     30.0,
     60.0,
 )
+
+
+RESPONSE_BUCKETS_SECONDS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+MODELS_KEPT = 100
+"""Models counted apart in ``saved_by_model``; beyond, ``other`` (client-chosen names)."""
+TOP_ENTRIES_KEPT = 10_000
 
 
 class Histogram:
@@ -54,15 +62,49 @@ class Metrics:
         self.embedding_items: Counter[str] = Counter()
         self.semantic: Counter[str] = Counter()
         self.semantic_rejections: Counter[str] = Counter()
+        self.saved_by_model: dict[str, list[int]] = {}
+        """model -> [hits, prompt tokens, completion tokens] served from the cache."""
+        self.entry_hits: dict[str, int] = {}
+        """Hits per entry id (the first ``TOP_ENTRIES_KEPT`` entries hit): the top entries."""
+        self.entry_models: dict[str, str] = {}
+        self.response_latency: dict[str, Histogram] = {}
         self.audits: Counter[tuple[str, str]] = Counter()
         """(kind, verdict): free, shadow, audit, exact x same, different, dropped, gone..."""
 
     def request(self, route: str, outcome: str) -> None:
         self.requests[(route, outcome)] += 1
 
-    def hit(self, lookup: str, tokens: int) -> None:
+    def hit(self, lookup: str, entry: Entry, *, model: str) -> None:
         self.hits[lookup] += 1
+        self.tokens_saved += entry.tokens
+        self._saved(model, entry.tokens - entry.completion_tokens, entry.completion_tokens)
+        hits = self.entry_hits.get(entry.id)
+        if hits is not None or len(self.entry_hits) < TOP_ENTRIES_KEPT:
+            self.entry_hits[entry.id] = (0 if hits is None else hits) + 1
+            self.entry_models.setdefault(entry.id, model)
+
+    def hit_items(self, model: str, tokens: int) -> None:
+        """An embeddings request answered from the cache (its items' input tokens)."""
+        self.hits["exact"] += 1
         self.tokens_saved += tokens
+        self._saved(model, tokens, 0)
+
+    def answered(self, state: str, seconds: float) -> None:
+        """A cached route's time to its response head, by ``X-Cache`` (HIT, MISS, BYPASS)."""
+        histogram = self.response_latency.get(state)
+        if histogram is None:
+            histogram = self.response_latency[state] = Histogram(RESPONSE_BUCKETS_SECONDS)
+        histogram.observe(seconds)
+
+    def _saved(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        saved = self.saved_by_model.get(model)
+        if saved is None:
+            if len(self.saved_by_model) >= MODELS_KEPT:
+                model = "other"
+            saved = self.saved_by_model.setdefault(model, [0, 0, 0])
+        saved[0] += 1
+        saved[1] += prompt_tokens
+        saved[2] += completion_tokens
 
     def snapshot(self, store: StoreStats | None) -> dict[str, object]:
         hits = sum(n for (_, outcome), n in self.requests.items() if outcome == "hit")
@@ -159,6 +201,21 @@ class Metrics:
             lines.append(f'semcache_upstream_latency_seconds_bucket{{le="{le}"}} {cumulative}')
         lines.append(f"semcache_upstream_latency_seconds_sum {h.sum}")
         lines.append(f"semcache_upstream_latency_seconds_count {h.count}")
+        family(
+            "semcache_response_seconds",
+            "histogram",
+            "Chat and embeddings requests: time to the response head, by X-Cache.",
+        )
+        for state, hist in sorted(self.response_latency.items()):
+            cumulative = 0
+            for bound, n in zip((*hist.buckets, float("inf")), hist.counts, strict=True):
+                cumulative += n
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(
+                    f'semcache_response_seconds_bucket{{cache="{state}",le="{le}"}} {cumulative}'
+                )
+            lines.append(f'semcache_response_seconds_sum{{cache="{state}"}} {hist.sum}')
+            lines.append(f'semcache_response_seconds_count{{cache="{state}"}} {hist.count}')
         if store is not None:
             family("semcache_store_entries", "gauge", "Entries in the store.")
             lines.append(f"semcache_store_entries {store.entries}")

@@ -106,7 +106,7 @@ class EmbeddingPipeline:
                 await self._save([keys[i] for i in missing], new_entries, control)
         else:
             self._metrics.request(ROUTE, "hit")
-            self._metrics.hit("exact", sum(e.tokens for e in found if e is not None))
+            self._metrics.hit_items(model, sum(e.tokens for e in found if e is not None))
 
         entries = [e for e in found if e is not None]
         assert len(entries) == len(keys)

@@ -298,7 +298,7 @@ class ChatPipeline:
         else:
             response = raw_response(entry.body, 200, [JSON, *headers])
         self._metrics.request(ROUTE, "hit")
-        self._metrics.hit(lookup, entry.tokens)
+        self._metrics.hit(lookup, entry, model=chat.model)
         return response
 
     async def _stream_miss(self, miss: Miss, publish: Publish | None) -> Response:
@@ -369,8 +369,10 @@ class ChatPipeline:
         if len(body) + len(replay) > self._max_entry_bytes:
             self._metrics.not_stored["too_large"] += 1
             return None
-        tokens = completion_tokens_saved(completion)
-        entry = self._cache.new_entry(body, tokens=tokens, replay=replay)
+        tokens, completion_tokens = completion_tokens_saved(completion)
+        entry = self._cache.new_entry(
+            body, tokens=tokens, completion_tokens=completion_tokens, replay=replay
+        )
         if not await self._cache.put(miss.key, entry, miss.control.ttl_seconds, kind="chat"):
             return None
         if miss.semantic is not None:

@@ -115,13 +115,15 @@ def completion_is_storable(status_code: int, completion: object) -> bool:
     return all(_choice_is_complete(choice) for choice in choices)
 
 
-def completion_tokens_saved(completion: Mapping[str, Any]) -> int:
+def completion_tokens_saved(completion: Mapping[str, Any]) -> tuple[int, int]:
+    """The answer's ``usage``: total tokens, and of them the completion's (0 when absent)."""
     usage = completion.get("usage")
-    if isinstance(usage, dict):
-        total = usage.get("total_tokens")
-        if type(total) is int and total >= 0:
-            return total
-    return 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    total, answer = usage.get("total_tokens"), usage.get("completion_tokens")
+    total = total if type(total) is int and total >= 0 else 0
+    answer = answer if type(answer) is int and 0 <= answer <= total else 0
+    return total, answer
 
 
 def _choice_is_complete(choice: object) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -65,6 +66,7 @@ def services(request: Request) -> Services:
 
 
 async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
     svc = services(request)
     scope = request.scope
     fields = header_fields(scope)
@@ -82,7 +84,7 @@ async def chat_completions(request: Request) -> Response:
             temperature=chat.temperature,
             max_temperature=svc.settings.max_temperature,
         )
-        return await svc.chat.handle(
+        response = await svc.chat.handle(
             chat,
             namespace=namespace,
             api_key=api_key,
@@ -93,9 +95,12 @@ async def chat_completions(request: Request) -> Response:
     except HTTPError as exc:
         svc.metrics.request("chat", _error_outcome(exc))
         return error_response(exc)
+    _timed(svc.metrics, response, started)
+    return response
 
 
 async def embeddings(request: Request) -> Response:
+    started = time.perf_counter()
     svc = services(request)
     scope = request.scope
     fields = header_fields(scope)
@@ -106,7 +111,7 @@ async def embeddings(request: Request) -> Response:
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = embedding_request(raw)
         control = cache_control(fields, default_ttl_seconds=svc.settings.ttl_seconds)
-        return await svc.embeddings.handle(
+        response = await svc.embeddings.handle(
             parsed,
             raw,
             namespace=namespace,
@@ -117,6 +122,8 @@ async def embeddings(request: Request) -> Response:
     except HTTPError as exc:
         svc.metrics.request("embeddings", _error_outcome(exc))
         return error_response(exc)
+    _timed(svc.metrics, response, started)
+    return response
 
 
 async def passthrough(request: Request) -> Response:
@@ -270,6 +277,14 @@ def require_admin(request: Request, svc: Services, *, required: bool) -> None:
         return
     if not _is_admin(request, svc):
         raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")
+
+
+def _timed(metrics: Metrics, response: Response, started: float) -> None:
+    # A relayed upstream error builds its head only when sent: not timed.
+    for name, value in getattr(response, "raw_headers", ()):
+        if name == b"x-cache":
+            metrics.answered(value.decode("latin-1"), time.perf_counter() - started)
+            return
 
 
 def header_fields(scope: Scope) -> dict[str, str]:

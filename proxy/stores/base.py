@@ -33,6 +33,9 @@ class Entry:
     """Tokens a hit saves (the upstream's ``usage.total_tokens``)."""
     replay: bytes = b""
     """How to replay the entry as a stream (chunk boundaries), when it came from one."""
+    completion_tokens: int = 0
+    """Of ``tokens``, the answer's (``usage.completion_tokens``): priced apart from the
+    prompt's by most providers (the dashboard's money saved)."""
 
     def size(self) -> int:
         return len(self.body) + len(self.replay) + ENTRY_OVERHEAD_BYTES
@@ -114,26 +117,42 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-# A packed entry: magic, created_at, tokens, 8-byte id, replay length, then body and replay.
-_HEADER = struct.Struct("<3sdQ8sI")
-_MAGIC = b"SC1"
+# A packed entry: magic, created_at, tokens, 8-byte id, replay length, completion tokens, then
+# body and replay. SC1 (no completion tokens) is still read: entries written before it was added.
+_HEADER = struct.Struct("<3sdQ8sII")
+_MAGIC = b"SC2"
+_HEADER_V1 = struct.Struct("<3sdQ8sI")
+_MAGIC_V1 = b"SC1"
 ENTRY_OVERHEAD_BYTES = _HEADER.size
 
 
 def pack_entry(entry: Entry, *, lead: bytes = b"") -> bytes:
     """``lead`` (a store's own bookkeeping) goes first, in the same single copy."""
     header = _HEADER.pack(
-        _MAGIC, entry.created_at, entry.tokens, bytes.fromhex(entry.id), len(entry.replay)
+        _MAGIC,
+        entry.created_at,
+        entry.tokens,
+        bytes.fromhex(entry.id),
+        len(entry.replay),
+        entry.completion_tokens,
     )
     return b"".join((lead, header, entry.body, entry.replay))
 
 
 def unpack_entry(data: bytes, offset: int = 0) -> Entry:
     """The entry packed at ``offset`` of ``data``."""
-    start = offset + _HEADER.size
-    if len(data) < start or data[offset : offset + 3] != _MAGIC:
+    magic = data[offset : offset + 3]
+    completion_tokens = 0
+    if magic == _MAGIC and len(data) >= offset + _HEADER.size:
+        _, created_at, tokens, raw_id, replay_length, completion_tokens = _HEADER.unpack_from(
+            data, offset
+        )
+        start = offset + _HEADER.size
+    elif magic == _MAGIC_V1 and len(data) >= offset + _HEADER_V1.size:
+        _, created_at, tokens, raw_id, replay_length = _HEADER_V1.unpack_from(data, offset)
+        start = offset + _HEADER_V1.size
+    else:
         raise StoreError("stored value is not a semcache entry")
-    _, created_at, tokens, raw_id, replay_length = _HEADER.unpack_from(data, offset)
     if start + replay_length > len(data):
         raise StoreError("stored entry is truncated")
     end = len(data) - replay_length
@@ -143,4 +162,5 @@ def unpack_entry(data: bytes, offset: int = 0) -> Entry:
         created_at=created_at,
         tokens=tokens,
         replay=data[end:],
+        completion_tokens=completion_tokens,
     )

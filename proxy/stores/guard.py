@@ -43,13 +43,16 @@ class Cache:
         """Other processes use the store too: see :attr:`Store.shared`."""
         return self.store.shared
 
-    def new_entry(self, body: bytes, *, tokens: int = 0, replay: bytes = b"") -> Entry:
+    def new_entry(
+        self, body: bytes, *, tokens: int = 0, completion_tokens: int = 0, replay: bytes = b""
+    ) -> Entry:
         return Entry(
             id=f"{self._ids.getrandbits(64):016x}",
             body=body,
             created_at=self.clock(),
             tokens=tokens,
             replay=replay,
+            completion_tokens=completion_tokens,
         )
 
     async def get(self, key: str) -> Entry | None:
