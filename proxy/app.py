@@ -22,7 +22,8 @@ from proxy.cache.feedback import Feedback
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.http import admin, handlers
+from proxy.http import admin, dashboard, handlers
+from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
 from proxy.metrics import Metrics
@@ -94,6 +95,8 @@ def create_app(
         probe=UpstreamProbe(upstream, own_key=settings.upstream_api_key is not None, clock=clock),
     )
 
+    history = History(metrics, clock=clock)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not await cache.reachable():
@@ -111,6 +114,7 @@ def create_app(
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(tenancy.keep_in_sync, cache)
+                background.start_soon(history.run)
                 if semantic.enabled and semantic.auditor is not None:
                     background.start_soon(semantic.auditor.run)
                 if semantic.enabled and semantic.adaptive is not None:
@@ -133,6 +137,11 @@ def create_app(
         Route("/cache", handlers.clear_cache, methods=["DELETE"]),
         Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
         Route("/cache/explain", admin.cache_explain, methods=["POST"]),
+        Route("/dashboard", dashboard.page, methods=["GET"]),
+        Route("/dashboard/login", dashboard.login, methods=["POST"]),
+        Route("/dashboard/logout", dashboard.logout, methods=["POST"]),
+        Route("/dashboard/data", dashboard.data, methods=["GET"]),
+        Route("/dashboard/static/{name}", dashboard.static, methods=["GET"]),
     ]
     app = _App(
         routes=routes,
@@ -144,6 +153,7 @@ def create_app(
         },
     )
     app.state.services = services
+    app.state.history = history
     origins = settings.cors_origin_list()
     if origins:
         app.cors = CORSMiddleware(

@@ -1,0 +1,138 @@
+"""``/dashboard``: the cache at a glance, live, behind the admin token.
+
+The token is typed once into a login form; the browser then holds a session cookie (HttpOnly,
+SameSite=Strict) whose value is an HMAC of the token, never the token itself, so it is never in
+a URL, a log or the page's script. The page is static HTML, script and a charting library
+(uPlot, MIT, vendored in ``static/``): no build step, nothing fetched from the internet. It
+polls ``/dashboard/data`` every two seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.http.handlers import header_fields, read_body, services
+from proxy.http.history import History
+from proxy.http.responses import JSON, raw_response
+from proxy.semantic.adaptive import report
+
+COOKIE = "semcache_dashboard"
+SESSION_SECONDS = 12 * 3600
+TOP_ENTRIES = 10
+STATIC = {
+    "dashboard.js": b"text/javascript; charset=utf-8",
+    "dashboard.css": b"text/css; charset=utf-8",
+    "uPlot.iife.min.js": b"text/javascript; charset=utf-8",
+    "uPlot.min.css": b"text/css; charset=utf-8",
+}
+HTML = (b"content-type", b"text/html; charset=utf-8")
+# The pages run only their own files: no inline script, nothing from elsewhere.
+SECURITY = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def session_value(token: str) -> str:
+    return hmac.new(token.encode(), b"semcache dashboard session", hashlib.sha256).hexdigest()
+
+
+def signed_in(request: Request) -> bool:
+    token = services(request).settings.admin_token
+    if token is None:
+        return False
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+        return True
+    cookie = request.cookies.get(COOKIE, "")
+    return hmac.compare_digest(cookie.encode(), session_value(token).encode())
+
+
+async def page(request: Request) -> Response:
+    if services(request).settings.admin_token is None:
+        return _page("off.html", 403)
+    return _page("dashboard.html" if signed_in(request) else "login.html", 200)
+
+
+async def login(request: Request) -> Response:
+    svc = services(request)
+    token = svc.settings.admin_token
+    if token is None:
+        return _page("off.html", 403)
+    raw = await read_body(request, 4096, header_fields(request.scope))
+    given = parse_qs(raw.decode("latin-1")).get("token", [""])[0]
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return _page("login.html", 401, error=True)
+    cookie = (
+        f"{COOKIE}={session_value(token)}; Max-Age={SESSION_SECONDS}; Path=/; HttpOnly; "
+        "SameSite=Strict"
+    )
+    headers = [(b"location", b"/dashboard"), (b"set-cookie", cookie.encode()), *SECURITY]
+    return raw_response(b"", 303, headers)
+
+
+async def logout(request: Request) -> Response:
+    cookie = f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
+    return raw_response(b"", 303, [(b"location", b"/dashboard"), (b"set-cookie", cookie.encode())])
+
+
+async def data(request: Request) -> Response:
+    svc = services(request)
+    if not signed_in(request):
+        body = b'{"error": {"message": "sign in at /dashboard", "type": "authentication_error"}}'
+        return raw_response(body, 401, [JSON])
+    history: History = request.app.state.history
+    snapshot = svc.metrics.snapshot(await svc.cache.stats())
+    metrics = svc.metrics
+    top = sorted(metrics.entry_hits.items(), key=lambda item: -item[1])[:TOP_ENTRIES]
+    out: dict[str, Any] = {
+        "now": history.sample(),
+        "history": list(history.samples),
+        "stats": snapshot,
+        "store_kind": "memory" if svc.settings.redis_url is None else "redis",
+        "semantic": {"state": svc.semantic.state, "verifier": svc.semantic.verifier.name},
+        "models": {
+            model: {"hits": n, "prompt_tokens": p, "completion_tokens": c}
+            for model, (n, p, c) in metrics.saved_by_model.items()
+        },
+        "top_entries": [
+            {"entry_id": entry_id, "hits": n, "model": metrics.entry_models.get(entry_id, "")}
+            for entry_id, n in top
+        ],
+        "groups": [] if svc.semantic.adaptive is None else report(svc.semantic.adaptive),
+    }
+    return raw_response(orjson.dumps(out), 200, [JSON, (b"cache-control", b"no-store")])
+
+
+async def static(request: Request) -> Response:
+    name = request.path_params["name"]
+    kind = STATIC.get(name)
+    if kind is None:
+        return raw_response(b"not found", 404, [(b"content-type", b"text/plain")])
+    body = _read(name)
+    return raw_response(body, 200, [(b"content-type", kind), (b"cache-control", b"max-age=3600")])
+
+
+def _page(name: str, status: int, *, error: bool = False) -> Response:
+    body = _read(name)
+    if error:
+        body = body.replace(b'<p class="error" hidden>', b'<p class="error">')
+    return raw_response(body, status, [HTML, *SECURITY])
+
+
+def _read(name: str) -> bytes:
+    return resources.files("proxy.http").joinpath("static", name).read_bytes()
