@@ -1,4 +1,4 @@
-"""``semcache stats``, ``semcache flush``, ``semcache explain``: the admin API from a shell.
+"""``semcache stats | flush | explain | warm``: the admin API (and warming) from a shell.
 
 Each finds the proxy as ``semcache probe`` does (``--url``, else the address file ``serve``
 wrote, else the settings' host and port) and sends ``--token`` (default:
@@ -7,14 +7,17 @@ wrote, else the settings' host and port) and sends ``--token`` (default:
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from proxy.admin import warm as warming
 from proxy.admin.client import AdminClient, AdminError
 from proxy.settings import Settings
 
@@ -113,6 +116,52 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
             return
         for line in explanation(answer):
             click.echo(line)
+
+    @main.command()
+    @target
+    @click.argument("requests_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option(
+        "--key",
+        "api_key",
+        envvar="OPENAI_API_KEY",
+        default=None,
+        help="The API key the requests are sent with (their tenant); default: OPENAI_API_KEY.",
+    )
+    @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+    @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+    def warm(
+        config_path: str | None,
+        url: str | None,
+        token: str | None,
+        requests_file: Path,
+        api_key: str | None,
+        concurrency: int,
+        progress: bool,
+    ) -> None:
+        """Send the chat requests in REQUESTS_FILE (JSON Lines: one request body per line)
+        through the proxy, so their answers are cached; a line already cached costs nothing."""
+        base = url or served_url(load(config_path))
+        try:
+            report = asyncio.run(
+                warming.warm(
+                    base, requests_file, api_key=api_key, concurrency=concurrency,
+                    progress=progress,
+                )
+            )  # fmt: skip
+        except AdminError as exc:
+            click.echo(f"semcache: {exc}", err=True)
+            sys.exit(1)
+        rate = report.sent / report.seconds if report.seconds else 0.0
+        o = report.outcomes
+        click.echo(
+            f"warm: {report.sent} requests in {report.seconds:.1f} s ({rate:.0f}/s): "
+            f"{o['MISS']} answered upstream and stored, {o['HIT']} already cached, "
+            f"{o['BYPASS']} bypassed, {o['error']} failed"
+        )
+        for failure in report.failures:
+            click.echo(f"  {failure}", err=True)
+        if o["error"]:
+            sys.exit(1)
 
 
 def summary(figures: dict[str, Any]) -> list[str]:

@@ -120,3 +120,50 @@ def test_an_unreachable_proxy_is_one_line() -> None:
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("semcache: cannot reach http://127.0.0.1:")
+
+
+def test_warm_caches_a_file_of_requests_with_progress(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, tmp_path: Path, question: str
+) -> None:
+    lines = [
+        orjson.dumps(
+            {
+                "model": "gpt-test",
+                "messages": [{"role": "user", "content": f"{question} #{i % 150}"}],
+            }
+        )
+        for i in range(200)
+    ]  # 150 distinct questions, 50 of them twice
+    faq = tmp_path / "faq.jsonl"
+    faq.write_bytes(b"\n".join(lines) + b"\n")
+    before = fake_upstream.calls("/v1/chat/completions")
+
+    first = cli(
+        "warm", str(faq), "--url", admin_proxy.url, "--key", "sk-cli-warm", "--concurrency", "8"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "200/200" in first.stderr  # the progress bar reached the end
+    assert first.stdout.startswith("warm: 200 requests in ")
+    calls = fake_upstream.calls("/v1/chat/completions") - before
+    # A duplicate sent while its twin was in flight is coalesced, after it a hit: never a call.
+    assert calls == 150
+    assert "150 answered upstream and stored" in first.stdout
+
+    again = cli("warm", str(faq), "--url", admin_proxy.url, "--key", "sk-cli-warm", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert "0 answered upstream and stored, 200 already cached" in again.stdout
+    assert fake_upstream.calls("/v1/chat/completions") - before == 150
+    # Another tenant's warm-up is its own.
+    assert chat(admin_proxy, f"{question} #1", "sk-cli-other").headers["x-cache"] == "MISS"
+
+
+def test_warm_reports_bad_lines_and_exits_1(admin_proxy: ProxyProcess, tmp_path: Path) -> None:
+    faq = tmp_path / "bad.jsonl"
+    faq.write_bytes(b'{"model": "gpt-test", "messages": []}\nnot json\n')
+    result = cli(
+        "warm", str(faq), "--url", admin_proxy.url, "--key", "sk-cli-warm", "--no-progress"
+    )
+    assert result.returncode == 1
+    assert "2 failed" in result.stdout
+    assert "line 1: 400" in result.stderr
+    assert "line 2: 400" in result.stderr
