@@ -1,6 +1,7 @@
 """``semcache serve``: one option per setting; the settings decide, uvicorn serves.
 ``semcache probe``: the health check of a running ``serve`` (Docker, compose, Kubernetes).
-``semcache stats | flush | explain``: the admin API (:mod:`proxy.admin.commands`)."""
+``semcache doctor``: check the settings and what they point at (:mod:`proxy.admin.doctor`).
+``semcache stats | flush | explain | warm``: the admin API (:mod:`proxy.admin.commands`)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,26 @@ def main() -> None:
 def serve(config_path: str | None, **flags: object) -> None:
     """Run the proxy."""
     run(_settings(config_path, flags))
+
+
+@main.command()
+@_config_option
+@_options
+def doctor(config_path: str | None, **flags: object) -> None:
+    """Check the settings, the upstream, the store (and its vector sets) and the embedder,
+    wired as `serve` would; exit 1 if the upstream or the store fails."""
+    import asyncio
+
+    from proxy.admin.doctor import diagnose
+
+    settings = _settings(config_path, flags)
+    _load_local_embedder(settings)
+    checks = asyncio.run(diagnose(settings))
+    for check in checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        click.echo(f"{mark} {check.name}: {check.detail}")
+    if not all(c.ok for c in checks if c.required):
+        sys.exit(1)
 
 
 @main.command()

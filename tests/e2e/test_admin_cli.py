@@ -167,3 +167,30 @@ def test_warm_reports_bad_lines_and_exits_1(admin_proxy: ProxyProcess, tmp_path:
     assert "2 failed" in result.stdout
     assert "line 1: 400" in result.stderr
     assert "line 2: 400" in result.stderr
+
+
+def test_doctor_checks_each_part(fake_upstream: FakeUpstream, redis_server: RedisServer) -> None:
+    good = cli(
+        "doctor", "--upstream", fake_upstream.url, "--redis-url", redis_server.url,
+        "--embed-model", "hash:64",
+    )  # fmt: skip
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "ok   settings",
+        "ok   upstream",
+        "ok   store",
+        "ok   semantic matching",
+        "ok   embedder",
+    ]
+    assert "vector sets available" in good.stdout
+    assert fake_upstream.calls("/v1/chat/completions") == 0  # nothing but GET /models
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    bad = cli(
+        "doctor", "--upstream", dead, "--redis-url", f"redis://:secret-pw@127.0.0.1:{free_port()}"
+    )
+    assert bad.returncode == 1
+    assert "FAIL upstream: unreachable" in bad.stdout
+    assert "FAIL store: redis: unreachable" in bad.stdout
+    assert "secret-pw" not in bad.stdout + bad.stderr
