@@ -137,6 +137,7 @@ def create_app(
         Route("/cache", handlers.clear_cache, methods=["DELETE"]),
         Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
         Route("/cache/explain", admin.cache_explain, methods=["POST"]),
+        Route("/cache/import", admin.cache_import, methods=["POST"]),
         Route("/dashboard", dashboard.page, methods=["GET"]),
         Route("/dashboard/login", dashboard.login, methods=["POST"]),
         Route("/dashboard/logout", dashboard.logout, methods=["POST"]),

@@ -3,12 +3,17 @@ one line a person can act on."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from tqdm import tqdm
 
 from proxy.errors import SemcacheError
+
+UPLOAD_CHUNK = 256 * 1024
 
 
 class AdminError(SemcacheError):
@@ -19,6 +24,7 @@ class AdminClient:
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
         headers = {} if token is None else {"authorization": f"Bearer {token}"}
         self.base_url = base_url.rstrip("/")
+        self._timeout = httpx.Timeout(timeout)
         # trust_env off: an HTTP proxy from the environment must not see the admin token.
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False
@@ -39,10 +45,38 @@ class AdminClient:
     def delete(self, path: str) -> Any:
         return self._call("DELETE", path)
 
-    def _call(self, method: str, path: str, *, content: bytes | None = None) -> Any:
+    def upload(self, path: str, source: Path, *, progress: bool) -> Any:
+        """POST a file as it is read (never whole in memory), with a progress bar by bytes."""
+        total = source.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            with (
+                source.open("rb") as f,
+                tqdm(total=total, unit="B", unit_scale=True, disable=not progress) as bar,
+            ):
+                while chunk := f.read(UPLOAD_CHUNK):
+                    bar.update(len(chunk))
+                    yield chunk
+
+        return self._call("POST", path, content=chunks(), unlimited=True)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | Iterator[bytes] | None = None,
+        unlimited: bool = False,
+    ) -> Any:
         headers = None if content is None else {"content-type": "application/json"}
         try:
-            response = self._client.request(method, path, content=content, headers=headers)
+            response = self._client.request(
+                method,
+                path,
+                content=content,
+                headers=headers,
+                timeout=httpx.Timeout(None) if unlimited else self._timeout,
+            )
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
         if response.status_code in (401, 403):

@@ -1,4 +1,4 @@
-"""``semcache stats | flush | explain | warm``: the admin API (and warming) from a shell.
+"""``semcache stats | flush | explain | warm | import``: the admin API (and warming) from a shell.
 
 Each finds the proxy as ``semcache probe`` does (``--url``, else the address file ``serve``
 wrote, else the settings' host and port) and sends ``--token`` (default:
@@ -161,6 +161,30 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         for failure in report.failures:
             click.echo(f"  {failure}", err=True)
         if o["error"]:
+            sys.exit(1)
+
+    @main.command(name="import")
+    @target
+    @click.argument("answers_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+    def import_(
+        config_path: str | None,
+        url: str | None,
+        token: str | None,
+        answers_file: Path,
+        progress: bool,
+    ) -> None:
+        """Store the answers in ANSWERS_FILE (JSON Lines: {"request": ..., "response": ...,
+        "api_key": ...} per line) as if the upstream had given them (POST /cache/import)."""
+        with admin(config_path, url, token) as client:
+            result = client.upload("/cache/import", answers_file, progress=progress)
+        click.echo(
+            f"import: {result['lines']} lines: {result['imported']} stored, "
+            f"{result['failed']} failed"
+        )
+        for error in result["errors"]:
+            click.echo(f"  {error}", err=True)
+        if result["failed"]:
             sys.exit(1)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.cache.keys import chat_key
-from proxy.cache.pipeline import miss_reason
+from proxy.cache.miss import miss_reason
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.validate import ChatRequest
 from proxy.semantic.lookup import Judged, Lookup, SemanticCache

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from proxy.cache.policy import CacheControl
 from proxy.http.responses import cache_headers
 from proxy.http.validate import ChatRequest
-from proxy.semantic.lookup import Lookup, SemanticQuery
+from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.upstream import Headers
 
 
@@ -36,6 +36,26 @@ class Miss:
         if self.found.shadow_hit:
             headers.append((b"x-cache-shadow", b"HIT"))
         return headers
+
+
+def miss_reason(
+    semantic_cache: SemanticCache,
+    chat: ChatRequest,
+    control: CacheControl,
+    stale: bool,
+    semantic: SemanticQuery | None,
+    found: Lookup,
+) -> str:
+    """``X-Cache-Reason`` of a miss: the step that ended the lookup."""
+    if not control.lookup:
+        return "no-cache"
+    if stale:
+        return "stale"
+    if semantic is None:
+        return semantic_cache.skipped(chat.body)
+    if not control.semantic:
+        return "semantic-off"
+    return found.reason
 
 
 def exact_copy(data: bytes) -> bytes:

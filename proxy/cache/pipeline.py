@@ -21,7 +21,7 @@ from proxy.assembler import StreamAssembler
 from proxy.cache.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import chat_key
-from proxy.cache.miss import Miss, exact_copy
+from proxy.cache.miss import Miss, exact_copy, miss_reason
 from proxy.cache.policy import (
     CacheControl,
     completion_is_storable,
@@ -41,7 +41,7 @@ from proxy.http.responses import (
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
 from proxy.semantic.audit import Candidate
-from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
+from proxy.semantic.lookup import Lookup, SemanticCache
 from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
@@ -140,6 +140,23 @@ class ChatPipeline:
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
             return await self._miss(miss, publish=None)
         return await self._coalesced(miss, landed)
+
+    async def seed(
+        self,
+        chat: ChatRequest,
+        completion: dict[str, Any],
+        *,
+        namespace: str,
+        api_key: str | None,
+        ttl_seconds: int,
+    ) -> Entry | None:
+        """Store ``completion`` as the answer to ``chat`` (``POST /cache/import``), as a miss
+        would have: the same key, the same storability rules, its vector for semantic lookup."""
+        key = chat_key(namespace, chat.body)
+        semantic = await self._semantic.query(chat.body, namespace=namespace, api_key=api_key)
+        control = CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
+        miss = Miss("", (), chat, key, namespace, control, semantic, Lookup())
+        return await self._store(miss, 200, completion)
 
     async def _coalesced(self, miss: Miss, landed: int) -> Response:
         """One upstream call for concurrent identical misses (see :mod:`proxy.cache.coalesce`)."""
@@ -405,23 +422,3 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=content,
         )
-
-
-def miss_reason(
-    semantic_cache: SemanticCache,
-    chat: ChatRequest,
-    control: CacheControl,
-    stale: bool,
-    semantic: SemanticQuery | None,
-    found: Lookup,
-) -> str:
-    """``X-Cache-Reason`` of a miss: the step that ended the lookup."""
-    if not control.lookup:
-        return "no-cache"
-    if stale:
-        return "stale"
-    if semantic is None:
-        return semantic_cache.skipped(chat.body)
-    if not control.semantic:
-        return "semantic-off"
-    return found.reason

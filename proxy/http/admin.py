@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from proxy.cache.explain import explain
 from proxy.cache.keys import scoped_namespace
-from proxy.cache.policy import cache_control
+from proxy.cache.policy import MAX_TTL_SECONDS, cache_control, completion_is_storable
 from proxy.errors import BadRequestError, HTTPError
-from proxy.http.handlers import header_fields, read_body, require_admin, services
+from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.responses import JSON, raw_response
 from proxy.http.validate import chat_request, parse_object
 
@@ -68,3 +68,66 @@ def _field(
     if not isinstance(value, kind):
         raise BadRequestError(f"'{name}' must be a {kind.__name__}", param=name)
     return value
+
+
+MAX_LINE_BYTES = 4 * 1024 * 1024
+ERRORS_LISTED = 5
+
+
+async def cache_import(request: Request) -> Response:
+    """JSON Lines, one ``{"request": <chat body>, "response": <chat completion>, "api_key":
+    "sk-..." (the tenant; absent = requests without a key), "ttl_seconds": N}`` per line, read
+    as it arrives (a file of any size never sits in memory). Each line is stored as a miss would
+    store it (same key, vector, storability rules) or counted as failed with its reason."""
+    svc = services(request)
+    require_admin(request, svc, required=True)
+    counts = {"imported": 0, "failed": 0}
+    errors: list[str] = []
+    number = 0
+    pending = b""
+    async for chunk in request.stream():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if len(pending) > MAX_LINE_BYTES:
+            raise BadRequestError(f"line {number + len(lines) + 1} is over {MAX_LINE_BYTES} bytes")
+        for line in lines:
+            number += 1
+            await _import_line(svc, line, number, counts, errors)
+    if pending.strip():
+        number += 1
+        await _import_line(svc, pending, number, counts, errors)
+    body = {**counts, "lines": number, "errors": errors}
+    return raw_response(orjson.dumps(body), 200, [JSON])
+
+
+async def _import_line(
+    svc: Services, line: bytes, number: int, counts: dict[str, int], errors: list[str]
+) -> None:
+    if not line.strip():
+        return
+    try:
+        row = parse_object(line)
+        chat = chat_request(orjson.dumps(_field(row, "request", dict, required=True)))
+        completion = _field(row, "response", dict, required=True)
+        api_key = _field(row, "api_key", str)
+        ttl = _field(row, "ttl_seconds", int, default=svc.settings.ttl_seconds)
+        if not 1 <= ttl <= MAX_TTL_SECONDS:
+            raise BadRequestError(f"'ttl_seconds' must be 1 to {MAX_TTL_SECONDS}")
+        if not completion_is_storable(200, completion):
+            raise BadRequestError("'response' is not a complete chat completion (see README)")
+        svc.tenancy.authorize(api_key)
+    except HTTPError as exc:
+        counts["failed"] += 1
+        if len(errors) < ERRORS_LISTED:
+            errors.append(f"line {number}: {exc.message}")
+        return
+    namespace = svc.tenancy.namespace(api_key)
+    entry = await svc.chat.seed(
+        chat, completion, namespace=namespace, api_key=api_key, ttl_seconds=ttl
+    )
+    if entry is None:
+        counts["failed"] += 1
+        if len(errors) < ERRORS_LISTED:
+            errors.append(f"line {number}: not stored (too large, or the store failed)")
+    else:
+        counts["imported"] += 1

@@ -194,3 +194,42 @@ def test_doctor_checks_each_part(fake_upstream: FakeUpstream, redis_server: Redi
     assert "FAIL upstream: unreachable" in bad.stdout
     assert "FAIL store: redis: unreachable" in bad.stdout
     assert "secret-pw" not in bad.stdout + bad.stderr
+
+
+def test_import_stores_a_file_of_answers(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, tmp_path: Path, question: str
+) -> None:
+    rows = []
+    for i in range(300):
+        request = {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": f"{question} FAQ {i}"}],
+        }
+        response = {
+            "id": f"chatcmpl-faq-{i}",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-test",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"FAQ answer {i}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+        }
+        rows.append(
+            orjson.dumps({"request": request, "response": response, "api_key": "sk-cli-faq"})
+        )
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes(b"\n".join(rows) + b"\n")
+    before = fake_upstream.calls("/v1/chat/completions")
+    result = cli("import", str(answers), "--url", admin_proxy.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "import: 300 lines: 300 stored, 0 failed"
+    hit = chat(admin_proxy, f"{question} FAQ 123", "sk-cli-faq")
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.json()["choices"][0]["message"]["content"] == "FAQ answer 123"
+    assert chat(admin_proxy, f"{question} FAQ 123", "sk-cli-stranger").headers["x-cache"] == "MISS"
+    assert fake_upstream.calls("/v1/chat/completions") == before + 1

@@ -1,0 +1,86 @@
+"""``POST /cache/import``: answers given as JSON Lines become entries a request then hits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import respx
+
+from proxy.semantic.embedders import HashEmbedder
+from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "admin-token-0123456789"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+
+
+def row(text: str, answer: str, **fields: Any) -> bytes:
+    return orjson.dumps({"request": chat_body(text), "response": completion(answer), **fields})
+
+
+async def test_imported_answers_are_served_exactly_semantically_and_per_tenant(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion("upstream"))
+    body = b"\n".join(
+        [
+            row("What is the capital of France?", "Paris (imported)", api_key="sk-a"),
+            row("How many legs has a spider?", "Eight (imported)", api_key="sk-a"),
+            b"",
+        ]
+    )
+    async with make_proxy(upstream_mock, clock, embedder=HashEmbedder(64), admin_token=TOKEN) as p:
+        result = (await p.client.post("/cache/import", content=body, headers=ADMIN)).json()
+        exact = await p.chat(
+            chat_body("What is the capital of France?"), authorization="Bearer sk-a"
+        )
+        reworded = await p.chat(
+            chat_body("the capital of France is what?"), authorization="Bearer sk-a"
+        )
+        other = await p.chat(
+            chat_body("What is the capital of France?"), authorization="Bearer sk-b"
+        )
+    assert result == {"imported": 2, "failed": 0, "lines": 2, "errors": []}
+    assert exact.headers["x-cache"] == "HIT"
+    assert "Paris (imported)" in exact.text
+    assert reworded.headers["x-cache-lookup"] == "semantic"
+    assert other.headers["x-cache"] == "MISS"  # imported for sk-a only
+    assert route.call_count == 1
+
+
+async def test_bad_lines_are_counted_with_their_reason_and_the_rest_imported(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    incomplete = completion("cut")
+    incomplete["choices"][0]["finish_reason"] = "length"
+    lines = [
+        b"not json",
+        orjson.dumps({"request": chat_body("q1")}),
+        orjson.dumps({"request": chat_body("q2"), "response": incomplete}),
+        row("q3", "fine"),
+        row("q4", "fine", ttl_seconds=0),
+    ]
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        response = await p.client.post("/cache/import", content=b"\n".join(lines), headers=ADMIN)
+    result = response.json()
+    assert (result["imported"], result["failed"], result["lines"]) == (1, 4, 5)
+    assert result["errors"][0].startswith("line 1: the request body is not valid JSON")
+    assert result["errors"][1] == "line 2: 'response' is required"
+    assert "not a complete chat completion" in result["errors"][2]
+    assert "ttl_seconds" in result["errors"][3]
+
+
+async def test_import_needs_the_admin_token(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion("upstream"))
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        denied = await p.client.post("/cache/import", content=row("q", "a"))
+        assert denied.status_code == 401
+        assert (await p.chat(chat_body("q"))).headers["x-cache"] == "MISS"  # nothing was stored
+    assert route.call_count == 1
+    async with make_proxy(upstream_mock, clock) as off:
+        assert (await off.client.post("/cache/import", content=row("q", "a"))).status_code == 403
