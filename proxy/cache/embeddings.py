@@ -15,6 +15,7 @@ import orjson
 from starlette.responses import Response
 
 from proxy.cache.keys import embedding_key
+from proxy.cache.miss import entry_meta
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.http.validate import EmbeddingRequest
@@ -96,8 +97,9 @@ class EmbeddingPipeline:
                 )
             vectors, token_counts, upstream_model = fresh
             model = upstream_model or model
+            meta = entry_meta(ROUTE, model)
             new_entries = [
-                self._cache.new_entry(vector.tobytes(), tokens=tokens)
+                self._cache.new_entry(vector.tobytes(), tokens=tokens, meta=meta)
                 for vector, tokens in zip(vectors, token_counts, strict=True)
             ]
             for i, entry in zip(missing, new_entries, strict=True):

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
+
+from proxy.cache.keys import semantic_text
 from proxy.cache.policy import CacheControl
 from proxy.http.responses import cache_headers
 from proxy.http.validate import ChatRequest
@@ -56,6 +60,19 @@ def miss_reason(
     if not control.semantic:
         return "semantic-off"
     return found.reason
+
+
+PROMPT_CHARS_KEPT = 200
+"""Of the last user message, what an entry keeps for the admin API (``GET /cache/entries``)."""
+
+
+def entry_meta(route: str, model: str, body: dict[str, Any] | None = None) -> bytes:
+    """What the admin API lists of an entry: its route, model and the start of its prompt."""
+    meta: dict[str, Any] = {"route": route, "model": model}
+    if body is not None:
+        text = semantic_text(body, max_chars=1 << 62)
+        meta["prompt"] = "" if text is None else text[:PROMPT_CHARS_KEPT]
+    return orjson.dumps(meta)
 
 
 def exact_copy(data: bytes) -> bytes:

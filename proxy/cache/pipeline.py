@@ -21,7 +21,7 @@ from proxy.assembler import StreamAssembler
 from proxy.cache.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import chat_key
-from proxy.cache.miss import Miss, exact_copy, miss_reason
+from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import (
     CacheControl,
     completion_is_storable,
@@ -388,7 +388,11 @@ class ChatPipeline:
             return None
         tokens, completion_tokens = completion_tokens_saved(completion)
         entry = self._cache.new_entry(
-            body, tokens=tokens, completion_tokens=completion_tokens, replay=replay
+            body,
+            tokens=tokens,
+            completion_tokens=completion_tokens,
+            replay=replay,
+            meta=entry_meta(ROUTE, miss.chat.model, miss.chat.body),
         )
         if not await self._cache.put(miss.key, entry, miss.control.ttl_seconds, kind="chat"):
             return None

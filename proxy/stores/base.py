@@ -36,9 +36,12 @@ class Entry:
     completion_tokens: int = 0
     """Of ``tokens``, the answer's (``usage.completion_tokens``): priced apart from the
     prompt's by most providers (the dashboard's money saved)."""
+    meta: bytes = b""
+    """What the admin API shows of the entry without parsing its body: JSON with its route,
+    model and the start of the prompt (:func:`proxy.cache.keys.entry_meta`)."""
 
     def size(self) -> int:
-        return len(self.body) + len(self.replay) + ENTRY_OVERHEAD_BYTES
+        return len(self.body) + len(self.replay) + len(self.meta) + ENTRY_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +120,10 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-# A packed entry: magic, created_at, tokens, 8-byte id, replay length, completion tokens, then
-# body and replay. SC1 (no completion tokens) is still read: entries written before it was added.
-_HEADER = struct.Struct("<3sdQ8sII")
+# A packed entry: magic, created_at, tokens, 8-byte id, replay length, completion tokens, meta
+# length, then body, replay and meta. SC1 (no completion tokens, no meta) is still read: entries
+# written before they were added.
+_HEADER = struct.Struct("<3sdQ8sIII")
 _MAGIC = b"SC2"
 _HEADER_V1 = struct.Struct("<3sdQ8sI")
 _MAGIC_V1 = b"SC1"
@@ -135,32 +139,34 @@ def pack_entry(entry: Entry, *, lead: bytes = b"") -> bytes:
         bytes.fromhex(entry.id),
         len(entry.replay),
         entry.completion_tokens,
+        len(entry.meta),
     )
-    return b"".join((lead, header, entry.body, entry.replay))
+    return b"".join((lead, header, entry.body, entry.replay, entry.meta))
 
 
 def unpack_entry(data: bytes, offset: int = 0) -> Entry:
     """The entry packed at ``offset`` of ``data``."""
     magic = data[offset : offset + 3]
-    completion_tokens = 0
+    completion_tokens = meta_length = 0
     if magic == _MAGIC and len(data) >= offset + _HEADER.size:
-        _, created_at, tokens, raw_id, replay_length, completion_tokens = _HEADER.unpack_from(
-            data, offset
-        )
+        header = _HEADER.unpack_from(data, offset)
+        _, created_at, tokens, raw_id, replay_length, completion_tokens, meta_length = header
         start = offset + _HEADER.size
     elif magic == _MAGIC_V1 and len(data) >= offset + _HEADER_V1.size:
         _, created_at, tokens, raw_id, replay_length = _HEADER_V1.unpack_from(data, offset)
         start = offset + _HEADER_V1.size
     else:
         raise StoreError("stored value is not a semcache entry")
-    if start + replay_length > len(data):
+    if start + replay_length + meta_length > len(data):
         raise StoreError("stored entry is truncated")
-    end = len(data) - replay_length
+    meta_start = len(data) - meta_length
+    end = meta_start - replay_length
     return Entry(
         id=raw_id.hex(),
         body=data[start:end],
         created_at=created_at,
         tokens=tokens,
-        replay=data[end:],
+        replay=data[end:meta_start],
         completion_tokens=completion_tokens,
+        meta=data[meta_start:],
     )

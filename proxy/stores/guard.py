@@ -44,7 +44,13 @@ class Cache:
         return self.store.shared
 
     def new_entry(
-        self, body: bytes, *, tokens: int = 0, completion_tokens: int = 0, replay: bytes = b""
+        self,
+        body: bytes,
+        *,
+        tokens: int = 0,
+        completion_tokens: int = 0,
+        replay: bytes = b"",
+        meta: bytes = b"",
     ) -> Entry:
         return Entry(
             id=f"{self._ids.getrandbits(64):016x}",
@@ -53,6 +59,7 @@ class Cache:
             tokens=tokens,
             replay=replay,
             completion_tokens=completion_tokens,
+            meta=meta,
         )
 
     async def get(self, key: str) -> Entry | None:
