@@ -32,6 +32,7 @@ from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
 from proxy.tenancy import Tenancy
+from proxy.totals import Totals
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")
@@ -72,6 +73,7 @@ def create_app(
         settings, cache, upstream, metrics, embedder=embedder, reader=reader, verifier=verifier
     )
     feedback = Feedback(cache, semantic)
+    totals = Totals(cache, metrics)
     services = handlers.Services(
         settings=settings,
         cache=cache,
@@ -90,6 +92,7 @@ def create_app(
         semantic=semantic,
         tenancy=tenancy,
         feedback=feedback,
+        totals=totals,
     )
 
     @asynccontextmanager
@@ -109,6 +112,7 @@ def create_app(
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(tenancy.keep_in_sync, cache)
+                background.start_soon(totals.keep_flushing)
                 if semantic.enabled and semantic.auditor is not None:
                     background.start_soon(semantic.auditor.run)
                 if semantic.enabled and semantic.adaptive is not None:
@@ -116,6 +120,8 @@ def create_app(
                 yield
                 background.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await totals.flush()  # what was served since the last flush
             if owned_upstream:
                 await upstream.close()
             if owned_store:

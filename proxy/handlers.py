@@ -34,6 +34,7 @@ from proxy.semantic.adaptive import report
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.tenancy import Tenancy
+from proxy.totals import Totals
 from proxy.upstream import Upstream
 from proxy.validate import chat_request, embedding_request
 
@@ -55,6 +56,7 @@ class Services:
     semantic: SemanticCache
     tenancy: Tenancy
     feedback: Feedback
+    totals: Totals
 
 
 def services(request: Request) -> Services:
@@ -172,7 +174,11 @@ async def metrics(request: Request) -> Response:
 async def cache_stats(request: Request) -> Response:
     svc = services(request)
     _require_admin(request, svc, required=False)
-    snapshot = svc.metrics.snapshot(await svc.cache.stats())
+    store = await svc.cache.stats()
+    snapshot = svc.metrics.snapshot(store)
+    # The figures above are this process's; these are every replica's on the store, added up.
+    totals = await svc.totals.read()
+    snapshot["whole_cache"] = None if totals is None else {**totals, "store": snapshot["store"]}
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
     snapshot["embedder"] = svc.semantic.name
