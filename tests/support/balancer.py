@@ -55,6 +55,7 @@ class Balancer:
         check_interval_ms: int = 200,
         fall: int = 2,
         rise: int = 1,
+        log_requests: bool = True,
         ready_timeout: float = 10.0,
     ) -> None:
         self.binary = binary
@@ -65,8 +66,11 @@ class Balancer:
         self.socket_path = self._dir / "admin.sock"
         self.config_path = self._dir / "haproxy.cfg"
         self.config_path.write_text(
-            config(self.port, self.servers, self.socket_path, check_interval_ms, fall, rise)
-        )
+            config(
+                self.port, self.servers, self.socket_path, check_interval_ms, fall, rise,
+                log_requests=log_requests,
+            )
+        )  # fmt: skip
         self.log_path = self._dir / "haproxy.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -177,8 +181,11 @@ def config(
     check_interval_ms: int,
     fall: int,
     rise: int,
+    *,
+    log_requests: bool = True,
     policy: Sequence[str] = POLICY,
 ) -> str:
+    """One log line per request goes to the balancer's log file (a benchmark turns it off)."""
     lines = [
         "global",
         "    maxconn 4096",
@@ -186,8 +193,7 @@ def config(
         f"    stats socket {socket_path} mode 600 level admin",
         "defaults",
         "    mode http",
-        "    log global",
-        "    option httplog",
+        *(["    log global", "    option httplog"] if log_requests else []),
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",

@@ -23,6 +23,7 @@ class ReplicaSet:
         env: Mapping[str, str] | None = None,
         envs: Sequence[Mapping[str, str]] = (),
         check_interval_ms: int = 200,
+        log_requests: bool = True,
     ) -> None:
         self.proxies = {
             f"r{i}": ProxyProcess(
@@ -36,6 +37,7 @@ class ReplicaSet:
             haproxy,
             {name: p.port for name, p in self.proxies.items()},
             check_interval_ms=check_interval_ms,
+            log_requests=log_requests,
         )
 
     @property
