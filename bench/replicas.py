@@ -11,7 +11,8 @@ cache). One hit prompt is loaded at 64 connections through the balancer, in roun
 interleave every set so that drift on a shared machine hits all alike, plus one process
 without the balancer (what the balancer costs). Reported per set: requests/s, p50/p99, the
 cores used by the semcache processes, HAProxy, Redis and the load generator (CPU seconds per
-wall second of the load, from /proc), and requests/s per core used by the semcache processes.
+wall second of the load, from /proc), and requests/s per core used by the semcache processes;
+``other``: cores busy with anything else over the run (on a shared machine, other work).
 On a machine with fewer cores than processes (4 on 2 cores), the processes share cores with
 each other, the balancer, Redis and the generator: the figure shows that oversubscription, not
 scaling.
@@ -23,6 +24,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.latency import UpstreamProcess  # noqa: E402
 from bench.loadgen import Generator, LoadResult, pick  # noqa: E402
-from bench.processes import cpu_seconds, proxy_pid  # noqa: E402
+from bench.processes import cpu_seconds, machine_cpu_seconds, proxy_pid  # noqa: E402
 from bench.scenarios import HIT_PROMPT, cache_stats, chat, chat_load, post  # noqa: E402
 from tests.support.balancer import REPLICA_HEADER, find_haproxy  # noqa: E402
 from tests.support.proxy_process import ProxyProcess  # noqa: E402
@@ -87,10 +89,16 @@ def warm(target: Target, store: str, body: bytes) -> None:
 def measure(target: Target, generator: Generator, seconds: float, body: bytes) -> None:
     pids = target.pids()
     before = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
+    machine, started = machine_cpu_seconds(), time.monotonic()
     result = generator.run(chat_load(target.base_url, body, CONNECTIONS, seconds))
-    wall = result.seconds
-    cpu = {k: (sum(cpu_seconds(p) for p in ps) - before[k]) / wall for k, ps in pids.items()}
+    elapsed, busy = time.monotonic() - started, machine_cpu_seconds() - machine
+    used = {k: sum(cpu_seconds(p) for p in ps) - before[k] for k, ps in pids.items()}
+    cpu = {k: v / result.seconds for k, v in used.items()}
     cpu["generator"] = result.generator_cpu
+    # Whatever else kept the machine busy over the whole run (its start-up included): other
+    # sessions' work on a shared machine shows here.
+    ours = sum(used.values()) + result.generator_cpu * result.seconds
+    cpu["other"] = max(0.0, busy - ours) / elapsed
     target.results.append(result)
     target.cpu.append(cpu)
 
@@ -113,6 +121,7 @@ def figures(target: Target, key: str) -> dict[str, Any]:
             median([x.rps / c["semcache"] for x, c in zip(r, cpu, strict=True) if c["semcache"]]), 1
         ),
         f"{key}_generator_cores": round(median([c["generator"] for c in cpu]), 2),
+        f"{key}_other_cores": round(median([c["other"] for c in cpu]), 2),
     }
     for extra in target.extra_pids:
         out[f"{key}_{extra}_cores"] = round(median([c[extra] for c in cpu]), 2)
@@ -199,7 +208,7 @@ def table(out: dict[str, Any], counts: list[int]) -> str:
         f"exact hits, {out['replicas_connections']} connections, {out['replicas_cores']} cores, "
         f"load: {out['replicas_generator']}",
         f"{'target':<42}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'semcache cores':>16}"
-        f"{'req/s/core':>12}{'haproxy':>9}{'redis':>7}{'generator':>11}",
+        f"{'req/s/core':>12}{'haproxy':>9}{'redis':>7}{'generator':>11}{'other':>7}",
     ]
     for key, label in rows:
         lines.append(
@@ -207,6 +216,7 @@ def table(out: dict[str, Any], counts: list[int]) -> str:
             f"{out[key + '_p99_ms']:>8.2f}{out[key + '_semcache_cores']:>16.2f}"
             f"{out[key + '_per_core_rps']:>12,.0f}{out.get(key + '_balancer_cores', 0):>9.2f}"
             f"{out.get(key + '_redis_cores', 0):>7.2f}{out[key + '_generator_cores']:>11.2f}"
+            f"{out[key + '_other_cores']:>7.2f}"
         )
     if out["replicas_oversubscribed"]:
         lines.append(
