@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -75,8 +76,7 @@ def question() -> str:
     return f"What is the capital of France? ({uuid.uuid4().hex[:8]})"
 
 
-def wait_for(condition: str, check: object, timeout: float = DEADLINE_SECONDS) -> None:
-    assert callable(check)
+def wait_for(condition: str, check: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
