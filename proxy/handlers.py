@@ -174,8 +174,7 @@ async def metrics(request: Request) -> Response:
 async def cache_stats(request: Request) -> Response:
     svc = services(request)
     _require_admin(request, svc, required=False)
-    store = await svc.cache.stats()
-    snapshot = svc.metrics.snapshot(store)
+    snapshot = svc.metrics.snapshot(await svc.cache.stats())
     # The figures above are this process's; these are every replica's on the store, added up.
     totals = await svc.totals.read()
     snapshot["whole_cache"] = None if totals is None else {**totals, "store": snapshot["store"]}

@@ -230,6 +230,39 @@ def test_tenants_never_see_each_others_entries_through_the_balancer(
     assert first_one.content != first_two.content
 
 
+@pytest.mark.anyio
+async def test_tenants_asking_at_once_on_both_replicas_each_get_their_own_upstream_call(
+    start_replicas: StartReplicas, fake_upstream: FakeUpstream
+) -> None:
+    """Single flight never crosses tenants: two API keys asking the same question at the same
+    time, one on each replica, make two upstream calls (both are held by the upstream until it
+    has seen the two; shared, the second would wait on the first and never reach it)."""
+    replicas = start_replicas()
+    q = question()
+    answers: dict[str, Answer] = {}
+
+    async def one(key: str) -> None:
+        async with AsyncOpenAI(
+            base_url=replicas.base_url, api_key=key, max_retries=0, timeout=30
+        ) as client:
+            answers[key] = await ask_async(client, q, "fake-hold", stream=False)
+
+    async with anyio.create_task_group() as tg:
+        for key in ("sk-tenant-one", "sk-tenant-two"):
+            tg.start_soon(one, key)
+        try:
+            await anyio.to_thread.run_sync(
+                wait_for,
+                "both tenants' calls reached the upstream",
+                lambda: fake_upstream.calls() == 2,
+            )
+        finally:
+            fake_upstream.release.set()
+    assert {a.cache for a in answers.values()} == {"MISS"}
+    assert {a.replica for a in answers.values()} == {"r0", "r1"}
+    assert {a.content for a in answers.values()} == {f"answer 1: {q}", f"answer 2: {q}"}
+
+
 # -- (d) stats -----------------------------------------------------------------------------------
 
 
