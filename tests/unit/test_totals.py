@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+import proxy.totals
 from proxy.cache import Cache
 from proxy.errors import StoreError
 from proxy.metrics import Metrics
 from proxy.stores.memory import MemoryStore
 from proxy.totals import COUNTERS, Totals, summary
+from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
 
 
 class FlakyStore(MemoryStore):
@@ -82,3 +86,18 @@ async def test_counts_a_failed_flush_could_not_send_go_with_the_next() -> None:
     assert await totals.flush()
     stored = summary(await store.read_counters(COUNTERS))
     assert (stored["hits"], stored["misses"]) == (2, 1)
+
+
+@pytest.mark.anyio
+async def test_a_process_that_stops_adds_what_it_counted_since_the_last_flush(
+    upstream_mock: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy.totals, "FLUSH_SECONDS", 3600.0)  # no periodic flush in this test
+    upstream_mock.post("/chat/completions").respond(200, json=completion())
+    async with make_proxy(upstream_mock, clock) as semcache:
+        await semcache.chat(chat_body())
+        await semcache.chat(chat_body())
+        store = semcache.store
+        assert await store.read_counters(COUNTERS) == {}
+    stored = summary(await store.read_counters(COUNTERS))
+    assert (stored["hits"], stored["misses"]) == (1, 1)
