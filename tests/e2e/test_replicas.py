@@ -4,6 +4,7 @@ upstream behind. HAProxy names the replica that answered in ``X-Semcache-Replica
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -380,7 +381,7 @@ def test_a_killed_replica_is_taken_out_and_no_request_fails(
         for t in askers:
             t.start()
         wait_for("both replicas served hits", lambda: {"r0", "r1"} <= set(served))
-        replicas.proxies[victim].send_signal(9)
+        replicas.proxies[victim].send_signal(signal.SIGKILL)
         replicas.proxies[victim].wait(5)
         taken_out = replicas.balancer.wait_until(victim, "DOWN")
         # The dead replica held the single-flight lock for the held question: the survivor
@@ -401,3 +402,70 @@ def test_a_killed_replica_is_taken_out_and_no_request_fails(
     retried = replicas.balancer.stats()[victim]
     assert int(retried["wretr"]) + int(retried["wredis"]) > 0
     assert taken_out < 5.0
+
+
+def test_a_replica_stopped_gracefully_finishes_its_request_and_no_request_fails(
+    start_replicas: StartReplicas, fake_upstream: FakeUpstream
+) -> None:
+    """SIGTERM (a rolling restart) while three clients keep asking and while the replica waits
+    on the upstream for a request: it stops taking connections, the balancer marks it DOWN and
+    sends the rest to the other replica, and the request it had answers from it before it
+    exits. No client request fails; no request is asked upstream twice."""
+    replicas = start_replicas()
+    warm = question()
+    held = question()
+    with sdk(replicas) as client:
+        assert ask(client, warm).cache == "MISS"
+
+    failures: list[str] = []
+    served: list[str] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        with sdk(replicas) as client:
+            while not stop.is_set():
+                try:
+                    answer = ask(client, warm)
+                except Exception as exc:  # every failure is recorded, none may happen
+                    failures.append(f"{exc!r} ({exc.__cause__!r})")
+                    continue
+                served.append(answer.replica)
+
+    held_answer: list[Answer] = []
+
+    def ask_held() -> None:
+        with sdk(replicas) as client:
+            try:
+                held_answer.append(ask(client, held, "fake-hold"))
+            except Exception as exc:
+                failures.append(f"held request: {exc!r}")
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(3)]
+    holder = threading.Thread(target=ask_held)
+    holder.start()
+    try:
+        stats = replicas.balancer.stats
+        wait_for("the held request reached the upstream", lambda: fake_upstream.calls() == 2)
+        (stopping,) = [n for n in replicas.proxies if int(stats()[n]["scur"]) == 1]
+        other = next(n for n in replicas.proxies if n != stopping)
+        for t in askers:
+            t.start()
+        wait_for("both replicas served hits", lambda: {"r0", "r1"} <= set(served))
+        replicas.proxies[stopping].send_signal(signal.SIGTERM)
+        replicas.balancer.wait_until(stopping, "DOWN")
+        after_down = len(served)
+        fake_upstream.release.set()
+        exit_code = replicas.proxies[stopping].wait(DEADLINE_SECONDS)
+        wait_for("50 more hits", lambda: len(served) >= after_down + 50)
+    finally:
+        stop.set()
+        fake_upstream.release.set()
+        for t in [*askers, holder]:
+            if t.ident is not None:
+                t.join(30)
+    assert failures == []
+    # uvicorn re-raises the signal it handled once it has shut down (see test_fault_load.py).
+    assert exit_code == -signal.SIGTERM
+    assert held_answer == [Answer(stopping, "MISS", "", f"answer 2: {held}")]
+    assert set(served[after_down:]) == {other}
+    assert fake_upstream.calls() == 2
