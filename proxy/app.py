@@ -34,6 +34,7 @@ from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings
 from proxy.stores import Store, open_store
 from proxy.stores.guard import Cache
+from proxy.totals import Totals
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.app")
@@ -74,6 +75,7 @@ def create_app(
         settings, cache, upstream, metrics, embedder=embedder, reader=reader, verifier=verifier
     )
     feedback = Feedback(cache, semantic)
+    totals = Totals(cache, metrics)
     services = handlers.Services(
         settings=settings,
         cache=cache,
@@ -93,6 +95,7 @@ def create_app(
         tenancy=tenancy,
         feedback=feedback,
         probe=UpstreamProbe(upstream, own_key=settings.upstream_api_key is not None, clock=clock),
+        totals=totals,
     )
 
     history = History(metrics, clock=clock)
@@ -115,6 +118,7 @@ def create_app(
             async with anyio.create_task_group() as background:
                 background.start_soon(tenancy.keep_in_sync, cache)
                 background.start_soon(history.run)
+                background.start_soon(totals.keep_flushing)
                 if semantic.enabled and semantic.auditor is not None:
                     background.start_soon(semantic.auditor.run)
                 if semantic.enabled and semantic.adaptive is not None:
@@ -122,6 +126,8 @@ def create_app(
                 yield
                 background.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await totals.flush()  # what was served since the last flush
             if owned_upstream:
                 await upstream.close()
             if owned_store:

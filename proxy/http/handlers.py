@@ -37,6 +37,7 @@ from proxy.semantic.adaptive import report
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.stores.guard import Cache
+from proxy.totals import Totals
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.handlers")
@@ -58,6 +59,7 @@ class Services:
     tenancy: Tenancy
     feedback: Feedback
     probe: UpstreamProbe
+    totals: Totals
 
 
 def services(request: Request) -> Services:
@@ -216,6 +218,9 @@ async def cache_stats(request: Request) -> Response:
     svc = services(request)
     require_admin(request, svc, required=False)
     snapshot = svc.metrics.snapshot(await svc.cache.stats())
+    # The figures above are this process's; these are every replica's on the store, added up.
+    totals = await svc.totals.read()
+    snapshot["whole_cache"] = None if totals is None else {**totals, "store": snapshot["store"]}
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
     snapshot["embedder"] = svc.semantic.name

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
 import pytest
 
+from tests.support.balancer import find_haproxy
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy_process import ProxyProcess
 from tests.support.redis_server import RedisServer
+from tests.support.replicas import ReplicaSet
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -32,3 +36,60 @@ def proxy(proxy_server: ProxyProcess, fake_upstream: FakeUpstream) -> ProxyProce
 def question() -> str:
     """A prompt no other test asks, so tests sharing one proxy never see each other's entries."""
     return f"What is the capital of France? ({uuid.uuid4().hex[:8]})"
+
+
+@pytest.fixture(scope="session")
+def haproxy_binary() -> str:
+    binary = find_haproxy()
+    if binary is None:
+        reason = "no haproxy (apt-get install haproxy; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+class StartReplicas(Protocol):
+    def __call__(
+        self,
+        count: int = 2,
+        *,
+        env: Mapping[str, str] | None = None,
+        envs: Sequence[Mapping[str, str]] = (),
+    ) -> ReplicaSet: ...
+
+
+@pytest.fixture
+def start_replicas(
+    haproxy_binary: str,
+    redis_server: RedisServer,
+    fake_upstream: FakeUpstream,
+    key_prefix: str,
+) -> Iterator[StartReplicas]:
+    """Starts ``semcache serve`` replicas on the session's redis-server behind a real HAProxy,
+    each set under a key prefix of its own (so its counters and secret start empty); all are
+    stopped after the test."""
+    redis_server.ensure_running()
+    started: list[ReplicaSet] = []
+
+    def start(
+        count: int = 2,
+        *,
+        env: Mapping[str, str] | None = None,
+        envs: Sequence[Mapping[str, str]] = (),
+    ) -> ReplicaSet:
+        prefix = f"{key_prefix}{len(started)}:"
+        replicas = ReplicaSet(
+            haproxy_binary,
+            fake_upstream.url,
+            redis_server.url,
+            count=count,
+            env={"SEMCACHE_REDIS_PREFIX": prefix, **(env or {})},
+            envs=envs,
+        )
+        started.append(replicas)
+        return replicas.start()
+
+    yield start
+    for replicas in started:
+        replicas.close()

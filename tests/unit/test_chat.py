@@ -415,6 +415,11 @@ async def test_stats_and_metrics_count_hits_misses_and_tokens(proxy: Proxy) -> N
     assert stats["hit_rate"] == pytest.approx(2 / 3, abs=1e-3)
     assert stats["tokens_saved"] == 24
     assert stats["store"]["entries"] == 1
+    # One process: the whole cache's figures are its own (flushed to the store when asked).
+    whole = stats["whole_cache"]
+    assert (whole["hits"], whole["misses"], whole["tokens_saved"]) == (2, 1, 24)
+    assert whole["requests"] == stats["requests"]
+    assert whole["store"] == stats["store"]
     text = (await proxy.client.get("/metrics")).text
     assert 'semcache_requests_total{route="chat",outcome="hit"} 2' in text
     assert 'semcache_requests_total{route="chat",outcome="bad_request"} 1' in text

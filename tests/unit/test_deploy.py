@@ -1,5 +1,6 @@
 """The container files hold what the README promises: semantic matching on in compose, Ollama
-reachable only on the compose network, pinned images, health checks on the port served."""
+reachable only on the compose network, pinned images, health checks on the port served; the
+`replicas` profile: two semcache replicas on one Redis and one secret source behind HAProxy."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.balancer import POLICY, find_haproxy
+
 ROOT = Path(__file__).parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
+HAPROXY_CFG = ROOT / "config" / "haproxy.cfg"
 
 
 def test_semantic_matching_is_on_with_a_model_the_image_carries() -> None:
@@ -27,10 +31,11 @@ def test_semantic_matching_is_on_with_a_model_the_image_carries() -> None:
     assert "download.pytorch.org/whl/cpu" in DOCKERFILE  # CPU-only torch
 
 
-def test_only_semcache_is_published_and_on_loopback() -> None:
+def test_only_semcache_and_its_balancer_are_published_and_on_loopback() -> None:
     published = {name for name, service in SERVICES.items() if service.get("ports")}
-    assert published == {"semcache"}
-    assert all(str(p).startswith("127.0.0.1:") for p in SERVICES["semcache"]["ports"])
+    assert published == {"semcache", "balancer"}
+    for name in published:
+        assert all(str(p).startswith("127.0.0.1:") for p in SERVICES[name]["ports"])
 
 
 def test_models_are_pulled_before_semcache_starts() -> None:
@@ -48,7 +53,7 @@ def test_models_are_pulled_before_semcache_starts() -> None:
 def test_every_image_is_pinned() -> None:
     images = [s["image"] for s in SERVICES.values() if "build" not in s]
     images += re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.MULTILINE)
-    assert len(images) == 4
+    assert len(images) == 5
     for image in images:
         _, _, tag = image.rpartition(":")
         assert re.fullmatch(r"\d+\.\d+\.\d+(-[a-z-]+)?", tag), image
@@ -95,3 +100,70 @@ def test_docker_compose_config_validates() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _replicas() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in SERVICES.items() if s.get("image") == SERVICES["semcache"]["image"]}
+
+
+def test_replicas_profile_runs_two_replicas_on_one_redis_and_one_secret_source() -> None:
+    replicas = _replicas()
+    assert set(replicas) == {"semcache", "semcache-2"}
+    assert SERVICES["semcache-2"]["profiles"] == ["replicas"]
+    assert "profiles" not in SERVICES["semcache"]  # `docker compose up` is unchanged
+    first, second = replicas.values()
+    # The same settings (so one Redis, and no secret of their own: the one kept in Redis), the
+    # same env file if any, the same health check.
+    assert first["environment"] == second["environment"]
+    assert first["environment"]["SEMCACHE_REDIS_URL"] == "redis://redis:6379/0"
+    assert "SEMCACHE_SECRET" not in first["environment"]
+    assert first.get("env_file") == second.get("env_file")
+    assert first["healthcheck"] == second["healthcheck"]
+    for replica in replicas.values():
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "ports" not in SERVICES["semcache-2"]  # reached through the balancer only
+
+
+def test_the_balancer_fronts_both_replicas_with_the_tested_policy() -> None:
+    balancer = SERVICES["balancer"]
+    assert balancer["profiles"] == ["replicas"]
+    assert balancer["image"].startswith("haproxy:")
+    assert balancer["volumes"] == ["./config/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert set(balancer["depends_on"]) == set(_replicas())
+    lines = [line.strip() for line in HAPROXY_CFG.read_text().splitlines()]
+    servers = [line.split()[1:3] for line in lines if line.startswith("server ")]
+    assert servers == [[name, f"{name}:8080"] for name in _replicas()]
+    # The lines the replica tests run against real replicas (tests/support/balancer.py).
+    for line in POLICY:
+        assert line in lines, line
+    assert "bind :8080" in lines
+
+
+def test_haproxy_accepts_the_balancer_config() -> None:
+    binary = find_haproxy()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have haproxy (.ci/run installs it)")
+        pytest.skip("haproxy is not installed")
+    # The replicas' names resolve only on the compose network; init-addr none lets it start.
+    result = subprocess.run([binary, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_config_validates_the_replicas_profile() -> None:
+    command = _compose_command()
+    if command is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have docker-compose (.ci/run installs it)")
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    result = subprocess.run(
+        [*command, "-f", str(ROOT / "compose.yaml"), "--profile", "replicas", "config"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = yaml.safe_load(result.stdout)
+    services = resolved["services"]
+    assert {"semcache", "semcache-2", "balancer", "redis"} <= set(services)
+    environments = [services[name]["environment"] for name in ("semcache", "semcache-2")]
+    assert environments[0] == environments[1]

@@ -11,7 +11,7 @@ from proxy.stores.base import Entry, pack_entry, unpack_entry
 
 
 def test_an_entry_comes_back_whole() -> None:
-    entry = Entry("0123456789abcdef", b"{\"x\": 1}", 1_700_000_000.5, 140, b"[3]", 121, b"{\"m\":1}")
+    entry = Entry("0123456789abcdef", b'{"x": 1}', 1_700_000_000.5, 140, b"[3]", 121, b'{"m":1}')
     assert unpack_entry(pack_entry(entry, lead=b"lead"), 4) == entry
     assert unpack_entry(pack_entry(entry)) == entry
 
