@@ -22,7 +22,7 @@ from proxy.cache.feedback import Feedback
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.http import admin, dashboard, handlers
+from proxy.http import admin, dashboard, entries, handlers
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
@@ -144,6 +144,11 @@ def create_app(
         Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
         Route("/cache/explain", admin.cache_explain, methods=["POST"]),
         Route("/cache/import", admin.cache_import, methods=["POST"]),
+        Route("/cache/export", entries.export, methods=["GET"]),
+        Route("/cache/entries", entries.list_entries, methods=["GET"]),
+        Route("/cache/entries", entries.delete_entries, methods=["DELETE"]),
+        Route("/cache/entries/{entry_id}", entries.show_entry, methods=["GET"]),
+        Route("/cache/entries/{entry_id}", entries.delete_entry, methods=["DELETE"]),
         Route("/dashboard", dashboard.page, methods=["GET"]),
         Route("/dashboard/login", dashboard.login, methods=["POST"]),
         Route("/dashboard/logout", dashboard.logout, methods=["POST"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -14,6 +14,8 @@ from tqdm import tqdm
 from proxy.errors import SemcacheError
 
 UPLOAD_CHUNK = 256 * 1024
+Params = dict[str, str] | None
+Headers = dict[str, str] | None
 
 
 class AdminError(SemcacheError):
@@ -36,14 +38,38 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self._client.close()
 
-    def get(self, path: str) -> Any:
-        return self._call("GET", path)
+    def get(self, path: str, *, params: Params = None, headers: Headers = None) -> Any:
+        return self._call("GET", path, params=params, extra_headers=headers)
 
     def post(self, path: str, body: Any) -> Any:
         return self._call("POST", path, content=orjson.dumps(body))
 
-    def delete(self, path: str) -> Any:
-        return self._call("DELETE", path)
+    def delete(self, path: str, *, params: Params = None, headers: Headers = None) -> Any:
+        return self._call("DELETE", path, params=params, extra_headers=headers)
+
+    def download(
+        self, path: str, dest: IO[bytes], *, params: Params, headers: Headers, progress: bool
+    ) -> int:
+        """Stream a JSON Lines answer into ``dest``; the number of lines, with a progress bar."""
+        lines = 0
+        try:
+            with (
+                self._client.stream(
+                    "GET", path, params=params, headers=headers, timeout=httpx.Timeout(None)
+                ) as response,
+                tqdm(unit=" entries", disable=not progress) as bar,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response, "GET", path)
+                for chunk in response.iter_bytes():
+                    dest.write(chunk)
+                    n = chunk.count(b"\n")
+                    lines += n
+                    bar.update(n)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+        return lines
 
     def upload(self, path: str, source: Path, *, progress: bool) -> Any:
         """POST a file as it is read (never whole in memory), with a progress bar by bytes."""
@@ -67,18 +93,30 @@ class AdminClient:
         *,
         content: bytes | Iterator[bytes] | None = None,
         unlimited: bool = False,
+        params: Params = None,
+        extra_headers: Headers = None,
     ) -> Any:
-        headers = None if content is None else {"content-type": "application/json"}
+        headers = dict(extra_headers or {})
+        if content is not None:
+            headers["content-type"] = "application/json"
         try:
             response = self._client.request(
                 method,
                 path,
                 content=content,
+                params=params,
                 headers=headers,
                 timeout=httpx.Timeout(None) if unlimited else self._timeout,
             )
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+        self._raise_for(response, method, path)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise AdminError(f"{method} {path}: the answer is not JSON (is it semcache?)") from exc
+
+    def _raise_for(self, response: httpx.Response, method: str, path: str) -> None:
         if response.status_code in (401, 403):
             raise AdminError(
                 f"{method} {path}: {_message(response)} "
@@ -88,12 +126,6 @@ class AdminClient:
             raise AdminError(
                 f"{method} {path} answered {response.status_code}: {_message(response)}"
             )
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise AdminError(
-                f"{method} {path}: the answer is not JSON (is this semcache?)"
-            ) from exc
 
 
 def _message(response: httpx.Response) -> str:

@@ -1,4 +1,5 @@
-"""``semcache stats | flush | explain | warm | import``: the admin API (and warming) from a shell.
+"""``semcache stats | ls | show | rm | flush | explain | warm | import | export``: the admin
+API (and warming) from a shell.
 
 Each finds the proxy as ``semcache probe`` does (``--url``, else the address file ``serve``
 wrote, else the settings' host and port) and sends ``--token`` (default:
@@ -187,6 +188,115 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         if result["failed"]:
             sys.exit(1)
 
+    def filtered(command: Any) -> Any:
+        for option in reversed(
+            [
+                click.option("--key", "tenant_key", default=None,
+                             help="One tenant: its API key (sent in X-Cache-Tenant-Key)."),
+                click.option("--namespace", default=None, help="One tenant, by namespace."),
+                click.option("--route", type=click.Choice(["chat", "embeddings"]), default=None),
+                click.option("--model", default=None, help="Entries of this model."),
+                click.option("--older-than", type=float, default=None, help="Seconds."),
+                click.option("--newer-than", type=float, default=None, help="Seconds."),
+            ]
+        ):  # fmt: skip
+            command = option(command)
+        return command
+
+    def query(
+        namespace: str | None,
+        route: str | None,
+        model: str | None,
+        older_than: float | None,
+        newer_than: float | None,
+    ) -> dict[str, str]:
+        given = {"namespace": namespace, "route": route, "model": model,
+                 "older_than": older_than, "newer_than": newer_than}  # fmt: skip
+        return {k: str(v) for k, v in given.items() if v is not None}
+
+    def tenant(tenant_key: str | None) -> dict[str, str]:
+        return {} if tenant_key is None else {"x-cache-tenant-key": tenant_key}
+
+    @main.command(name="ls")
+    @target
+    @filtered
+    @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+    @click.option("--all", "everything", is_flag=True, help="Every page, not just the first.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+    def ls(
+        config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
+        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        newer_than: float | None, limit: int, everything: bool, as_json: bool,
+    ) -> None:  # fmt: skip
+        """List cached entries (GET /cache/entries), newest filters first."""
+        params = query(namespace, route, model, older_than, newer_than) | {"limit": str(limit)}
+        with admin(config_path, url, token) as client:
+            cursor: str | None = ""
+            while cursor is not None:
+                page = client.get(
+                    "/cache/entries", params=params | ({"cursor": cursor} if cursor else {}),
+                    headers=tenant(tenant_key),
+                )  # fmt: skip
+                for e in page["entries"]:
+                    click.echo(orjson.dumps(e).decode() if as_json else entry_line(e))
+                cursor = page["next_cursor"]
+                if cursor is not None and not everything:
+                    click.echo(f"(more: --all, or the API's cursor {cursor})", err=True)
+                    break
+
+    @main.command()
+    @target
+    @click.argument("entry_id")
+    def show(config_path: str | None, url: str | None, token: str | None, entry_id: str) -> None:
+        """Show one entry (GET /cache/entries/ID)."""
+        with admin(config_path, url, token) as client:
+            entry = client.get(f"/cache/entries/{entry_id}")
+        click.echo(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
+
+    @main.command()
+    @target
+    @filtered
+    @click.argument("entry_id", required=False)
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def rm(
+        config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
+        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        newer_than: float | None, entry_id: str | None, yes: bool,
+    ) -> None:  # fmt: skip
+        """Remove one entry by id, or every entry the filters match."""
+        params = query(namespace, route, model, older_than, newer_than)
+        with admin(config_path, url, token) as client:
+            if entry_id is not None:
+                removed = client.delete(f"/cache/entries/{entry_id}")["removed"]
+            else:
+                if not params and tenant_key is None:
+                    raise click.UsageError("give an entry id or a filter (flush removes all)")
+                if not yes:
+                    click.confirm("Remove every entry these filters match?", abort=True)
+                removed = client.delete(
+                    "/cache/entries", params=params, headers=tenant(tenant_key)
+                )["removed"]
+        click.echo(f"removed {removed} entries")
+
+    @main.command()
+    @target
+    @filtered
+    @click.argument("dest", type=click.File("wb"))
+    @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+    def export(
+        config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
+        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        newer_than: float | None, dest: Any, progress: bool,
+    ) -> None:  # fmt: skip
+        """Write every matching entry, whole, to DEST as JSON Lines (GET /cache/export)."""
+        params = query(namespace, route, model, older_than, newer_than)
+        with admin(config_path, url, token) as client:
+            n = client.download(
+                "/cache/export", dest, params=params, headers=tenant(tenant_key),
+                progress=progress,
+            )  # fmt: skip
+        click.echo(f"exported {n} entries", err=dest.name == "<stdout>")
+
 
 def summary(figures: dict[str, Any]) -> list[str]:
     store = figures.get("store") or {}
@@ -240,3 +350,11 @@ def explanation(answer: dict[str, Any]) -> list[str]:
 
 def _pairs(counts: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
+
+
+def entry_line(e: dict[str, Any]) -> str:
+    ttl = "-" if e["ttl_seconds"] is None else f"{e['ttl_seconds']:.0f}s"
+    return (
+        f"{e['id']}  {e['route']:<10} {e['model'][:24]:<24} age {e['age_seconds']:.0f}s "
+        f"ttl {ttl}  hits {e['hits']}  {e['prompt'][:60]!r}"
+    )

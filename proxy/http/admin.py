@@ -5,6 +5,8 @@ POST /cache/explain   what a chat request would get, and why (:mod:`proxy.cache.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.responses import JSON, raw_response
 from proxy.http.validate import chat_request, parse_object
+from proxy.stores.base import Entry
 
 
 async def cache_explain(request: Request) -> Response:
@@ -107,6 +110,10 @@ async def _import_line(
         return
     try:
         row = parse_object(line)
+        if "entry" in row:
+            await _restore(svc, row)
+            counts["imported"] += 1
+            return
         chat = chat_request(orjson.dumps(_field(row, "request", dict, required=True)))
         completion = _field(row, "response", dict, required=True)
         api_key = _field(row, "api_key", str)
@@ -131,3 +138,34 @@ async def _import_line(
             errors.append(f"line {number}: not stored (too large, or the store failed)")
     else:
         counts["imported"] += 1
+
+
+async def _restore(svc: Services, row: dict[str, Any]) -> None:
+    """A line of ``GET /cache/export``: the entry back under its own key (the same deployment's
+    secret makes the same namespaces). Its semantic vector is not restored."""
+    key = _field(row, "key", str, required=True)
+    if not key.startswith(("chat:", "emb:")) or key.count(":") < 2:
+        raise BadRequestError("'key' is not an entry key", param="key")
+    fields = _field(row, "entry", dict, required=True)
+    try:
+        body = fields["body"]
+        data = (
+            orjson.dumps(body) if fields.get("body_encoding") == "json"
+            else base64.b64decode(body, validate=True)
+        )  # fmt: skip
+        entry = Entry(
+            id=str(fields["id"]),
+            body=data,
+            created_at=float(fields["created_at"]),
+            tokens=int(fields.get("tokens", 0)),
+            replay=base64.b64decode(fields.get("replay", ""), validate=True),
+            completion_tokens=int(fields.get("completion_tokens", 0)),
+            meta=orjson.dumps(fields.get("meta") or {}),
+        )
+        bytes.fromhex(entry.id)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BadRequestError(f"'entry' is not an exported entry: {exc}", param="entry") from exc
+    ttl = row.get("ttl_seconds")
+    ttl_seconds = svc.settings.ttl_seconds if not isinstance(ttl, int | float) else ttl
+    if not await svc.cache.put(key, entry, max(1.0, float(ttl_seconds)), kind="import"):
+        raise BadRequestError("not stored (too large, or the store failed)")

@@ -45,6 +45,16 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Listed:
+    """An entry as the admin API lists it: where it lives and how long it has left."""
+
+    key: str
+    entry: Entry
+    ttl_seconds: float | None
+    """None: no expiry (or unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     entries: int
     bytes: int
@@ -80,6 +90,14 @@ class Store(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove the entry at ``key`` (its vector rows may stay: a search skips orphans)."""
+
+    async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
+        """About ``count`` entries whose key starts with ``prefix``, from ``cursor`` (``""``
+        first); the next cursor, ``""`` at the end. Like Redis ``SCAN``: an entry present for the
+        whole scan comes at least once, one added or removed meanwhile may or may not."""
+
+    async def listed(self, key: str) -> Listed | None:
+        """The entry at ``key`` with its time to live, or None."""
 
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
         """Keep a small record beside the entries (not counted among them)."""

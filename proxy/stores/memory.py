@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import anyio.to_thread
 
-from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
+from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.similarity import Neighbor, VectorIndex
 
 _EXPIRY = struct.Struct("<d")
@@ -120,6 +120,27 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         if key in self._entries:
             self._remove(key)
+
+    async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
+        """In key order from ``cursor`` (the last key of the previous page): LRU order moves
+        with every hit, key order does not."""
+        keys = sorted(k for k in self._entries if k.startswith(prefix) and k > cursor)
+        page: list[Listed] = []
+        for key in keys[:count]:
+            found = await self.listed(key)
+            if found is not None:
+                page.append(found)
+        return (keys[count - 1] if len(keys) > count else ""), page
+
+    async def listed(self, key: str) -> Listed | None:
+        packed = self._entries.get(key)
+        if packed is None:
+            return None
+        left = _EXPIRY.unpack_from(packed)[0] - self._clock()
+        if left <= 0:
+            self._remove(key)
+            return None
+        return Listed(key, unpack_entry(packed, _EXPIRY.size), left)
 
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
         self._refs[name] = (self._clock() + ttl_seconds, data)

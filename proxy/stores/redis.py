@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from proxy.errors import StoreError
-from proxy.stores.base import Entry, StoreStats, Vector, pack_entry, unpack_entry
+from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.resp import Address, Reply, ReplyError, RespClient
 from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
@@ -291,6 +291,46 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
         return removed
+
+    async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
+        """``SCAN`` with the prefix as a pattern, then each key's value and time to live in one
+        pipelined round trip."""
+        self._check_available()
+        pattern = _glob_escape(self._prefix + prefix) + "*"
+        try:
+            after, keys = await self._client.scan(int(cursor or 0), match=pattern, count=count)
+            listed = await self._listed([_text(k) for k in keys])
+        except (RedisError, OSError, ValueError) as exc:
+            raise self._failed(exc) from exc
+        return ("" if int(after) == 0 else str(after)), listed
+
+    async def listed(self, key: str) -> Listed | None:
+        self._check_available()
+        try:
+            found = await self._listed([self._prefix + key])
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return found[0] if found else None
+
+    async def _listed(self, full_keys: list[str]) -> list[Listed]:
+        if not full_keys:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in full_keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            replies = await pipe.execute()
+        out = []
+        for key, data, pttl in zip(full_keys, replies[::2], replies[1::2], strict=True):
+            if data is None:
+                continue  # gone since the scan
+            ttl = None if int(pttl) < 0 else int(pttl) / 1000
+            try:
+                entry = unpack_entry(data)
+            except StoreError:
+                continue  # not an entry (another application's key under the prefix)
+            out.append(Listed(key.removeprefix(self._prefix), entry, ttl))
+        return out
 
     async def close(self) -> None:
         await self._entries.aclose()

@@ -7,8 +7,10 @@ from typing import Protocol
 
 import pytest
 
+from tests.support.admin_cli import TOKEN
 from tests.support.balancer import find_haproxy
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.ports import free_port
 from tests.support.proxy_process import ProxyProcess
 from tests.support.redis_server import RedisServer
 from tests.support.replicas import ReplicaSet
@@ -93,3 +95,21 @@ def start_replicas(
     yield start
     for replicas in started:
         replicas.close()
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def admin_proxy(
+    request: pytest.FixtureRequest, fake_upstream_server: FakeUpstream
+) -> Iterator[ProxyProcess]:
+    redis_url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        redis_url = server.url
+    env = {"SEMCACHE_ADMIN_TOKEN": TOKEN, "SEMCACHE_EMBED_MODEL": "hash:64"}
+    with ProxyProcess(
+        fake_upstream_server.url,
+        redis_url=redis_url,
+        env=env,
+        extra_args=["--redis-prefix", f"cli-{free_port()}:"],
+    ) as proxy:
+        yield proxy

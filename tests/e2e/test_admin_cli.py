@@ -2,66 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
-import pytest
 
+from tests.support.admin_cli import TOKEN, chat, cli
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.ports import free_port
 from tests.support.proxy_process import ProxyProcess
 from tests.support.redis_server import RedisServer
-
-SEMCACHE = str(Path(sys.executable).parent / "semcache")
-TOKEN = "admin-token-for-the-cli-tests"
-
-
-@pytest.fixture(scope="module", params=["memory", "redis"])
-def admin_proxy(
-    request: pytest.FixtureRequest, fake_upstream_server: FakeUpstream
-) -> Iterator[ProxyProcess]:
-    redis_url = None
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        redis_url = server.url
-    env = {"SEMCACHE_ADMIN_TOKEN": TOKEN, "SEMCACHE_EMBED_MODEL": "hash:64"}
-    with ProxyProcess(
-        fake_upstream_server.url,
-        redis_url=redis_url,
-        env=env,
-        extra_args=["--redis-prefix", f"cli-{free_port()}:"],
-    ) as proxy:
-        yield proxy
-
-
-def cli(
-    *args: str, stdin: bytes | None = None, token: str | None = TOKEN
-) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin"}
-    if token is not None:
-        env["SEMCACHE_ADMIN_TOKEN"] = token
-    return subprocess.run(
-        [SEMCACHE, *args],
-        input=None if stdin is None else stdin.decode(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def chat(proxy: ProxyProcess, text: str, key: str) -> httpx.Response:
-    body = {"model": "gpt-test", "messages": [{"role": "user", "content": text}]}
-    return httpx.post(
-        f"{proxy.url}/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {key}"},
-        timeout=30,
-    )
 
 
 def test_stats_explain_and_flush(

@@ -208,3 +208,30 @@ async def test_counters_add_up_and_survive_clear(store: Store) -> None:
     await store.clear()
     assert await store.read_counters("group-a") == {"o3": 7, "w3": 1, "n": 9}
     assert await store.read_counters("group-b") == {"o3": 1}
+
+
+async def test_scan_pages_through_one_prefix_only(store: Store) -> None:
+    mine = {f"chat:tenant-a:{i:04d}" for i in range(23)}
+    for key in [*mine, "chat:tenant-b:0001", "emb:tenant-a:0001"]:
+        await store.put(key, entry(), 600)
+    await store.put_ref("ref-not-an-entry", b"{}", 600)
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(100):
+        cursor, page = await store.scan(cursor, prefix="chat:tenant-a:", count=5)
+        seen += [item.key for item in page]
+        assert all(item.entry == entry() for item in page)
+        assert all(item.ttl_seconds is not None and 0 < item.ttl_seconds <= 600 for item in page)
+        if not cursor:
+            break
+    assert set(seen) == mine  # every one at least once, nothing else
+
+
+async def test_listed_gives_an_entry_with_its_time_to_live(store: Store) -> None:
+    await store.put("chat:t:1", entry(), 120)
+    found = await store.listed("chat:t:1")
+    assert found is not None
+    assert found.entry == entry()
+    assert found.ttl_seconds is not None
+    assert 100 < found.ttl_seconds <= 120
+    assert await store.listed("chat:t:missing") is None

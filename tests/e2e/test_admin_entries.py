@@ -1,0 +1,123 @@
+"""The admin API's entries and their commands (``ls``, ``show``, ``rm``, ``export``) against a
+running ``semcache serve``, on the memory store and on a real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.support.admin_cli import TOKEN, chat, cli
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.proxy_process import ProxyProcess
+
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+
+
+def entries(proxy: ProxyProcess, **params: str) -> list[dict[str, object]]:
+    """Every page of GET /cache/entries."""
+    headers = dict(ADMIN)
+    if "tenant" in params:
+        headers["x-cache-tenant-key"] = params.pop("tenant")
+    found: list[dict[str, object]] = []
+    cursor = ""
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = httpx.get(
+            f"{proxy.url}/cache/entries", params=query, headers=headers, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found += page["entries"]
+        if page["next_cursor"] is None:
+            return found
+        cursor = page["next_cursor"]
+
+
+def test_list_filter_page_show_and_remove(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    for i in range(7):
+        chat(admin_proxy, f"{question} list {i}", "sk-ent-a")
+    chat(admin_proxy, f"{question} other tenant", "sk-ent-b")
+    mine = entries(admin_proxy, tenant="sk-ent-a", limit="3")  # pages of three
+    assert len(mine) == 7
+    assert {e["prompt"] for e in mine} == {f"{question} list {i}" for i in range(7)}
+    assert all(e["model"] == "gpt-test" and e["route"] == "chat" for e in mine)
+    # Another tenant's list never shows them, nor does the first tenant's show the other's.
+    theirs = entries(admin_proxy, tenant="sk-ent-b")
+    assert [e["prompt"] for e in theirs] == [f"{question} other tenant"]
+    assert entries(admin_proxy, tenant="sk-ent-a", model="gpt-other") == []
+    assert entries(admin_proxy, tenant="sk-ent-a", newer_than="3600") != []
+    assert entries(admin_proxy, tenant="sk-ent-a", older_than="3600") == []
+
+    one = mine[0]
+    shown = httpx.get(f"{admin_proxy.url}/cache/entries/{one['id']}", headers=ADMIN, timeout=10)
+    assert shown.status_code == 200
+    assert shown.json()["answer_preview"].startswith("answer ")
+    assert 0 < shown.json()["ttl_seconds"] <= 7 * 86400  # the default TTL
+
+    calls = fake_upstream.calls("/v1/chat/completions")
+    removed = httpx.delete(
+        f"{admin_proxy.url}/cache/entries/{one['id']}", headers=ADMIN, timeout=10
+    )
+    assert removed.json() == {"removed": 1}
+    assert chat(admin_proxy, str(one["prompt"]), "sk-ent-a").headers["x-cache"] == "MISS"
+    assert fake_upstream.calls("/v1/chat/completions") == calls + 1
+    gone = httpx.get(f"{admin_proxy.url}/cache/entries/{one['id']}", headers=ADMIN, timeout=10)
+    assert gone.status_code == 404
+
+
+def test_commands_ls_show_rm_and_export_then_restore(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str, tmp_path: Path
+) -> None:
+    url = admin_proxy.url
+    for i in range(3):
+        chat(admin_proxy, f"{question} cli {i}", "sk-ent-c")
+    listed = cli("ls", "--url", url, "--key", "sk-ent-c", "--all", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["prompt"] for r in rows) == [f"{question} cli {i}" for i in range(3)]
+    readable = cli("ls", "--url", url, "--key", "sk-ent-c")
+    assert f"{question} cli 0"[:40] in readable.stdout
+
+    shown = cli("show", rows[0]["id"], "--url", url)
+    assert shown.returncode == 0
+    assert orjson.loads(shown.stdout)["id"] == rows[0]["id"]
+
+    dump = tmp_path / "export.jsonl"
+    exported = cli("export", str(dump), "--url", url, "--key", "sk-ent-c", "--no-progress")
+    assert exported.returncode == 0, exported.stderr
+    lines = [orjson.loads(line) for line in dump.read_bytes().splitlines()]
+    assert len(lines) == 3
+    assert all(line["entry"]["body_encoding"] == "json" for line in lines)
+
+    cleared = cli("rm", "--url", url, "--key", "sk-ent-c", "--yes")
+    assert cleared.stdout.strip() == "removed 3 entries"
+    assert cli("ls", "--url", url, "--key", "sk-ent-c").stdout == ""
+    no_filter = cli("rm", "--url", url, "--yes")
+    assert no_filter.returncode != 0  # refuses to remove everything without a filter
+
+    restored = cli("import", str(dump), "--url", url, "--no-progress")
+    assert restored.stdout.strip() == "import: 3 lines: 3 stored, 0 failed"
+    calls = fake_upstream.calls("/v1/chat/completions")
+    hit = chat(admin_proxy, f"{question} cli 1", "sk-ent-c")
+    assert hit.headers["x-cache"] == "HIT"
+    assert fake_upstream.calls("/v1/chat/completions") == calls
+
+
+def test_entry_routes_need_the_admin_token(admin_proxy: ProxyProcess) -> None:
+    url = admin_proxy.url
+    for method, path in [
+        ("GET", "/cache/entries"),
+        ("GET", "/cache/entries/0123456789abcdef"),
+        ("DELETE", "/cache/entries/0123456789abcdef"),
+        ("DELETE", "/cache/entries?model=x"),
+        ("GET", "/cache/export"),
+    ]:
+        response = httpx.request(method, f"{url}{path}", timeout=10)
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"]["type"]
+    bad = httpx.get(f"{url}/cache/entries", params={"limit": "0"}, headers=ADMIN, timeout=10)
+    assert bad.status_code == 400
