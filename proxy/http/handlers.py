@@ -29,7 +29,7 @@ from proxy.errors import (
     UnauthorizedError,
 )
 from proxy.http.readiness import UpstreamProbe
-from proxy.http.responses import JSON, error_response, raw_response, relay
+from proxy.http.responses import JSON, cache_headers, error_response, raw_response, relay
 from proxy.http.validate import chat_request, embedding_request
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import render as render_groups
@@ -41,6 +41,8 @@ from proxy.totals import Totals
 from proxy.upstream import Upstream
 
 log = logging.getLogger("semcache.handlers")
+PASSTHROUGH_HEADERS = cache_headers("BYPASS", reason="not-cacheable:route")
+"""Every route semcache forwards without caching says so."""
 V1 = "/v1"
 FEEDBACK_MAX_BYTES = 4096
 FAILING_AFTER = 10
@@ -151,7 +153,7 @@ async def passthrough(request: Request) -> Response:
         svc.metrics.request("passthrough", "client_gone")
         return error_response(BadRequestError("the client went away while sending the body"))
     svc.metrics.request("passthrough", "relayed")
-    return relay(svc.upstream, response, extra_headers=[])
+    return relay(svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS)
 
 
 async def healthz(request: Request) -> Response:

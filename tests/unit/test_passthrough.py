@@ -33,7 +33,9 @@ async def test_models_list_passes_through(proxy: Proxy) -> None:
     proxy.upstream.get("/models").respond(200, json={"object": "list", "data": []})
     response = await proxy.client.get("/v1/models")
     assert response.json() == {"object": "list", "data": []}
-    assert "x-cache" not in response.headers
+    # Forwarded, not cached: it says so (and why).
+    assert response.headers["x-cache"] == "BYPASS"
+    assert response.headers["x-cache-reason"] == "not-cacheable:route"
 
 
 async def test_error_statuses_pass_through(proxy: Proxy) -> None:
