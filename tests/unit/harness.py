@@ -118,3 +118,13 @@ class make_proxy:
         await self.lifespan.__aexit__(None, None, None)
         await self.client.aclose()
         await self.upstream.close()
+
+
+QUESTION = "What is the capital of France?"
+SAME_WORDS = "the capital of France is what?"
+"""The same bag of words as ``QUESTION``: cosine 1.0 under the hash embedder."""
+
+
+def numbered(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """An upstream whose n-th answer says ``answer n``: a wrong hit shows."""
+    return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))

@@ -12,12 +12,18 @@ import respx
 
 from proxy.semantic.embedders import HashEmbedder
 from proxy.semantic.lookup import SemanticCache
-from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+from tests.unit.harness import (
+    QUESTION,
+    SAME_WORDS,
+    FakeClock,
+    Proxy,
+    chat_body,
+    completion,
+    make_proxy,
+)
 
 pytestmark = pytest.mark.anyio
 
-QUESTION = "What is the capital of France?"
-SAME_WORDS = "the capital of France is what?"  # cosine 1.0 under the bag-of-words embedder
 KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
 
 

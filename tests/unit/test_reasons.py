@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import respx
 
 from proxy.semantic.embedders import EmbedderError, HashEmbedder, Vector
-from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+from tests.unit.harness import (
+    QUESTION,
+    SAME_WORDS,
+    FakeClock,
+    Proxy,
+    chat_body,
+    make_proxy,
+    numbered,
+)
 
 pytestmark = pytest.mark.anyio
-
-QUESTION = "What is the capital of France?"
-SAME_WORDS = "the capital of France is what?"  # the same bag of words: cosine 1.0
-
-
-def numbered(request: httpx.Request, route: Any) -> httpx.Response:
-    return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
 
 
 @pytest.fixture

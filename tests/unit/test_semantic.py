@@ -16,16 +16,18 @@ from proxy.semantic.embedders import EmbedderError, HashEmbedder, Vector
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
 from proxy.semantic.verifier import Verdict
 from proxy.stores.similarity import Neighbor
-from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+from tests.unit.harness import (
+    QUESTION,
+    SAME_WORDS,
+    FakeClock,
+    Proxy,
+    chat_body,
+    completion,
+    make_proxy,
+    numbered,
+)
 
 pytestmark = pytest.mark.anyio
-
-QUESTION = "What is the capital of France?"
-SAME_WORDS = "the capital of France is what?"  # the same bag of words: cosine 1.0
-
-
-def numbered(request: httpx.Request, route: Any) -> httpx.Response:
-    return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
 
 
 @pytest.fixture
