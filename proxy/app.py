@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from proxy.cache.completions import CompletionsPipeline
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.feedback import Feedback
 from proxy.cache.pipeline import ChatPipeline
@@ -91,6 +92,9 @@ def create_app(
             feedback=feedback,
         ),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
+        completions=CompletionsPipeline(
+            cache, upstream, metrics, max_entry_bytes=settings.max_entry_bytes
+        ),
         semantic=semantic,
         tenancy=tenancy,
         feedback=feedback,
@@ -184,6 +188,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _HOT_ROUTES: dict[str, Endpoint] = {
     "/v1/chat/completions": handlers.chat_completions,
     "/v1/embeddings": handlers.embeddings,
+    "/v1/completions": handlers.completions,
 }
 
 

@@ -117,6 +117,13 @@ def semantic_partition(namespace: str, body: Mapping[str, Any], embedder: str) -
     return f"sem:{namespace}:{_digest(canonical)}"
 
 
+def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
+    """Key of a legacy text completion request: every field but the chat route's ignored ones,
+    the prompt exactly as sent (a trailing space changes what a model writes next)."""
+    canonical = {k: _numbers(v) for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
+    return f"cmpl:{namespace}:{_digest(canonical)}"
+
+
 def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
     """Key of one embedding input item; ``params`` is the request minus ignored fields."""
     canonical = {k: _numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}

@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from proxy.cache.completions import CompletionsPipeline
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.feedback import Feedback, parse_report
 from proxy.cache.keys import api_key_from, scoped_namespace
@@ -30,7 +31,7 @@ from proxy.errors import (
 )
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, cache_headers, error_response, raw_response, relay
-from proxy.http.validate import chat_request, embedding_request
+from proxy.http.validate import chat_request, completion_request, embedding_request
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import render as render_groups
 from proxy.semantic.adaptive import report
@@ -57,6 +58,7 @@ class Services:
     metrics: Metrics
     chat: ChatPipeline
     embeddings: EmbeddingPipeline
+    completions: CompletionsPipeline
     semantic: SemanticCache
     tenancy: Tenancy
     feedback: Feedback
@@ -98,6 +100,37 @@ async def chat_completions(request: Request) -> Response:
         )
     except HTTPError as exc:
         svc.metrics.request("chat", _error_outcome(exc))
+        return error_response(exc)
+    _timed(svc.metrics, response, started)
+    return response
+
+
+async def completions(request: Request) -> Response:
+    started = time.perf_counter()
+    svc = services(request)
+    scope = request.scope
+    fields = header_fields(scope)
+    try:
+        api_key = api_key_from(fields)
+        svc.tenancy.authorize(api_key)
+        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
+        raw = await read_body(request, svc.settings.max_body_bytes, fields)
+        parsed = completion_request(raw)
+        control = cache_control(
+            fields,
+            default_ttl_seconds=svc.settings.ttl_seconds,
+            temperature=parsed.temperature,
+            max_temperature=svc.settings.max_temperature,
+        )
+        response = await svc.completions.handle(
+            parsed,
+            namespace=namespace,
+            control=control,
+            headers=scope["headers"],
+            query=scope["query_string"],
+        )
+    except HTTPError as exc:
+        svc.metrics.request("completions", _error_outcome(exc))
         return error_response(exc)
     _timed(svc.metrics, response, started)
     return response

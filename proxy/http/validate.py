@@ -65,6 +65,27 @@ def chat_request(raw: bytes) -> ChatRequest:
             raise BadRequestError(
                 f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]"
             )
+    return _sampled(body, raw, model)
+
+
+def completion_request(raw: bytes) -> ChatRequest:
+    """``POST /v1/completions`` (legacy): ``prompt`` instead of ``messages``, the same other
+    fields (OpenAI API reference, "Completions")."""
+    body = parse_object(raw)
+    model = _model(body)
+    prompt = body.get("prompt")
+    if not (
+        isinstance(prompt, str)
+        or (isinstance(prompt, list) and prompt and all(_is_item(p) for p in prompt))
+        or (isinstance(prompt, list) and prompt and all(_is_token(t) for t in prompt))
+    ):
+        raise BadRequestError(
+            "'prompt' must be a string, an array of strings, or token arrays", param="prompt"
+        )
+    return _sampled(body, raw, model)
+
+
+def _sampled(body: dict[str, Any], raw: bytes, model: str) -> ChatRequest:
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise BadRequestError("'stream' must be a boolean", param="stream")

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
 SYSTEM_FINGERPRINT = "fp_fake"
 TOOL_ARGUMENTS = '{"city": "Paris"}'
@@ -274,6 +275,10 @@ class FakeUpstream:
 
     async def _route(self, rec: RecordedRequest, chat_n: int) -> Response:
         method, path = rec.method, rec.path
+        if method == "POST" and path == COMPLETIONS_PATH and isinstance(rec.json, dict):
+            with self._lock:
+                n = sum(1 for r in self._requests if r.path == COMPLETIONS_PATH)
+            return self._completion(rec.json, n)
         if method == "POST" and path in (CHAT_PATH, EMBEDDINGS_PATH):
             if not isinstance(rec.json, dict):
                 return _error(400, "invalid_request_error", "Body must be a JSON object.")
@@ -300,6 +305,31 @@ class FakeUpstream:
             body = rec.body.decode("utf-8", "replace")
             return _json({"method": method, "path": path, "query": rec.query, "body": body})
         return _error(404, "invalid_request_error", f"Unknown path {path}")
+
+    def _completion(self, body: Json, n: int) -> Response:
+        """Legacy text completions (OpenAI API reference, "Completions"): the text names the
+        call and echoes the prompt; streamed in three chunks when asked."""
+        prompt = body.get("prompt")
+        shown = prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
+        text = f" completion {n}: {shown}"
+        head = {"id": f"cmpl-fake-{n}", "object": "text_completion", "created": 1_700_000_000,
+                "model": str(body.get("model", ""))}  # fmt: skip
+        usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+        if not body.get("stream"):
+            choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}
+            return _json({**head, "choices": [choice], "usage": usage})
+        third = max(1, len(text) // 3)
+        pieces = [text[:third], text[third : 2 * third], text[2 * third :]]
+        events = []
+        for i, piece in enumerate(pieces):
+            finish = "stop" if i == len(pieces) - 1 else None
+            choice = {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}
+            events.append(_sse({**head, "choices": [choice]}))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            events.append(_sse({**head, "choices": [], "usage": usage}))
+        events.append(b"data: [DONE]\n\n")
+        return StreamingResponse(iter(events), media_type="text/event-stream")
 
     async def _hold(self) -> None:
         await anyio.to_thread.run_sync(self.release.wait, HOLD_TIMEOUT, abandon_on_cancel=True)

@@ -1,0 +1,164 @@
+"""``POST /v1/completions`` (legacy text completions): exact caching, streamed or not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import respx
+
+from proxy.cache.completions import Joined, replay
+from tests.unit.harness import FakeClock, Proxy, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+
+def text_completion(text: str, finish: str = "stop") -> dict[str, Any]:
+    return {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1_700_000_000,
+        "model": "gpt-3.5-turbo-instruct",
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9},
+    }
+
+
+def body(prompt: Any = "Once upon a time", **fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-3.5-turbo-instruct", "prompt": prompt, "max_tokens": 16, **fields}
+
+
+def sse(*texts: str) -> bytes:
+    chunks = []
+    for i, text in enumerate(texts):
+        finish = "stop" if i == len(texts) - 1 else None
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        chunk = {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
+                 "choices": [choice]}  # fmt: skip
+        chunks.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return b"".join(chunks) + b"data: [DONE]\n\n"
+
+
+@pytest.fixture
+async def proxy(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(upstream_mock, clock) as p:
+        yield p
+
+
+async def post(proxy: Proxy, payload: dict[str, Any], **headers: str) -> httpx.Response:
+    return await proxy.client.post(
+        "/v1/completions", json=payload, headers={"authorization": "Bearer sk-a", **headers}
+    )
+
+
+async def test_a_repeated_completion_is_a_hit(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/completions").respond(200, json=text_completion(" there was"))
+    first = await post(proxy, body())
+    again = await post(proxy, body())
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
+    assert again.json() == first.json()
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        body("Once upon a time "),  # a trailing space: the model writes something else next
+        body("once upon a time"),
+        body(max_tokens=17),
+        body(temperature=0.2),
+        body(suffix="The end."),
+        body(["Once upon a time"]),
+        {**body(), "model": "davinci-002"},
+    ],
+    ids=["trailing-space", "case", "max_tokens", "temperature", "suffix", "list", "model"],
+)
+async def test_anything_that_changes_the_answer_misses(proxy: Proxy, other: dict[str, Any]) -> None:
+    route = proxy.upstream.post("/completions").respond(200, json=text_completion(" ok"))
+    await post(proxy, body())
+    response = await post(proxy, other)
+    assert response.headers["x-cache"] == "MISS"
+    assert response.headers["x-cache-reason"] == "no-entry"
+    assert route.call_count == 2
+
+
+async def test_tenants_do_not_share(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/completions").respond(200, json=text_completion(" ok"))
+    await post(proxy, body())
+    other = await proxy.client.post(
+        "/v1/completions", json=body(), headers={"authorization": "Bearer sk-b"}
+    )
+    assert other.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(200, json=text_completion(" cut", finish="length")),
+     httpx.Response(500, json={"error": {"message": "boom"}})],
+    ids=["length", "500"],
+)  # fmt: skip
+async def test_incomplete_answers_and_errors_are_not_stored(
+    proxy: Proxy, answer: httpx.Response
+) -> None:
+    route = proxy.upstream.post("/completions").mock(side_effect=[answer, answer])
+    await post(proxy, body())
+    assert (await post(proxy, body())).headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
+async def test_a_stream_is_stored_and_serves_both_kinds(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/completions").respond(
+        200, content=sse(" there", " was a", " cat."), headers={"content-type": "text/event-stream"}
+    )
+    streamed = await post(proxy, body(stream=True))
+    assert streamed.headers["x-cache"] == "MISS"
+    assert b"data: [DONE]" in streamed.content
+    plain = await post(proxy, body())
+    assert plain.headers["x-cache"] == "HIT"
+    assert plain.json()["choices"][0]["text"] == " there was a cat."
+    again = await post(proxy, body(stream=True, stream_options={"include_usage": True}))
+    assert again.headers["x-cache"] == "HIT"
+    assert again.headers["content-type"].startswith("text/event-stream")
+    joined = Joined()
+    for event in again.content.split(b"\n\n"):
+        if event:
+            joined.feed(event.removeprefix(b"data: "))
+    assert joined.completion() is not None
+    assert joined.completion()["choices"][0]["text"] == " there was a cat."  # type: ignore[index]
+    assert route.call_count == 1
+
+
+async def test_bypass_and_no_store(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/completions").respond(200, json=text_completion(" ok"))
+    bypass = await post(proxy, body(), **{"x-cache-bypass": "1"})
+    assert (bypass.headers["x-cache"], bypass.headers["x-cache-reason"]) == (
+        "BYPASS",
+        "bypass:header",
+    )
+    await post(proxy, body(), **{"cache-control": "no-store"})
+    assert (await post(proxy, body())).headers["x-cache"] == "MISS"
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize("bad", [{"model": "m"}, {"model": "m", "prompt": 5}, {"prompt": "x"}])
+async def test_a_bad_body_is_a_400_and_never_sent(proxy: Proxy, bad: dict[str, Any]) -> None:
+    route = proxy.upstream.post("/completions").respond(200, json=text_completion(" ok"))
+    response = await post(proxy, bad)
+    assert response.status_code == 400
+    assert route.call_count == 0
+
+
+def test_replay_joins_back_to_the_completion() -> None:
+    completion = text_completion(" a longer answer, in several words, than one chunk holds")
+    joined = Joined()
+    for event in replay(completion, include_usage=True).split(b"\n\n"):
+        if event:
+            joined.feed(event.removeprefix(b"data: "))
+    out = joined.completion()
+    assert out is not None
+    assert out["choices"] == completion["choices"]
+    assert out["usage"] == completion["usage"]
