@@ -20,10 +20,11 @@ from starlette.types import Message, Receive, Scope, Send
 from proxy.cache.completions import CompletionsPipeline
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.feedback import Feedback
+from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.http import admin, dashboard, entries, handlers
+from proxy.http import admin, dashboard, entries, handlers, ollama
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
@@ -77,6 +78,7 @@ def create_app(
     )
     feedback = Feedback(cache, semantic)
     totals = Totals(cache, metrics)
+    ollama_base = settings.ollama_base()
     services = handlers.Services(
         settings=settings,
         cache=cache,
@@ -94,6 +96,11 @@ def create_app(
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
         completions=CompletionsPipeline(
             cache, upstream, metrics, max_entry_bytes=settings.max_entry_bytes
+        ),
+        ollama=None
+        if ollama_base is None
+        else OllamaPipeline(
+            cache, upstream, metrics, base=ollama_base, max_entry_bytes=settings.max_entry_bytes
         ),
         semantic=semantic,
         tenancy=tenancy,
@@ -140,6 +147,7 @@ def create_app(
     routes = [
         # POST /v1/chat/completions and /v1/embeddings: _App answers them before the router.
         Route("/v1/{path:path}", handlers.passthrough, methods=ALL_METHODS),
+        Route("/api/{path:path}", ollama.ollama_api, methods=ALL_METHODS),
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),

@@ -43,6 +43,11 @@ class Settings:
     upstream_api_key: str | None = _setting(
         "upstream_api_key", None, "Key sent upstream as a Bearer token when the client sends none."
     )
+    ollama_url: str | None = _setting(
+        "ollama_url",
+        None,
+        "Ollama's native API base for /api/* (unset: the upstream URL without /v1, if it ends so).",
+    )
     upstream_timeout_seconds: float = _setting(
         "upstream_timeout", 600.0, "Seconds to wait for upstream bytes (read, write, pool)."
     )
@@ -198,6 +203,14 @@ class Settings:
             "must be an http:// or https:// URL",
         )
         object.__setattr__(self, "upstream_url", self.upstream_url.rstrip("/"))
+        if self.ollama_url is not None:
+            ollama = urlsplit(self.ollama_url)
+            _check(
+                ollama.scheme in ("http", "https") and bool(ollama.netloc),
+                "ollama_url",
+                "must be an http:// or https:// URL",
+            )
+            object.__setattr__(self, "ollama_url", self.ollama_url.rstrip("/"))
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
             _check(
@@ -318,6 +331,14 @@ class Settings:
         if self.client_keys is None:
             return frozenset()
         return frozenset(k.strip() for k in self.client_keys.split(",") if k.strip())
+
+    def ollama_base(self) -> str | None:
+        """Where ``/api/*`` goes: ``SEMCACHE_OLLAMA_URL``, else the upstream URL without its
+        ``/v1`` (Ollama serves both APIs), else nowhere (404)."""
+        if self.ollama_url is not None:
+            return self.ollama_url
+        base, _, query = self.upstream_url.partition("?")
+        return base.removesuffix("/v1") if base.endswith("/v1") and not query else None
 
     def public(self) -> dict[str, object]:
         """The settings with secrets masked, for logs and ``/cache/stats``."""

@@ -19,7 +19,7 @@ from proxy.errors import BadRequestError
 from proxy.http.validate import json_or_none
 from proxy.stores.base import Listed, Store
 
-ROUTES = {"chat": "chat:", "embeddings": "emb:"}
+ROUTES = {"chat": "chat:", "embeddings": "emb:", "completions": "cmpl:", "ollama": "oll:"}
 MAX_PAGE = 500
 ANSWER_PREVIEW_CHARS = 300
 
@@ -107,7 +107,7 @@ def describe(listed: Listed, now: float, hits: int | None = None) -> dict[str, A
     return {
         "id": entry.id,
         "key": listed.key,
-        "route": "embeddings" if listed.key.startswith(ROUTES["embeddings"]) else "chat",
+        "route": next(r for r, p in ROUTES.items() if listed.key.startswith(p)),
         "namespace": _namespace(listed.key),
         "model": meta.get("model", ""),
         "prompt": meta.get("prompt", ""),
@@ -133,7 +133,7 @@ def exported(listed: Listed, now: float) -> dict[str, Any]:
     """An entry whole: what ``POST /cache/import`` restores (same key, same body)."""
     entry = listed.entry
     out = describe(listed, now)
-    body = json_or_none(entry.body) if out["route"] == "chat" else None
+    body = json_or_none(entry.body) if out["route"] != "embeddings" else None
     out["entry"] = {
         "id": entry.id,
         "created_at": entry.created_at,

@@ -124,6 +124,19 @@ def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
     return f"cmpl:{namespace}:{_digest(canonical)}"
 
 
+OLLAMA_IGNORED_FIELDS = frozenset({"stream", "keep_alive"})
+"""How an Ollama result is delivered, and how long the model stays loaded after it."""
+
+
+def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
+    """Key of an Ollama native API request (``kind``: chat, generate, embed, embeddings); chat
+    messages normalized as for ``/v1/chat/completions``."""
+    canonical = {k: _numbers(v) for k, v in body.items() if k not in OLLAMA_IGNORED_FIELDS}
+    if isinstance(canonical.get("messages"), list):
+        canonical["messages"] = [normalize_message(m) for m in canonical["messages"]]
+    return f"oll:{namespace}:{kind}:{_digest(canonical)}"
+
+
 def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
     """Key of one embedding input item; ``params`` is the request minus ignored fields."""
     canonical = {k: _numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.cache.catalog import ROUTES
 from proxy.cache.explain import explain
 from proxy.cache.keys import scoped_namespace
 from proxy.cache.policy import MAX_TTL_SECONDS, cache_control, completion_is_storable
@@ -144,7 +145,7 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
     """A line of ``GET /cache/export``: the entry back under its own key (the same deployment's
     secret makes the same namespaces). Its semantic vector is not restored."""
     key = _field(row, "key", str, required=True)
-    if not key.startswith(("chat:", "emb:")) or key.count(":") < 2:
+    if not key.startswith(tuple(ROUTES.values())) or key.count(":") < 2:
         raise BadRequestError("'key' is not an entry key", param="key")
     fields = _field(row, "entry", dict, required=True)
     try:

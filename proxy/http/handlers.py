@@ -18,6 +18,7 @@ from proxy.cache.completions import CompletionsPipeline
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.feedback import Feedback, parse_report
 from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import cache_control
 from proxy.cache.tenancy import Tenancy
@@ -59,6 +60,7 @@ class Services:
     chat: ChatPipeline
     embeddings: EmbeddingPipeline
     completions: CompletionsPipeline
+    ollama: OllamaPipeline | None
     semantic: SemanticCache
     tenancy: Tenancy
     feedback: Feedback

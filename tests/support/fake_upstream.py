@@ -275,6 +275,10 @@ class FakeUpstream:
 
     async def _route(self, rec: RecordedRequest, chat_n: int) -> Response:
         method, path = rec.method, rec.path
+        if path.startswith("/api/"):
+            with self._lock:
+                n = sum(1 for r in self._requests if r.path == path)
+            return self._ollama(method, path, rec.json, n)
         if method == "POST" and path == COMPLETIONS_PATH and isinstance(rec.json, dict):
             with self._lock:
                 n = sum(1 for r in self._requests if r.path == COMPLETIONS_PATH)
@@ -330,6 +334,60 @@ class FakeUpstream:
             events.append(_sse({**head, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
         return StreamingResponse(iter(events), media_type="text/event-stream")
+
+    def _ollama(self, method: str, path: str, body: Any, n: int) -> Response:
+        """Ollama's native API (Ollama API docs, docs/api.md): chat, generate (NDJSON streams by
+        default), embed, embeddings, and tags; errors as ``{"error": "..."}``."""
+        if method == "GET" and path == "/api/tags":
+            return _json({"models": [{"name": "fake-model:latest", "model": "fake-model:latest"}]})
+        if method != "POST" or not isinstance(body, dict):
+            return _json({"error": f"unsupported {method} {path}"}, 404)
+        model = str(body.get("model", ""))
+        if model == "fake-error-500":
+            return _json({"error": "the fake Ollama failed"}, 500)
+        stats = {
+            "total_duration": 5_000_000, "load_duration": 1_000_000, "prompt_eval_count": 5,
+            "prompt_eval_duration": 1_000_000, "eval_count": 7, "eval_duration": 2_000_000,
+        }  # fmt: skip
+        head = {"model": model, "created_at": "2026-12-06T12:00:00.000000Z"}
+        if path == "/api/embed":
+            items = body.get("input")
+            items = items if isinstance(items, list) else [items]
+            vectors = [embedding_vector(str(item)).tolist() for item in items]
+            return _json({"model": model, "embeddings": vectors, "total_duration": 1,
+                          "load_duration": 1, "prompt_eval_count": len(items)})  # fmt: skip
+        if path == "/api/embeddings":
+            return _json({"embedding": embedding_vector(str(body.get("prompt"))).tolist()})
+        if path not in ("/api/chat", "/api/generate"):
+            return _json({"error": f"unknown path {path}"}, 404)
+        chat = path == "/api/chat"
+        if chat:
+            messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+            asked = _text_of(messages[-1].get("content")) if messages else ""
+        else:
+            asked = str(body.get("prompt", ""))
+        text = f"ollama {'chat' if chat else 'generate'} {n}: {asked}"
+        reason = "length" if model == "fake-length" else "stop"
+        final = {**head, "done": True, "done_reason": reason, **stats}
+        if not chat:
+            final["context"] = [1, 2, 3]
+        if body.get("stream", True) is False:
+            if chat:
+                return _json({**final, "message": {"role": "assistant", "content": text}})
+            return _json({**final, "response": text})
+        words = text.split(" ")
+        pieces = [" ".join(words[:2]) + " ", " ".join(words[2:])]
+        lines = []
+        for piece in pieces:
+            part = (
+                {"message": {"role": "assistant", "content": piece}}
+                if chat
+                else {"response": piece}
+            )
+            lines.append(orjson.dumps({**head, **part, "done": False}) + b"\n")
+        last = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
+        lines.append(orjson.dumps({**final, **last}) + b"\n")
+        return StreamingResponse(iter(lines), media_type="application/x-ndjson")
 
     async def _hold(self) -> None:
         await anyio.to_thread.run_sync(self.release.wait, HOLD_TIMEOUT, abandon_on_cancel=True)

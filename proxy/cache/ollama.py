@@ -1,0 +1,186 @@
+"""Ollama's native API (``/api/chat``, ``/api/generate``, ``/api/embed``, ``/api/embeddings``)
+cached with the chat route's rules: tenants, cache controls, headers and reasons; every other
+``/api/*`` route is passed through (``X-Cache: BYPASS``).
+
+The key is the request minus what cannot change the answer (``stream``, ``keep_alive``: how it
+is delivered and how long the model stays loaded). Exact only. A result is stored when Ollama
+says it is whole: ``done`` with ``done_reason`` ``stop`` and some text or tool calls (chat,
+generate), or at least one vector (embed, embeddings). Chat and generate stream by default
+(NDJSON): a streamed miss is relayed as it arrives and joined into the ``"stream": false``
+result, which serves both kinds of request later (:mod:`proxy.cache.ollama_stream`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from proxy.cache.keys import ollama_key
+from proxy.cache.miss import entry_meta, exact_copy
+from proxy.cache.ollama_stream import Joined, LineParser, replay
+from proxy.cache.policy import CacheControl, is_fresh
+from proxy.http.responses import cache_headers, raw_response, relay
+from proxy.http.validate import json_or_none
+from proxy.metrics import Metrics
+from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
+from proxy.upstream import DECODABLE_ENCODINGS, Upstream, header, response_headers
+
+KINDS = {"/api/chat": "chat", "/api/generate": "generate", "/api/embed": "embed",
+         "/api/embeddings": "embeddings"}  # fmt: skip
+STREAMING = frozenset({"chat", "generate"})
+JSON = (b"content-type", b"application/json; charset=utf-8")
+NDJSON = (b"content-type", b"application/x-ndjson")
+
+
+class OllamaPipeline:
+    def __init__(
+        self,
+        cache: Cache,
+        upstream: Upstream,
+        metrics: Metrics,
+        *,
+        base: str,
+        max_entry_bytes: int,
+    ) -> None:
+        self._cache = cache
+        self._upstream = upstream
+        self._metrics = metrics
+        self.base = base
+        self._max_entry_bytes = max_entry_bytes
+
+    async def handle(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        raw: bytes,
+        *,
+        namespace: str,
+        control: CacheControl,
+        headers: Iterable[tuple[bytes, bytes]],
+        path: str,
+    ) -> Response:
+        route = f"ollama-{kind}"
+        url = self.base + path
+        stream = kind in STREAMING and body.get("stream", True) is not False
+        if control.bypass:
+            self._metrics.request(route, "bypass")
+            response = await self._send(url, headers, raw, decodable=False)
+            extra = cache_headers("BYPASS", reason=f"bypass:{control.reason}")
+            return relay(self._upstream, response, extra_headers=extra)
+        key = ollama_key(namespace, kind, body)
+        reason = "no-cache"
+        if control.lookup:
+            entry = await self._cache.get(key)
+            age = 0.0 if entry is None else self._cache.clock() - entry.created_at
+            if entry is not None and is_fresh(age, control):
+                return self._hit(kind, entry, stream, age, route, str(body.get("model", "")))
+            reason = "no-entry" if entry is None else "stale"
+        self._metrics.request(route, "miss")
+        self._metrics.miss_reasons[reason] += 1
+        extra = cache_headers("MISS", reason=reason)
+        model = str(body.get("model", ""))
+        if stream:
+            response = await self._send(url, headers, raw, decodable=False)
+            content_type = header(response, b"content-type") or b""
+            if not (control.store and response.status_code == 200
+                    and content_type.startswith(b"application/x-ndjson")):  # fmt: skip
+                return relay(self._upstream, response, extra_headers=extra)
+            parser, joined = LineParser(), Joined(kind)
+
+            def observe(chunk: bytes) -> bool:
+                for line in parser.feed(chunk):
+                    joined.feed(line)
+                return joined.done
+
+            async def complete() -> None:
+                result = joined.result()
+                if result is not None:
+                    await self._store(kind, key, result, None, control, model)
+
+            return relay(self._upstream, response, extra_headers=extra, observe=observe,
+                         on_complete=complete)  # fmt: skip
+        response = await self._send(url, headers, raw, decodable=True)
+        data = await self._upstream.read(response)
+        status = response.status_code
+        result = json_or_none(data) if status == 200 else None
+
+        async def store() -> None:
+            if control.store and isinstance(result, dict):
+                await self._store(kind, key, result, data, control, model)
+
+        out = [*response_headers(response, decoded=True), *extra]
+        return raw_response(data, status, out, then=store)
+
+    async def _store(
+        self,
+        kind: str,
+        key: str,
+        result: dict[str, Any],
+        data: bytes | None,
+        control: CacheControl,
+        model: str,
+    ) -> None:
+        if not is_whole(kind, result):
+            self._metrics.not_stored["incomplete"] += 1
+            return
+        body = exact_copy(data if data is not None else orjson.dumps(result))
+        if len(body) > self._max_entry_bytes:
+            self._metrics.not_stored["too_large"] += 1
+            return
+        tokens = sum(v for k in ("prompt_eval_count", "eval_count")
+                     if isinstance(v := result.get(k), int))  # fmt: skip
+        completion = result.get("eval_count")
+        entry = self._cache.new_entry(
+            body, tokens=tokens, completion_tokens=completion if isinstance(completion, int) else 0,
+            meta=entry_meta(f"ollama-{kind}", model),
+        )  # fmt: skip
+        await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}")
+
+    def _hit(
+        self, kind: str, entry: Entry, stream: bool, age: float, route: str, model: str
+    ) -> Response:
+        headers = cache_headers("HIT", entry, age=age, lookup="exact")
+        self._metrics.request(route, "hit")
+        self._metrics.hit("exact", entry, model=model)
+        if not stream:
+            return raw_response(entry.body, 200, [JSON, *headers])
+        result = json_or_none(entry.body)
+        assert isinstance(result, dict)  # only whole results are stored
+        return raw_response(replay(kind, result), 200, [NDJSON, *headers])
+
+    async def _send(
+        self, url: str, headers: Iterable[tuple[bytes, bytes]], content: bytes, *, decodable: bool
+    ) -> Any:
+        return await self._upstream.send(
+            "POST",
+            url,
+            headers=self._upstream.forward_headers(
+                headers, accept_encoding=DECODABLE_ENCODINGS if decodable else None
+            ),
+            content=content,
+        )
+
+
+def is_whole(kind: str, result: dict[str, Any]) -> bool:
+    if kind == "embed":
+        vectors = result.get("embeddings")
+        return (
+            isinstance(vectors, list)
+            and bool(vectors)
+            and all(isinstance(v, list) and v for v in vectors)
+        )
+    if kind == "embeddings":
+        vector = result.get("embedding")
+        return isinstance(vector, list) and bool(vector)
+    if result.get("done") is not True or result.get("done_reason", "stop") != "stop":
+        return False
+    if kind == "chat":
+        message = result.get("message")
+        return isinstance(message, dict) and (
+            bool(message.get("content")) or bool(message.get("tool_calls"))
+        )
+    return isinstance(result.get("response"), str) and bool(result["response"])

@@ -1,0 +1,67 @@
+"""Ollama's NDJSON streams: joined into the non-streamed result, and replayed from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.cache.ollama import is_whole
+from proxy.cache.ollama_stream import Joined, LineParser, replay
+
+STATS = {"done": True, "done_reason": "stop", "eval_count": 7, "total_duration": 5}
+
+
+def chat_result(content: str, **message: Any) -> dict[str, Any]:
+    return {"model": "m", "created_at": "t", "message": {"role": "assistant",
+            "content": content, **message}, **STATS}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "result"),
+    [
+        ("chat", chat_result("Paris is the capital of France, and its largest city.")),
+        ("chat", chat_result("", tool_calls=[{"function": {"name": "f", "arguments": {"x": 1}}}])),
+        ("chat", chat_result("Paris.", thinking="The user asks for a capital.")),
+        ("generate", {"model": "m", "created_at": "t", "response": "Once upon a time there was",
+                      "context": [1, 2, 3], **STATS}),
+    ],
+    ids=["chat", "tool-calls", "thinking", "generate"],
+)  # fmt: skip
+def test_a_replay_joins_back_to_the_result(kind: str, result: dict[str, Any]) -> None:
+    stream = replay(kind, result)
+    joined, parser = Joined(kind), LineParser()
+    for i in range(0, len(stream), 7):  # any split of the bytes
+        for line in parser.feed(stream[i : i + 7]):
+            joined.feed(line)
+    assert joined.result() == result
+    assert all(orjson.loads(line)["done"] is False for line in stream.splitlines()[:-1])
+
+
+def test_a_stream_without_its_done_line_or_with_an_error_is_not_whole() -> None:
+    cut = Joined("chat")
+    cut.feed(orjson.dumps({"model": "m", "message": {"role": "assistant", "content": "Par"},
+                           "done": False}))  # fmt: skip
+    assert cut.result() is None
+    failed = Joined("generate")
+    failed.feed(b'{"error": "model ran out of memory"}')
+    failed.feed(orjson.dumps({"model": "m", "response": "", **STATS}))
+    assert failed.result() is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "result", "whole"),
+    [
+        ("chat", chat_result("ok"), True),
+        ("chat", {**chat_result("ok"), "done_reason": "length"}, False),
+        ("chat", chat_result(""), False),
+        ("generate", {"response": "ok", **STATS}, True),
+        ("generate", {"response": "ok", "done": False}, False),
+        ("embed", {"embeddings": [[0.1, 0.2]]}, True),
+        ("embed", {"embeddings": []}, False),
+        ("embeddings", {"embedding": []}, False),
+    ],
+)
+def test_only_whole_results_are_stored(kind: str, result: dict[str, Any], whole: bool) -> None:
+    assert is_whole(kind, result) is whole
