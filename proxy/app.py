@@ -100,7 +100,12 @@ def create_app(
         ollama=None
         if ollama_base is None
         else OllamaPipeline(
-            cache, upstream, metrics, base=ollama_base, max_entry_bytes=settings.max_entry_bytes
+            cache,
+            upstream,
+            metrics,
+            semantic,
+            base=ollama_base,
+            max_entry_bytes=settings.max_entry_bytes,
         ),
         semantic=semantic,
         tenancy=tenancy,

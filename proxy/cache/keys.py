@@ -125,13 +125,19 @@ def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
 
 
 OLLAMA_IGNORED_FIELDS = frozenset({"stream", "keep_alive"})
+OLLAMA_ABSENT: tuple[Any, ...] = (None, [], {})
 """How an Ollama result is delivered, and how long the model stays loaded after it."""
 
 
 def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
     """Key of an Ollama native API request (``kind``: chat, generate, embed, embeddings); chat
-    messages normalized as for ``/v1/chat/completions``."""
-    canonical = {k: _numbers(v) for k, v in body.items() if k not in OLLAMA_IGNORED_FIELDS}
+    messages normalized as for ``/v1/chat/completions``. A ``null``, ``[]`` or ``{}`` field is
+    left out: Ollama reads each as absent (the ``ollama`` libraries send ``"tools": []``)."""
+    canonical = {
+        k: _numbers(v)
+        for k, v in body.items()
+        if k not in OLLAMA_IGNORED_FIELDS and v not in OLLAMA_ABSENT
+    }
     if isinstance(canonical.get("messages"), list):
         canonical["messages"] = [normalize_message(m) for m in canonical["messages"]]
     return f"oll:{namespace}:{kind}:{_digest(canonical)}"

@@ -3,7 +3,9 @@ cached with the chat route's rules: tenants, cache controls, headers and reasons
 ``/api/*`` route is passed through (``X-Cache: BYPASS``).
 
 The key is the request minus what cannot change the answer (``stream``, ``keep_alive``: how it
-is delivered and how long the model stays loaded). Exact only. A result is stored when Ollama
+is delivered and how long the model stays loaded). Chat is also matched semantically, as
+``/v1/chat/completions`` is, in partitions of its own (an OpenAI-format entry is never served to
+an Ollama client, nor the reverse); the rest is exact only. A result is stored when Ollama
 says it is whole: ``done`` with ``done_reason`` ``stop`` and some text or tool calls (chat,
 generate), or at least one vector (embed, embeddings). Chat and generate stream by default
 (NDJSON): a streamed miss is relayed as it arrives and joined into the ``"stream": false``
@@ -18,13 +20,14 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.keys import ollama_key
+from proxy.cache.keys import OLLAMA_ABSENT, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
+from proxy.semantic.lookup import SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, header, response_headers
@@ -32,6 +35,9 @@ from proxy.upstream import DECODABLE_ENCODINGS, Upstream, header, response_heade
 KINDS = {"/api/chat": "chat", "/api/generate": "generate", "/api/embed": "embed",
          "/api/embeddings": "embeddings"}  # fmt: skip
 STREAMING = frozenset({"chat", "generate"})
+SEMANTIC_MARK = "__semcache_api"
+"""Added to the body the semantic partition is computed from: Ollama chat entries and
+``/v1/chat/completions`` entries never share a partition (their bodies are other formats)."""
 JSON = (b"content-type", b"application/json; charset=utf-8")
 NDJSON = (b"content-type", b"application/x-ndjson")
 
@@ -42,10 +48,12 @@ class OllamaPipeline:
         cache: Cache,
         upstream: Upstream,
         metrics: Metrics,
+        semantic: SemanticCache,
         *,
         base: str,
         max_entry_bytes: int,
     ) -> None:
+        self._semantic = semantic
         self._cache = cache
         self._upstream = upstream
         self._metrics = metrics
@@ -72,17 +80,30 @@ class OllamaPipeline:
             extra = cache_headers("BYPASS", reason=f"bypass:{control.reason}")
             return relay(self._upstream, response, extra_headers=extra)
         key = ollama_key(namespace, kind, body)
+        model = str(body.get("model", ""))
         reason = "no-cache"
+        query: SemanticQuery | None = None
         if control.lookup:
             entry = await self._cache.get(key)
             age = 0.0 if entry is None else self._cache.clock() - entry.created_at
             if entry is not None and is_fresh(age, control):
-                return self._hit(kind, entry, stream, age, route, str(body.get("model", "")))
+                return self._hit(kind, entry, stream, age, route, model)
             reason = "no-entry" if entry is None else "stale"
+            if kind == "chat" and entry is None:
+                semantic_body = {k: v for k, v in body.items() if v not in OLLAMA_ABSENT}
+                semantic_body[SEMANTIC_MARK] = kind
+                query = await self._semantic.query(semantic_body, namespace=namespace, api_key=None)
+                if query is not None and control.semantic:
+                    found = await self._semantic.lookup(query, control, model=model)
+                    if found.hit is not None:
+                        hit = found.hit
+                        age = self._cache.clock() - hit.entry.created_at
+                        return self._hit(kind, hit.entry, stream, age, route, model,
+                                         similarity=hit.similarity)  # fmt: skip
+                    reason = found.reason
         self._metrics.request(route, "miss")
-        self._metrics.miss_reasons[reason] += 1
+        self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
-        model = str(body.get("model", ""))
         if stream:
             response = await self._send(url, headers, raw, decodable=False)
             content_type = header(response, b"content-type") or b""
@@ -99,7 +120,7 @@ class OllamaPipeline:
             async def complete() -> None:
                 result = joined.result()
                 if result is not None:
-                    await self._store(kind, key, result, None, control, model)
+                    await self._store(kind, key, result, None, control, model, query)
 
             return relay(self._upstream, response, extra_headers=extra, observe=observe,
                          on_complete=complete)  # fmt: skip
@@ -110,7 +131,7 @@ class OllamaPipeline:
 
         async def store() -> None:
             if control.store and isinstance(result, dict):
-                await self._store(kind, key, result, data, control, model)
+                await self._store(kind, key, result, data, control, model, query)
 
         out = [*response_headers(response, decoded=True), *extra]
         return raw_response(data, status, out, then=store)
@@ -123,6 +144,7 @@ class OllamaPipeline:
         data: bytes | None,
         control: CacheControl,
         model: str,
+        query: SemanticQuery | None,
     ) -> None:
         if not is_whole(kind, result):
             self._metrics.not_stored["incomplete"] += 1
@@ -138,14 +160,25 @@ class OllamaPipeline:
             body, tokens=tokens, completion_tokens=completion if isinstance(completion, int) else 0,
             meta=entry_meta(f"ollama-{kind}", model),
         )  # fmt: skip
-        await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}")
+        stored = await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}")
+        if stored and query is not None:
+            await self._semantic.remember(query, key, control.ttl_seconds)
 
     def _hit(
-        self, kind: str, entry: Entry, stream: bool, age: float, route: str, model: str
+        self,
+        kind: str,
+        entry: Entry,
+        stream: bool,
+        age: float,
+        route: str,
+        model: str,
+        *,
+        similarity: float | None = None,
     ) -> Response:
-        headers = cache_headers("HIT", entry, age=age, lookup="exact")
+        lookup = "exact" if similarity is None else "semantic"
+        headers = cache_headers("HIT", entry, age=age, lookup=lookup, similarity=similarity)
         self._metrics.request(route, "hit")
-        self._metrics.hit("exact", entry, model=model)
+        self._metrics.hit(lookup, entry, model=model)
         if not stream:
             return raw_response(entry.body, 200, [JSON, *headers])
         result = json_or_none(entry.body)

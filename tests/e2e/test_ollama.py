@@ -109,3 +109,35 @@ def test_cut_or_failed_results_are_not_stored(
         response = httpx.post(f"{proxy.url}/api/generate", json=body, timeout=30)
         assert response.headers["x-cache"] == "MISS"
     assert fake_upstream.calls("/api/generate") == 2
+
+
+def test_ollama_chat_is_matched_semantically_in_partitions_of_its_own(
+    fake_upstream: FakeUpstream,
+) -> None:
+    with ProxyProcess(fake_upstream.url, env={"SEMCACHE_EMBED_MODEL": "hash:64"}) as proxy:
+        with ollama.Client(host=proxy.url) as sdk:
+            sdk.chat(
+                model="m", messages=[{"role": "user", "content": "What is the capital of France?"}]
+            )
+            reworded = httpx.post(
+                f"{proxy.url}/api/chat",
+                json={"model": "m", "stream": False,
+                      "messages": [{"role": "user", "content": "the capital of France is what?"}]},
+                timeout=30,
+            )  # fmt: skip
+        assert reworded.headers["x-cache-lookup"] == "semantic"
+        assert (
+            reworded.json()["message"]["content"] == "ollama chat 1: What is the capital of France?"
+        )
+        assert fake_upstream.calls("/api/chat") == 1
+        # The same question through the OpenAI route never gets the Ollama-format entry.
+        openai_route = httpx.post(
+            f"{proxy.url}/v1/chat/completions",
+            json={
+                "model": "m",
+                "messages": [{"role": "user", "content": "the capital of France is what?"}],
+            },
+            timeout=30,
+        )
+        assert openai_route.headers["x-cache"] == "MISS"
+        assert openai_route.json()["object"] == "chat.completion"

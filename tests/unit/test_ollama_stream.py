@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from proxy.cache.keys import ollama_key
 from proxy.cache.ollama import is_whole
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 
@@ -65,3 +66,38 @@ def test_a_stream_without_its_done_line_or_with_an_error_is_not_whole() -> None:
 )
 def test_only_whole_results_are_stored(kind: str, result: dict[str, Any], whole: bool) -> None:
     assert is_whole(kind, result) is whole
+
+
+BASE = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        {**BASE, "stream": False},
+        {**BASE, "keep_alive": "10m"},
+        {**BASE, "tools": [], "options": None, "format": None},
+        {**BASE, "messages": [{"role": "user", "content": "Hi \r\n"}]},
+    ],
+    ids=["stream", "keep_alive", "nulls-and-empties", "whitespace"],
+)
+def test_what_cannot_change_the_answer_shares_a_key(same: dict[str, Any]) -> None:
+    assert ollama_key("ns", "chat", same) == ollama_key("ns", "chat", BASE)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {**BASE, "model": "llama3.1"},
+        {**BASE, "options": {"temperature": 0}},
+        {**BASE, "format": "json"},
+        {**BASE, "think": True},
+        {**BASE, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        {**BASE, "messages": [{"role": "user", "content": "Hello"}]},
+    ],
+    ids=["model", "options", "format", "think", "tools", "messages"],
+)
+def test_anything_that_can_change_the_answer_does_not(other: dict[str, Any]) -> None:
+    assert ollama_key("ns", "chat", other) != ollama_key("ns", "chat", BASE)
+    assert ollama_key("ns", "chat", BASE) != ollama_key("other-tenant", "chat", BASE)
+    assert ollama_key("ns", "chat", BASE) != ollama_key("ns", "generate", BASE)
