@@ -21,6 +21,8 @@ from proxy.stores.base import Listed, Store
 
 ROUTES = {"chat": "chat:", "embeddings": "emb:", "completions": "cmpl:", "ollama": "oll:"}
 MAX_PAGE = 500
+MAX_SCANS = 100
+"""Store scans one page may make before it answers, full or not."""
 ANSWER_PREVIEW_CHARS = 300
 
 
@@ -77,19 +79,26 @@ async def page(
     store: Store, f: Filters, cursor: str, limit: int, now: float
 ) -> tuple[list[Listed], str]:
     """Up to ``limit`` matching entries from ``cursor``, and the next cursor (``""``: done).
-    A page may hold fewer than ``limit`` while more follow: keep going until the cursor is
-    empty."""
+    Store scans are repeated until the page is full or ``MAX_SCANS`` were made (a Redis
+    ``SCAN`` step may match nothing while more follow), so a page may still be short while more
+    follow: keep going until the cursor is empty."""
     routes = f.routes()
-    route, _, inner = cursor.partition("|") if cursor else (routes[0], "", "")
-    if route not in routes:
-        raise BadRequestError("cursor is not one this route gave", param="cursor")
-    prefix = ROUTES[route] + ("" if f.namespace is None else f.namespace)
-    nxt, listed = await store.scan(inner, prefix=prefix, count=min(limit, MAX_PAGE))
-    found = [item for item in listed if f.matches(item, now)]
-    if nxt:
-        return found, f"{route}|{nxt}"
-    later = routes[routes.index(route) + 1 :]
-    return found, (f"{later[0]}|" if later else "")
+    found: list[Listed] = []
+    for _ in range(MAX_SCANS):
+        route, _, inner = cursor.partition("|") if cursor else (routes[0], "", "")
+        if route not in routes:
+            raise BadRequestError("cursor is not one this route gave", param="cursor")
+        prefix = ROUTES[route] + ("" if f.namespace is None else f.namespace)
+        nxt, listed = await store.scan(inner, prefix=prefix, count=min(limit, MAX_PAGE))
+        found += [item for item in listed if f.matches(item, now)]
+        if nxt:
+            cursor = f"{route}|{nxt}"
+        else:
+            later = routes[routes.index(route) + 1 :]
+            cursor = f"{later[0]}|" if later else ""
+        if not cursor or len(found) >= limit:
+            break
+    return found, cursor
 
 
 async def every(store: Store, f: Filters, now: float) -> AsyncIterator[Listed]:
