@@ -17,7 +17,6 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.assembler import StreamAssembler
 from proxy.cache import Cache
 from proxy.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.errors import HTTPError
@@ -37,16 +36,19 @@ from proxy.responses import (
 )
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
-from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.upstream import (
     DECODABLE_ENCODINGS,
+    EventParser,
     Headers,
+    StreamAssembler,
     Upstream,
     UpstreamResponse,
+    UsageStripper,
+    open_stream,
+    replay,
     response_headers,
 )
-from proxy.usage import UsageStripper, open_stream
 from proxy.validate import ChatRequest, json_or_none
 
 log = logging.getLogger("semcache.pipeline")

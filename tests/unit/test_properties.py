@@ -14,10 +14,9 @@ import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from proxy.assembler import StreamAssembler
 from proxy.errors import BadRequestError
 from proxy.keys import CHAT_IGNORED_FIELDS, chat_key, normalize_text
-from proxy.sse import EventParser, replay
+from proxy.upstream import EventParser, StreamAssembler, replay
 from proxy.validate import chat_request
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

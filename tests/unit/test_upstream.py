@@ -13,7 +13,8 @@ import pytest
 from proxy.http1 import Http1Client, Timeouts
 from proxy.metrics import Metrics
 from proxy.settings import Settings
-from proxy.upstream import HttpxSender, Upstream, default_sender
+from proxy.upstream import Upstream
+from proxy.upstream.client import HttpxSender, default_sender
 from tests.unit.harness import Proxy, chat_body, completion
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

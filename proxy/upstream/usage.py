@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.upstream import IDENTITY, Upstream, UpstreamResponse
+from proxy.upstream.client import IDENTITY, Upstream, UpstreamResponse
 from proxy.validate import ChatRequest
 
 CLIENT_ERRORS = (400, 422)

@@ -1,0 +1,40 @@
+"""The upstream side: the one client to the upstream LLM API, and reading what it sends.
+
+Code outside this package imports from here only:
+
+- :class:`Upstream` (``client.py``): the one connection pool, request headers, the inflight
+  limit, decoding, and the translation of transport errors into ``UpstreamError``;
+- :class:`EventParser` and :func:`replay` (``sse.py``): server-sent events in and out;
+- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together;
+- :func:`open_stream` and :class:`UsageStripper` (``usage.py``): usage on every streamed miss.
+"""
+
+from __future__ import annotations
+
+from proxy.upstream.assembler import StreamAssembler
+from proxy.upstream.client import (
+    DECODABLE_ENCODINGS,
+    IDENTITY,
+    Headers,
+    Upstream,
+    UpstreamResponse,
+    header,
+    response_headers,
+)
+from proxy.upstream.sse import EventParser, replay
+from proxy.upstream.usage import UsageStripper, open_stream
+
+__all__ = [
+    "DECODABLE_ENCODINGS",
+    "IDENTITY",
+    "EventParser",
+    "Headers",
+    "StreamAssembler",
+    "Upstream",
+    "UpstreamResponse",
+    "UsageStripper",
+    "header",
+    "open_stream",
+    "replay",
+    "response_headers",
+]
