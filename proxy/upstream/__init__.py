@@ -22,6 +22,7 @@ from proxy.upstream.client import (
     response_headers,
 )
 from proxy.upstream.sse import EventParser, replay
+from proxy.upstream.transport import Timeouts
 from proxy.upstream.usage import UsageStripper, open_stream
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "EventParser",
     "Headers",
     "StreamAssembler",
+    "Timeouts",
     "Upstream",
     "UpstreamResponse",
     "UsageStripper",
