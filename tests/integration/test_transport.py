@@ -505,6 +505,9 @@ async def test_bodies_come_as_sent_and_headers_lower_cased(serve: Serve, client:
 
 
 async def test_bytes_sent_while_idle_drop_the_connection(serve: Serve, client: Client) -> None:
+    """The stray answer is parsed and queued on the idle connection; without the guard it
+    would be served as the answer to the next request (another tenant's, perhaps)."""
+
     async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
         writer.write(reply(b"{}"))
         await writer.drain()
@@ -613,8 +616,9 @@ async def test_a_close_the_event_loop_has_not_seen_yet_is_detected_before_reuse(
     poll: bool, monkeypatch: pytest.MonkeyPatch, make_client: MakeClient
 ) -> None:
     """The server closes right after answering; the loop is busy and has not processed the
-    FIN when the next request picks the idle connection (the socket is polled first). Where
-    ``select.poll`` does not exist (Windows), ``select.select`` does the same."""
+    FIN when the next request picks the idle connection (the guard asks the socket first, with
+    ``select.select``). Nothing depends on ``select.poll``, which Windows lacks: the no-poll
+    case runs without it."""
     if not poll:
         monkeypatch.delattr(select, "poll")
     listener = socket.create_server(("127.0.0.1", 0))
