@@ -6,11 +6,16 @@ import gzip
 import zlib
 from collections.abc import Callable
 
+import aiohttp
 import httpx
+import multidict
 import orjson
 import pytest
+import yarl
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 
+from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
 from proxy.metrics import Metrics
 from proxy.upstream import Timeouts, Upstream
 from proxy.upstream.transport import upstream_transport
@@ -27,6 +32,9 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 URL = "https://api.example.test/v1"
+REQUEST_INFO = aiohttp.RequestInfo(
+    yarl.URL(URL), "POST", multidict.CIMultiDictProxy(multidict.CIMultiDict()), yarl.URL(URL)
+)
 
 
 def proxy_of(url: str = URL) -> str | None:
@@ -97,6 +105,36 @@ def test_a_query_in_the_base_url_stays_a_query(
         timeouts=Timeouts(),
     )  # fmt: skip
     assert upstream.url(path, query) == url
+
+
+@pytest.mark.parametrize(
+    ("cause", "error", "label"),
+    [
+        (aiohttp.ServerDisconnectedError(), UpstreamUnreachableError, "unreachable"),
+        (aiohttp.ClientOSError(111, "refused"), UpstreamUnreachableError, "unreachable"),
+        (aiohttp.ConnectionTimeoutError(), UpstreamUnreachableError, "connect timeout"),
+        (aiohttp.SocketTimeoutError(), UpstreamTimeoutError, "timeout"),
+        (aiohttp.ClientPayloadError("cut"), UpstreamUnreachableError, "unreachable"),
+        (
+            aiohttp.ClientResponseError(REQUEST_INFO, (), message="malformed"),
+            UpstreamUnreachableError,
+            "unreachable",
+        ),
+    ],
+    ids=["disconnected", "refused", "connect-timeout", "read-timeout", "cut", "malformed"],
+)
+def test_transport_errors_are_classified_by_their_cause(
+    cause: aiohttp.ClientError, error: type[UpstreamError], label: str
+) -> None:
+    """httpx-aiohttp turns all these but the last into httpx.ConnectTimeout (or ReadTimeout,
+    ReadError); what the client gets (504 for a read timeout, 502 else) follows the cause."""
+    metrics = Metrics()
+    upstream = Upstream(
+        upstream_transport(URL), base_url=URL, api_key=None, metrics=metrics, timeouts=Timeouts()
+    )
+    with pytest.raises(error), upstream.errors(), map_aiohttp_exceptions():
+        raise cause
+    assert metrics.upstream_errors == {label: 1}
 
 
 def deflate_raw(data: bytes) -> bytes:
