@@ -6,6 +6,7 @@ Every transport error is translated here, and only here, into the UpstreamError 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import zlib
@@ -175,7 +176,7 @@ class Upstream:
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``).
         ``background`` (audits) takes no slot: it never makes a client wait or fail; the
         auditor bounds its own concurrency."""
-        if any(_FORBIDDEN.search(name) or _FORBIDDEN.search(value) for name, value in headers):
+        if _FORBIDDEN.search(b"".join([name + value for name, value in headers])):
             # Refused before anything is sent: a CR or LF would split the request (smuggling).
             raise self._errors.failed(
                 UpstreamUnreachableError, "invalid request", ValueError("CR, LF or NUL in a header")
@@ -186,8 +187,9 @@ class Upstream:
         try:
             with self.errors():
                 request = httpx.Request(
-                    method, url, headers=headers, content=content, extensions=self._extensions
-                )
+                    method, _parsed(url), headers=headers, content=content,
+                    extensions=self._extensions,
+                )  # fmt: skip
                 response = _HttpxResponse(await self._transport.handle_async_request(request))
         except BaseException:
             release()
@@ -283,17 +285,29 @@ def _classify(exc: httpx.HTTPError | aiohttp.ClientError) -> tuple[type[Upstream
     return UpstreamUnreachableError, "unreachable"
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> httpx.URL:
+    """The chat URL repeats: parsed once (``httpx.Request`` copies a given URL cheaply)."""
+    return httpx.URL(url)
+
+
 class _HttpxResponse:
+    """The transport's answer. Its body is read straight from the transport's stream: what
+    ``httpx.Response.aiter_raw`` adds (byte counts, re-chunking) costs time on every miss and
+    serves nothing here."""
+
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        assert isinstance(response.stream, httpx.AsyncByteStream), "an async transport's body"
+        self._stream = response.stream
         self.status_code = response.status_code
         self.headers: Headers = [(name.lower(), value) for name, value in response.headers.raw]
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_raw()
+        return self._stream.__aiter__()
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self._response.aiter_raw()])
+        return b"".join([chunk async for chunk in self._stream])
 
     async def aclose(self) -> None:
         await self._response.aclose()
