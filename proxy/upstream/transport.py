@@ -2,7 +2,7 @@
 
 Why aiohttp: it is the transport the openai SDK offers for load (``DefaultAioHttpClient``), and it
 costs the least CPU per request, by far at concurrency (``bench/upstream_client.py``; figures in
-pyproject.toml). httpx's own transport (httpcore and h11) has no HTTP/2 benefit here either: see
+pyproject.toml). aiohttp speaks HTTP/1.1 only; why semcache does without HTTP/2 to the upstream:
 the README, "The connection to the upstream".
 
 The guard: a pooled connection must never hand one request the bytes of another. aiohttp parses
