@@ -5,6 +5,7 @@ environment (and around it by ``NO_PROXY``), to a TLS upstream whose CA is given
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,16 @@ def test_the_upstream_is_reached_through_the_environment_proxy(
         assert_miss_then_hit(*asked_twice(proxy))
     assert fake_upstream.calls() == 1
     assert forward_proxy.seen == [("POST", fake_upstream.url + "/chat/completions")]
+
+
+def test_proxy_credentials_in_the_url_are_sent_to_the_proxy(
+    fake_upstream: FakeUpstream, forward_proxy: ForwardProxy
+) -> None:
+    with_user = forward_proxy.url.replace("http://", "http://semcache:s%40cret@")
+    with ProxyProcess(fake_upstream.url, env=proxy_env(http_proxy=with_user)) as proxy:
+        assert ask(proxy, f"Who asks? ({uuid.uuid4().hex[:8]})").status_code == 200
+    assert fake_upstream.calls() == 1
+    assert forward_proxy.credentials == [b"Basic " + base64.b64encode(b"semcache:s@cret")]
 
 
 def test_no_proxy_bypasses_the_environment_proxy(

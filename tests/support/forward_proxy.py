@@ -19,6 +19,8 @@ class ForwardProxy:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
         """(method, target) of each request, as the proxy received it."""
+        self.credentials: list[bytes | None] = []
+        """Each request's ``Proxy-Authorization`` value, or None."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -65,6 +67,11 @@ class ForwardProxy:
         line, _, fields = head[:-4].partition(b"\r\n")
         method, target, _ = line.split(b" ", 2)
         self.seen.append((method.decode(), target.decode()))
+        named = dict(
+            (name.strip().lower(), value.strip())
+            for name, _, value in (f.partition(b":") for f in fields.split(b"\r\n"))
+        )
+        self.credentials.append(named.get(b"proxy-authorization"))
         if method == b"CONNECT":
             host, _, port = target.decode().rpartition(":")
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
