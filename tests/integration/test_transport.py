@@ -555,6 +555,47 @@ async def test_https_with_a_trusted_certificate(
         await server.close()
 
 
+async def test_a_tls_close_the_event_loop_has_not_seen_yet_is_detected_before_reuse(
+    certificate: tuple[Path, Path], make_client: MakeClient
+) -> None:
+    """As the test below, over TLS: the server's FIN waits in the socket of an idle connection;
+    the guard sees it there and connects anew."""
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+
+    def serve_and_close() -> None:
+        for _ in range(2):
+            raw, _ = listener.accept()
+            connections.append(1)
+            with server_tls.wrap_socket(raw, server_side=True) as conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(reply(b"{}"))  # keep-alive promised, then closed
+                # Later than the answer (arriving with it, TLS would report the close at once),
+                # while the client's loop is busy.
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=serve_and_close, daemon=True)
+    thread.start()
+    trusted = ssl.create_default_context(cafile=str(cert))
+    client = make_client(upstream_transport("https://localhost", ssl_context=trusted))
+    try:
+        answer = await client.post(f"https://localhost:{port}/a", content=b"1")
+        assert answer.content == b"{}"
+        time.sleep(0.2)  # a busy loop: the close is in the socket, not yet seen  # noqa: ASYNC251
+        answer = await client.post(f"https://localhost:{port}/b", content=b"2")
+        assert answer.content == b"{}"
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    assert len(connections) == 2
+
+
 async def test_a_body_that_arrived_while_nobody_read_is_not_served_to_the_next(
     serve: Serve, make_client: MakeClient
 ) -> None:
