@@ -93,7 +93,10 @@ def environment_proxy(url: str) -> str | None:
 class GuardedConnector(aiohttp.TCPConnector):
     """aiohttp's pool, reusing an idle connection only when nothing arrived on it since its last
     response ended: no queued message or bytes, no error, and nothing (data or the close of
-    the peer) waiting in its socket that the event loop has not read yet."""
+    the peer) waiting in its socket that the event loop has not read yet.
+
+    ``_get`` is aiohttp's own (private) step that takes an idle connection from the pool; if an
+    aiohttp release stopped calling it, tests/integration/test_transport.py would fail."""
 
     async def _get(self, *args: Any, **kwargs: Any) -> Any:
         while True:
@@ -112,8 +115,18 @@ def _clean(connection: aiohttp.connector.Connection) -> bool:
     if sock is None:
         return True  # not a socket (a test's transport): nothing to ask
     try:
-        # select(), not poll(): it exists everywhere (Windows too), and one fd costs little.
-        readable, _, _ = select.select([sock], [], [], 0)
+        return not _readable(sock)
     except (OSError, ValueError):
         return False
-    return not readable
+
+
+def _readable(sock: Any) -> bool:
+    """One look at the socket, without waiting. ``poll`` where there is one: ``select`` fails
+    for a descriptor above 1023 (FD_SETSIZE), which a proxy with many clients reaches; Windows
+    has no ``poll``, and its ``select`` takes any socket."""
+    poll = getattr(select, "poll", None)
+    if poll is None:
+        return bool(select.select([sock], [], [], 0)[0])
+    poller = poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))

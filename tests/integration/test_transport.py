@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import select
 import socket
 import ssl
@@ -687,6 +688,26 @@ async def test_a_close_the_event_loop_has_not_seen_yet_is_detected_before_reuse(
         thread.join(timeout=5)
         listener.close()
     assert len(connections) == 2
+
+
+async def test_a_connection_on_a_descriptor_above_1023_is_reused(
+    serve: Serve, client: Client
+) -> None:
+    """``select()`` cannot look at a descriptor above 1023 (FD_SETSIZE); a proxy with many
+    clients has such descriptors, and its upstream connections must still be reused."""
+    resource = pytest.importorskip("resource")  # POSIX only; Windows has no such limit
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"RLIMIT_NOFILE {soft} is too low to open descriptors above 1023")
+    server = await serve(ok)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        for i in range(3):
+            assert (await client.get(server.url + f"/{i}")).json() == {"echo": f"/{i}"}
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert server.connections == 1
 
 
 async def test_a_response_with_bare_lf_line_endings_is_read(serve: Serve, client: Client) -> None:
