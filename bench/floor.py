@@ -50,9 +50,9 @@ def serve(port: int, upstream: str) -> None:
     from starlette.routing import Route
 
     from proxy.http.server import CoalescingProtocol
-    from proxy.http1 import Http1Client
+    from proxy.upstream.transport import upstream_transport
 
-    client = Http1Client()
+    client = upstream_transport(upstream)
     target = upstream.rstrip("/") + "/chat/completions"
 
     class Relay(Response):
@@ -64,7 +64,7 @@ def serve(port: int, upstream: str) -> None:
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             answer = self.answer
-            headers = [(k, v) for k, v in answer.headers if k not in hop]
+            headers = [(k.lower(), v) for k, v in answer.headers.raw if k.lower() not in hop]
             try:
                 await send(
                     {
@@ -86,7 +86,8 @@ def serve(port: int, upstream: str) -> None:
         # As any proxy must: the caller's headers go on (its key, its content type), minus
         # the hop-by-hop ones.
         headers = [(k, v) for k, v in request.scope["headers"] if k not in hop]
-        answer = await client.send("POST", target, headers=headers, content=body)
+        forward = httpx.Request("POST", target, headers=headers, content=body)
+        answer = await client.handle_async_request(forward)
         if b'"stream":true' in body:
             return Relay(answer)
         try:

@@ -7,15 +7,19 @@ mean the same are still different requests (and the prompt is not normalized: a 
 changes what a model writes next). A stream is read as it is relayed; its chunks are joined into
 the completion a non-streaming call returns, which serves both kinds of request later (OpenAI API
 reference, "Completions" and its streaming chunks). Concurrent identical misses are not
-coalesced here (chat's single flight is not shared yet).
+coalesced here (chat's single flight is not shared yet), but a request for an answer whose
+stream has ended and is being stored waits for it (clients repeat the moment ``[DONE]`` arrives,
+before the upstream's end of body that the store waits for).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 import orjson
 from starlette.responses import Response
 
@@ -32,16 +36,23 @@ from proxy.http.responses import (
 )
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
-from proxy.sse import DONE_EVENT, EventParser, event
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
-from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
+from proxy.upstream import (
+    DECODABLE_ENCODINGS,
+    DONE_EVENT,
+    EventParser,
+    Upstream,
+    event,
+    response_headers,
+)
 
 ROUTE = "completions"
 COMPLETIONS_PATH = "/completions"
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_CHUNK = 3
+LANDING_WAIT_SECONDS = 1.0
 
 
 class CompletionsPipeline:
@@ -52,6 +63,8 @@ class CompletionsPipeline:
         self._upstream = upstream
         self._metrics = metrics
         self._max_entry_bytes = max_entry_bytes
+        self._landing: dict[str, asyncio.Event] = {}
+        """Keys whose streamed answer is whole and about to be stored."""
 
     async def handle(
         self,
@@ -73,6 +86,10 @@ class CompletionsPipeline:
         key = completion_key(namespace, request.body)
         reason = "no-cache"
         if control.lookup:
+            landing = self._landing.get(key)
+            if landing is not None:
+                with anyio.move_on_after(LANDING_WAIT_SECONDS):
+                    await landing.wait()
             entry = await self._cache.get(key)
             age = 0.0 if entry is None else self._cache.clock() - entry.created_at
             if entry is not None and is_fresh(age, control):
@@ -113,6 +130,8 @@ class CompletionsPipeline:
         def observe(chunk: bytes) -> bool:
             for data in parser.feed(chunk):
                 joined.feed(data)
+            if joined.done and key not in self._landing:
+                self._landing[key] = asyncio.Event()
             return joined.done
 
         async def complete() -> None:
@@ -120,8 +139,13 @@ class CompletionsPipeline:
             if completion is not None:
                 await self._store(key, request, completion, control)
 
+        async def finish() -> None:
+            landing = self._landing.pop(key, None)
+            if landing is not None:
+                landing.set()
+
         return relay(self._upstream, response, extra_headers=extra, observe=observe,
-                     on_complete=complete)  # fmt: skip
+                     on_complete=complete, on_finish=finish)  # fmt: skip
 
     async def _store(
         self,

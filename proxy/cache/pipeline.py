@@ -17,7 +17,6 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.assembler import StreamAssembler
 from proxy.cache.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import chat_key
@@ -42,17 +41,20 @@ from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
-from proxy.sse import EventParser, replay
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import (
     DECODABLE_ENCODINGS,
+    EventParser,
     Headers,
+    StreamAssembler,
     Upstream,
     UpstreamResponse,
+    UsageStripper,
+    open_stream,
+    replay,
     response_headers,
 )
-from proxy.usage import UsageStripper, open_stream
 
 log = logging.getLogger("semcache.pipeline")
 

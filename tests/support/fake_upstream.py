@@ -133,7 +133,15 @@ class _CutResponse(Response):
 
 
 class FakeUpstream:
-    def __init__(self, *, slow_seconds: float = 2.0, latency_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        slow_seconds: float = 2.0,
+        latency_seconds: float = 0.0,
+        tls_certfile: str | None = None,
+    ) -> None:
+        """``tls_certfile``: serve HTTPS with this PEM (key and certificate chain)."""
+        self.tls_certfile = tls_certfile
         self.latency_seconds = latency_seconds
         """Added before every chat and embeddings answer (a stream: before its first event)."""
         self.default_slow_seconds = slow_seconds
@@ -162,7 +170,8 @@ class FakeUpstream:
     @property
     def url(self) -> str:
         """The OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self._port}/v1"
+        scheme = "http" if self.tls_certfile is None else "https"
+        return f"{scheme}://127.0.0.1:{self._port}/v1"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -207,6 +216,7 @@ class FakeUpstream:
             lifespan="on",
             log_config=None,  # leave the test process's logging configuration alone
             timeout_graceful_shutdown=2,
+            ssl_certfile=self.tls_certfile,
         )
         self._server = uvicorn.Server(config)
         self._ready.clear()

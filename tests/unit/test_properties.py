@@ -14,11 +14,10 @@ import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from proxy.assembler import StreamAssembler
 from proxy.cache.keys import CHAT_IGNORED_FIELDS, chat_key, normalize_text
 from proxy.errors import BadRequestError
 from proxy.http.validate import chat_request
-from proxy.sse import EventParser, replay
+from proxy.upstream import EventParser, StreamAssembler, replay
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
+import httpx
 import pytest
 from starlette.types import Message
 
 from proxy.http.responses import relay
-from proxy.http1 import Timeouts
 from proxy.metrics import Metrics
-from proxy.upstream import Headers, Upstream
+from proxy.upstream import Headers, Timeouts, Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +40,13 @@ class Body:
         self.closed = True
 
 
-class NoSender:
-    async def send(self, *args: Any, **kwargs: Any) -> Any:
+class NoTransport(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         raise AssertionError("not used")
-
-    async def aclose(self) -> None:
-        return None
 
 
 def upstream() -> Upstream:
-    return Upstream(NoSender(), base_url="http://u", api_key=None, metrics=Metrics(),
+    return Upstream(NoTransport(), base_url="http://u", api_key=None, metrics=Metrics(),
                     timeouts=Timeouts())  # fmt: skip
 
 

@@ -7,9 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.assembler import StreamAssembler
 from proxy.cache.policy import completion_is_storable
-from proxy.sse import EventParser, replay
+from proxy.upstream import EventParser, StreamAssembler, replay
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""The upstream connection: which sender it gets, and compressed answers."""
+"""The upstream client: which proxy it goes through, the URLs it builds, compressed answers."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import gzip
 import zlib
 from collections.abc import Callable
 
+import aiohttp
 import httpx
+import multidict
 import orjson
 import pytest
+import yarl
+from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 
-from proxy.http1 import Http1Client, Timeouts
+from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
 from proxy.metrics import Metrics
-from proxy.settings import Settings
-from proxy.upstream import HttpxSender, Upstream, default_sender
+from proxy.upstream import Timeouts, Upstream
+from proxy.upstream.transport import upstream_transport
 from tests.unit.harness import Proxy, chat_body, completion
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -26,32 +31,49 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
-def settings(url: str = "https://api.example.test/v1") -> Settings:
-    return Settings(upstream_url=url)
+URL = "https://api.example.test/v1"
+REQUEST_INFO = aiohttp.RequestInfo(
+    yarl.URL(URL), "POST", multidict.CIMultiDictProxy(multidict.CIMultiDict()), yarl.URL(URL)
+)
 
 
-def test_semcache_transport_without_a_proxy() -> None:
-    assert isinstance(default_sender(settings()), Http1Client)
+def proxy_of(url: str = URL) -> str | None:
+    """The proxy the upstream transport for ``url`` goes through, None for direct."""
+    transport = upstream_transport(url)
+    assert isinstance(transport, AiohttpTransport)
+    return None if transport.proxy is None else str(transport.proxy.url)
+
+
+def test_direct_without_a_proxy() -> None:
+    assert proxy_of() is None
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ALL_PROXY", "https_proxy"])
-def test_httpx_transport_through_an_environment_proxy(
-    monkeypatch: pytest.MonkeyPatch, variable: str
-) -> None:
+def test_an_environment_proxy_is_used(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv(variable, "http://proxy.example.test:3128")
-    assert isinstance(default_sender(settings()), HttpxSender)
+    assert proxy_of() == "http://proxy.example.test:3128"
 
 
 def test_a_proxy_for_the_other_scheme_does_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.test:3128")
-    assert isinstance(default_sender(settings()), Http1Client)
-    assert isinstance(default_sender(settings("http://api.example.test/v1")), HttpxSender)
+    assert proxy_of() is None
+    assert proxy_of("http://api.example.test/v1") == "http://proxy.example.test:3128"
 
 
 def test_no_proxy_exempts_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,api.example.test")
-    assert isinstance(default_sender(settings()), Http1Client)
+    assert proxy_of() is None
+
+
+def test_expect_is_not_forwarded() -> None:
+    """semcache read the body already; aiohttp would wait for a 100 Continue before sending."""
+    upstream = Upstream(
+        upstream_transport(URL), base_url=URL, api_key=None, metrics=Metrics(),
+        timeouts=Timeouts(),
+    )  # fmt: skip
+    forwarded = upstream.forward_headers([(b"Expect", b"100-continue"), (b"x-a", b"1")])
+    assert forwarded == [(b"x-a", b"1")]
 
 
 @pytest.mark.parametrize(
@@ -79,10 +101,40 @@ def test_a_query_in_the_base_url_stays_a_query(
     base: str, path: str, query: bytes, url: str
 ) -> None:
     upstream = Upstream(
-        default_sender(settings()), base_url=base, api_key=None, metrics=Metrics(),
+        upstream_transport(URL), base_url=base, api_key=None, metrics=Metrics(),
         timeouts=Timeouts(),
     )  # fmt: skip
     assert upstream.url(path, query) == url
+
+
+@pytest.mark.parametrize(
+    ("cause", "error", "label"),
+    [
+        (aiohttp.ServerDisconnectedError(), UpstreamUnreachableError, "unreachable"),
+        (aiohttp.ClientOSError(111, "refused"), UpstreamUnreachableError, "unreachable"),
+        (aiohttp.ConnectionTimeoutError(), UpstreamUnreachableError, "connect timeout"),
+        (aiohttp.SocketTimeoutError(), UpstreamTimeoutError, "timeout"),
+        (aiohttp.ClientPayloadError("cut"), UpstreamUnreachableError, "unreachable"),
+        (
+            aiohttp.ClientResponseError(REQUEST_INFO, (), message="malformed"),
+            UpstreamUnreachableError,
+            "unreachable",
+        ),
+    ],
+    ids=["disconnected", "refused", "connect-timeout", "read-timeout", "cut", "malformed"],
+)
+def test_transport_errors_are_classified_by_their_cause(
+    cause: aiohttp.ClientError, error: type[UpstreamError], label: str
+) -> None:
+    """httpx-aiohttp turns all these but the last into httpx.ConnectTimeout (or ReadTimeout,
+    ReadError); what the client gets (504 for a read timeout, 502 else) follows the cause."""
+    metrics = Metrics()
+    upstream = Upstream(
+        upstream_transport(URL), base_url=URL, api_key=None, metrics=metrics, timeouts=Timeouts()
+    )
+    with pytest.raises(error), upstream.errors(), map_aiohttp_exceptions():
+        raise cause
+    assert metrics.upstream_errors == {label: 1}
 
 
 def deflate_raw(data: bytes) -> bytes:

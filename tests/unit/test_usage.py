@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from proxy.usage import UsageStripper
+from proxy.upstream import UsageStripper
 from tests.unit.harness import Proxy, chat_body
 
 pytestmark = pytest.mark.anyio

@@ -1,32 +1,34 @@
-"""The one connection pool to the upstream: forward a request, map transport errors.
+"""The one client to the upstream (httpx on :mod:`proxy.upstream.transport`): forward a
+request, map transport errors.
 
-Every transport error (both senders raise httpx's exception classes) is translated here, and
-only here, into the UpstreamError tree.
+Every transport error is translated here, and only here, into the UpstreamError tree.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import time
-import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Protocol
-from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
 import httpx
 
-from proxy.connection import Content
-from proxy.connection import Headers as Headers
 from proxy.errors import (
     OverloadedError,
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnreachableError,
 )
-from proxy.http1 import Http1Client, Timeouts
 from proxy.metrics import Metrics
 from proxy.settings import Settings
+from proxy.upstream.transport import Timeouts, upstream_transport
+
+Headers = list[tuple[bytes, bytes]]
+Content = bytes | AsyncIterable[bytes] | None
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus fields httpx sets itself.
 HOP_BY_HOP = frozenset(
@@ -40,6 +42,7 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
+        "expect",  # the client's 100-continue was for semcache, which has the body already
         "host",
         "content-length",
     }
@@ -65,20 +68,10 @@ class UpstreamResponse(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Sender(Protocol):
-    """A connection pool: :class:`~proxy.http1.Http1Client`, or :class:`HttpxSender`."""
-
-    async def send(
-        self, method: str, url: str, *, headers: Headers, content: Content, timeouts: Timeouts
-    ) -> UpstreamResponse: ...
-
-    async def aclose(self) -> None: ...
-
-
 class Upstream:
     def __init__(
         self,
-        sender: Sender,
+        transport: httpx.AsyncBaseTransport,
         *,
         base_url: str,
         api_key: str | None,
@@ -87,10 +80,10 @@ class Upstream:
         max_inflight: int | None = None,
         queue_timeout_seconds: float = 10.0,
     ) -> None:
-        """``sender`` is the one connection pool to the upstream. Nothing else sits on it:
+        """``transport`` is the one connection pool to the upstream. Nothing else sits on it:
         semcache follows no redirect and keeps no cookie (one pool serves every tenant, so an
         upstream's Set-Cookie must never ride along with someone else's request)."""
-        self._sender = sender
+        self._transport = transport
         base, _, self._base_query = base_url.partition("?")
         self._base_path = base.rstrip("/")
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
@@ -99,6 +92,12 @@ class Upstream:
         self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
         self._queue_timeout_seconds = queue_timeout_seconds
         self._errors = _ErrorMap(metrics)
+        self._extensions = {
+            "timeout": {
+                "connect": timeouts.connect, "read": timeouts.read,
+                "write": timeouts.write, "pool": timeouts.pool,
+            }
+        }  # fmt: skip
 
     @classmethod
     def from_settings(
@@ -108,11 +107,15 @@ class Upstream:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Upstream:
-        """``transport``: send through httpx's transport instead (unit tests simulate the
-        upstream with respx, which hooks into it). Default: :func:`default_sender`."""
+        """``transport``: unit tests simulate the upstream with respx's. Default:
+        :func:`~proxy.upstream.transport.upstream_transport`."""
         read = settings.upstream_timeout_seconds
+        if transport is None:
+            transport = upstream_transport(
+                settings.upstream_url, max_connections=settings.upstream_max_connections
+            )
         return cls(
-            default_sender(settings) if transport is None else HttpxSender(transport),
+            transport,
             base_url=settings.upstream_url,
             api_key=settings.upstream_api_key,
             metrics=metrics,
@@ -124,7 +127,7 @@ class Upstream:
         )
 
     async def close(self) -> None:
-        await self._sender.aclose()
+        await self._transport.aclose()
 
     def url(self, path: str, query: bytes = b"") -> str:
         """``path`` is what follows ``/v1`` in the client's request, e.g. ``/chat/completions``.
@@ -173,14 +176,21 @@ class Upstream:
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``).
         ``background`` (audits) takes no slot: it never makes a client wait or fail; the
         auditor bounds its own concurrency."""
+        if _FORBIDDEN.search(b"".join([name + value for name, value in headers])):
+            # Refused before anything is sent: a CR or LF would split the request (smuggling).
+            raise self._errors.failed(
+                UpstreamUnreachableError, "invalid request", ValueError("CR, LF or NUL in a header")
+            )
         slots = None if background else self._slots
         release = _nothing if slots is None else await self._take_slot(slots)
         started = time.perf_counter()
         try:
             with self.errors():
-                response = await self._sender.send(
-                    method, url, headers=headers, content=content, timeouts=self._timeouts
-                )
+                request = httpx.Request(
+                    method, _parsed(url), headers=headers, content=content,
+                    extensions=self._extensions,
+                )  # fmt: skip
+                response = _HttpxResponse(await self._transport.handle_async_request(request))
         except BaseException:
             release()
             raise
@@ -249,13 +259,8 @@ class _ErrorMap:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if exc is None or not isinstance(exc, httpx.HTTPError):
-            return
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise self.failed(UpstreamUnreachableError, "connect timeout", exc) from exc
-        if isinstance(exc, httpx.TimeoutException):
-            raise self.failed(UpstreamTimeoutError, "timeout", exc) from exc
-        raise self.failed(UpstreamUnreachableError, "unreachable", exc) from exc
+        if isinstance(exc, httpx.HTTPError | aiohttp.ClientError):
+            raise self.failed(*_classify(exc), exc) from exc
 
     def failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
         self._metrics.upstream_errors[label] += 1
@@ -264,66 +269,45 @@ class _ErrorMap:
 
 
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+_FORBIDDEN = re.compile(rb"[\r\n\0]")
 
 
-def default_sender(settings: Settings) -> Sender:
-    """semcache's own HTTP/1.1 client (:mod:`proxy.http1`), or httpx's transport when the
-    environment names an HTTP proxy for the upstream (``HTTPS_PROXY``, ``HTTP_PROXY``,
-    ``ALL_PROXY``, with ``NO_PROXY`` honoured), since only httpx's speaks to proxies."""
-    proxy = _environment_proxy(settings.upstream_url)
-    if proxy is None:
-        return Http1Client(max_connections=settings.upstream_max_connections)
-    limits = httpx.Limits(
-        max_connections=settings.upstream_max_connections,
-        max_keepalive_connections=settings.upstream_max_connections,
-    )
-    return HttpxSender(httpx.AsyncHTTPTransport(limits=limits, proxy=proxy))
+def _classify(exc: httpx.HTTPError | aiohttp.ClientError) -> tuple[type[UpstreamError], str]:
+    """What a transport error means for the client: 504 when the upstream was reached and did
+    not answer in time, else 502. httpx-aiohttp reports every aiohttp connection error (refused,
+    cut, timed out connecting) as ``httpx.ConnectTimeout``, so its cause decides; the few
+    aiohttp errors it leaves as they are (a malformed response) are aiohttp's own."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if isinstance(cause, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout):
+        return UpstreamUnreachableError, "connect timeout"
+    if isinstance(cause, aiohttp.ServerTimeoutError | httpx.TimeoutException):
+        return UpstreamTimeoutError, "timeout"
+    return UpstreamUnreachableError, "unreachable"
 
 
-def _environment_proxy(url: str) -> str | None:
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
-
-
-class HttpxSender:
-    """httpx's transport behind :class:`Sender`: for HTTP proxies, and respx in unit tests."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-
-    async def send(
-        self, method: str, url: str, *, headers: Headers, content: Content, timeouts: Timeouts
-    ) -> UpstreamResponse:
-        timeout = {
-            "connect": timeouts.connect, "read": timeouts.read,
-            "write": timeouts.write, "pool": timeouts.pool,
-        }  # fmt: skip
-        request = httpx.Request(
-            method, url, headers=headers, content=content, extensions={"timeout": timeout}
-        )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        return _HttpxResponse(response)
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> httpx.URL:
+    """The chat URL repeats: parsed once (``httpx.Request`` copies a given URL cheaply)."""
+    return httpx.URL(url)
 
 
 class _HttpxResponse:
+    """The transport's answer. Its body is read straight from the transport's stream: what
+    ``httpx.Response.aiter_raw`` adds (byte counts, re-chunking) costs time on every miss and
+    serves nothing here."""
+
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        assert isinstance(response.stream, httpx.AsyncByteStream), "an async transport's body"
+        self._stream = response.stream
         self.status_code = response.status_code
         self.headers: Headers = [(name.lower(), value) for name, value in response.headers.raw]
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_raw()
+        return self._stream.__aiter__()
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self._response.aiter_raw()])
+        return b"".join([chunk async for chunk in self._stream])
 
     async def aclose(self) -> None:
         await self._response.aclose()

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.http.validate import ChatRequest
-from proxy.upstream import IDENTITY, Upstream, UpstreamResponse
+from proxy.upstream.client import IDENTITY, Upstream, UpstreamResponse
 
 CLIENT_ERRORS = (400, 422)
 

@@ -1,0 +1,45 @@
+"""The upstream side: the one client to the upstream LLM API, and reading what it sends.
+
+Code outside this package imports from here only:
+
+- :class:`Upstream` (``client.py``): the one connection pool, request headers, the inflight
+  limit, decoding, and the translation of transport errors into ``UpstreamError``;
+- :class:`EventParser`, :func:`replay`, :func:`event` and ``DONE_EVENT`` (``sse.py``):
+  server-sent events in and out;
+- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together;
+- :func:`open_stream` and :class:`UsageStripper` (``usage.py``): usage on every streamed miss.
+"""
+
+from __future__ import annotations
+
+from proxy.upstream.assembler import StreamAssembler
+from proxy.upstream.client import (
+    DECODABLE_ENCODINGS,
+    IDENTITY,
+    Headers,
+    Upstream,
+    UpstreamResponse,
+    header,
+    response_headers,
+)
+from proxy.upstream.sse import DONE_EVENT, EventParser, event, replay
+from proxy.upstream.transport import Timeouts
+from proxy.upstream.usage import UsageStripper, open_stream
+
+__all__ = [
+    "DECODABLE_ENCODINGS",
+    "DONE_EVENT",
+    "IDENTITY",
+    "EventParser",
+    "Headers",
+    "StreamAssembler",
+    "Timeouts",
+    "Upstream",
+    "UpstreamResponse",
+    "UsageStripper",
+    "event",
+    "header",
+    "open_stream",
+    "replay",
+    "response_headers",
+]
