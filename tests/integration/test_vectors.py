@@ -33,15 +33,24 @@ def entry(body: bytes = b"{}") -> Entry:
     return Entry(id="00112233aabbccdd", body=body, created_at=1.0)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(max_entries=1000, max_bytes=10_000_000)
         return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+    url = request.getfixturevalue(_URL_FIXTURES[request.param])
+    redis_store = RedisStore.from_url(
+        url, prefix=key_prefix, timeout_seconds=1.0, cluster=request.param == "cluster"
+    )
     yield redis_store
     await redis_store.close()
+
+
+_URL_FIXTURES = {
+    "redis": "redis_url",
+    "cluster": "redis_cluster_url",
+    "sentinel": "redis_sentinel_url",
+}
 
 
 async def add(store: Store, partition: str, key: str, vector: Vector, text: str) -> None:
