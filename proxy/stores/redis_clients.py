@@ -26,6 +26,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from proxy.errors import SettingsError
 from proxy.stores.resp import Address, Reply, RespClient
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -117,7 +118,7 @@ def connect(url: str, *, cluster: bool, timeout_seconds: float, search_connectio
     }
     if urlsplit(url).scheme == SENTINEL_SCHEME:
         if cluster:
-            raise ValueError("a redis+sentinel:// URL names no cluster")
+            raise SettingsError("SEMCACHE_REDIS_CLUSTER does not apply to redis+sentinel://")
         sentinels, service, options = parse_sentinel_url(url)
         sentinel = Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)
         master = sentinel.master_for(service, redis_class=aioredis.Redis, retry=_retry(), **options)
@@ -125,7 +126,7 @@ def connect(url: str, *, cluster: bool, timeout_seconds: float, search_connectio
         return Clients("sentinel", master, hot, (hot,), sentinel)
     if cluster:
         if urlsplit(url).scheme == "unix":
-            raise ValueError("a cluster is reached over TCP, not a unix:// socket")
+            raise SettingsError("SEMCACHE_REDIS_CLUSTER needs a redis:// or rediss:// URL")
         nodes = RedisCluster.from_url(url, retry=_retry(), **timeouts)
         hot = PyClient(nodes)
         return Clients("cluster", nodes, hot, (hot,))
@@ -139,18 +140,18 @@ def connect(url: str, *, cluster: bool, timeout_seconds: float, search_connectio
 
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
     """``redis+sentinel://[user:pass@]host:port[,host:port...]/service[?db=N]``: the sentinels,
-    the service name and the master's connection options."""
+    the service name and the master's connection options. Raises :class:`SettingsError`."""
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     sentinels: list[tuple[str, int]] = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError("each sentinel must be host:port")
+            raise SettingsError("SEMCACHE_REDIS_URL: each sentinel must be host:port")
         sentinels.append((host.strip("[]"), int(port)))
     service = unquote(parts.path.strip("/"))
     if not service or "/" in service:
-        raise ValueError("the path must be the sentinel service name: /mymaster")
+        raise SettingsError("SEMCACHE_REDIS_URL: the path must be the service name: /mymaster")
     options: dict[str, Any] = {}
     if userinfo:
         user, has_password, password = userinfo.partition(":")
@@ -160,5 +161,7 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, 
             options["password"] = unquote(password)
     db = parse_qs(parts.query).get("db")
     if db:
+        if not db[0].isdigit():
+            raise SettingsError("SEMCACHE_REDIS_URL: db must be a number")
         options["db"] = int(db[0])
     return sentinels, service, options
