@@ -38,6 +38,11 @@ def _client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
+def _node_id(node: RedisServer) -> str:
+    with _client(node.port) as client:
+        return str(client.execute_command("CLUSTER", "MYID").decode())
+
+
 class RedisClusterSet:
     """Masters with ``cluster-enabled yes``, slots split evenly (``CLUSTER ADDSLOTSRANGE``) and
     joined with ``CLUSTER MEET``; no replicas."""
@@ -83,6 +88,38 @@ class RedisClusterSet:
         for node in self.nodes:
             with _client(node.port) as client:
                 client.flushall()
+
+    def owner(self, slot: int) -> RedisServer:
+        """The master serving ``slot``, as the first node sees it."""
+        port = self._owner_seen_by(self.nodes[0], slot)
+        return next(n for n in self.nodes if n.port == port)
+
+    def begin_migration(self, slot: int, target: RedisServer) -> RedisServer:
+        """Mark ``slot`` IMPORTING on ``target`` and MIGRATING on its owner (which then answers
+        ``ASK`` for its absent keys); return the owner."""
+        source = self.owner(slot)
+        with _client(target.port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
+        with _client(source.port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(target))
+        return source
+
+    def finish_migration(self, slot: int, target: RedisServer) -> None:
+        """Give ``slot`` to ``target`` on every node (its old owner then answers ``MOVED``); the
+        slot's keys must have moved already."""
+        target_id = _node_id(target)
+        for node in sorted(self.nodes, key=lambda n: n is not target):
+            with _client(node.port) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        wait_until(lambda: all(self._owner_seen_by(n, slot) == target.port for n in self.nodes),
+                   f"every node to agree on slot {slot}")  # fmt: skip
+
+    def _owner_seen_by(self, node: RedisServer, slot: int) -> int:
+        with _client(node.port) as client:
+            for first, last, (_, port, *_rest), *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    return int(port)
+        return 0
 
     def keys(self) -> dict[int, list[bytes]]:
         """Every key, by the port of the node holding it."""
