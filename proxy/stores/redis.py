@@ -302,6 +302,7 @@ class RedisStore:
         entries = used = 0
         try:
             if isinstance(self._client, RedisCluster):
+                await self._client.initialize()  # learns the masters, once
                 for node in self._client.get_primaries():
                     entries += int(await self._client.dbsize(target_nodes=node))
                     memory = await self._client.info("memory", target_nodes=node)

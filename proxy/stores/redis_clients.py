@@ -3,9 +3,9 @@ a set of Sentinels names. This module builds the clients; :mod:`proxy.stores.red
 
 - **Standalone** (``redis://``, ``rediss://``, ``unix://``): the hot commands (GET, SET, locks,
   VSIM) go through the lean RESP client (:mod:`proxy.stores.resp`), the rest through redis-py.
-- **Cluster** (``cluster=True``, any node's ``redis://`` or ``rediss://`` URL): everything goes
-  through ``redis.asyncio.RedisCluster``, which routes each command to its slot's master and
-  follows ``MOVED`` and ``ASK`` (the lean client knows no slots).
+- **Cluster** (``cluster=True``, any node's ``redis://`` or ``rediss://`` URL): the hot
+  commands go through lean RESP clients routed by slot (:mod:`proxy.stores.cluster_routing`),
+  the rest through ``redis.asyncio.RedisCluster``; both follow ``MOVED`` and ``ASK``.
 - **Sentinel** (``redis+sentinel://[user:pass@]host:port[,host:port...]/service[?db=N]``):
   everything goes through ``redis.asyncio.sentinel.Sentinel.master_for``, whose connections ask
   the sentinels for the master each time they (re)connect, so a failover is followed. The URL's
@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy.errors import SettingsError
+from proxy.stores.cluster_routing import ClusterRouter, SlotMap
 from proxy.stores.resp import Address, Reply, RespClient
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -93,12 +94,15 @@ class Clients:
     entries: HotClient
     searches: Sequence[HotClient]
     sentinel: Sentinel | None = None
+    slot_map: SlotMap | None = None
 
     async def aclose(self) -> None:
         await self.entries.aclose()
         for search in self.searches:
             await search.aclose()
         await self.client.aclose()
+        if self.slot_map is not None:
+            await self.slot_map.aclose()
         if self.sentinel is not None:
             for node in self.sentinel.sentinels:
                 await node.aclose()
@@ -128,8 +132,9 @@ def connect(url: str, *, cluster: bool, timeout_seconds: float, search_connectio
         if urlsplit(url).scheme == "unix":
             raise SettingsError("SEMCACHE_REDIS_CLUSTER needs a redis:// or rediss:// URL")
         nodes = RedisCluster.from_url(url, retry=_retry(), **timeouts)
-        hot = PyClient(nodes)
-        return Clients("cluster", nodes, hot, (hot,))
+        slots = SlotMap(Address.from_url(url), timeout_seconds=timeout_seconds)
+        routers = [ClusterRouter(slots) for _ in range(search_connections)]
+        return Clients("cluster", nodes, ClusterRouter(slots), routers, slot_map=slots)
     client = aioredis.Redis.from_url(url, retry=_retry(), **timeouts)
     address = Address.from_url(url)
     entries = RespClient(address, timeout_seconds=timeout_seconds)
