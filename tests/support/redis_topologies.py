@@ -61,6 +61,13 @@ class RedisClusterSet:
         return f"redis://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> RedisClusterSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # no server outlives a failed start
+            raise
+
+    def _start(self) -> RedisClusterSet:
         for node in self.nodes:
             node.start()
         count = len(self.nodes)
@@ -206,6 +213,13 @@ class SentinelSet:
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
     def start(self) -> SentinelSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # no server outlives a failed start
+            raise
+
+    def _start(self) -> SentinelSet:
         self.master.start()
         self.replica = RedisServer(
             self._binary, extra_args=("--replicaof", "127.0.0.1", str(self.master.port))
