@@ -149,3 +149,33 @@ async def test_sentinel_failover_under_load_fails_no_request_and_caching_resumes
 
 def hits(results: list[Result]) -> int:
     return sum(r.hit for r in results)
+
+
+@pytest.mark.anyio
+async def test_a_cluster_master_frozen_under_load_fails_no_request_and_caching_resumes(
+    redis_cluster: RedisClusterSet, redis_cluster_url: str, fake_upstream: FakeUpstream
+) -> None:
+    env = {**CLUSTER_ENV, "SEMCACHE_REDIS_TIMEOUT": "0.2"}
+    frozen = redis_cluster.nodes[1]
+    with ProxyProcess(fake_upstream.url, redis_url=redis_cluster_url, env=env) as proxy:
+        async with client_for(proxy.url, timeout=5.0) as client:
+            load = Load(client, PromptMix(uuid.uuid4().hex[:8]), workers=12)
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(load.run, stop)
+                assert await wait_until(lambda: hits(load.results) >= 10, within=5)
+                frozen.pause()
+                paused = time.monotonic()
+                try:
+                    # Shorter than cluster-node-timeout: the cluster itself stays up.
+                    await wait_until(lambda: time.monotonic() - paused >= 2.0, within=3)
+                finally:
+                    frozen.resume()
+                resumed = time.monotonic()
+                back = await wait_until(lambda: hits(load.since(resumed)) >= 20, within=8)
+                stop.set()
+
+    assert problems(load.results) == []
+    during = [r for r in load.results if paused <= r.started < resumed]
+    assert len(during) >= 20, "too little load while a master was frozen"
+    assert back, "no cache hits within 8 s of the master resuming"
