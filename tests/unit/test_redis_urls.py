@@ -46,7 +46,11 @@ def test_each_shape_gets_its_clients() -> None:
         "redis+sentinel://h:26379/m", cluster=False, timeout_seconds=1, search_connections=4
     )
     assert (standalone.kind, len(standalone.searches)) == ("standalone", 4)
-    assert (cluster.kind, len(cluster.searches)) == ("cluster", 1)
+    assert (cluster.kind, len(cluster.searches), cluster.slot_map is not None) == (
+        "cluster",
+        4,
+        True,
+    )
     assert (sentinel.kind, sentinel.sentinel is not None) == ("sentinel", True)
 
 
