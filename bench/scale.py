@@ -17,7 +17,8 @@ Figures per shape:
 - ``lookup_p50_ms`` / ``lookup_p99_ms``: ``RedisStore.nearest`` in that partition, queries with
   one true neighbour at cosine ~0.95 (as bench/lookup.py), at the default threshold.
 - ``hit_p50_ms``: ``RedisStore.get`` of random stored keys, one at a time (an exact hit's store
-  read); ``cluster_hit_latency_ratio`` is the cluster's over standalone's.
+  read), both shapes up at once and measured in alternating rounds (the median of 5 rounds'
+  medians); ``cluster_hit_latency_ratio`` is the cluster's over standalone's.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tests.support.redis_topologies import RedisClusterSet  # noqa: E402
 BATCH = 1000
 BODY = b'{"choices":[{"message":{"content":"' + b"x" * 1000 + b'"}}]}'
 TTL_MS = 3_600_000
+ROUNDS = 5
 
 
 def key(i: int) -> str:
@@ -83,14 +85,13 @@ async def hit_latency(store: RedisStore, n: int, gets: int) -> float:
     return statistics.median(samples)
 
 
-async def one_shape(
-    url: str, *, cluster: bool, rows: np.ndarray[Any, Any], queries: int, gets: int
+async def build_and_search(
+    url: str, store: RedisStore, *, cluster: bool, rows: np.ndarray[Any, Any], queries: int
 ) -> dict[str, float]:
     n = len(rows)
     admin: aioredis.Redis | RedisCluster = (
         RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
     )
-    store = RedisStore.from_url(url, prefix=PREFIX, timeout_seconds=5.0, cluster=cluster)
     try:
         if isinstance(admin, RedisCluster):
             await admin.initialize()
@@ -105,18 +106,16 @@ async def one_shape(
         await fill_vector_set(vector_url, rows, [key(i) for i in range(n)], ["q"] * n)
         build = time.perf_counter() - started
         grown = await used_memory(admin) - before
-        lookup = await measure(store, rows, queries, seed=n)
-        return {
-            "build_seconds": round(build, 1),
-            "bytes_per_entry": round(grown / n),
-            "lookup_p50_ms": round(lookup["p50_ms"], 3),
-            "lookup_p99_ms": round(lookup["p99_ms"], 3),
-            "lookup_found_share": lookup["found_share"],
-            "hit_p50_ms": round(await hit_latency(store, n, gets), 4),
-        }
     finally:
-        await store.close()
         await admin.aclose()
+    lookup = await measure(store, rows, queries, seed=n)
+    return {
+        "build_seconds": round(build, 1),
+        "bytes_per_entry": round(grown / n),
+        "lookup_p50_ms": round(lookup["p50_ms"], 3),
+        "lookup_p99_ms": round(lookup["p99_ms"], 3),
+        "lookup_found_share": lookup["found_share"],
+    }
 
 
 async def run(entries: int, dims: int, queries: int, gets: int) -> dict[str, Any]:
@@ -129,12 +128,31 @@ async def run(entries: int, dims: int, queries: int, gets: int) -> dict[str, Any
         "scale_dims": dims,
         "scale_vectors": "random unit vectors",
     }
-    with RedisServer(binary) as server:
-        figures = await one_shape(server.url, cluster=False, rows=rows, queries=queries, gets=gets)
-    out.update({f"scale_standalone_{k}": v for k, v in figures.items()})
-    with RedisClusterSet(binary) as cluster:
-        figures = await one_shape(cluster.url, cluster=True, rows=rows, queries=queries, gets=gets)
-    out.update({f"scale_cluster_{k}": v for k, v in figures.items()})
+    with RedisServer(binary) as server, RedisClusterSet(binary) as cluster:
+        standalone = RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=5.0)
+        clustered = RedisStore.from_url(
+            cluster.url, prefix=PREFIX, timeout_seconds=5.0, cluster=True
+        )
+        try:
+            for name, url, store in (
+                ("standalone", server.url, standalone),
+                ("cluster", cluster.url, clustered),
+            ):
+                figures = await build_and_search(
+                    url, store, cluster=store is clustered, rows=rows, queries=queries
+                )
+                out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
+            # Exact-hit reads, the shapes interleaved in rounds so that both see the same load
+            # on a shared machine; each figure is the median of its rounds' medians.
+            rounds: dict[str, list[float]] = {"standalone": [], "cluster": []}
+            for _ in range(ROUNDS):
+                rounds["standalone"].append(await hit_latency(standalone, entries, gets))
+                rounds["cluster"].append(await hit_latency(clustered, entries, gets))
+        finally:
+            await standalone.close()
+            await clustered.close()
+    for name, samples in rounds.items():
+        out[f"scale_{name}_hit_p50_ms"] = round(statistics.median(samples), 4)
     out["cluster_hit_latency_ratio"] = round(
         out["scale_cluster_hit_p50_ms"] / out["scale_standalone_hit_p50_ms"], 2
     )
