@@ -58,7 +58,15 @@ class Settings:
         "upstream_max_connections", 512, "Size of the pooled connections to the upstream."
     )
     redis_url: str | None = _setting(
-        "redis_url", None, "Redis URL for the shared store; unset = in-process memory store."
+        "redis_url",
+        None,
+        "Redis URL for the shared store (redis://, rediss://, unix:// or "
+        "redis+sentinel://host:port,.../service); unset = in-process memory store.",
+    )
+    redis_cluster: bool = _setting(
+        "redis_cluster",
+        False,
+        "The Redis URL is one node of a Redis Cluster: commands go to their slot's master.",
     )
     redis_prefix: str = _setting("redis_prefix", "semcache:", "Prefix of every Redis key.")
     redis_timeout_seconds: float = _setting(
@@ -214,9 +222,14 @@ class Settings:
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
             _check(
-                scheme in ("redis", "rediss", "unix"),
+                scheme in ("redis", "rediss", "unix", "redis+sentinel"),
                 "redis_url",
-                "must start with redis://, rediss:// or unix://",
+                "must start with redis://, rediss://, unix:// or redis+sentinel://",
+            )
+            _check(
+                not self.redis_cluster or scheme in ("redis", "rediss"),
+                "redis_cluster",
+                "needs a redis:// or rediss:// URL of one cluster node",
             )
         for name in (
             "upstream_timeout_seconds",

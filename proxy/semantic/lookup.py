@@ -120,7 +120,7 @@ class SemanticCache:
         if self.mode == "off":
             self.state = "off: SEMCACHE_SEMANTIC_MODE=off"
             return
-        if not await self._cache.supports_vectors():
+        if await self._cache.supports_vectors() is False:
             self.state = "off: the store has no vector search (Redis 8 vector sets)"
             log.warning(
                 "the store has no vector search (Redis 8 vector sets): semantic lookup is off, "

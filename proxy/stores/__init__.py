@@ -20,4 +20,5 @@ def open_store(settings: Settings) -> Store:
         settings.redis_url,
         prefix=settings.redis_prefix,
         timeout_seconds=settings.redis_timeout_seconds,
+        cluster=settings.redis_cluster,
     )

@@ -142,12 +142,14 @@ class Cache:
             self._failed("counters", exc)
             return None
 
-    async def supports_vectors(self) -> bool:
+    async def supports_vectors(self) -> bool | None:
+        """None when the store could not tell (unreachable, misconfigured): a failure of the
+        moment must not switch semantic matching off for the life of the process."""
         try:
             return await self.store.supports_vectors()
         except StoreError as exc:
             self._failed("probe", exc)
-            return False
+            return None
 
     async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
         """True also when the store failed: the caller then leads on its own."""

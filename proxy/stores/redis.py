@@ -1,6 +1,11 @@
-"""Shared store on Redis: one string key per entry, written with its expiry.
+"""Shared store on Redis (standalone, cluster or sentinel: :mod:`proxy.stores.redis_clients`):
+one string key per entry, written with its expiry.
 
-Key layout (every command touches one key, so a Redis Cluster can spread them over slots):
+Key layout. Every command and script touches exactly one key (no MGET, no multi-key Lua, no
+MULTI), so on a Redis Cluster no two keys need to share a slot and no key carries a hash tag:
+keys spread over every master, and one tenant or partition never pins one master. A vector
+set's elements name entry keys, but the set is searched (VSIM) and the entry read (GET) by two
+commands, each routed to its own slot's master.
 
     <prefix>chat:<namespace>:<sha256>   a chat completion entry
     <prefix>emb:<namespace>:<sha256>    one embedding vector
@@ -15,7 +20,8 @@ Values are packed :class:`Entry` bytes. A vector set expires with the latest ent
 it; an element whose entry expired earlier is removed the first time a search finds it.
 
 After a failure the store answers "unavailable" at once for ``retry_seconds`` instead of
-waiting on a dead server each request, then tries again; redis-py reconnects by itself.
+waiting on a dead server each request, then tries again; redis-py reconnects by itself (to the
+new master after a Sentinel failover; to the slot's new owner after a cluster ``MOVED``).
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from proxy.errors import StoreError
 from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
-from proxy.stores.resp import Address, Reply, ReplyError, RespClient
+from proxy.stores.redis_clients import Clients, HotClient, connect
+from proxy.stores.resp import Reply, ReplyError
 from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
     SEARCH_CONNECTIONS,
@@ -47,6 +56,10 @@ from proxy.stores.vectorset import (
 REF = "ref:"
 COUNTERS = "counters:"
 """Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
+FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
+"""What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
+client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
+RedisError) when no node of a cluster can be reached or a slot has no owner."""
 
 
 class RedisStore:
@@ -54,21 +67,20 @@ class RedisStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
-        entries: RespClient,
-        searches: Sequence[RespClient],
+        clients: Clients,
         *,
         prefix: str,
         retry_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
-        self._entries = entries
-        """The hot path's own lean client: entry GET and SET, locks."""
-        self._searches = tuple(searches)
-        """Lean clients for VSIM, each on a connection of its own: Redis answers a connection's
-        commands in order, and a search holds its connection for about a millisecond, so
-        searches go neither on the entries' connection nor all on one."""
+        self._clients = clients
+        self._client = clients.client
+        self._entries = clients.entries
+        """The hot path's client: entry GET and SET, locks (standalone: the lean one)."""
+        self._searches: Sequence[HotClient] = tuple(clients.searches)
+        """Clients for VSIM, standalone each on a connection of its own: Redis answers a
+        connection's commands in order, and a search holds its connection for about a
+        millisecond, so searches go neither on the entries' connection nor all on one."""
         self._prefix = prefix
         self._retry_seconds = retry_seconds
         self._clock = clock
@@ -81,30 +93,28 @@ class RedisStore:
         *,
         prefix: str,
         timeout_seconds: float,
+        cluster: bool = False,
         retry_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> RedisStore:
-        client = aioredis.Redis.from_url(
+        clients = connect(
             url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            # One immediate retry on a fresh connection absorbs a server restart; no backoff so
-            # that a dead server costs one timeout, not several.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            cluster=cluster,
+            timeout_seconds=timeout_seconds,
+            search_connections=SEARCH_CONNECTIONS,
         )
-        address = Address.from_url(url)
-        entries = RespClient(address, timeout_seconds=timeout_seconds)
-        searches = [RespClient(address, timeout_seconds=timeout_seconds)
-                    for _ in range(SEARCH_CONNECTIONS)]  # fmt: skip
-        return cls(
-            client, entries, searches, prefix=prefix, retry_seconds=retry_seconds, clock=clock
-        )
+        return cls(clients, prefix=prefix, retry_seconds=retry_seconds, clock=clock)
+
+    @property
+    def kind(self) -> str:
+        """``standalone``, ``cluster`` or ``sentinel``."""
+        return self._clients.kind
 
     async def get(self, key: str) -> Entry | None:
         self._check_available()
         try:
             data = await self._entries.get(self._prefix + key)
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         self._down_until = 0.0
         return None if data is None else unpack_entry(data)
@@ -115,7 +125,7 @@ class RedisStore:
             await self._entries.set(
                 self._prefix + key, pack_entry(entry), px=max(1, int(ttl_seconds * 1000))
             )
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         self._down_until = 0.0
 
@@ -139,7 +149,7 @@ class RedisStore:
                 pipe.execute_command("EXPIRE", vset, ttl, "NX")
                 pipe.execute_command("EXPIRE", vset, ttl, "GT")
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def nearest(
@@ -155,7 +165,7 @@ class RedisStore:
             reply = await client.command(
                 *vector_search_command(vset, query, k=k, min_similarity=min_similarity)
             )
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         return neighbors_from_reply(reply, query, k=k, min_similarity=min_similarity)
 
@@ -163,14 +173,14 @@ class RedisStore:
         self._check_available()
         try:
             await self._command("VREM", self._prefix + VECTOR_SET + partition, key)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def delete(self, key: str) -> None:
         self._check_available()
         try:
             await self._client.unlink(self._prefix + key)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
@@ -179,14 +189,14 @@ class RedisStore:
             await self._entries.set(
                 self._prefix + REF + name, data, px=max(1, int(ttl_seconds * 1000))
             )
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def get_ref(self, name: str) -> bytes | None:
         self._check_available()
         try:
             return await self._entries.get(self._prefix + REF + name)
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
@@ -198,23 +208,29 @@ class RedisStore:
                 for field, delta in deltas.items():
                     pipe.hincrby(key, field, delta)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def read_counters(self, name: str) -> dict[str, int]:
         self._check_available()
         try:
             raw = await self._client.hgetall(self._prefix + COUNTERS + name)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         return {_text(k): int(v) for k, v in raw.items()}
 
     async def supports_vectors(self) -> bool:
+        """Only an unknown command (Redis before 8, Valkey) or one the ACL denies means no
+        vector sets; any other error (a ``MOVED`` from a cluster node reached as a standalone
+        server, a timeout) is a store failure, not an answer."""
+        self._check_available()
         try:
             await self._command("VCARD", self._prefix + "vset:probe")
-        except ResponseError:
-            return False  # unknown command: Redis before 8, Valkey
-        except (RedisError, OSError) as exc:
+        except ResponseError as exc:
+            if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
+                return False
+            raise self._failed(exc) from exc
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         return True
 
@@ -243,7 +259,7 @@ class RedisStore:
         self._check_available()
         try:
             return await self._entries.command(*command)
-        except (ReplyError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def shared_secret(self, candidate: bytes) -> bytes:
@@ -252,32 +268,55 @@ class RedisStore:
         try:
             await self._client.set(key, candidate, nx=True)
             kept = await self._client.get(key)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         if not isinstance(kept, bytes) or len(kept) < 16:
             raise StoreError("the stored namespace secret is unusable")
         return kept
 
     async def ping(self) -> None:
+        """Standalone and sentinel: ``INFO cluster`` answers like a PING and tells a cluster
+        node reached as a standalone server (each of its keys would answer ``MOVED``). A
+        cluster: every node answers PING and the cluster's state is ``ok``."""
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
+            if isinstance(self._client, RedisCluster):
+                await self._client.ping(target_nodes=RedisCluster.ALL_NODES)
+                state = await self._client.cluster_info()
+                if state.get("cluster_state") != "ok":
+                    raise StoreError(f"redis cluster state is {state.get('cluster_state')}")
+            else:
+                info = await self._client.info("cluster")
+                if int(info.get("cluster_enabled", 0)) == 1:
+                    self._down_until = self._clock() + self._retry_seconds
+                    raise StoreError(
+                        "redis: the server is a cluster node; set SEMCACHE_REDIS_CLUSTER=true"
+                    )
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         self._down_until = 0.0
 
     async def stats(self) -> StoreStats:
-        """Whole-database figures: Redis keeps no cheap per-prefix count."""
+        """Whole-database figures (Redis keeps no cheap per-prefix count), summed over the
+        masters of a cluster."""
         self._check_available()
+        entries = used = 0
         try:
-            entries = await self._client.dbsize()
-            memory = await self._client.info("memory")
-        except (RedisError, OSError) as exc:
+            if isinstance(self._client, RedisCluster):
+                await self._client.initialize()  # learns the masters, once
+                for node in self._client.get_primaries():
+                    entries += int(await self._client.dbsize(target_nodes=node))
+                    memory = await self._client.info("memory", target_nodes=node)
+                    used += int(memory.get("used_memory", 0))
+            else:
+                entries = int(await self._client.dbsize())
+                used = int((await self._client.info("memory")).get("used_memory", 0))
+        except FAILURES as exc:
             raise self._failed(exc) from exc
-        return StoreStats(entries=int(entries), bytes=int(memory.get("used_memory", 0)))
+        return StoreStats(entries=entries, bytes=used)
 
     async def clear(self) -> int:
-        """SCAN the prefix and UNLINK key by key: no multi-key command, so it works on a
-        cluster node by node too. The namespace secret and the counters stay."""
+        """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its
+        slot. The namespace secret and the counters stay."""
         self._check_available()
         removed = 0
         secret = (self._prefix + "secret").encode()
@@ -288,27 +327,43 @@ class RedisStore:
             ):
                 if key != secret and not key.startswith(counters):
                     removed += await self._client.unlink(key)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         return removed
 
     async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
         """``SCAN`` with the prefix as a pattern, then each key's value and time to live in one
-        pipelined round trip."""
+        pipelined round trip. On a cluster each master is scanned in turn; the cursor says
+        which (``<master>:<cursor>``)."""
         self._check_available()
         pattern = _glob_escape(self._prefix + prefix) + "*"
         try:
-            after, keys = await self._client.scan(int(cursor or 0), match=pattern, count=count)
+            if isinstance(self._client, RedisCluster):
+                await self._client.initialize()
+                masters = self._client.get_primaries()
+                at, _, inner = (cursor or "0:0").partition(":")
+                node = masters[int(at)]
+                after, keys = await self._client.scan(
+                    int(inner or 0), match=pattern, count=count, target_nodes=node
+                )
+                if isinstance(after, dict):  # redis-py gives the cursor per node scanned
+                    after = next(iter(after.values()), 0)
+                nxt = f"{at}:{after}" if int(after) else (
+                    f"{int(at) + 1}:0" if int(at) + 1 < len(masters) else ""
+                )  # fmt: skip
+            else:
+                after, keys = await self._client.scan(int(cursor or 0), match=pattern, count=count)
+                nxt = "" if int(after) == 0 else str(after)
             listed = await self._listed([_text(k) for k in keys])
-        except (RedisError, OSError, ValueError) as exc:
+        except (*FAILURES, ValueError, IndexError) as exc:
             raise self._failed(exc) from exc
-        return ("" if int(after) == 0 else str(after)), listed
+        return nxt, listed
 
     async def listed(self, key: str) -> Listed | None:
         self._check_available()
         try:
             found = await self._listed([self._prefix + key])
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             raise self._failed(exc) from exc
         return found[0] if found else None
 
@@ -333,13 +388,10 @@ class RedisStore:
         return out
 
     async def close(self) -> None:
-        await self._entries.aclose()
-        for search in self._searches:
-            await search.aclose()
-        await self._client.aclose()
+        await self._clients.aclose()
 
     async def _command(self, *args: Any) -> Any:
-        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return await self._client.execute_command(*args)
 
     def _check_available(self) -> None:
         if self._clock() < self._down_until:
@@ -363,7 +415,7 @@ return 0
 """
 
 
-def _pending(client: RespClient) -> int:
+def _pending(client: HotClient) -> int:
     return client.pending
 
 

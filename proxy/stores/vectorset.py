@@ -102,11 +102,15 @@ def neighbors_from_reply(
     reply: Any, query: Vector, *, k: int, min_similarity: float
 ) -> list[Neighbor]:
     """The best ``k`` candidates by exact cosine, at or above ``min_similarity``, from VSIM's
-    RESP2 reply (element, attributes, element, attributes...). A candidate without a readable
-    float32 vector of the query's size is dropped: a missed hit, never a wrong one."""
-    if not isinstance(reply, list):
+    RESP2 reply (element, attributes, element, attributes...), or the dict redis-py makes of
+    it. A candidate without a readable float32 vector of the query's size is dropped: a missed
+    hit, never a wrong one."""
+    if isinstance(reply, dict):  # redis-py's VSIM reply callback (cluster, sentinel)
+        items = list(reply.items())
+    elif isinstance(reply, list):
+        items = [(reply[i], reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
+    else:
         return []
-    items = [(reply[i], reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
     out: list[Neighbor] = []
     for name, attributes in items:
         try:

@@ -21,15 +21,24 @@ def entry(body: bytes = b'{"answer": 42}', *, tokens: int = 7) -> Entry:
     return Entry(id="0123456789abcdef", body=body, created_at=1_700_000_000.5, tokens=tokens)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(max_entries=1000, max_bytes=10_000_000)
         return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+    url = request.getfixturevalue(_URL_FIXTURES[request.param])
+    redis_store = RedisStore.from_url(
+        url, prefix=key_prefix, timeout_seconds=1.0, cluster=request.param == "cluster"
+    )
     yield redis_store
     await redis_store.close()
+
+
+_URL_FIXTURES = {
+    "redis": "redis_url",
+    "cluster": "redis_cluster_url",
+    "sentinel": "redis_sentinel_url",
+}
 
 
 async def test_put_then_get_returns_the_same_entry(store: Store) -> None:

@@ -33,15 +33,24 @@ def entry(body: bytes = b"{}") -> Entry:
     return Entry(id="00112233aabbccdd", body=body, created_at=1.0)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(max_entries=1000, max_bytes=10_000_000)
         return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+    url = request.getfixturevalue(_URL_FIXTURES[request.param])
+    redis_store = RedisStore.from_url(
+        url, prefix=key_prefix, timeout_seconds=1.0, cluster=request.param == "cluster"
+    )
     yield redis_store
     await redis_store.close()
+
+
+_URL_FIXTURES = {
+    "redis": "redis_url",
+    "cluster": "redis_cluster_url",
+    "sentinel": "redis_sentinel_url",
+}
 
 
 async def add(store: Store, partition: str, key: str, vector: Vector, text: str) -> None:
@@ -333,3 +342,40 @@ async def test_redis_searches_run_beside_entry_reads_not_behind_them(
     assert last_commands.count("get") == 1
     assert last_commands.count("vsim") == SEARCH_CONNECTIONS
     await store.close()
+
+
+async def test_app_started_while_redis_is_down_keeps_semantic_matching_on(
+    fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed probe is no answer: semantic matching must not stay off for the life of the
+    process because Redis was down (or a cluster node answered MOVED) at startup."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(binary)  # not started yet
+    settings = Settings(upstream_url=fake_upstream.url, redis_url=server.url, embed_model="hash:64")
+    now = [0.0]
+    store = RedisStore.from_url(
+        server.url, prefix="semcache:", timeout_seconds=1.0, clock=lambda: now[0]
+    )
+    app = create_app(settings, store=store)
+    body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            down = (await c.get("/cache/stats")).json()
+            server.start()
+            now[0] += 2.0  # past the store's retry window after the failed probe
+            states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
+            states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+            with redis.Redis.from_url(server.url) as admin:
+                vector_sets = admin.keys(f"*{VECTOR_SET}*")
+    finally:
+        await store.close()
+        server.close()
+    assert down["semantic_enabled"] is True
+    assert not any("no vector search" in r.getMessage() for r in caplog.records)
+    assert states == ["MISS", "HIT"]
+    assert len(vector_sets) == 1  # the miss was indexed once Redis was back

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -64,9 +65,12 @@ class RedisServer:
         port: int | None = None,
         ready_timeout: float = 10.0,
         extra_args: tuple[str, ...] = (),
+        client_kwargs: dict[str, Any] | None = None,
     ):
         self.binary = binary
         self.extra_args = extra_args
+        self.client_kwargs = {"host": "127.0.0.1"} if client_kwargs is None else client_kwargs
+        """How :meth:`ping` reaches the server (TLS, a unix socket, a user)."""
         self._port = port or free_port()
         self.ready_timeout = ready_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="semcache-redis-"))
@@ -85,6 +89,10 @@ class RedisServer:
     def pid(self) -> int:
         assert self._proc is not None, "redis-server is not running"
         return self._proc.pid
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
 
     @property
     def running(self) -> bool:
@@ -122,8 +130,7 @@ class RedisServer:
         """True when the server answers PING within half a second."""
         try:
             with redis.Redis(
-                host="127.0.0.1",
-                port=self._port,
+                **{"port": self._port, **self.client_kwargs},
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
                 retry=Retry(NoBackoff(), 0),  # redis-py 8 retries 10 times (~3.5 s) by default

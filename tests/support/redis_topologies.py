@@ -1,0 +1,302 @@
+"""Real Redis deployments for tests: a 3-master cluster and a Sentinel set (never fakeredis)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .ports import free_port
+from .redis_server import RedisServer
+
+SLOTS = 16384
+SERVICE = "semcache-master"
+CLUSTER_ARGS = (
+    "--cluster-enabled", "yes",
+    "--cluster-config-file", "nodes.conf",
+    "--cluster-node-timeout", "5000",
+)  # fmt: skip
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+
+
+def _node_id(node: RedisServer) -> str:
+    with _client(node.port) as client:
+        return str(client.execute_command("CLUSTER", "MYID").decode())
+
+
+class RedisClusterSet:
+    """Masters with ``cluster-enabled yes``, slots split evenly (``CLUSTER ADDSLOTSRANGE``) and
+    joined with ``CLUSTER MEET``; no replicas."""
+
+    def __init__(self, binary: str, *, masters: int = 3) -> None:
+        self.bus_ports = [free_port() for _ in range(masters)]
+        # The bus port defaults to port + 10000, out of range for a high free port.
+        self.nodes = [
+            RedisServer(binary, extra_args=(*CLUSTER_ARGS, "--cluster-port", str(bus_port)))
+            for bus_port in self.bus_ports
+        ]
+
+    @property
+    def url(self) -> str:
+        """Any one node: the client learns the others from it."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> RedisClusterSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # no server outlives a failed start
+            raise
+
+    def _start(self) -> RedisClusterSet:
+        for node in self.nodes:
+            node.start()
+        count = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            first, last = i * SLOTS // count, (i + 1) * SLOTS // count - 1
+            with _client(node.port) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        with _client(self.nodes[0].port) as client:
+            for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
+        wait_until(self._ready, "cluster_state:ok on every node")
+        return self
+
+    def _ready(self) -> bool:
+        for node in self.nodes:
+            with _client(node.port) as client:
+                info = client.cluster("info")
+            if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != len(
+                self.nodes
+            ):
+                return False
+        return True
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            with _client(node.port) as client:
+                client.flushall()
+
+    def owner(self, slot: int) -> RedisServer:
+        """The master serving ``slot``, as the first node sees it."""
+        port = self._owner_seen_by(self.nodes[0], slot)
+        return next(n for n in self.nodes if n.port == port)
+
+    def begin_migration(self, slot: int, target: RedisServer) -> RedisServer:
+        """Mark ``slot`` IMPORTING on ``target`` and MIGRATING on its owner (which then answers
+        ``ASK`` for its absent keys); return the owner."""
+        source = self.owner(slot)
+        with _client(target.port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
+        with _client(source.port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(target))
+        return source
+
+    def finish_migration(self, slot: int, target: RedisServer) -> None:
+        """Give ``slot`` to ``target`` on every node (its old owner then answers ``MOVED``); the
+        slot's keys must have moved already."""
+        target_id = _node_id(target)
+        for node in sorted(self.nodes, key=lambda n: n is not target):
+            with _client(node.port) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        wait_until(lambda: all(self._owner_seen_by(n, slot) == target.port for n in self.nodes),
+                   f"every node to agree on slot {slot}")  # fmt: skip
+
+    def _owner_seen_by(self, node: RedisServer, slot: int) -> int:
+        with _client(node.port) as client:
+            for first, last, (_, port, *_rest), *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    return int(port)
+        return 0
+
+    def keys(self) -> dict[int, list[bytes]]:
+        """Every key, by the port of the node holding it."""
+        out: dict[int, list[bytes]] = {}
+        for node in self.nodes:
+            with _client(node.port) as client:
+                out[node.port] = list(client.scan_iter(count=1000))
+        return out
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisClusterSet:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SentinelProcess:
+    """``redis-server <conf> --sentinel`` on a free port, monitoring one master."""
+
+    def __init__(self, binary: str, master_port: int) -> None:
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="semcache-sentinel-"))
+        self._conf = self._dir / "sentinel.conf"
+        self._conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndir {self._dir}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+            f"sentinel failover-timeout {SERVICE} 10000\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n"
+        )
+        self._binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self._dir / "sentinel.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self._binary, str(self._conf), "--sentinel"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._answers, f"sentinel on port {self.port}", timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            with _client(self.port) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def master_port(self) -> int:
+        with _client(self.port) as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        return int(port)
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class SentinelSet:
+    """One master, one replica and three sentinels (quorum 2)."""
+
+    def __init__(self, binary: str) -> None:
+        self.master = RedisServer(binary)
+        self.replica: RedisServer | None = None
+        self.sentinels: list[SentinelProcess] = []
+        self._binary = binary
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}"
+
+    def start(self) -> SentinelSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()  # no server outlives a failed start
+            raise
+
+    def _start(self) -> SentinelSet:
+        self.master.start()
+        self.replica = RedisServer(
+            self._binary, extra_args=("--replicaof", "127.0.0.1", str(self.master.port))
+        ).start()
+        wait_until(self._replica_synced, "the replica's initial sync")
+        self.sentinels = [SentinelProcess(self._binary, self.master.port) for _ in range(3)]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        wait_until(self._sentinels_see_replica, "sentinels to discover the replica")
+        return self
+
+    def _replica_synced(self) -> bool:
+        assert self.replica is not None
+        with _client(self.replica.port) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    def _sentinels_see_replica(self) -> bool:
+        for sentinel in self.sentinels:
+            with _client(sentinel.port) as client:
+                replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
+                others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
+            if not replicas or len(others) < len(self.sentinels) - 1:
+                return False
+        return True
+
+    def master_port(self) -> int:
+        return self.sentinels[0].master_port()
+
+    def failover(self) -> int:
+        """Force a failover (``SENTINEL FAILOVER``); return the new master's port once every
+        sentinel names it and it accepts writes."""
+        before = self.master_port()
+        with _client(self.sentinels[0].port) as client:
+            client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+
+        def switched() -> bool:
+            ports = {s.master_port() for s in self.sentinels}
+            if len(ports) != 1 or before in ports:
+                return False
+            with _client(ports.pop()) as client:
+                return bool(client.info("replication").get("role") == "master")
+
+        wait_until(switched, "the failover")
+        after = self.master_port()
+        wait_until(lambda: self._synced_to(after), "the old master to follow the new one")
+        return after
+
+    def _synced_to(self, master_port: int) -> bool:
+        for server in (self.master, self.replica):
+            assert server is not None
+            if server.port == master_port:
+                continue
+            with _client(server.port) as client:
+                info = client.info("replication")
+            if info.get("role") != "slave" or info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def flush(self) -> None:
+        with _client(self.master_port()) as client:
+            client.flushall()
+            client.execute_command("WAIT", 1, 2000)
+
+    def close(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.close()
+        if self.replica is not None:
+            self.replica.close()
+        self.master.close()
+
+    def __enter__(self) -> SentinelSet:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
