@@ -259,8 +259,11 @@ class SentinelSet:
             ports = {s.master_port() for s in self.sentinels}
             if len(ports) != 1 or before in ports:
                 return False
-            with _client(ports.pop()) as client:
-                return bool(client.info("replication").get("role") == "master")
+            try:
+                with _client(ports.pop()) as client:
+                    return bool(client.info("replication").get("role") == "master")
+            except redis.ConnectionError:
+                return False  # being reconfigured: sentinels kill its client connections
 
         wait_until(switched, "the failover")
         after = self.master_port()
@@ -272,8 +275,11 @@ class SentinelSet:
             assert server is not None
             if server.port == master_port:
                 continue
-            with _client(server.port) as client:
-                info = client.info("replication")
+            try:
+                with _client(server.port) as client:
+                    info = client.info("replication")
+            except redis.ConnectionError:
+                return False  # being reconfigured: sentinels kill its client connections
             if info.get("role") != "slave" or info.get("master_link_status") != "up":
                 return False
         return True
