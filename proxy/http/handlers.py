@@ -257,7 +257,9 @@ async def cache_stats(request: Request) -> Response:
     snapshot = svc.metrics.snapshot(await svc.cache.stats())
     # The figures above are this process's; these are every replica's on the store, added up.
     totals = await svc.totals.read()
-    snapshot["whole_cache"] = None if totals is None else {**totals, "store": snapshot["store"]}
+    own = await svc.cache.census()  # under this proxy's prefix only (refreshed every 30 s)
+    store = None if own is None else {"entries": own.entries, "bytes": own.bytes}
+    snapshot["whole_cache"] = None if totals is None else {**totals, "store": store}
     snapshot["store_kind"] = "memory" if svc.settings.redis_url is None else "redis"
     snapshot["semantic_enabled"] = svc.semantic.enabled
     snapshot["embedder"] = svc.semantic.name

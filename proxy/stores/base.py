@@ -132,6 +132,10 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats: ...
 
+    async def census(self) -> StoreStats:
+        """Entries and bytes that are this proxy's own (``stats`` may count a whole shared
+        database); may be slower, and cached."""
+
     async def clear(self) -> int:
         """Remove every entry and vector (and nothing else); return how many keys went."""
 

@@ -201,6 +201,13 @@ class Cache:
             self._failed("stats", exc)
             return None
 
+    async def census(self) -> StoreStats | None:
+        try:
+            return await self.store.census()
+        except StoreError as exc:
+            self._failed("stats", exc)
+            return None
+
     async def reachable(self) -> bool:
         try:
             await self.store.ping()

@@ -56,6 +56,11 @@ from proxy.stores.vectorset import (
 REF = "ref:"
 COUNTERS = "counters:"
 """Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
+CENSUS_SECONDS = 30.0
+CENSUS_SAMPLE = 100
+ENTRY_PREFIXES = ("chat:", "emb:", "cmpl:", "oll:")
+"""The keys that are entries (the rest under the prefix: locks, refs, counters, vector sets,
+the secret)."""
 FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
 """What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
 client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
@@ -74,6 +79,7 @@ class RedisStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clients = clients
+        self._census: tuple[float, StoreStats] | None = None
         self._client = clients.client
         self._entries = clients.entries
         """The hot path's client: entry GET and SET, locks (standalone: the lean one)."""
@@ -313,6 +319,35 @@ class RedisStore:
         except FAILURES as exc:
             raise self._failed(exc) from exc
         return StoreStats(entries=entries, bytes=used)
+
+    async def census(self) -> StoreStats:
+        """Entries and bytes under this proxy's own prefix (``stats`` counts the whole
+        database): every key is counted with ``SCAN`` (every master of a cluster), the bytes
+        estimated from ``MEMORY USAGE`` of up to ``CENSUS_SAMPLE`` of them. A walk over every
+        key costs the server about a second per million keys, so its result stands for
+        ``CENSUS_SECONDS``."""
+        now = self._clock()
+        if self._census is not None and now - self._census[0] < CENSUS_SECONDS:
+            return self._census[1]
+        self._check_available()
+        entry_prefixes = tuple((self._prefix + p).encode() for p in ENTRY_PREFIXES)
+        count, sample = 0, list[bytes]()
+        try:
+            async for key in self._client.scan_iter(
+                match=_glob_escape(self._prefix) + "*", count=1000
+            ):
+                if key.startswith(entry_prefixes):
+                    count += 1
+                    if len(sample) < CENSUS_SAMPLE:
+                        sample.append(key)
+            sizes = [await self._client.memory_usage(key) for key in sample]
+        except FAILURES as exc:
+            raise self._failed(exc) from exc
+        known = [size for size in sizes if size is not None]
+        mean = sum(known) / len(known) if known else 0.0
+        found = StoreStats(entries=count, bytes=round(mean * count))
+        self._census = (now, found)
+        return found
 
     async def clear(self) -> int:
         """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its

@@ -308,6 +308,10 @@ def test_cache_stats_give_whole_cache_figures_and_metrics_stay_per_process(
         size = r.dbsize()
     entries = {s["store"]["entries"] for s in own.values()}  # type: ignore[index]
     assert entries == {size}  # the Redis database's key count, the same on every replica
+    # whole_cache counts only the entries under this set's own prefix: the three answers.
+    ours = {s["whole_cache"]["store"]["entries"] for s in own.values()}  # type: ignore[index]
+    assert ours == {3}
+    assert size > 3  # locks' leftovers, refs, counters, the secret: not entries
     for name, url in urls.items():  # /metrics: this process's own counts, as Prometheus wants
         text = httpx.get(url + "/metrics", timeout=5).text
         counted = (sample(text, "hit"), sample(text, "miss"))

@@ -244,3 +244,13 @@ async def test_listed_gives_an_entry_with_its_time_to_live(store: Store) -> None
     assert found.ttl_seconds is not None
     assert 100 < found.ttl_seconds <= 120
     assert await store.listed("chat:t:missing") is None
+
+
+async def test_census_counts_this_proxys_entries_only(store: Store) -> None:
+    for key in ("chat:t:1", "emb:t:2", "cmpl:t:3"):
+        await store.put(key, entry(), 600)
+    await store.put_ref("0123456789abcdef", b"{}", 600)
+    await store.incr_counters("requests", {"hits": 1})
+    own = await store.census()
+    assert own.entries == 3
+    assert own.bytes > 0
