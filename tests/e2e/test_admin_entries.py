@@ -121,3 +121,19 @@ def test_entry_routes_need_the_admin_token(admin_proxy: ProxyProcess) -> None:
         assert response.json()["error"]["type"]
     bad = httpx.get(f"{url}/cache/entries", params={"limit": "0"}, headers=ADMIN, timeout=10)
     assert bad.status_code == 400
+
+
+def test_dashboard_data_and_readiness_on_each_store(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    for _ in range(2):
+        chat(admin_proxy, f"{question} dashboard", "sk-ent-d")
+    data = httpx.get(f"{admin_proxy.url}/dashboard/data", headers=ADMIN, timeout=10)
+    assert data.status_code == 200
+    body = data.json()
+    assert body["stats"]["hits"] >= 1
+    assert body["now"]["hit_count"] >= 1
+    assert body["models"]["gpt-test"]["hits"] >= 1
+    assert httpx.get(f"{admin_proxy.url}/dashboard/data", timeout=10).status_code == 401
+    ready = httpx.get(f"{admin_proxy.url}/readyz", timeout=10).json()
+    assert (ready["status"], ready["upstream"]["status"], ready["store"]) == ("ready", "ok", "ok")
