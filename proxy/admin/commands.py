@@ -197,6 +197,8 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
                 click.option("--route", default=None,
                              type=click.Choice(["chat", "embeddings", "completions", "ollama"])),
                 click.option("--model", default=None, help="Entries of this model."),
+                click.option("--lookup", type=click.Choice(["semantic", "exact"]), default=None,
+                             help="Entries semantic lookups can find, or exact ones only."),
                 click.option("--older-than", type=float, default=None, help="Seconds."),
                 click.option("--newer-than", type=float, default=None, help="Seconds."),
             ]
@@ -208,10 +210,11 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         namespace: str | None,
         route: str | None,
         model: str | None,
+        lookup: str | None,
         older_than: float | None,
         newer_than: float | None,
     ) -> dict[str, str]:
-        given = {"namespace": namespace, "route": route, "model": model,
+        given = {"namespace": namespace, "route": route, "model": model, "lookup": lookup,
                  "older_than": older_than, "newer_than": newer_than}  # fmt: skip
         return {k: str(v) for k, v in given.items() if v is not None}
 
@@ -226,11 +229,14 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
     def ls(
         config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
-        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        namespace: str | None, route: str | None, model: str | None, lookup: str | None,
+        older_than: float | None,
         newer_than: float | None, limit: int, everything: bool, as_json: bool,
     ) -> None:  # fmt: skip
-        """List cached entries (GET /cache/entries), newest filters first."""
-        params = query(namespace, route, model, older_than, newer_than) | {"limit": str(limit)}
+        """List cached entries (GET /cache/entries)."""
+        params = query(namespace, route, model, lookup, older_than, newer_than) | {
+            "limit": str(limit)
+        }
         with admin(config_path, url, token) as client:
             cursor: str | None = ""
             while cursor is not None:
@@ -261,11 +267,12 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     def rm(
         config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
-        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        namespace: str | None, route: str | None, model: str | None, lookup: str | None,
+        older_than: float | None,
         newer_than: float | None, entry_id: str | None, yes: bool,
     ) -> None:  # fmt: skip
         """Remove one entry by id, or every entry the filters match."""
-        params = query(namespace, route, model, older_than, newer_than)
+        params = query(namespace, route, model, lookup, older_than, newer_than)
         with admin(config_path, url, token) as client:
             if entry_id is not None:
                 removed = client.delete(f"/cache/entries/{entry_id}")["removed"]
@@ -286,11 +293,12 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
     @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
     def export(
         config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
-        namespace: str | None, route: str | None, model: str | None, older_than: float | None,
+        namespace: str | None, route: str | None, model: str | None, lookup: str | None,
+        older_than: float | None,
         newer_than: float | None, dest: Any, progress: bool,
     ) -> None:  # fmt: skip
         """Write every matching entry, whole, to DEST as JSON Lines (GET /cache/export)."""
-        params = query(namespace, route, model, older_than, newer_than)
+        params = query(namespace, route, model, lookup, older_than, newer_than)
         with admin(config_path, url, token) as client:
             n = client.download(
                 "/cache/export", dest, params=params, headers=tenant(tenant_key),

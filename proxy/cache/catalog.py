@@ -32,6 +32,8 @@ class Filters:
     """One tenant's entries (its requests with a URL query too); None: every tenant's."""
     route: str | None = None
     model: str | None = None
+    lookup: str | None = None
+    """``semantic``: entries semantic lookups can find (indexed); ``exact``: the others."""
     min_age_seconds: float | None = None
     max_age_seconds: float | None = None
 
@@ -46,7 +48,10 @@ class Filters:
             return False
         if self.max_age_seconds is not None and age > self.max_age_seconds:
             return False
-        return self.model is None or meta_of(listed).get("model") == self.model
+        meta = meta_of(listed)
+        if self.lookup is not None and meta.get("lookup", "exact") != self.lookup:
+            return False
+        return self.model is None or meta.get("model") == self.model
 
     @property
     def any(self) -> bool:
@@ -56,6 +61,7 @@ class Filters:
                 self.namespace,
                 self.route,
                 self.model,
+                self.lookup,
                 self.min_age_seconds,
                 self.max_age_seconds,
             )
@@ -66,10 +72,14 @@ def filters(query: dict[str, str], namespace: str | None) -> Filters:
     route = query.get("route")
     if route is not None and route not in ROUTES:
         raise BadRequestError(f"route must be one of {', '.join(ROUTES)}", param="route")
+    lookup = query.get("lookup")
+    if lookup not in (None, "semantic", "exact"):
+        raise BadRequestError("lookup must be semantic or exact", param="lookup")
     return Filters(
         namespace=namespace,
         route=route,
         model=query.get("model"),
+        lookup=lookup,
         min_age_seconds=_seconds(query, "older_than"),
         max_age_seconds=_seconds(query, "newer_than"),
     )
@@ -120,6 +130,7 @@ def describe(listed: Listed, now: float, hits: int | None = None) -> dict[str, A
         "namespace": _namespace(listed.key),
         "model": meta.get("model", ""),
         "prompt": meta.get("prompt", ""),
+        "lookup": meta.get("lookup", "exact"),
         "created_at": entry.created_at,
         "age_seconds": round(now - entry.created_at, 1),
         "ttl_seconds": None if listed.ttl_seconds is None else round(listed.ttl_seconds, 1),

@@ -66,9 +66,14 @@ PROMPT_CHARS_KEPT = 200
 """Of the last user message, what an entry keeps for the admin API (``GET /cache/entries``)."""
 
 
-def entry_meta(route: str, model: str, body: dict[str, Any] | None = None) -> bytes:
-    """What the admin API lists of an entry: its route, model and the start of its prompt."""
-    meta: dict[str, Any] = {"route": route, "model": model}
+def entry_meta(
+    route: str, model: str, body: dict[str, Any] | None = None, *, semantic: bool = False
+) -> bytes:
+    """What the admin API lists of an entry: its route, model, the start of its prompt, and
+    whether semantic lookups can find it (it was indexed) or exact ones only."""
+    meta: dict[str, Any] = {"route": route, "model": model, "lookup": (
+        "semantic" if semantic else "exact"
+    )}  # fmt: skip
     if body is not None:
         text = semantic_text(body, max_chars=1 << 62)
         meta["prompt"] = "" if text is None else text[:PROMPT_CHARS_KEPT]

@@ -158,7 +158,7 @@ class OllamaPipeline:
         completion = result.get("eval_count")
         entry = self._cache.new_entry(
             body, tokens=tokens, completion_tokens=completion if isinstance(completion, int) else 0,
-            meta=entry_meta(f"ollama-{kind}", model),
+            meta=entry_meta(f"ollama-{kind}", model, semantic=query is not None),
         )  # fmt: skip
         stored = await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}")
         if stored and query is not None:

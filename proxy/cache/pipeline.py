@@ -394,7 +394,9 @@ class ChatPipeline:
             tokens=tokens,
             completion_tokens=completion_tokens,
             replay=replay,
-            meta=entry_meta(ROUTE, miss.chat.model, miss.chat.body),
+            meta=entry_meta(
+                ROUTE, miss.chat.model, miss.chat.body, semantic=miss.semantic is not None
+            ),
         )
         if not await self._cache.put(miss.key, entry, miss.control.ttl_seconds, kind="chat"):
             return None

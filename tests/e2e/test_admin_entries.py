@@ -137,3 +137,21 @@ def test_dashboard_data_and_readiness_on_each_store(
     assert httpx.get(f"{admin_proxy.url}/dashboard/data", timeout=10).status_code == 401
     ready = httpx.get(f"{admin_proxy.url}/readyz", timeout=10).json()
     assert (ready["status"], ready["upstream"]["status"], ready["store"]) == ("ready", "ok", "ok")
+
+
+def test_entries_filter_by_the_lookups_that_can_find_them(
+    admin_proxy: ProxyProcess, question: str
+) -> None:
+    chat(admin_proxy, f"{question} semantic", "sk-ent-e")  # indexed: hash:64 embeds it
+    long_prompt = f"{question} " + "x " * 3000  # too long to embed: exact lookups only
+    chat(admin_proxy, long_prompt, "sk-ent-e")
+    semantic = entries(admin_proxy, tenant="sk-ent-e", lookup="semantic")
+    exact = entries(admin_proxy, tenant="sk-ent-e", lookup="exact")
+    assert [e["prompt"] for e in semantic] == [f"{question} semantic"]
+    assert len(exact) == 1
+    assert str(exact[0]["prompt"]).startswith(question)
+    assert exact[0]["lookup"] == "exact"
+    bad = httpx.get(
+        f"{admin_proxy.url}/cache/entries", params={"lookup": "fuzzy"}, headers=ADMIN, timeout=10
+    )
+    assert bad.status_code == 400
