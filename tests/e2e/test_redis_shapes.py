@@ -103,16 +103,24 @@ def test_semantic_hits_with_vector_sets_on_every_master(
         base_url=semantic_cluster_proxy.base_url, api_key="sk-sem-outsider", max_retries=0
     ) as outsider:
         foreign = chat(outsider, "How can I reverse a Python list?")
-    vector_sets = {
-        port: [k for k in keys if VECTOR_SET.encode() in k]
-        for port, keys in redis_cluster.keys().items()
-    }
+
+    def vector_sets() -> dict[int, list[bytes]]:
+        return {
+            port: [k for k in keys if VECTOR_SET.encode() in k]
+            for port, keys in redis_cluster.keys().items()
+        }
+
+    # The outsider's answer is stored just after it is sent: wait for its vector set.
+    deadline = time.monotonic() + 10
+    while sum(len(v) for v in vector_sets().values()) < 9 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sets = vector_sets()
     assert served == [("HIT", "semantic", first) for first in firsts]
     assert len(set(firsts)) == 8, "each tenant got its own upstream answer"
     assert foreign[:2] == ("MISS", "")
     assert fake_upstream.calls() == 8 + 1
-    assert sum(len(v) for v in vector_sets.values()) == 9
-    assert sum(1 for v in vector_sets.values() if v) >= 2, vector_sets
+    assert sum(len(v) for v in sets.values()) == 9
+    assert sum(1 for v in sets.values() if v) >= 2, sets
 
 
 def problems(results: list[Result]) -> list[str]:
