@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from proxy.cache.policy import CacheControl, is_fresh
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import Headers
 
 LOCK_TTL_SECONDS = 3.0
+REPLICA_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +139,55 @@ class LockKeeper:
             if not await self._cache.extend_lock(self._key, self._token, LOCK_TTL_SECONDS):
                 return
             await anyio.sleep(LOCK_TTL_SECONDS / 3)
+
+
+async def before_leading(
+    cache: Cache,
+    flights: SingleFlight,
+    key: str,
+    control: CacheControl,
+    landed: int,
+    token: str,
+    *,
+    wait_seconds: float,
+) -> tuple[Entry | None, str, bool]:
+    """The answer, when it is there before this request leads, and how it was found; and
+    whether the replica lock was taken (only with a ``token``: a store replicas share).
+    Stored by this process or another replica while the request looked, it is an exact hit;
+    stored by the replica that holds the lock, a coalesced one."""
+
+    def fresh(entry: Entry | None) -> bool:
+        return entry is not None and is_fresh(cache.clock() - entry.created_at, control)
+
+    if flights.landed_since(key, landed):
+        entry = await cache.get(key)
+        if fresh(entry):
+            return entry, "exact", False
+    if not token:
+        return None, "", False
+    # The lock and a second look leave in one write (one round trip on Redis), the look
+    # second. A replica stores its answer before it releases the lock, so when the lock is
+    # taken here, the look comes after any answer stored meanwhile, and finds it.
+    locked, entry = await asyncio.gather(
+        cache.try_lock(key, token, LOCK_TTL_SECONDS), cache.get(key)
+    )
+    if fresh(entry):
+        if locked:
+            await cache.unlock(key, token)
+        return entry, "exact", False
+    if locked:
+        return None, "", True
+    return await _other_replica(cache, key, wait_seconds), "coalesced", False
+
+
+async def _other_replica(cache: Cache, key: str, wait_seconds: float) -> Entry | None:
+    """Another replica holds the lock: wait for its entry while it does."""
+    with anyio.move_on_after(wait_seconds):
+        while True:
+            await anyio.sleep(REPLICA_POLL_SECONDS)
+            entry = await cache.get(key)
+            if entry is not None:
+                return entry
+            if not await cache.is_locked(key):
+                return None
+    return None

@@ -7,7 +7,6 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -17,7 +16,7 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.coalesce import LOCK_TTL_SECONDS, LockKeeper, Outcome, SingleFlight
+from proxy.cache.coalesce import LockKeeper, Outcome, SingleFlight, before_leading
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason
@@ -60,7 +59,6 @@ log = logging.getLogger("semcache.pipeline")
 
 ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
-REPLICA_POLL_SECONDS = 0.05
 # Response headers about the caller's own account: never handed to coalesced followers.
 _PER_CALLER_HEADERS = (b"set-cookie", b"openai-organization", b"openai-project", b"x-ratelimit-")
 Publish = Callable[[Outcome | None], Awaitable[None]]
@@ -169,7 +167,10 @@ class ChatPipeline:
             return followed if followed is not None else await self._miss(miss, publish=None)
         token = secrets.token_hex(8) if self._cache.shared else ""
         try:
-            entry, lookup, locked = await self._before_leading(miss, landed, token)
+            entry, lookup, locked = await before_leading(
+                self._cache, self._flights, miss.key, miss.control, landed, token,
+                wait_seconds=self._coalesce_timeout_seconds,
+            )  # fmt: skip
         except BaseException:
             self._flights.finish(key, flight, None)  # never leave a flight behind
             raise
@@ -198,34 +199,6 @@ class ChatPipeline:
                 await publish(None)
             raise
 
-    async def _before_leading(
-        self, miss: Miss, landed: int, token: str
-    ) -> tuple[Entry | None, str, bool]:
-        """The answer, when it is there before this request leads, and how it was found; and
-        whether the replica lock was taken (only with a ``token``: a store replicas share).
-        Stored by this process or another replica while the request looked, it is an exact hit;
-        stored by the replica that holds the lock, a coalesced one."""
-        key = miss.key
-        if self._flights.landed_since(key, landed):
-            entry = await self._cache.get(key)
-            if entry is not None and is_fresh(self._age(entry), miss.control):
-                return entry, "exact", False
-        if not token:
-            return None, "", False
-        # The lock and a second look leave in one write (one round trip on Redis), the look
-        # second. A replica stores its answer before it releases the lock, so when the lock is
-        # taken here, the look comes after any answer stored meanwhile, and finds it.
-        locked, entry = await asyncio.gather(
-            self._cache.try_lock(key, token, LOCK_TTL_SECONDS), self._cache.get(key)
-        )
-        if entry is not None and is_fresh(self._age(entry), miss.control):
-            if locked:
-                await self._cache.unlock(key, token)
-            return entry, "exact", False
-        if locked:
-            return None, "", True
-        return await self._other_replica(key), "coalesced", False
-
     def _followed(self, outcome: Outcome | None, miss: Miss) -> Response | None:
         if outcome is not None and outcome.entry is not None:
             return self._hit(outcome.entry, miss.chat, lookup="coalesced")
@@ -233,18 +206,6 @@ class ChatPipeline:
             self._metrics.request(ROUTE, "miss")
             extra = cache_headers("MISS", reason=miss.reason)
             return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
-        return None
-
-    async def _other_replica(self, key: str) -> Entry | None:
-        """Another replica holds the lock: wait for its entry while it does."""
-        with anyio.move_on_after(self._coalesce_timeout_seconds):
-            while True:
-                await anyio.sleep(REPLICA_POLL_SECONDS)
-                entry = await self._cache.get(key)
-                if entry is not None:
-                    return entry
-                if not await self._cache.is_locked(key):
-                    return None
         return None
 
     async def _miss(self, miss: Miss, *, publish: Publish | None) -> Response:

@@ -42,6 +42,7 @@ from redis.exceptions import (
 from proxy.errors import StoreError
 from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.redis_clients import Clients, HotClient, connect
+from proxy.stores.redis_walk import Walk, glob_escape, text_of
 from proxy.stores.resp import Reply, ReplyError
 from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
@@ -56,11 +57,6 @@ from proxy.stores.vectorset import (
 REF = "ref:"
 COUNTERS = "counters:"
 """Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
-CENSUS_SECONDS = 30.0
-CENSUS_SAMPLE = 100
-ENTRY_PREFIXES = ("chat:", "emb:", "cmpl:", "oll:")
-"""The keys that are entries (the rest under the prefix: locks, refs, counters, vector sets,
-the secret)."""
 FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
 """What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
 client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
@@ -79,7 +75,6 @@ class RedisStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clients = clients
-        self._census: tuple[float, StoreStats] | None = None
         self._client = clients.client
         self._entries = clients.entries
         """The hot path's client: entry GET and SET, locks (standalone: the lean one)."""
@@ -91,6 +86,8 @@ class RedisStore:
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._down_until = 0.0
+        self._walk = Walk(clients.client, prefix, clock)
+        """The admin API's reads of every entry: pages, one entry, the census."""
 
     @classmethod
     def from_url(
@@ -223,7 +220,7 @@ class RedisStore:
             raw = await self._client.hgetall(self._prefix + COUNTERS + name)
         except FAILURES as exc:
             raise self._failed(exc) from exc
-        return {_text(k): int(v) for k, v in raw.items()}
+        return {text_of(k): int(v) for k, v in raw.items()}
 
     async def supports_vectors(self) -> bool:
         """Only an unknown command (Redis before 8, Valkey) or one the ACL denies means no
@@ -321,33 +318,12 @@ class RedisStore:
         return StoreStats(entries=entries, bytes=used)
 
     async def census(self) -> StoreStats:
-        """Entries and bytes under this proxy's own prefix (``stats`` counts the whole
-        database): every key is counted with ``SCAN`` (every master of a cluster), the bytes
-        estimated from ``MEMORY USAGE`` of up to ``CENSUS_SAMPLE`` of them. A walk over every
-        key costs the server about a second per million keys, so its result stands for
-        ``CENSUS_SECONDS``."""
-        now = self._clock()
-        if self._census is not None and now - self._census[0] < CENSUS_SECONDS:
-            return self._census[1]
+        """Entries and bytes under this proxy's own prefix (:mod:`proxy.stores.redis_walk`)."""
         self._check_available()
-        entry_prefixes = tuple((self._prefix + p).encode() for p in ENTRY_PREFIXES)
-        count, sample = 0, list[bytes]()
         try:
-            async for key in self._client.scan_iter(
-                match=_glob_escape(self._prefix) + "*", count=1000
-            ):
-                if key.startswith(entry_prefixes):
-                    count += 1
-                    if len(sample) < CENSUS_SAMPLE:
-                        sample.append(key)
-            sizes = [await self._client.memory_usage(key) for key in sample]
+            return await self._walk.census()
         except FAILURES as exc:
             raise self._failed(exc) from exc
-        known = [size for size in sizes if size is not None]
-        mean = sum(known) / len(known) if known else 0.0
-        found = StoreStats(entries=count, bytes=round(mean * count))
-        self._census = (now, found)
-        return found
 
     async def clear(self) -> int:
         """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its
@@ -358,7 +334,7 @@ class RedisStore:
         counters = (self._prefix + COUNTERS).encode()
         try:
             async for key in self._client.scan_iter(
-                match=_glob_escape(self._prefix) + "*", count=500
+                match=glob_escape(self._prefix) + "*", count=500
             ):
                 if key != secret and not key.startswith(counters):
                     removed += await self._client.unlink(key)
@@ -367,60 +343,19 @@ class RedisStore:
         return removed
 
     async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
-        """``SCAN`` with the prefix as a pattern, then each key's value and time to live in one
-        pipelined round trip. On a cluster each master is scanned in turn; the cursor says
-        which (``<master>:<cursor>``)."""
         self._check_available()
-        pattern = _glob_escape(self._prefix + prefix) + "*"
         try:
-            if isinstance(self._client, RedisCluster):
-                await self._client.initialize()
-                masters = self._client.get_primaries()
-                at, _, inner = (cursor or "0:0").partition(":")
-                node = masters[int(at)]
-                after, keys = await self._client.scan(
-                    int(inner or 0), match=pattern, count=count, target_nodes=node
-                )
-                if isinstance(after, dict):  # redis-py gives the cursor per node scanned
-                    after = next(iter(after.values()), 0)
-                nxt = f"{at}:{after}" if int(after) else (
-                    f"{int(at) + 1}:0" if int(at) + 1 < len(masters) else ""
-                )  # fmt: skip
-            else:
-                after, keys = await self._client.scan(int(cursor or 0), match=pattern, count=count)
-                nxt = "" if int(after) == 0 else str(after)
-            listed = await self._listed([_text(k) for k in keys])
+            return await self._walk.scan(cursor, prefix=prefix, count=count)
         except (*FAILURES, ValueError, IndexError) as exc:
             raise self._failed(exc) from exc
-        return nxt, listed
 
     async def listed(self, key: str) -> Listed | None:
         self._check_available()
         try:
-            found = await self._listed([self._prefix + key])
+            found = await self._walk.listed([self._prefix + key])
         except FAILURES as exc:
             raise self._failed(exc) from exc
         return found[0] if found else None
-
-    async def _listed(self, full_keys: list[str]) -> list[Listed]:
-        if not full_keys:
-            return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in full_keys:
-                pipe.get(key)
-                pipe.pttl(key)
-            replies = await pipe.execute()
-        out = []
-        for key, data, pttl in zip(full_keys, replies[::2], replies[1::2], strict=True):
-            if data is None:
-                continue  # gone since the scan
-            ttl = None if int(pttl) < 0 else int(pttl) / 1000
-            try:
-                entry = unpack_entry(data)
-            except StoreError:
-                continue  # not an entry (another application's key under the prefix)
-            out.append(Listed(key.removeprefix(self._prefix), entry, ttl))
-        return out
 
     async def close(self) -> None:
         await self._clients.aclose()
@@ -452,11 +387,3 @@ return 0
 
 def _pending(client: HotClient) -> int:
     return client.pending
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
