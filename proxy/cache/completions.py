@@ -39,7 +39,6 @@ from proxy.metrics import Metrics
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import (
-    DECODABLE_ENCODINGS,
     DONE_EVENT,
     EventParser,
     Upstream,
@@ -79,7 +78,7 @@ class CompletionsPipeline:
         if control.bypass:
             self._metrics.request(ROUTE, "bypass")
             reason = f"bypass:{control.reason}"
-            response = await self._send(url, headers, request.raw, decodable=False)
+            response = await self._upstream.post(url, headers, request.raw, decoded=False)
             return relay(
                 self._upstream, response, extra_headers=cache_headers("BYPASS", reason=reason)
             )
@@ -100,7 +99,7 @@ class CompletionsPipeline:
         extra = cache_headers("MISS", reason=reason)
         if request.stream:
             return await self._stream_miss(request, url, headers, key, control, extra)
-        response = await self._send(url, headers, request.raw, decodable=True)
+        response = await self._upstream.post(url, headers, request.raw, decoded=True)
         body = await self._upstream.read(response)
         status = response.status_code
         body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
@@ -121,7 +120,7 @@ class CompletionsPipeline:
         control: CacheControl,
         extra: list[tuple[bytes, bytes]],
     ) -> Response:
-        response = await self._send(url, headers, request.raw, decodable=False)
+        response = await self._upstream.post(url, headers, request.raw, decoded=False)
         if not (control.store and response.status_code == 200 and is_plain_event_stream(response)):
             return relay(self._upstream, response, extra_headers=extra)
         parser = EventParser()
@@ -180,18 +179,6 @@ class CompletionsPipeline:
         assert isinstance(completion, dict)  # only dicts are stored
         body = replay(completion, include_usage=request.include_usage)
         return raw_response(body, 200, [*SSE_HEADERS, *headers])
-
-    async def _send(
-        self, url: str, headers: Iterable[tuple[bytes, bytes]], content: bytes, *, decodable: bool
-    ) -> Any:
-        return await self._upstream.send(
-            "POST",
-            url,
-            headers=self._upstream.forward_headers(
-                headers, accept_encoding=DECODABLE_ENCODINGS if decodable else None
-            ),
-            content=content,
-        )
 
 
 class Joined:

@@ -30,7 +30,7 @@ from proxy.metrics import Metrics
 from proxy.semantic.lookup import SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
-from proxy.upstream import DECODABLE_ENCODINGS, Upstream, header, response_headers
+from proxy.upstream import Upstream, header, response_headers
 
 KINDS = {"/api/chat": "chat", "/api/generate": "generate", "/api/embed": "embed",
          "/api/embeddings": "embeddings"}  # fmt: skip
@@ -76,7 +76,7 @@ class OllamaPipeline:
         stream = kind in STREAMING and body.get("stream", True) is not False
         if control.bypass:
             self._metrics.request(route, "bypass")
-            response = await self._send(url, headers, raw, decodable=False)
+            response = await self._upstream.post(url, headers, raw, decoded=False)
             extra = cache_headers("BYPASS", reason=f"bypass:{control.reason}")
             return relay(self._upstream, response, extra_headers=extra)
         key = ollama_key(namespace, kind, body)
@@ -105,7 +105,7 @@ class OllamaPipeline:
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
         if stream:
-            response = await self._send(url, headers, raw, decodable=False)
+            response = await self._upstream.post(url, headers, raw, decoded=False)
             content_type = header(response, b"content-type") or b""
             if not (control.store and response.status_code == 200
                     and content_type.startswith(b"application/x-ndjson")):  # fmt: skip
@@ -124,7 +124,7 @@ class OllamaPipeline:
 
             return relay(self._upstream, response, extra_headers=extra, observe=observe,
                          on_complete=complete)  # fmt: skip
-        response = await self._send(url, headers, raw, decodable=True)
+        response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)
         status = response.status_code
         result = json_or_none(data) if status == 200 else None
@@ -184,18 +184,6 @@ class OllamaPipeline:
         result = json_or_none(entry.body)
         assert isinstance(result, dict)  # only whole results are stored
         return raw_response(replay(kind, result), 200, [NDJSON, *headers])
-
-    async def _send(
-        self, url: str, headers: Iterable[tuple[bytes, bytes]], content: bytes, *, decodable: bool
-    ) -> Any:
-        return await self._upstream.send(
-            "POST",
-            url,
-            headers=self._upstream.forward_headers(
-                headers, accept_encoding=DECODABLE_ENCODINGS if decodable else None
-            ),
-            content=content,
-        )
 
 
 def is_whole(kind: str, result: dict[str, Any]) -> bool:

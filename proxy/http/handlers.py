@@ -5,8 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote
 
 import orjson
@@ -20,7 +21,7 @@ from proxy.cache.feedback import Feedback, parse_report
 from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
-from proxy.cache.policy import cache_control
+from proxy.cache.policy import CacheControl, cache_control
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import (
     BadRequestError,
@@ -32,7 +33,13 @@ from proxy.errors import (
 )
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, cache_headers, error_response, raw_response, relay
-from proxy.http.validate import chat_request, completion_request, embedding_request
+from proxy.http.validate import (
+    ChatRequest,
+    EmbeddingRequest,
+    chat_request,
+    completion_request,
+    embedding_request,
+)
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import render as render_groups
 from proxy.semantic.adaptive import report
@@ -73,7 +80,61 @@ def services(request: Request) -> Services:
     return svc
 
 
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A cached route's request once read: what every driver is handed."""
+
+    raw: bytes
+    namespace: str
+    api_key: str | None
+    control: CacheControl
+    headers: list[tuple[bytes, bytes]]
+    query: bytes
+
+
 async def chat_completions(request: Request) -> Response:
+    async def handle(svc: Services, chat: ChatRequest, asked: Asked) -> Response:
+        return await svc.chat.handle(
+            chat, namespace=asked.namespace, api_key=asked.api_key, control=asked.control,
+            headers=asked.headers, query=asked.query,
+        )  # fmt: skip
+
+    return await _cached(request, "chat", chat_request, handle, sampled=True)
+
+
+async def completions(request: Request) -> Response:
+    async def handle(svc: Services, parsed: ChatRequest, asked: Asked) -> Response:
+        return await svc.completions.handle(
+            parsed, namespace=asked.namespace, control=asked.control, headers=asked.headers,
+            query=asked.query,
+        )  # fmt: skip
+
+    return await _cached(request, "completions", completion_request, handle, sampled=True)
+
+
+async def embeddings(request: Request) -> Response:
+    async def handle(svc: Services, parsed: EmbeddingRequest, asked: Asked) -> Response:
+        return await svc.embeddings.handle(
+            parsed, asked.raw, namespace=asked.namespace, control=asked.control,
+            headers=asked.headers, query=asked.query,
+        )  # fmt: skip
+
+    return await _cached(request, "embeddings", embedding_request, handle, sampled=False)
+
+
+P = TypeVar("P", ChatRequest, EmbeddingRequest)
+
+
+async def _cached(
+    request: Request,
+    route: str,
+    parse: Callable[[bytes], P],
+    handle: Callable[[Services, P, Asked], Awaitable[Response]],
+    *,
+    sampled: bool,
+) -> Response:
+    """A cached route: who asks, the body, the cache controls, then the driver; its time to
+    the response head is measured by ``X-Cache``."""
     started = time.perf_counter()
     svc = services(request)
     scope = request.scope
@@ -85,81 +146,18 @@ async def chat_completions(request: Request) -> Response:
         svc.tenancy.authorize(api_key)
         namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
-        chat = chat_request(raw)
+        parsed = parse(raw)
+        temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
         control = cache_control(
             fields,
             default_ttl_seconds=svc.settings.ttl_seconds,
-            temperature=chat.temperature,
-            max_temperature=svc.settings.max_temperature,
+            temperature=temperature,
+            max_temperature=svc.settings.max_temperature if sampled else None,
         )
-        response = await svc.chat.handle(
-            chat,
-            namespace=namespace,
-            api_key=api_key,
-            control=control,
-            headers=scope["headers"],
-            query=scope["query_string"],
-        )
+        asked = Asked(raw, namespace, api_key, control, scope["headers"], scope["query_string"])
+        response = await handle(svc, parsed, asked)
     except HTTPError as exc:
-        svc.metrics.request("chat", _error_outcome(exc))
-        return error_response(exc)
-    _timed(svc.metrics, response, started)
-    return response
-
-
-async def completions(request: Request) -> Response:
-    started = time.perf_counter()
-    svc = services(request)
-    scope = request.scope
-    fields = header_fields(scope)
-    try:
-        api_key = api_key_from(fields)
-        svc.tenancy.authorize(api_key)
-        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
-        raw = await read_body(request, svc.settings.max_body_bytes, fields)
-        parsed = completion_request(raw)
-        control = cache_control(
-            fields,
-            default_ttl_seconds=svc.settings.ttl_seconds,
-            temperature=parsed.temperature,
-            max_temperature=svc.settings.max_temperature,
-        )
-        response = await svc.completions.handle(
-            parsed,
-            namespace=namespace,
-            control=control,
-            headers=scope["headers"],
-            query=scope["query_string"],
-        )
-    except HTTPError as exc:
-        svc.metrics.request("completions", _error_outcome(exc))
-        return error_response(exc)
-    _timed(svc.metrics, response, started)
-    return response
-
-
-async def embeddings(request: Request) -> Response:
-    started = time.perf_counter()
-    svc = services(request)
-    scope = request.scope
-    fields = header_fields(scope)
-    try:
-        api_key = api_key_from(fields)
-        svc.tenancy.authorize(api_key)
-        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
-        raw = await read_body(request, svc.settings.max_body_bytes, fields)
-        parsed = embedding_request(raw)
-        control = cache_control(fields, default_ttl_seconds=svc.settings.ttl_seconds)
-        response = await svc.embeddings.handle(
-            parsed,
-            raw,
-            namespace=namespace,
-            control=control,
-            headers=scope["headers"],
-            query=scope["query_string"],
-        )
-    except HTTPError as exc:
-        svc.metrics.request("embeddings", _error_outcome(exc))
+        svc.metrics.request(route, _error_outcome(exc))
         return error_response(exc)
     _timed(svc.metrics, response, started)
     return response

@@ -163,6 +163,17 @@ class Upstream:
             out.append((b"authorization", self._auth))
         return out
 
+    async def post(
+        self, url: str, headers: Iterable[tuple[bytes, bytes]], content: bytes, *, decoded: bool
+    ) -> UpstreamResponse:
+        """A client's POST forwarded: its headers as :meth:`forward_headers` keeps them, with an
+        ``Accept-Encoding`` semcache can decode when ``decoded`` (it reads the body itself)."""
+        accept = DECODABLE_ENCODINGS if decoded else None
+        return await self.send(
+            "POST", url, headers=self.forward_headers(headers, accept_encoding=accept),
+            content=content,
+        )  # fmt: skip
+
     async def send(
         self,
         method: str,
