@@ -17,11 +17,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from proxy.cache.completions import CompletionsPipeline
+from proxy.cache.completions import COMPLETIONS
 from proxy.cache.embeddings import EmbeddingPipeline
+from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import Feedback
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
+from proxy.cache.responses import RESPONSES
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.http import admin, dashboard, entries, handlers, ollama
@@ -94,8 +96,11 @@ def create_app(
             feedback=feedback,
         ),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
-        completions=CompletionsPipeline(
-            cache, upstream, metrics, max_entry_bytes=settings.max_entry_bytes
+        completions=ExactPipeline(
+            cache, upstream, metrics, COMPLETIONS, max_entry_bytes=settings.max_entry_bytes
+        ),
+        responses=ExactPipeline(
+            cache, upstream, metrics, RESPONSES, max_entry_bytes=settings.max_entry_bytes
         ),
         ollama=None
         if ollama_base is None
@@ -202,6 +207,7 @@ _HOT_ROUTES: dict[str, Endpoint] = {
     "/v1/chat/completions": handlers.chat_completions,
     "/v1/embeddings": handlers.embeddings,
     "/v1/completions": handlers.completions,
+    "/v1/responses": handlers.responses,
 }
 
 

@@ -143,6 +143,51 @@ def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
     return f"oll:{namespace}:{kind}:{_digest(canonical)}"
 
 
+RESPONSES_IGNORED_FIELDS = frozenset(
+    {"stream", "stream_options", "user", "safety_identifier", "prompt_cache_key",
+     "prompt_cache_retention", "metadata", "service_tier", "store"}
+)  # fmt: skip
+
+
+def responses_key(namespace: str, body: Mapping[str, Any]) -> str:
+    """Key of a Responses API request: every field that can change the answer, ``input`` and
+    ``instructions`` text normalized as chat messages are. ``store`` is kept apart as a flag: an
+    answer stored upstream (its id usable as ``previous_response_id``) never serves a request
+    that asked not to store, nor the reverse (OpenAI API reference, "Create a model response")."""
+    canonical: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in RESPONSES_IGNORED_FIELDS:
+            continue
+        if name == "input":
+            value = normalize_text(value) if isinstance(value, str) else [
+                _normalize_item(item) for item in value
+            ]  # fmt: skip
+        elif name == "instructions" and isinstance(value, str):
+            value = normalize_text(value)
+        elif type(value) is not str:
+            value = _numbers(value)
+        canonical[name] = value
+    canonical["store"] = body.get("store") is not False
+    return f"resp:{namespace}:{_digest(canonical)}"
+
+
+def _normalize_item(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    content = item.get("content")
+    if isinstance(content, str):
+        return {**item, "content": normalize_text(content)}
+    if isinstance(content, list):
+        parts = [
+            {**part, "text": normalize_text(part["text"])}
+            if isinstance(part, dict) and part.get("type") in ("input_text", "output_text")
+            and isinstance(part.get("text"), str) else part
+            for part in content
+        ]  # fmt: skip
+        return {**item, "content": parts}
+    return item
+
+
 def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
     """Key of one embedding input item; ``params`` is the request minus ignored fields."""
     canonical = {k: _numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}

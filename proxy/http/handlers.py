@@ -15,13 +15,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from proxy.cache.completions import CompletionsPipeline
 from proxy.cache.embeddings import EmbeddingPipeline
+from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import Feedback, parse_report
 from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import CacheControl, cache_control
+from proxy.cache.responses import not_cacheable
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import (
     BadRequestError,
@@ -39,6 +40,7 @@ from proxy.http.validate import (
     chat_request,
     completion_request,
     embedding_request,
+    responses_request,
 )
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import render as render_groups
@@ -66,7 +68,8 @@ class Services:
     metrics: Metrics
     chat: ChatPipeline
     embeddings: EmbeddingPipeline
-    completions: CompletionsPipeline
+    completions: ExactPipeline
+    responses: ExactPipeline
     ollama: OllamaPipeline | None
     semantic: SemanticCache
     tenancy: Tenancy
@@ -110,6 +113,20 @@ async def completions(request: Request) -> Response:
         )  # fmt: skip
 
     return await _cached(request, "completions", completion_request, handle, sampled=True)
+
+
+async def responses(request: Request) -> Response:
+    async def handle(svc: Services, parsed: ChatRequest, asked: Asked) -> Response:
+        control = asked.control
+        why = not_cacheable(parsed.body, shared=svc.settings.shared_cache)
+        if why is not None:
+            control = CacheControl(False, False, control.ttl_seconds, reason=why)
+        return await svc.responses.handle(
+            parsed, namespace=asked.namespace, control=control, headers=asked.headers,
+            query=asked.query,
+        )  # fmt: skip
+
+    return await _cached(request, "responses", responses_request, handle, sampled=True)
 
 
 async def embeddings(request: Request) -> Response:

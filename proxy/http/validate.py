@@ -85,6 +85,22 @@ def completion_request(raw: bytes) -> ChatRequest:
     return _sampled(body, raw, model)
 
 
+def responses_request(raw: bytes) -> ChatRequest:
+    """``POST /v1/responses``: ``input`` a string or an array of items (OpenAI API reference,
+    "Create a model response"); the other fields are the upstream's to judge."""
+    body = parse_object(raw)
+    if any(body.get(name) is not None for name in ("previous_response_id", "conversation",
+                                                   "prompt")):  # fmt: skip
+        # Passed through (server state): the upstream alone knows what such a request needs.
+        model = body.get("model")
+        return _sampled(body, raw, model if isinstance(model, str) else "")
+    model = _model(body)
+    given = body.get("input")
+    if not (isinstance(given, str) or (isinstance(given, list) and given)):
+        raise BadRequestError("'input' must be a string or a non-empty array", param="input")
+    return _sampled(body, raw, model)
+
+
 def _sampled(body: dict[str, Any], raw: bytes, model: str) -> ChatRequest:
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):

@@ -41,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
+RESPONSES_PATH = "/v1/responses"
 EMBEDDINGS_PATH = "/v1/embeddings"
 SYSTEM_FINGERPRINT = "fp_fake"
 TOOL_ARGUMENTS = '{"city": "Paris"}'
@@ -289,6 +290,10 @@ class FakeUpstream:
             with self._lock:
                 n = sum(1 for r in self._requests if r.path == path)
             return self._ollama(method, path, rec.json, n)
+        if method == "POST" and path == RESPONSES_PATH and isinstance(rec.json, dict):
+            with self._lock:
+                n = sum(1 for r in self._requests if r.path == RESPONSES_PATH)
+            return self._response(rec.json, n)
         if method == "POST" and path == COMPLETIONS_PATH and isinstance(rec.json, dict):
             with self._lock:
                 n = sum(1 for r in self._requests if r.path == COMPLETIONS_PATH)
@@ -343,6 +348,87 @@ class FakeUpstream:
         if isinstance(options, dict) and options.get("include_usage"):
             events.append(_sse({**head, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
+        return StreamingResponse(iter(events), media_type="text/event-stream")
+
+    def _response(self, body: Json, n: int) -> Response:
+        """The Responses API (OpenAI API reference, "Create a model response" and "Streaming
+        events"): a message whose text names the call and echoes the input, or a function call
+        when a function tool is offered; ``fake-incomplete`` ends ``incomplete``."""
+        given = body.get("input")
+        asked = given if isinstance(given, str) else orjson.dumps(given).decode()
+        model = str(body.get("model", ""))
+        tools = [
+            t
+            for t in body.get("tools") or []
+            if isinstance(t, dict) and t.get("type") == "function"
+        ]
+        if tools:
+            item: Json = {"type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}",
+                          "name": tools[0].get("name", "f"), "arguments": TOOL_ARGUMENTS,
+                          "status": "completed"}  # fmt: skip
+        else:
+            text = f"response {n}: {asked}"
+            content = [{"type": "output_text", "text": text, "annotations": []}]
+            item = {"type": "message", "id": f"msg_{n}", "status": "completed",
+                    "role": "assistant", "content": content}  # fmt: skip
+        incomplete = model == "fake-incomplete"
+        response: Json = {
+            "id": f"resp_fake_{n}", "object": "response", "created_at": 1_700_000_000,
+            "status": "incomplete" if incomplete else "completed", "model": model,
+            "output": [item], "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "instructions": body.get("instructions"), "tools": body.get("tools") or [],
+            "parallel_tool_calls": True, "text": {"format": {"type": "text"}},
+            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}},
+        }  # fmt: skip
+        if not body.get("stream"):
+            return _json(response)
+        events: list[bytes] = []
+
+        def send(kind: str, **fields: Any) -> None:
+            payload = {"type": kind, "sequence_number": len(events), **fields}
+            events.append(f"event: {kind}\n".encode() + _sse(payload))
+
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        send("response.created", response=started)
+        send("response.in_progress", response=started)
+        if item["type"] == "message":
+            send(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "content": [], "status": "in_progress"},
+            )
+            part = {"type": "output_text", "text": "", "annotations": []}
+            where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+            send("response.content_part.added", **where, part=part)
+            full = item["content"][0]["text"]
+            half = len(full) // 2
+            for piece in (full[:half], full[half:]):
+                send("response.output_text.delta", **where, delta=piece, logprobs=[])
+            send("response.output_text.done", **where, text=full, logprobs=[])
+            send("response.content_part.done", **where, part=item["content"][0])
+        else:
+            send(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "arguments": "", "status": "in_progress"},
+            )
+            send(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=0,
+                delta=TOOL_ARGUMENTS,
+            )
+            send(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=0,
+                arguments=TOOL_ARGUMENTS,
+            )
+        send("response.output_item.done", output_index=0, item=item)
+        send("response.incomplete" if incomplete else "response.completed", response=response)
         return StreamingResponse(iter(events), media_type="text/event-stream")
 
     def _ollama(self, method: str, path: str, body: Any, n: int) -> Response:

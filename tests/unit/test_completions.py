@@ -127,8 +127,8 @@ async def test_a_stream_is_stored_and_serves_both_kinds(proxy: Proxy) -> None:
     for event in again.content.split(b"\n\n"):
         if event:
             joined.feed(event.removeprefix(b"data: "))
-    assert joined.completion() is not None
-    assert joined.completion()["choices"][0]["text"] == " there was a cat."  # type: ignore[index]
+    assert joined.result() is not None
+    assert joined.result()["choices"][0]["text"] == " there was a cat."  # type: ignore[index]
     assert route.call_count == 1
 
 
@@ -158,7 +158,7 @@ def test_replay_joins_back_to_the_completion() -> None:
     for event in replay(completion, include_usage=True).split(b"\n\n"):
         if event:
             joined.feed(event.removeprefix(b"data: "))
-    out = joined.completion()
+    out = joined.result()
     assert out is not None
     assert out["choices"] == completion["choices"]
     assert out["usage"] == completion["usage"]

@@ -1,0 +1,201 @@
+"""Routes cached exactly, streamed or not: a :class:`Format` says what a route's key is, when an
+answer is whole, how its stream ends and is replayed; :class:`ExactPipeline` applies the chat
+route's rules for tenants, cache controls, headers and reasons to it. Legacy completions
+(:mod:`proxy.cache.completions`) and the Responses API (:mod:`proxy.cache.responses`) are two.
+
+A streamed miss is relayed as it arrives and what it ended with becomes the entry, which then
+serves both kinds of request. Concurrent identical misses are not coalesced on these routes
+(chat's single flight is not shared yet), but a request for an answer whose stream has ended
+and is being stored waits for it (clients repeat the moment the stream's last event arrives,
+before the upstream's end of body that the store waits for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import orjson
+from starlette.responses import Response
+
+from proxy.cache.miss import entry_meta, exact_copy
+from proxy.cache.policy import CacheControl, is_fresh
+from proxy.http.responses import (
+    JSON,
+    as_openai_error,
+    cache_headers,
+    is_plain_event_stream,
+    raw_response,
+    relay,
+)
+from proxy.http.validate import ChatRequest, json_or_none
+from proxy.metrics import Metrics
+from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
+from proxy.upstream import EventParser, Upstream, response_headers
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+LANDING_WAIT_SECONDS = 1.0
+
+
+class Joiner(Protocol):
+    """Fed a stream's events (their ``data``); ``done`` once the stream ended, ``result()`` the
+    answer it ended with, as a non-streaming call returns it (None: nothing to store)."""
+
+    done: bool
+
+    def feed(self, data: bytes) -> None: ...
+
+    def result(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    route: str
+    path: str
+    key: Callable[[str, dict[str, Any]], str]
+    whole: Callable[[dict[str, Any]], bool]
+    tokens: Callable[[dict[str, Any]], tuple[int, int]]
+    """Tokens a hit saves, and of them the answer's."""
+    joiner: Callable[[], Joiner]
+    replay: Callable[[dict[str, Any], ChatRequest], bytes]
+
+
+class ExactPipeline:
+    """One exactly cached route (its :class:`Format`): lookup, then upstream, then store."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        upstream: Upstream,
+        metrics: Metrics,
+        fmt: Format,
+        *,
+        max_entry_bytes: int,
+    ) -> None:
+        self.format = fmt
+        self._cache = cache
+        self._upstream = upstream
+        self._metrics = metrics
+        self._max_entry_bytes = max_entry_bytes
+        self._landing: dict[str, asyncio.Event] = {}
+        """Keys whose streamed answer is whole and about to be stored."""
+
+    async def handle(
+        self,
+        request: ChatRequest,
+        *,
+        namespace: str,
+        control: CacheControl,
+        headers: Iterable[tuple[bytes, bytes]],
+        query: bytes,
+    ) -> Response:
+        url = self._upstream.url(self.format.path, query)
+        route = self.format.route
+        if control.bypass:
+            self._metrics.request(route, "bypass")
+            reason = f"bypass:{control.reason}"
+            response = await self._upstream.post(url, headers, request.raw, decoded=False)
+            return relay(
+                self._upstream, response, extra_headers=cache_headers("BYPASS", reason=reason)
+            )
+        key = self.format.key(namespace, request.body)
+        reason = "no-cache"
+        if control.lookup:
+            landing = self._landing.get(key)
+            if landing is not None:
+                with anyio.move_on_after(LANDING_WAIT_SECONDS):
+                    await landing.wait()
+            entry = await self._cache.get(key)
+            age = 0.0 if entry is None else self._cache.clock() - entry.created_at
+            if entry is not None and is_fresh(age, control):
+                return self._hit(entry, request, age)
+            reason = "no-entry" if entry is None else "stale"
+        self._metrics.request(route, "miss")
+        self._metrics.miss_reasons[reason] += 1
+        extra = cache_headers("MISS", reason=reason)
+        if request.stream:
+            return await self._stream_miss(request, url, headers, key, control, extra)
+        response = await self._upstream.post(url, headers, request.raw, decoded=True)
+        body = await self._upstream.read(response)
+        status = response.status_code
+        body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
+        completion = json_or_none(body) if status == 200 else None
+
+        async def store() -> None:
+            if control.store and isinstance(completion, dict):
+                await self._store(key, request, completion, control, body=body)
+
+        return raw_response(body, status, [*out_headers, *extra], then=store)
+
+    async def _stream_miss(
+        self,
+        request: ChatRequest,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        key: str,
+        control: CacheControl,
+        extra: list[tuple[bytes, bytes]],
+    ) -> Response:
+        response = await self._upstream.post(url, headers, request.raw, decoded=False)
+        if not (control.store and response.status_code == 200 and is_plain_event_stream(response)):
+            return relay(self._upstream, response, extra_headers=extra)
+        parser = EventParser()
+        joined = self.format.joiner()
+
+        def observe(chunk: bytes) -> bool:
+            for data in parser.feed(chunk):
+                joined.feed(data)
+            if joined.done and key not in self._landing:
+                self._landing[key] = asyncio.Event()
+            return joined.done
+
+        async def complete() -> None:
+            completion = joined.result()
+            if completion is not None:
+                await self._store(key, request, completion, control)
+
+        async def finish() -> None:
+            landing = self._landing.pop(key, None)
+            if landing is not None:
+                landing.set()
+
+        return relay(self._upstream, response, extra_headers=extra, observe=observe,
+                     on_complete=complete, on_finish=finish)  # fmt: skip
+
+    async def _store(
+        self,
+        key: str,
+        request: ChatRequest,
+        completion: dict[str, Any],
+        control: CacheControl,
+        *,
+        body: bytes | None = None,
+    ) -> None:
+        if not self.format.whole(completion):
+            self._metrics.not_stored["incomplete"] += 1
+            return
+        data = exact_copy(body if body is not None else orjson.dumps(completion))
+        if len(data) > self._max_entry_bytes:
+            self._metrics.not_stored["too_large"] += 1
+            return
+        tokens, completion_tokens = self.format.tokens(completion)
+        entry = self._cache.new_entry(
+            data, tokens=tokens, completion_tokens=completion_tokens,
+            meta=entry_meta(self.format.route, request.model),
+        )  # fmt: skip
+        await self._cache.put(key, entry, control.ttl_seconds, kind=self.format.route)
+
+    def _hit(self, entry: Entry, request: ChatRequest, age: float) -> Response:
+        headers = cache_headers("HIT", entry, age=age, lookup="exact")
+        self._metrics.request(self.format.route, "hit")
+        self._metrics.hit("exact", entry, model=request.model)
+        if not request.stream:
+            return raw_response(entry.body, 200, [JSON, *headers])
+        completion = json_or_none(entry.body)
+        assert isinstance(completion, dict)  # only dicts are stored
+        body = self.format.replay(completion, request)
+        return raw_response(body, 200, [*SSE_HEADERS, *headers])

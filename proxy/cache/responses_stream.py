@@ -1,0 +1,109 @@
+"""Responses API streams (OpenAI API reference, "Streaming events"): what a stream ends with,
+and a stored response replayed as the typed events an upstream sends.
+
+A stream ends with ``response.completed`` (the whole response object), ``response.incomplete`` or
+``response.failed``; only the first is stored. A replay sends ``response.created`` and
+``response.in_progress``, then per output item ``response.output_item.added``, its text in
+``response.output_text.delta`` pieces (with the content part's ``added``/``done`` around them)
+or its function call's arguments, ``response.output_item.done``, and ``response.completed``.
+Every event carries its ``sequence_number``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from proxy.http.validate import json_or_none
+
+_PIECES = re.compile(r"\S+\s*|\s+")
+WORDS_PER_DELTA = 3
+ARGUMENT_CHARS_PER_DELTA = 16
+
+
+class Ending:
+    """Watches a stream's events for its end: ``done`` once it ended, ``response`` when it
+    ended completed."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.response: dict[str, Any] | None = None
+
+    def feed(self, data: bytes) -> None:
+        event = json_or_none(data)
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
+            self.done = True
+            response = event.get("response")
+            if kind == "response.completed" and isinstance(response, dict):
+                self.response = response
+
+    def result(self) -> dict[str, Any] | None:
+        return self.response
+
+
+def replay(response: dict[str, Any]) -> bytes:
+    out: list[bytes] = []
+
+    def send(kind: str, **fields: Any) -> None:
+        payload = {"type": kind, "sequence_number": len(out), **fields}
+        out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n")
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    send("response.created", response=started)
+    send("response.in_progress", response=started)
+    for index, item in enumerate(response.get("output") or []):
+        if not isinstance(item, dict):
+            continue
+        item_id = item.get("id", "")
+        kind = item.get("type")
+        opened = {**item, "status": "in_progress"}
+        if kind == "message":
+            opened["content"] = []
+        elif kind == "function_call":
+            opened["arguments"] = ""
+        send("response.output_item.added", output_index=index, item=opened)
+        if kind == "message":
+            for c, part in enumerate(item.get("content") or []):
+                where = {"item_id": item_id, "output_index": index, "content_index": c}
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    text = str(part.get("text", ""))
+                    empty = {**part, "text": "", "annotations": []}
+                    send("response.content_part.added", **where, part=empty)
+                    for piece in _pieces(text):
+                        send("response.output_text.delta", **where, delta=piece, logprobs=[])
+                    send("response.output_text.done", **where, text=text, logprobs=[])
+                else:
+                    send("response.content_part.added", **where, part=part)
+                send("response.content_part.done", **where, part=part)
+        elif kind == "function_call":
+            arguments = str(item.get("arguments", ""))
+            step = ARGUMENT_CHARS_PER_DELTA
+            for start in range(0, len(arguments), step):
+                send("response.function_call_arguments.delta", item_id=item_id,
+                     output_index=index, delta=arguments[start : start + step])  # fmt: skip
+            send("response.function_call_arguments.done", item_id=item_id, output_index=index,
+                 arguments=arguments)  # fmt: skip
+        send("response.output_item.done", output_index=index, item=item)
+    send("response.completed", response=response)
+    return b"".join(out)
+
+
+def is_whole(response: Any) -> bool:
+    """Stored only when the upstream says it is done: ``completed``, with some output."""
+    return (
+        isinstance(response, dict)
+        and response.get("status") == "completed"
+        and isinstance(response.get("output"), list)
+        and bool(response["output"])
+    )
+
+
+def _pieces(text: str) -> list[str]:
+    words = _PIECES.findall(text) or [""]
+    step = WORDS_PER_DELTA
+    return ["".join(words[i : i + step]) for i in range(0, len(words), step)]
