@@ -97,10 +97,20 @@ def create_app(
         ),
         embeddings=EmbeddingPipeline(cache, upstream, metrics),
         completions=ExactPipeline(
-            cache, upstream, metrics, COMPLETIONS, max_entry_bytes=settings.max_entry_bytes
+            cache,
+            upstream,
+            metrics,
+            COMPLETIONS,
+            max_entry_bytes=settings.max_entry_bytes,
+            coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
         ),
         responses=ExactPipeline(
-            cache, upstream, metrics, RESPONSES, max_entry_bytes=settings.max_entry_bytes
+            cache,
+            upstream,
+            metrics,
+            RESPONSES,
+            max_entry_bytes=settings.max_entry_bytes,
+            coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
         ),
         ollama=None
         if ollama_base is None
@@ -111,6 +121,7 @@ def create_app(
             semantic,
             base=ollama_base,
             max_entry_bytes=settings.max_entry_bytes,
+            coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
         ),
         semantic=semantic,
         tenancy=tenancy,

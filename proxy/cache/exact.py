@@ -4,23 +4,24 @@ route's rules for tenants, cache controls, headers and reasons to it. Legacy com
 (:mod:`proxy.cache.completions`) and the Responses API (:mod:`proxy.cache.responses`) are two.
 
 A streamed miss is relayed as it arrives and what it ended with becomes the entry, which then
-serves both kinds of request. Concurrent identical misses are not coalesced on these routes
-(chat's single flight is not shared yet), but a request for an answer whose stream has ended
-and is being stored waits for it (clients repeat the moment the stream's last event arrives,
-before the upstream's end of body that the store waits for).
+serves both kinds of request. Concurrent identical misses make one upstream call in this process
+(single flight, :mod:`proxy.cache.coalesce`): followers wait for the leader's stored answer and
+are served it (``X-Cache-Lookup: coalesced``); when the leader stores nothing (an error, a cut
+stream) each goes upstream on its own. A client that repeats the moment a stream's last event
+arrives, before the entry is stored, follows that flight too. (Across replicas these routes do
+not take chat's lock: each replica may call the upstream once.)
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.coalesce import Outcome, SingleFlight
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
@@ -38,7 +39,7 @@ from proxy.stores.guard import Cache
 from proxy.upstream import EventParser, Upstream, response_headers
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-LANDING_WAIT_SECONDS = 1.0
+Publish = Callable[[Entry | None], Awaitable[None]]
 
 
 class Joiner(Protocol):
@@ -75,14 +76,15 @@ class ExactPipeline:
         fmt: Format,
         *,
         max_entry_bytes: int,
+        coalesce_timeout_seconds: float = 0.0,
     ) -> None:
         self.format = fmt
+        self._flights = SingleFlight()
+        self._coalesce_timeout_seconds = coalesce_timeout_seconds
         self._cache = cache
         self._upstream = upstream
         self._metrics = metrics
         self._max_entry_bytes = max_entry_bytes
-        self._landing: dict[str, asyncio.Event] = {}
-        """Keys whose streamed answer is whole and about to be stored."""
 
     async def handle(
         self,
@@ -105,29 +107,46 @@ class ExactPipeline:
         key = self.format.key(namespace, request.body)
         reason = "no-cache"
         if control.lookup:
-            landing = self._landing.get(key)
-            if landing is not None:
-                with anyio.move_on_after(LANDING_WAIT_SECONDS):
-                    await landing.wait()
             entry = await self._cache.get(key)
-            age = 0.0 if entry is None else self._cache.clock() - entry.created_at
-            if entry is not None and is_fresh(age, control):
-                return self._hit(entry, request, age)
+            if entry is not None and is_fresh(self._age(entry), control):
+                return self._hit(entry, request)
             reason = "no-entry" if entry is None else "stale"
+        publish: Publish | None = None
+        if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
+            flight, leads = self._flights.join(key)
+            if not leads:
+                outcome = await flight.wait(self._coalesce_timeout_seconds)
+                if outcome is not None and outcome.entry is not None:
+                    return self._hit(outcome.entry, request, lookup="coalesced")
+            else:
+
+                async def publish(entry: Entry | None) -> None:
+                    self._flights.finish(key, flight, Outcome(entry=entry) if entry else None)
+
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason] += 1
         extra = cache_headers("MISS", reason=reason)
-        if request.stream:
-            return await self._stream_miss(request, url, headers, key, control, extra)
-        response = await self._upstream.post(url, headers, request.raw, decoded=True)
-        body = await self._upstream.read(response)
+        try:
+            if request.stream:
+                return await self._stream_miss(request, url, headers, key, control, extra, publish)
+            response = await self._upstream.post(url, headers, request.raw, decoded=True)
+            body = await self._upstream.read(response)
+        except BaseException:
+            if publish is not None:
+                await publish(None)  # never leave a flight behind
+            raise
         status = response.status_code
         body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
         completion = json_or_none(body) if status == 200 else None
 
         async def store() -> None:
-            if control.store and isinstance(completion, dict):
-                await self._store(key, request, completion, control, body=body)
+            entry = None
+            try:
+                if control.store and isinstance(completion, dict):
+                    entry = await self._store(key, request, completion, control, body=body)
+            finally:
+                if publish is not None:
+                    await publish(entry)
 
         return raw_response(body, status, [*out_headers, *extra], then=store)
 
@@ -139,29 +158,31 @@ class ExactPipeline:
         key: str,
         control: CacheControl,
         extra: list[tuple[bytes, bytes]],
+        publish: Publish | None,
     ) -> Response:
         response = await self._upstream.post(url, headers, request.raw, decoded=False)
+        stored: list[Entry] = []
+
+        async def finish() -> None:
+            if publish is not None:
+                await publish(stored[0] if stored else None)
+
         if not (control.store and response.status_code == 200 and is_plain_event_stream(response)):
-            return relay(self._upstream, response, extra_headers=extra)
+            return relay(self._upstream, response, extra_headers=extra, on_finish=finish)
         parser = EventParser()
         joined = self.format.joiner()
 
         def observe(chunk: bytes) -> bool:
             for data in parser.feed(chunk):
                 joined.feed(data)
-            if joined.done and key not in self._landing:
-                self._landing[key] = asyncio.Event()
             return joined.done
 
         async def complete() -> None:
             completion = joined.result()
             if completion is not None:
-                await self._store(key, request, completion, control)
-
-        async def finish() -> None:
-            landing = self._landing.pop(key, None)
-            if landing is not None:
-                landing.set()
+                entry = await self._store(key, request, completion, control)
+                if entry is not None:
+                    stored.append(entry)
 
         return relay(self._upstream, response, extra_headers=extra, observe=observe,
                      on_complete=complete, on_finish=finish)  # fmt: skip
@@ -174,25 +195,30 @@ class ExactPipeline:
         control: CacheControl,
         *,
         body: bytes | None = None,
-    ) -> None:
+    ) -> Entry | None:
         if not self.format.whole(completion):
             self._metrics.not_stored["incomplete"] += 1
-            return
+            return None
         data = exact_copy(body if body is not None else orjson.dumps(completion))
         if len(data) > self._max_entry_bytes:
             self._metrics.not_stored["too_large"] += 1
-            return
+            return None
         tokens, completion_tokens = self.format.tokens(completion)
         entry = self._cache.new_entry(
             data, tokens=tokens, completion_tokens=completion_tokens,
             meta=entry_meta(self.format.route, request.model),
         )  # fmt: skip
-        await self._cache.put(key, entry, control.ttl_seconds, kind=self.format.route)
+        if not await self._cache.put(key, entry, control.ttl_seconds, kind=self.format.route):
+            return None
+        return entry
 
-    def _hit(self, entry: Entry, request: ChatRequest, age: float) -> Response:
-        headers = cache_headers("HIT", entry, age=age, lookup="exact")
+    def _age(self, entry: Entry) -> float:
+        return self._cache.clock() - entry.created_at
+
+    def _hit(self, entry: Entry, request: ChatRequest, *, lookup: str = "exact") -> Response:
+        headers = cache_headers("HIT", entry, age=self._age(entry), lookup=lookup)
         self._metrics.request(self.format.route, "hit")
-        self._metrics.hit("exact", entry, model=request.model)
+        self._metrics.hit(lookup, entry, model=request.model)
         if not request.stream:
             return raw_response(entry.body, 200, [JSON, *headers])
         completion = json_or_none(entry.body)

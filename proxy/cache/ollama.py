@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.coalesce import Outcome, SingleFlight
+from proxy.cache.exact import Publish
 from proxy.cache.keys import OLLAMA_ABSENT, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.ollama_stream import Joined, LineParser, replay
@@ -52,6 +54,7 @@ class OllamaPipeline:
         *,
         base: str,
         max_entry_bytes: int,
+        coalesce_timeout_seconds: float = 0.0,
     ) -> None:
         self._semantic = semantic
         self._cache = cache
@@ -59,6 +62,8 @@ class OllamaPipeline:
         self._metrics = metrics
         self.base = base
         self._max_entry_bytes = max_entry_bytes
+        self._flights = SingleFlight()
+        self._coalesce_timeout_seconds = coalesce_timeout_seconds
 
     async def handle(
         self,
@@ -101,6 +106,49 @@ class OllamaPipeline:
                         return self._hit(kind, hit.entry, stream, age, route, model,
                                          similarity=hit.similarity)  # fmt: skip
                     reason = found.reason
+        publish: Publish | None = None
+        if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
+            flight, leads = self._flights.join(key)
+            if not leads:
+                outcome = await flight.wait(self._coalesce_timeout_seconds)
+                if outcome is not None and outcome.entry is not None:
+                    age = self._cache.clock() - outcome.entry.created_at
+                    return self._hit(kind, outcome.entry, stream, age, route, model,
+                                     lookup="coalesced")  # fmt: skip
+            else:
+
+                async def publish(entry: Entry | None) -> None:
+                    self._flights.finish(key, flight, Outcome(entry=entry) if entry else None)
+
+        try:
+            return await self._miss(kind, key, raw, url, headers, stream, control, model, query,
+                                    reason, route, publish)  # fmt: skip
+        except BaseException:
+            if publish is not None:
+                await publish(None)  # never leave a flight behind
+            raise
+
+    async def _miss(
+        self,
+        kind: str,
+        key: str,
+        raw: bytes,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        stream: bool,
+        control: CacheControl,
+        model: str,
+        query: SemanticQuery | None,
+        reason: str,
+        route: str,
+        publish: Publish | None,
+    ) -> Response:
+        stored: list[Entry] = []
+
+        async def finish() -> None:
+            if publish is not None:
+                await publish(stored[0] if stored else None)
+
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
@@ -109,7 +157,7 @@ class OllamaPipeline:
             content_type = header(response, b"content-type") or b""
             if not (control.store and response.status_code == 200
                     and content_type.startswith(b"application/x-ndjson")):  # fmt: skip
-                return relay(self._upstream, response, extra_headers=extra)
+                return relay(self._upstream, response, extra_headers=extra, on_finish=finish)
             parser, joined = LineParser(), Joined(kind)
 
             def observe(chunk: bytes) -> bool:
@@ -120,18 +168,25 @@ class OllamaPipeline:
             async def complete() -> None:
                 result = joined.result()
                 if result is not None:
-                    await self._store(kind, key, result, None, control, model, query)
+                    entry = await self._store(kind, key, result, None, control, model, query)
+                    if entry is not None:
+                        stored.append(entry)
 
             return relay(self._upstream, response, extra_headers=extra, observe=observe,
-                         on_complete=complete)  # fmt: skip
+                         on_complete=complete, on_finish=finish)  # fmt: skip
         response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)
         status = response.status_code
         result = json_or_none(data) if status == 200 else None
 
         async def store() -> None:
-            if control.store and isinstance(result, dict):
-                await self._store(kind, key, result, data, control, model, query)
+            try:
+                if control.store and isinstance(result, dict):
+                    entry = await self._store(kind, key, result, data, control, model, query)
+                    if entry is not None:
+                        stored.append(entry)
+            finally:
+                await finish()
 
         out = [*response_headers(response, decoded=True), *extra]
         return raw_response(data, status, out, then=store)
@@ -145,14 +200,14 @@ class OllamaPipeline:
         control: CacheControl,
         model: str,
         query: SemanticQuery | None,
-    ) -> None:
+    ) -> Entry | None:
         if not is_whole(kind, result):
             self._metrics.not_stored["incomplete"] += 1
-            return
+            return None
         body = exact_copy(data if data is not None else orjson.dumps(result))
         if len(body) > self._max_entry_bytes:
             self._metrics.not_stored["too_large"] += 1
-            return
+            return None
         tokens = sum(v for k in ("prompt_eval_count", "eval_count")
                      if isinstance(v := result.get(k), int))  # fmt: skip
         completion = result.get("eval_count")
@@ -160,9 +215,11 @@ class OllamaPipeline:
             body, tokens=tokens, completion_tokens=completion if isinstance(completion, int) else 0,
             meta=entry_meta(f"ollama-{kind}", model, semantic=query is not None),
         )  # fmt: skip
-        stored = await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}")
-        if stored and query is not None:
+        if not await self._cache.put(key, entry, control.ttl_seconds, kind=f"ollama-{kind}"):
+            return None
+        if query is not None:
             await self._semantic.remember(query, key, control.ttl_seconds)
+        return entry
 
     def _hit(
         self,
@@ -174,8 +231,10 @@ class OllamaPipeline:
         model: str,
         *,
         similarity: float | None = None,
+        lookup: str | None = None,
     ) -> Response:
-        lookup = "exact" if similarity is None else "semantic"
+        if lookup is None:
+            lookup = "exact" if similarity is None else "semantic"
         headers = cache_headers("HIT", entry, age=age, lookup=lookup, similarity=similarity)
         self._metrics.request(route, "hit")
         self._metrics.hit(lookup, entry, model=model)

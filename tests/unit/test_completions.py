@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -162,3 +163,52 @@ def test_replay_joins_back_to_the_completion() -> None:
     assert out is not None
     assert out["choices"] == completion["choices"]
     assert out["usage"] == completion["usage"]
+
+
+async def test_concurrent_identical_misses_make_one_upstream_call(proxy: Proxy) -> None:
+    release = anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json=text_completion(" there was"))
+
+    route = proxy.upstream.post("/completions").mock(side_effect=slow)
+    results: list[httpx.Response] = []
+
+    async def ask() -> None:
+        results.append(await post(proxy, body()))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(ask)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert route.call_count == 1
+    assert sorted(r.headers["x-cache"] for r in results) == ["HIT"] * 4 + ["MISS"]
+    assert {r.headers.get("x-cache-lookup") for r in results} == {None, "coalesced"}
+    assert len({r.json()["choices"][0]["text"] for r in results}) == 1
+
+
+async def test_followers_of_a_failed_leader_ask_for_themselves(proxy: Proxy) -> None:
+    release = anyio.Event()
+    answers = [httpx.Response(500, json={"error": {"message": "boom"}})] + [
+        httpx.Response(200, json=text_completion(" ok"))
+    ] * 4
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return answers.pop(0)
+
+    route = proxy.upstream.post("/completions").mock(side_effect=slow)
+    statuses: list[int] = []
+
+    async def ask() -> None:
+        statuses.append((await post(proxy, body())).status_code)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(ask)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert sorted(statuses) == [200, 200, 500]  # the error is never served to the others
+    assert route.call_count == 3
