@@ -117,13 +117,19 @@ def completion_is_storable(status_code: int, completion: object) -> bool:
 
 def completion_tokens_saved(completion: Mapping[str, Any]) -> tuple[int, int]:
     """The answer's ``usage``: total tokens, and of them the completion's (0 when absent)."""
-    usage = completion.get("usage")
+    return usage_tokens(completion, answer_field="completion_tokens")
+
+
+def usage_tokens(answer: Mapping[str, Any], *, answer_field: str) -> tuple[int, int]:
+    """``usage.total_tokens``, and of them the answer's own (``answer_field``: the Chat and
+    Completions APIs say ``completion_tokens``, the Responses API ``output_tokens``)."""
+    usage = answer.get("usage")
     if not isinstance(usage, dict):
         return 0, 0
-    total, answer = usage.get("total_tokens"), usage.get("completion_tokens")
+    total, own = usage.get("total_tokens"), usage.get(answer_field)
     total = total if type(total) is int and total >= 0 else 0
-    answer = answer if type(answer) is int and 0 <= answer <= total else 0
-    return total, answer
+    own = own if type(own) is int and 0 <= own <= total else 0
+    return total, own
 
 
 def _choice_is_complete(choice: object) -> bool:

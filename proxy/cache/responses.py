@@ -26,6 +26,7 @@ from typing import Any
 
 from proxy.cache.exact import Format
 from proxy.cache.keys import responses_key
+from proxy.cache.policy import usage_tokens
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
 
@@ -44,13 +45,7 @@ def not_cacheable(body: dict[str, Any], *, shared: bool) -> str | None:
 
 
 def tokens(response: dict[str, Any]) -> tuple[int, int]:
-    usage = response.get("usage")
-    if not isinstance(usage, dict):
-        return 0, 0
-    total, output = usage.get("total_tokens"), usage.get("output_tokens")
-    total = total if type(total) is int and total >= 0 else 0
-    output = output if type(output) is int and 0 <= output <= total else 0
-    return total, output
+    return usage_tokens(response, answer_field="output_tokens")
 
 
 def _replay(response: dict[str, Any], request: ChatRequest) -> bytes:

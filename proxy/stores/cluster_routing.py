@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from redis.crc import key_slot
 
-from proxy.stores.resp import Address, Reply, ReplyError, RespClient
+from proxy.stores.resp import Address, CommandClient, Reply, ReplyError, RespClient
 
 SLOTS = 16384
 MAX_REDIRECTS = 5
@@ -113,21 +113,13 @@ class SlotMap:
             self._refreshing = None
 
 
-class ClusterRouter:
+class ClusterRouter(CommandClient):
     """A lean client per master, each command sent to its key's master (a HotClient)."""
 
     def __init__(self, slots: SlotMap) -> None:
         self._slots = slots
         self._clients: dict[Node, RespClient] = {}
         self.pending = 0
-
-    async def get(self, key: str) -> bytes | None:
-        reply = await self.command(b"GET", key.encode())
-        assert reply is None or isinstance(reply, bytes), type(reply)
-        return reply
-
-    async def set(self, key: str, value: bytes, *, px: int) -> None:
-        await self.command(b"SET", key.encode(), value, b"PX", b"%d" % px)
 
     async def command(self, *args: bytes) -> Reply:
         """Commands with one key: first (GET, SET, EXISTS, VSIM...) or EVAL's only key."""

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy.errors import SettingsError
 from proxy.stores.cluster_routing import ClusterRouter, SlotMap
-from proxy.stores.resp import Address, Reply, RespClient
+from proxy.stores.resp import Address, CommandClient, Reply, RespClient
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -48,21 +48,13 @@ class HotClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-class PyClient:
+class PyClient(CommandClient):
     """A redis-py client (cluster or sentinel-managed) as a :class:`HotClient`; its owner closes
     the client itself."""
 
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._client = client
         self.pending = 0
-
-    async def get(self, key: str) -> bytes | None:
-        reply = await self.command(b"GET", key.encode())
-        assert reply is None or isinstance(reply, bytes), type(reply)
-        return reply
-
-    async def set(self, key: str, value: bytes, *, px: int) -> None:
-        await self.command(b"SET", key.encode(), value, b"PX", b"%d" % px)
 
     async def command(self, *args: bytes) -> Reply:
         # redis-py looks commands up by their str name (key positions, reply callbacks).

@@ -73,6 +73,22 @@ class Address:
         )
 
 
+class CommandClient:
+    """``get`` and ``set`` spelled with :meth:`command`, for clients that route or adapt
+    commands (:class:`~proxy.stores.cluster_routing.ClusterRouter`, the redis-py adapter)."""
+
+    async def command(self, *args: bytes) -> Reply:
+        raise NotImplementedError
+
+    async def get(self, key: str) -> bytes | None:
+        reply = await self.command(b"GET", key.encode())
+        assert reply is None or isinstance(reply, bytes), type(reply)
+        return reply
+
+    async def set(self, key: str, value: bytes, *, px: int) -> None:
+        await self.command(b"SET", key.encode(), value, b"PX", b"%d" % px)
+
+
 class RespClient:
     def __init__(self, address: Address, *, timeout_seconds: float) -> None:
         self._address = address
