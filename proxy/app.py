@@ -111,6 +111,7 @@ def create_app(
             RESPONSES,
             max_entry_bytes=settings.max_entry_bytes,
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
+            semantic=semantic,
         ),
         ollama=None
         if ollama_base is None

@@ -1,7 +1,8 @@
-"""Routes cached exactly, streamed or not: a :class:`Format` says what a route's key is, when an
-answer is whole, how its stream ends and is replayed; :class:`ExactPipeline` applies the chat
-route's rules for tenants, cache controls, headers and reasons to it. Legacy completions
-(:mod:`proxy.cache.completions`) and the Responses API (:mod:`proxy.cache.responses`) are two.
+"""Routes cached by key, streamed or not: a :class:`Format` says what a route's key is, when an
+answer is whole, how its stream ends and is replayed, and which requests are also matched
+semantically; :class:`ExactPipeline` applies the chat route's rules for tenants, cache controls,
+headers and reasons to it. Legacy completions (:mod:`proxy.cache.completions`, exact only) and
+the Responses API (:mod:`proxy.cache.responses`, semantic for ``"store": false``) are two.
 
 A streamed miss is relayed as it arrives and what it ended with becomes the entry, which then
 serves both kinds of request. Concurrent identical misses make one upstream call in this process
@@ -34,6 +35,7 @@ from proxy.http.responses import (
 )
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
+from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import EventParser, Upstream, response_headers
@@ -63,6 +65,9 @@ class Format:
     """Tokens a hit saves, and of them the answer's."""
     joiner: Callable[[], Joiner]
     replay: Callable[[dict[str, Any], ChatRequest], bytes]
+    semantic: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    """The request as a chat body to match semantically, or None for this one (its reason:
+    ``stored-response``); a route without it is exact only."""
 
 
 class ExactPipeline:
@@ -77,8 +82,12 @@ class ExactPipeline:
         *,
         max_entry_bytes: int,
         coalesce_timeout_seconds: float = 0.0,
+        semantic: SemanticCache | None = None,
     ) -> None:
+        """``semantic``: for a format that matches semantically (else unused)."""
         self.format = fmt
+        self._semantic = semantic if fmt.semantic is not None else None
+        self._as_chat = fmt.semantic if semantic is not None else None
         self._flights = SingleFlight()
         self._coalesce_timeout_seconds = coalesce_timeout_seconds
         self._cache = cache
@@ -94,7 +103,9 @@ class ExactPipeline:
         control: CacheControl,
         headers: Iterable[tuple[bytes, bytes]],
         query: bytes,
+        api_key: str | None = None,
     ) -> Response:
+        """``api_key``: the caller's, for an embedder that calls an API with it."""
         url = self._upstream.url(self.format.path, query)
         route = self.format.route
         if control.bypass:
@@ -106,11 +117,25 @@ class ExactPipeline:
             )
         key = self.format.key(namespace, request.body)
         reason = "no-cache"
+        stale = False
         if control.lookup:
             entry = await self._cache.get(key)
             if entry is not None and is_fresh(self._age(entry), control):
                 return self._hit(entry, request)
-            reason = "no-entry" if entry is None else "stale"
+            stale = entry is not None
+            reason = "stale" if stale else "no-entry"
+        semantic: SemanticQuery | None = None
+        found = Lookup()
+        if self._semantic is not None and self._as_chat is not None:
+            as_chat = self._as_chat(request.body)
+            semantic, found = await self._semantic_lookup(
+                self._semantic, request, as_chat, namespace, api_key, control
+            )
+            if found.hit is not None:
+                return self._hit(found.hit.entry, request, lookup="semantic",
+                                 similarity=found.hit.similarity)  # fmt: skip
+            if control.lookup and not stale:
+                reason = _reason(self._semantic, as_chat, control, semantic, found)
         publish: Publish | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
             flight, leads = self._flights.join(key)
@@ -124,11 +149,15 @@ class ExactPipeline:
                     self._flights.finish(key, flight, Outcome(entry=entry) if entry else None)
 
         self._metrics.request(route, "miss")
-        self._metrics.miss_reasons[reason] += 1
+        self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
+        if found.shadow_hit:
+            extra.append((b"x-cache-shadow", b"HIT"))
         try:
             if request.stream:
-                return await self._stream_miss(request, url, headers, key, control, extra, publish)
+                return await self._stream_miss(
+                    request, url, headers, key, control, extra, publish, semantic
+                )
             response = await self._upstream.post(url, headers, request.raw, decoded=True)
             body = await self._upstream.read(response)
         except BaseException:
@@ -143,7 +172,9 @@ class ExactPipeline:
             entry = None
             try:
                 if control.store and isinstance(completion, dict):
-                    entry = await self._store(key, request, completion, control, body=body)
+                    entry = await self._store(
+                        key, request, completion, control, semantic, body=body
+                    )
             finally:
                 if publish is not None:
                     await publish(entry)
@@ -159,6 +190,7 @@ class ExactPipeline:
         control: CacheControl,
         extra: list[tuple[bytes, bytes]],
         publish: Publish | None,
+        semantic: SemanticQuery | None,
     ) -> Response:
         response = await self._upstream.post(url, headers, request.raw, decoded=False)
         stored: list[Entry] = []
@@ -180,7 +212,7 @@ class ExactPipeline:
         async def complete() -> None:
             completion = joined.result()
             if completion is not None:
-                entry = await self._store(key, request, completion, control)
+                entry = await self._store(key, request, completion, control, semantic)
                 if entry is not None:
                     stored.append(entry)
 
@@ -193,6 +225,7 @@ class ExactPipeline:
         request: ChatRequest,
         completion: dict[str, Any],
         control: CacheControl,
+        semantic: SemanticQuery | None,
         *,
         body: bytes | None = None,
     ) -> Entry | None:
@@ -204,19 +237,50 @@ class ExactPipeline:
             self._metrics.not_stored["too_large"] += 1
             return None
         tokens, completion_tokens = self.format.tokens(completion)
+        as_chat = None if self._as_chat is None else self._as_chat(request.body)
         entry = self._cache.new_entry(
             data, tokens=tokens, completion_tokens=completion_tokens,
-            meta=entry_meta(self.format.route, request.model),
+            meta=entry_meta(self.format.route, request.model, as_chat,
+                            semantic=semantic is not None),
         )  # fmt: skip
         if not await self._cache.put(key, entry, control.ttl_seconds, kind=self.format.route):
             return None
+        if semantic is not None and self._semantic is not None:
+            await self._semantic.remember(semantic, key, control.ttl_seconds)
         return entry
+
+    @staticmethod
+    async def _semantic_lookup(
+        semantic: SemanticCache,
+        request: ChatRequest,
+        as_chat: dict[str, Any] | None,
+        namespace: str,
+        api_key: str | None,
+        control: CacheControl,
+    ) -> tuple[SemanticQuery | None, Lookup]:
+        """The request's vector (stored with its answer, also when the lookup is skipped) and,
+        when asked for, the semantic lookup: as on chat, minus audits and feedback."""
+        if as_chat is None:
+            return None, Lookup()
+        query = await semantic.query(as_chat, namespace=namespace, api_key=api_key)
+        if query is None or not (control.lookup and control.semantic):
+            return query, Lookup()
+        return query, await semantic.lookup(query, control, model=request.model)
 
     def _age(self, entry: Entry) -> float:
         return self._cache.clock() - entry.created_at
 
-    def _hit(self, entry: Entry, request: ChatRequest, *, lookup: str = "exact") -> Response:
-        headers = cache_headers("HIT", entry, age=self._age(entry), lookup=lookup)
+    def _hit(
+        self,
+        entry: Entry,
+        request: ChatRequest,
+        *,
+        lookup: str = "exact",
+        similarity: float | None = None,
+    ) -> Response:
+        headers = cache_headers(
+            "HIT", entry, age=self._age(entry), lookup=lookup, similarity=similarity
+        )
         self._metrics.request(self.format.route, "hit")
         self._metrics.hit(lookup, entry, model=request.model)
         if not request.stream:
@@ -225,3 +289,22 @@ class ExactPipeline:
         assert isinstance(completion, dict)  # only dicts are stored
         body = self.format.replay(completion, request)
         return raw_response(body, 200, [*SSE_HEADERS, *headers])
+
+
+def _reason(
+    semantic: SemanticCache,
+    as_chat: dict[str, Any] | None,
+    control: CacheControl,
+    query: SemanticQuery | None,
+    found: Lookup,
+) -> str:
+    """``X-Cache-Reason`` of a miss after an exact and a semantic lookup."""
+    if not semantic.enabled:
+        return "semantic-off"
+    if as_chat is None:
+        return "stored-response"
+    if query is None:
+        return semantic.skipped(as_chat)
+    if not control.semantic:
+        return "semantic-off"
+    return found.reason

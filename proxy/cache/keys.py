@@ -36,6 +36,11 @@ EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
 _MAX_EXACT_INT_FLOAT = 2.0**53
 
 
+SEMANTIC_MARK = "__semcache_api"
+"""Added to a body that is not a chat completion request before its semantic partition is
+computed (Ollama chat, the Responses API): each API's entries live in partitions of their own, as
+their stored answers are each in their own format."""
+
 KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from proxy.cache.coalesce import Outcome, SingleFlight
 from proxy.cache.exact import Publish
-from proxy.cache.keys import OLLAMA_ABSENT, ollama_key
+from proxy.cache.keys import OLLAMA_ABSENT, SEMANTIC_MARK, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
@@ -37,9 +37,6 @@ from proxy.upstream import Upstream, header, response_headers
 KINDS = {"/api/chat": "chat", "/api/generate": "generate", "/api/embed": "embed",
          "/api/embeddings": "embeddings"}  # fmt: skip
 STREAMING = frozenset({"chat", "generate"})
-SEMANTIC_MARK = "__semcache_api"
-"""Added to the body the semantic partition is computed from: Ollama chat entries and
-``/v1/chat/completions`` entries never share a partition (their bodies are other formats)."""
 JSON = (b"content-type", b"application/json; charset=utf-8")
 NDJSON = (b"content-type", b"application/x-ndjson")
 

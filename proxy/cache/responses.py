@@ -18,6 +18,16 @@ Server-side state decides what may be cached (OpenAI API reference, "Create a mo
   cached then.
 - Only ``status: completed`` responses with output are stored: ``incomplete``, ``failed`` and
   errors never.
+
+Semantic matching (a reworded last user message served the stored answer, as on chat) is for
+``"store": false`` requests only. A hit serves the ``id`` of the response the upstream created
+for the first wording; had that response been stored upstream, a client continuing with it as
+``previous_response_id`` would carry on a conversation whose recorded question is not the one
+its user asked (and its ``input_items`` would show it). With ``store`` left at its default
+(true) the route is exact only (``X-Cache-Reason: stored-response``). For the lookup the request
+is read as chat messages (:func:`semantic_body`): ``instructions`` is the system message, each
+input item a message, and the partition holds everything but the last user message's text, in
+partitions of its own (never a chat completion's or Ollama's).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.cache.exact import Format
-from proxy.cache.keys import responses_key
+from proxy.cache.keys import SEMANTIC_MARK, responses_key
 from proxy.cache.policy import usage_tokens
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
@@ -44,6 +54,42 @@ def not_cacheable(body: dict[str, Any], *, shared: bool) -> str | None:
     return None
 
 
+def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The request as a chat body for semantic lookup (see the module's doc), or None when it
+    lets the upstream store its response (exact lookup only)."""
+    if body.get("store") is not False:
+        return None
+    given = body.get("input")
+    items: list[Any] = [{"role": "user", "content": given}] if isinstance(given, str) else [
+        _as_message(item) for item in given or ()
+    ]  # fmt: skip
+    if "instructions" in body:
+        items.insert(0, {"role": "system", "content": body["instructions"]})
+    out = {k: v for k, v in body.items() if k not in ("input", "instructions")}
+    out["messages"] = items
+    out[SEMANTIC_MARK] = "responses"
+    return out
+
+
+def _as_message(item: Any) -> Any:
+    """An input item as a chat message: an ``input_text`` part becomes a text part (so a user
+    message of text only can be compared); ``"type": "message"``, which the API takes as said
+    when left out, is dropped. Other items (tool calls and their outputs, reasoning) stay as
+    they are: they have no role, so they are context, and never the text compared."""
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        return item
+    out = {k: v for k, v in item.items() if k != "type"}
+    content = item.get("content")
+    if isinstance(content, list):
+        out["content"] = [
+            {"type": "text", "text": part["text"]}
+            if isinstance(part, dict) and part.get("type") == "input_text" and len(part) == 2
+            else part
+            for part in content
+        ]
+    return out
+
+
 def tokens(response: dict[str, Any]) -> tuple[int, int]:
     return usage_tokens(response, answer_field="output_tokens")
 
@@ -60,4 +106,5 @@ RESPONSES = Format(
     tokens=tokens,
     joiner=Ending,
     replay=_replay,
+    semantic=semantic_body,
 )

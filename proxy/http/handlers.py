@@ -123,7 +123,7 @@ async def responses(request: Request) -> Response:
             control = CacheControl(False, False, control.ttl_seconds, reason=why)
         return await svc.responses.handle(
             parsed, namespace=asked.namespace, control=control, headers=asked.headers,
-            query=asked.query,
+            query=asked.query, api_key=asked.api_key,
         )  # fmt: skip
 
     return await _cached(request, "responses", responses_request, handle, sampled=True)

@@ -91,3 +91,35 @@ def test_incomplete_responses_are_never_stored(
         )
         assert response.headers["x-cache"] == "MISS"
     assert fake_upstream.calls(RESPONSES_PATH) == 3
+
+
+def test_store_false_requests_are_matched_semantically_with_the_sdk(
+    fake_upstream: FakeUpstream,
+) -> None:
+    with (
+        ProxyProcess(fake_upstream.url, env={"SEMCACHE_EMBED_MODEL": "hash:64"}) as proxy,
+        OpenAI(base_url=proxy.base_url, api_key="sk-e2e-resp-sem", max_retries=0) as sdk,
+    ):
+        asked = "What is the capital of France?"
+        first = sdk.responses.create(model="gpt-4.1", input=asked, store=False)
+        reworded = sdk.responses.with_raw_response.create(
+            model="gpt-4.1", input="the capital of France is what?", store=False
+        )
+        assert reworded.headers["x-cache-lookup"] == "semantic"
+        assert reworded.parse().output_text == first.output_text == f"response 1: {asked}"
+        with sdk.responses.stream(
+            model="gpt-4.1", input="is the capital of France what?", store=False
+        ) as stream:
+            deltas = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        assert deltas == first.output_text
+        assert fake_upstream.calls(RESPONSES_PATH) == 1
+        # Stored upstream (the default): exact only, so another wording asks the upstream.
+        sdk.responses.create(model="gpt-4.1", input=asked)
+        kept = sdk.responses.with_raw_response.create(
+            model="gpt-4.1", input="the capital of France is what?"
+        )
+        assert (kept.headers["x-cache"], kept.headers["x-cache-reason"]) == (
+            "MISS",
+            "stored-response",
+        )
+        assert fake_upstream.calls(RESPONSES_PATH) == 3

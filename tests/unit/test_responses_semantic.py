@@ -1,0 +1,231 @@
+"""Semantic matching on the Responses API: ``"store": false`` requests only, in partitions of
+their own, with everything but the last user message's text in the partition (the bag-of-words
+embedder gives a reworded question cosine 1.0; meaning is tested on chat with the real model)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from proxy.cache.keys import semantic_partition, semantic_text
+from proxy.cache.responses import semantic_body
+from proxy.semantic.embedders import HashEmbedder
+from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def proxy(upstream_mock: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with make_proxy(upstream_mock, clock, embedder=HashEmbedder(64)) as p:
+        yield p
+
+
+def answered(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """The n-th response says ``answer n``: a wrong hit shows."""
+    n = route.call_count + 1
+    return httpx.Response(200, json={
+        "id": f"resp_{n}", "object": "response", "status": "completed", "model": "gpt-test",
+        "output": [{"type": "message", "id": f"msg_{n}", "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": f"answer {n}",
+                                 "annotations": []}]}],
+        "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7},
+    })  # fmt: skip
+
+
+def ask(question: str, /, **fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-test", "input": question, "store": False, **fields}
+
+
+async def respond(proxy: Proxy, body: dict[str, Any], key: str = "sk-test-a") -> httpx.Response:
+    response = await proxy.client.post(
+        "/v1/responses", json=body, headers={"authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def text(response: httpx.Response) -> str:
+    value: str = response.json()["output"][0]["content"][0]["text"]
+    return value
+
+
+async def test_a_reworded_store_false_request_is_a_semantic_hit_streamed_or_not(
+    proxy: Proxy,
+) -> None:
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    first = await respond(proxy, ask(QUESTION))
+    hit = await respond(proxy, ask(SAME_WORDS))
+    assert first.headers["x-cache"] == "MISS"
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    assert float(hit.headers["x-cache-similarity"]) == pytest.approx(1.0, abs=1e-4)
+    exact = await respond(proxy, ask(QUESTION))
+    assert exact.headers["x-cache-lookup"] == "exact"
+    assert hit.headers["x-cache-entry-id"] == exact.headers["x-cache-entry-id"]
+    assert text(hit) == "answer 1"
+    streamed = await respond(proxy, ask(SAME_WORDS, stream=True))
+    assert streamed.headers["x-cache-lookup"] == "semantic"
+    assert b"response.completed" in streamed.content
+    assert b"answer 1" in streamed.content
+    assert route.call_count == 1
+
+
+async def test_input_items_and_instructions_are_read_as_chat_messages(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    as_items = {"role": "user", "content": [{"type": "input_text", "text": QUESTION}]}
+    await respond(proxy, ask("", input=[as_items], instructions="Be brief."))
+    hit = await respond(
+        proxy,
+        ask("", input=[{"type": "message", "role": "user", "content": SAME_WORDS}],
+            instructions="Be brief."),
+    )  # fmt: skip
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    assert route.call_count == 1
+
+
+async def test_a_request_that_lets_the_upstream_store_its_response_is_exact_only(
+    proxy: Proxy,
+) -> None:
+    """A hit would hand out the id of a response the upstream stored for other words: a client
+    continuing from it (previous_response_id) would carry on a conversation its user never had."""
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    pairs = [(QUESTION, SAME_WORDS), ("Who painted the Mona Lisa?", "the Mona Lisa painted who?")]
+    for store, (question, same_words) in zip(({}, {"store": True}), pairs, strict=True):
+        await respond(proxy, {"model": "gpt-test", "input": question, **store})
+        reworded = await respond(proxy, {"model": "gpt-test", "input": same_words, **store})
+        assert reworded.headers["x-cache"] == "MISS"
+        assert reworded.headers["x-cache-reason"] == "stored-response"
+    # Nor does a stored-response request find a store:false entry, nor the reverse.
+    await respond(proxy, ask("When was the Eiffel Tower built?"))
+    other = await respond(proxy, {"model": "gpt-test", "input": "the Eiffel Tower was built when?"})
+    assert other.headers["x-cache"] == "MISS"
+    assert route.call_count == 6
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({}, {"model": "gpt-other"}, id="model"),
+        pytest.param(
+            {"instructions": "Answer in French."}, {"instructions": "In German."}, id="instructions"
+        ),
+        pytest.param({}, {"instructions": "Answer in French."}, id="no-instructions"),
+        pytest.param({}, {"temperature": 0.2}, id="temperature"),
+        pytest.param(
+            {}, {"tools": [{"type": "function", "name": "f", "parameters": {}}]}, id="tools"
+        ),
+        pytest.param({}, {"text": {"format": {"type": "json_object"}}}, id="text-format"),
+        pytest.param({}, {"reasoning": {"effort": "high"}}, id="reasoning"),
+        pytest.param({}, {"max_output_tokens": 40}, id="max_output_tokens"),
+        pytest.param({"earlier": "Hi"}, {"earlier": "Hello"}, id="earlier-turns"),
+        pytest.param({"earlier": "Hi"}, {}, id="no-earlier-turns"),
+        pytest.param({"tool_output": "18 C"}, {"tool_output": "25 C"}, id="tool-output"),
+    ],
+)
+async def test_another_context_never_hits(
+    proxy: Proxy, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    await respond(proxy, in_context(QUESTION, first))
+    response = await respond(proxy, in_context(SAME_WORDS, second))
+    assert response.headers["x-cache"] == "MISS"
+    assert text(response) == "answer 2"
+    assert route.call_count == 2
+
+
+def in_context(question: str, context: dict[str, Any]) -> dict[str, Any]:
+    context = dict(context)
+    items: list[dict[str, Any]] = []
+    if "earlier" in context:
+        items += [
+            {"role": "user", "content": context.pop("earlier")},
+            {"role": "assistant", "content": "Hello!"},
+        ]
+    if "tool_output" in context:
+        items += [
+            {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": context.pop("tool_output")},
+        ]
+    return ask("", input=[*items, {"role": "user", "content": question}], **context)
+
+
+async def test_other_tenants_and_other_apis_never_hit(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    chat = proxy.upstream.post("/chat/completions").respond(
+        200, json={"id": "c", "object": "chat.completion", "model": "gpt-test", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "chat answer"},
+             "finish_reason": "stop"}]},
+    )  # fmt: skip
+    await respond(proxy, ask(QUESTION), key="sk-a")
+    assert (await respond(proxy, ask(SAME_WORDS), key="sk-b")).headers["x-cache"] == "MISS"
+    # A chat completion asked in the same words never gets a Responses entry, nor the reverse.
+    asked = await proxy.chat(chat_body(SAME_WORDS), authorization="Bearer sk-a")
+    assert asked.headers["x-cache"] == "MISS"
+    assert asked.json()["object"] == "chat.completion"
+    await proxy.chat(chat_body("Who wrote Hamlet?"), authorization="Bearer sk-a")
+    other = await respond(proxy, ask("Hamlet was written by who?"), key="sk-a")
+    assert other.headers["x-cache"] == "MISS"
+    assert route.call_count == 3
+    assert chat.call_count == 2
+
+
+async def test_a_last_item_that_is_not_user_text_is_exact_only(proxy: Proxy) -> None:
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    image = {"type": "input_image", "image_url": "https://example.test/a.png"}
+    for words in (QUESTION, SAME_WORDS):
+        body = ask("", input=[{"role": "user", "content": [
+            {"type": "input_text", "text": words}, image]}])  # fmt: skip
+        response = await respond(proxy, body)
+        assert response.headers["x-cache"] == "MISS"
+    assert response.headers["x-cache-reason"] == "no-user-text"
+    assert route.call_count == 2
+
+
+async def test_x_cache_semantic_off_and_shadow_mode_serve_nothing_semantic(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), semantic_mode="shadow"
+    ) as proxy:
+        route = proxy.upstream.post("/responses").mock(side_effect=answered)
+        await respond(proxy, ask(QUESTION))
+        shadow = await respond(proxy, ask(SAME_WORDS))
+        assert shadow.headers["x-cache"] == "MISS"
+        assert shadow.headers["x-cache-reason"] == "shadow"
+        assert shadow.headers["x-cache-shadow"] == "HIT"
+        off = await proxy.client.post(
+            "/v1/responses", json=ask("the capital is France of what?"),
+            headers={"authorization": "Bearer sk-test-a", "x-cache-semantic": "off"},
+        )  # fmt: skip
+        assert off.headers["x-cache-reason"] == "semantic-off"
+        assert route.call_count == 3
+
+
+def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition() -> None:
+    body = ask(
+        "", instructions="Be brief.", temperature=0.5,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Hi there"}]}],
+    )  # fmt: skip
+    chat = semantic_body(body)
+    assert chat is not None
+    assert chat["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi there"}]},
+    ]
+    assert semantic_text(chat, max_chars=100) == "Hi there"
+    assert "input" not in chat
+    assert "instructions" not in chat
+    base = semantic_partition("ns", chat, "e")
+    renamed = semantic_body({**body, "temperature": 0.6})
+    assert renamed is not None
+    assert semantic_partition("ns", renamed, "e") != base
+    as_chat_request = {k: v for k, v in chat.items() if not k.startswith("__")}
+    assert semantic_partition("ns", as_chat_request, "e") != base
+    assert semantic_body({**body, "store": True}) is None
+    assert semantic_body({k: v for k, v in body.items() if k != "store"}) is None
