@@ -17,6 +17,8 @@ that then leads a flight for a key that landed since looks in the cache once mor
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -107,6 +109,74 @@ class SingleFlight:
 
     def __len__(self) -> int:
         return len(self._flights)
+
+
+Publish = Callable[[Outcome | None], Awaitable[None]]
+EntryPublish = Callable[[Entry | None], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What single flight decided for a request whose lookup missed."""
+
+    outcome: Outcome | None = None
+    """Found while it waited or looked again: an entry to serve (``lookup`` says how it was
+    found), or the leader's upstream error."""
+    lookup: str = ""
+    publish: Publish | None = None
+    """Set when this request leads: it calls the upstream, then this once with what it stored
+    (or None), whatever happens; that frees its followers and the replica lock."""
+
+
+def entries_of(publish: Publish | None) -> EntryPublish | None:
+    """``publish`` for a route whose followers are served only a stored entry (an upstream
+    error is not handed on: each follower asks for itself)."""
+    if publish is None:
+        return None
+
+    async def publish_entry(entry: Entry | None) -> None:
+        await publish(None if entry is None else Outcome(entry=entry))
+
+    return publish_entry
+
+
+async def take_turn(
+    cache: Cache,
+    flights: SingleFlight,
+    key: str,
+    control: CacheControl,
+    landed: int,
+    *,
+    wait_seconds: float,
+) -> Turn:
+    """Follow the flight for ``key`` (waiting up to ``wait_seconds`` for its outcome), or lead
+    it: then look once more if a flight for it landed since ``landed`` (read before the
+    lookup), and on a store replicas share take the replica lock or wait for the replica that
+    holds it. An empty Turn: ask the upstream without publishing (the leader stored nothing)."""
+    flight, leads = flights.join(key)
+    if not leads:
+        outcome = await flight.wait(wait_seconds)
+        return Turn(outcome, "coalesced") if outcome is not None else Turn()
+    token = secrets.token_hex(8) if cache.shared else ""
+    try:
+        entry, lookup, locked = await before_leading(
+            cache, flights, key, control, landed, token, wait_seconds=wait_seconds
+        )
+    except BaseException:
+        flights.finish(key, flight, None)  # never leave a flight behind
+        raise
+    if entry is not None:
+        flights.finish(key, flight, Outcome(entry=entry))
+        return Turn(Outcome(entry=entry), lookup)
+    keeper = LockKeeper(cache, key, token, wait_seconds) if locked else None
+
+    async def publish(outcome: Outcome | None) -> None:
+        flights.finish(key, flight, outcome)
+        if keeper is not None:
+            keeper.stop()
+            await cache.unlock(key, token)
+
+    return Turn(publish=publish)
 
 
 class LockKeeper:

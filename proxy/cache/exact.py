@@ -9,20 +9,21 @@ serves both kinds of request. Concurrent identical misses make one upstream call
 (single flight, :mod:`proxy.cache.coalesce`): followers wait for the leader's stored answer and
 are served it (``X-Cache-Lookup: coalesced``); when the leader stores nothing (an error, a cut
 stream) each goes upstream on its own. A client that repeats the moment a stream's last event
-arrives, before the entry is stored, follows that flight too. (Across replicas these routes do
-not take chat's lock: each replica may call the upstream once.)
+arrives, before the entry is stored, follows that flight too. On a store replicas share, the
+leader takes chat's replica lock, and a replica that finds it taken waits for the entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.coalesce import Outcome, SingleFlight
+from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
@@ -41,7 +42,6 @@ from proxy.stores.guard import Cache
 from proxy.upstream import EventParser, Upstream, response_headers
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-Publish = Callable[[Entry | None], Awaitable[None]]
 
 
 class Joiner(Protocol):
@@ -116,6 +116,7 @@ class ExactPipeline:
                 self._upstream, response, extra_headers=cache_headers("BYPASS", reason=reason)
             )
         key = self.format.key(namespace, request.body)
+        landed = self._flights.landed
         reason = "no-cache"
         stale = False
         if control.lookup:
@@ -136,17 +137,13 @@ class ExactPipeline:
                                  similarity=found.hit.similarity)  # fmt: skip
             if control.lookup and not stale:
                 reason = _reason(self._semantic, as_chat, control, semantic, found)
-        publish: Publish | None = None
+        publish: EntryPublish | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
-            flight, leads = self._flights.join(key)
-            if not leads:
-                outcome = await flight.wait(self._coalesce_timeout_seconds)
-                if outcome is not None and outcome.entry is not None:
-                    return self._hit(outcome.entry, request, lookup="coalesced")
-            else:
-
-                async def publish(entry: Entry | None) -> None:
-                    self._flights.finish(key, flight, Outcome(entry=entry) if entry else None)
+            turn = await take_turn(self._cache, self._flights, key, control, landed,
+                                   wait_seconds=self._coalesce_timeout_seconds)  # fmt: skip
+            if turn.outcome is not None and turn.outcome.entry is not None:
+                return self._hit(turn.outcome.entry, request, lookup=turn.lookup)
+            publish = entries_of(turn.publish)
 
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
@@ -162,7 +159,8 @@ class ExactPipeline:
             body = await self._upstream.read(response)
         except BaseException:
             if publish is not None:
-                await publish(None)  # never leave a flight behind
+                with anyio.CancelScope(shield=True):
+                    await publish(None)  # never leave a flight (or the replica lock) behind
             raise
         status = response.status_code
         body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
@@ -189,7 +187,7 @@ class ExactPipeline:
         key: str,
         control: CacheControl,
         extra: list[tuple[bytes, bytes]],
-        publish: Publish | None,
+        publish: EntryPublish | None,
         semantic: SemanticQuery | None,
     ) -> Response:
         response = await self._upstream.post(url, headers, request.raw, decoded=False)

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.coalesce import Outcome, SingleFlight
-from proxy.cache.exact import Publish
+from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.keys import OLLAMA_ABSENT, SEMANTIC_MARK, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy
 from proxy.cache.ollama_stream import Joined, LineParser, replay
@@ -82,6 +82,7 @@ class OllamaPipeline:
             extra = cache_headers("BYPASS", reason=f"bypass:{control.reason}")
             return relay(self._upstream, response, extra_headers=extra)
         key = ollama_key(namespace, kind, body)
+        landed = self._flights.landed
         model = str(body.get("model", ""))
         reason = "no-cache"
         query: SemanticQuery | None = None
@@ -103,26 +104,23 @@ class OllamaPipeline:
                         return self._hit(kind, hit.entry, stream, age, route, model,
                                          similarity=hit.similarity)  # fmt: skip
                     reason = found.reason
-        publish: Publish | None = None
+        publish: EntryPublish | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
-            flight, leads = self._flights.join(key)
-            if not leads:
-                outcome = await flight.wait(self._coalesce_timeout_seconds)
-                if outcome is not None and outcome.entry is not None:
-                    age = self._cache.clock() - outcome.entry.created_at
-                    return self._hit(kind, outcome.entry, stream, age, route, model,
-                                     lookup="coalesced")  # fmt: skip
-            else:
-
-                async def publish(entry: Entry | None) -> None:
-                    self._flights.finish(key, flight, Outcome(entry=entry) if entry else None)
+            turn = await take_turn(self._cache, self._flights, key, control, landed,
+                                   wait_seconds=self._coalesce_timeout_seconds)  # fmt: skip
+            found_entry = None if turn.outcome is None else turn.outcome.entry
+            if found_entry is not None:
+                age = self._cache.clock() - found_entry.created_at
+                return self._hit(kind, found_entry, stream, age, route, model, lookup=turn.lookup)
+            publish = entries_of(turn.publish)
 
         try:
             return await self._miss(kind, key, raw, url, headers, stream, control, model, query,
                                     reason, route, publish)  # fmt: skip
         except BaseException:
             if publish is not None:
-                await publish(None)  # never leave a flight behind
+                with anyio.CancelScope(shield=True):
+                    await publish(None)  # never leave a flight (or the replica lock) behind
             raise
 
     async def _miss(
@@ -138,7 +136,7 @@ class OllamaPipeline:
         query: SemanticQuery | None,
         reason: str,
         route: str,
-        publish: Publish | None,
+        publish: EntryPublish | None,
     ) -> Response:
         stored: list[Entry] = []
 

@@ -8,15 +8,14 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.coalesce import LockKeeper, Outcome, SingleFlight, before_leading
+from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason
@@ -61,7 +60,7 @@ ROUTE = "chat"
 CHAT_PATH = "/chat/completions"
 # Response headers about the caller's own account: never handed to coalesced followers.
 _PER_CALLER_HEADERS = (b"set-cookie", b"openai-organization", b"openai-project", b"x-ratelimit-")
-Publish = Callable[[Outcome | None], Awaitable[None]]
+
 SSE_HEADERS: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
@@ -160,35 +159,15 @@ class ChatPipeline:
 
     async def _coalesced(self, miss: Miss, landed: int) -> Response:
         """One upstream call for concurrent identical misses (see :mod:`proxy.cache.coalesce`)."""
-        key = miss.key
-        flight, leads = self._flights.join(key)
-        if not leads:
-            followed = self._followed(await flight.wait(self._coalesce_timeout_seconds), miss)
-            return followed if followed is not None else await self._miss(miss, publish=None)
-        token = secrets.token_hex(8) if self._cache.shared else ""
-        try:
-            entry, lookup, locked = await before_leading(
-                self._cache, self._flights, miss.key, miss.control, landed, token,
-                wait_seconds=self._coalesce_timeout_seconds,
-            )  # fmt: skip
-        except BaseException:
-            self._flights.finish(key, flight, None)  # never leave a flight behind
-            raise
-        if entry is not None:
-            self._flights.finish(key, flight, Outcome(entry=entry))
-            hit = self._hit(entry, miss.chat, lookup=lookup)
-            if hit is not None:
-                return hit
-        keeper: LockKeeper | None = None
-        if locked:
-            keeper = LockKeeper(self._cache, key, token, self._coalesce_timeout_seconds)
-
-        async def publish(outcome: Outcome | None) -> None:
-            self._flights.finish(key, flight, outcome)
-            if keeper is not None:
-                keeper.stop()
-                await self._cache.unlock(key, token)
-
+        turn = await take_turn(self._cache, self._flights, miss.key, miss.control, landed,
+                               wait_seconds=self._coalesce_timeout_seconds)  # fmt: skip
+        if turn.outcome is not None:
+            followed = self._followed(turn.outcome, miss, turn.lookup)
+            if followed is not None:
+                return followed
+        publish = turn.publish
+        if publish is None:
+            return await self._miss(miss, publish=None)
         try:
             return await self._miss(miss, publish=publish)
         except HTTPError as exc:
@@ -199,9 +178,9 @@ class ChatPipeline:
                 await publish(None)
             raise
 
-    def _followed(self, outcome: Outcome | None, miss: Miss) -> Response | None:
+    def _followed(self, outcome: Outcome | None, miss: Miss, lookup: str) -> Response | None:
         if outcome is not None and outcome.entry is not None:
-            return self._hit(outcome.entry, miss.chat, lookup="coalesced")
+            return self._hit(outcome.entry, miss.chat, lookup=lookup)
         if outcome is not None and outcome.is_failure:
             self._metrics.request(ROUTE, "miss")
             extra = cache_headers("MISS", reason=miss.reason)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import anyio
 import httpx
+import orjson
 import pytest
 import redis
 from openai import AsyncOpenAI, OpenAI
@@ -168,6 +169,69 @@ async def test_concurrent_identical_requests_over_both_replicas_make_one_upstrea
     # A follower whose lookup ran after the entry landed is an exact hit; the rest waited.
     assert {a.lookup for a in hits} <= {"coalesced", "exact"}
     assert any(a.lookup == "coalesced" and a.replica != leader for a in hits)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {"input": "Q", "store": False}),
+        ("/v1/completions", {"prompt": "Q"}),
+        ("/api/chat", {"messages": [{"role": "user", "content": "Q"}], "stream": False}),
+        ("/api/generate", {"prompt": "Q", "stream": False}),
+    ],
+    ids=["responses", "completions", "ollama-chat", "ollama-generate"],
+)
+async def test_the_other_cached_routes_make_one_upstream_call_across_replicas_too(
+    start_replicas: StartReplicas,
+    fake_upstream: FakeUpstream,
+    redis_server: RedisServer,
+    path: str,
+    body: dict[str, object],
+) -> None:
+    """As for chat above: the leader's replica lock holds the other replica's requests until
+    the entry lands, then they are served it."""
+    n = 6
+    replicas = start_replicas()
+    asked = orjson.loads(orjson.dumps(body).replace(b'"Q"', orjson.dumps(question())))
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.config_resetstat()
+
+        def lock_polls() -> int:
+            return int(r.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+
+        async with httpx.AsyncClient(base_url=replicas.url, timeout=30) as client:
+            answers: list[httpx.Response] = []
+
+            async def one() -> None:
+                answers.append(
+                    await client.post(path, json={"model": "fake-hold", **asked},
+                                      headers={"authorization": "Bearer sk-replica-a"})
+                )  # fmt: skip
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(n):
+                    tg.start_soon(one)
+                await anyio.to_thread.run_sync(
+                    wait_for,
+                    f"{n} requests in flight, the other replica polling the lock",
+                    lambda: (
+                        replicas.balancer.in_flight() == n
+                        and fake_upstream.calls(path) == 1
+                        and lock_polls() > 0
+                    ),
+                )
+                fake_upstream.release.set()
+    assert fake_upstream.calls(path) == 1
+    assert [a.status_code for a in answers] == [200] * n
+    assert len({a.content for a in answers}) == 1
+    assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "HIT": n - 1}
+    assert {a.headers[REPLICA_HEADER] for a in answers} == {"r0", "r1"}
+    (leader,) = [a.headers[REPLICA_HEADER] for a in answers if a.headers["x-cache"] == "MISS"]
+    assert any(
+        a.headers.get("x-cache-lookup") == "coalesced" and a.headers[REPLICA_HEADER] != leader
+        for a in answers
+    )
 
 
 # -- (c) secrets and tenants --------------------------------------------------------------------

@@ -8,7 +8,8 @@ Behaviour is chosen by the request's ``model`` so it also works behind a proxy s
   OpenAI error body (chat and embeddings);
 * ``fake-length``, ``fake-empty``, ``fake-tools`` change the completion;
 * ``fake-slow`` sleeps ``slow_seconds`` first; ``fake-hold`` sends the first stream chunk and
-  then waits for ``release`` (a ``threading.Event``) to be set by the test;
+  then waits for ``release`` (a ``threading.Event``) to be set by the test (on completions,
+  responses and Ollama's chat and generate it waits before answering at all);
 * ``fake-cut`` drops the connection mid-body; ``fake-midstream-error`` streams a chunk and then
   an SSE ``error`` event.
 """
@@ -286,6 +287,9 @@ class FakeUpstream:
 
     async def _route(self, rec: RecordedRequest, chat_n: int) -> Response:
         method, path = rec.method, rec.path
+        held = (COMPLETIONS_PATH, RESPONSES_PATH, "/api/chat", "/api/generate")
+        if path in held and isinstance(rec.json, dict) and rec.json.get("model") == "fake-hold":
+            await self._hold()  # (chat holds after its first chunk: below)
         if path.startswith("/api/"):
             with self._lock:
                 n = sum(1 for r in self._requests if r.path == path)
