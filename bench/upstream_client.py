@@ -1,4 +1,5 @@
-"""CPU per upstream request of each candidate transport for httpx, sequential and concurrent.
+"""CPU per upstream request of each candidate transport for httpx, sequential and concurrent:
+httpx's own, httpx-aiohttp's (when installed) and semcache's (aiohttp's pool, the one it uses).
 
     .venv/bin/python bench/upstream_client.py [--requests N] [--concurrency C] [--json]
 
@@ -67,10 +68,13 @@ def transports() -> dict[str, Callable[[], httpx.AsyncBaseTransport]]:
     }
     try:
         from httpx_aiohttp import AiohttpTransport
-    except ImportError:
+    except ImportError:  # not a dependency: installed by hand to compare
         pass
     else:
         found["httpx-aiohttp"] = lambda: AiohttpTransport(limits=limits)
+    from proxy.upstream.transport import upstream_transport
+
+    found["semcache"] = lambda: upstream_transport("http://127.0.0.1", max_connections=100)
     return found
 
 

@@ -197,10 +197,22 @@ class Upstream:
         started = time.perf_counter()
         try:
             with self.errors():
-                request = httpx.Request(
-                    method, _parsed(url), headers=headers, content=content,
-                    extensions=self._extensions,
-                )  # fmt: skip
+                parsed = _parsed(url)
+                if isinstance(content, bytes):
+                    # The server-side form (``stream=``): httpx adds no header to fill in, and
+                    # semcache knows Host and the body's length already.
+                    length = b"%d" % len(content)
+                    request = httpx.Request(
+                        method, parsed, stream=httpx.ByteStream(content),
+                        headers=[*headers, (b"host", parsed.netloc), (b"content-length", length)],
+                        extensions=self._extensions,
+                    )  # fmt: skip
+                    request.read()
+                else:
+                    request = httpx.Request(
+                        method, parsed, headers=headers, content=content,
+                        extensions=self._extensions,
+                    )  # fmt: skip
                 response = _HttpxResponse(await self._transport.handle_async_request(request))
         except BaseException:
             release()
@@ -285,9 +297,9 @@ _FORBIDDEN = re.compile(rb"[\r\n\0]")
 
 def _classify(exc: httpx.HTTPError | aiohttp.ClientError) -> tuple[type[UpstreamError], str]:
     """What a transport error means for the client: 504 when the upstream was reached and did
-    not answer in time, else 502. httpx-aiohttp reports every aiohttp connection error (refused,
-    cut, timed out connecting) as ``httpx.ConnectTimeout``, so its cause decides; the few
-    aiohttp errors it leaves as they are (a malformed response) are aiohttp's own."""
+    not answer in time, else 502. The transport raises httpx's errors from aiohttp's, whose
+    cause decides (a dropped connection is a ``ReadError`` whenever it happens); the few aiohttp
+    errors httpx has no name for (a malformed response) stay aiohttp's own."""
     cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     if isinstance(cause, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout):
         return UpstreamUnreachableError, "connect timeout"

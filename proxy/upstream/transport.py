@@ -1,9 +1,15 @@
-"""The transport under httpx: aiohttp's connection pool (httpx-aiohttp), with one guard added.
+"""The transport under httpx: aiohttp's connection pool, with one guard added.
 
-Why aiohttp: it is the transport the openai SDK offers for load (``DefaultAioHttpClient``), and it
-costs the least CPU per request, by far at concurrency (``bench/upstream_client.py``; figures in
-pyproject.toml). aiohttp speaks HTTP/1.1 only; why semcache does without HTTP/2 to the upstream:
-the README, "The connection to the upstream".
+Why aiohttp: it is the pool the openai SDK offers for load (``DefaultAioHttpClient``, through
+httpx-aiohttp), and it costs the least CPU per request, by far at concurrency
+(``bench/upstream_client.py``; figures in pyproject.toml). :class:`AiohttpTransport` is the
+adapter, an ``httpx.AsyncBaseTransport`` (httpx's documented extension point) as httpx-aiohttp's
+is, minus what costs time on every miss and serves nothing here: it hands aiohttp the header list
+as it is (no merging of repeated fields into one), a parsed URL and a timeout made once, and maps
+aiohttp's errors only when one is raised (with the request built in httpx's server-side form by
+:class:`~proxy.upstream.client.Upstream`, a miss's upstream call costs 70-100 us less CPU than on
+httpx-aiohttp's; README, "Speed"). aiohttp speaks HTTP/1.1 only; why semcache does
+without HTTP/2 to the upstream: the README, "The connection to the upstream".
 
 The guard: a pooled connection must never hand one request the bytes of another. aiohttp parses
 whatever arrives, also on an idle connection or past the end of a response, and queues it as the
@@ -18,17 +24,19 @@ httpx does (``httpx.create_ssl_context``).
 
 from __future__ import annotations
 
+import functools
 import select
 import ssl
 import urllib.request
 import warnings
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import yarl
 
 # Below the 5 s idle timeout of uvicorn and Node servers: reusing a connection the server is
 # closing at that very moment would fail the request (a POST cannot be retried blindly).
@@ -76,7 +84,125 @@ def upstream_transport(
             trust_env=False,  # the proxy is chosen here, once, and httpx's TLS trust used
         )
 
-    return AiohttpTransport(proxy=None if proxy is None else httpx.Proxy(proxy), client=session)
+    return AiohttpTransport(session, proxy=None if proxy is None else httpx.Proxy(proxy))
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx requests sent on an aiohttp session, made by ``session`` in the running loop at the
+    first request. A request's ``timeout`` extension (httpx's: connect, read, write, pool) maps
+    to aiohttp's socket connect and read timeouts and its wait for a connection; aiohttp's
+    errors become httpx's (``from`` the original, which decides what the client is told)."""
+
+    def __init__(
+        self, session: Callable[[], aiohttp.ClientSession], *, proxy: httpx.Proxy | None = None
+    ) -> None:
+        self._make_session = session
+        self._session: aiohttp.ClientSession | None = None
+        self.proxy = proxy
+        self._proxy_options: dict[str, Any] = {}
+        if proxy is not None:
+            auth = None if proxy.auth is None else aiohttp.BasicAuth(*proxy.auth)
+            self._proxy_options = {"proxy": str(proxy.url), "proxy_auth": auth,
+                                   "proxy_headers": dict(proxy.headers) or None}  # fmt: skip
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session
+        if session is None:
+            session = self._session = self._make_session()
+        headers = request.headers.raw
+        data: Any
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:  # a body streamed from the client (passthrough)
+            data = request.stream
+            headers = [(k, v) for k, v in headers if k.lower() != b"transfer-encoding"]
+        timeout = request.extensions.get("timeout") or {}
+        try:
+            response = await session.request(
+                request.method,
+                _url(str(request.url)),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")),
+                **self._proxy_options,
+            )
+        except aiohttp.ClientError as exc:
+            raise httpx_error(exc) from exc
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+        return httpx.Response(
+            response.status, headers=response.raw_headers, stream=_Body(response),
+            request=request, extensions=extensions,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response's body as it arrives, each piece as soon as it is there."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise httpx_error(exc) from exc
+
+    async def aclose(self) -> None:
+        try:
+            self._response.release()
+            await self._response.wait_for_close()
+        except aiohttp.ClientError as exc:
+            raise httpx_error(exc) from exc
+
+
+# aiohttp's errors as httpx's, most specific first (as httpx-aiohttp maps them).
+_ERRORS: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], ...] = (
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.TimeoutException),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
+)
+
+
+def httpx_error(exc: aiohttp.ClientError) -> Exception:
+    """The httpx error for ``exc`` (raise it ``from exc``); one httpx does not name (a
+    malformed response) stays aiohttp's."""
+    for kind, mapped in _ERRORS:
+        if isinstance(exc, kind):
+            return mapped(str(exc) or type(exc).__name__)
+    return exc
+
+
+@functools.lru_cache(maxsize=256)
+def _url(url: str) -> yarl.URL:
+    """The upstream URLs repeat: each parsed once (httpx has encoded it already)."""
+    return yarl.URL(url, encoded=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
 
 
 def environment_proxy(url: str) -> str | None:

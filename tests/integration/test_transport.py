@@ -55,6 +55,8 @@ class Received:
     headers: dict[bytes, bytes]
     body: bytes
     connection: int
+    fields: list[tuple[bytes, bytes]]
+    """Every header field as it came, repeated ones included (``headers`` keeps the last)."""
 
 
 Respond = Callable[[Received, asyncio.StreamWriter], Awaitable[None]]
@@ -98,10 +100,12 @@ class ScriptedServer:
                 lines = head.split(b"\r\n")
                 method, target, _ = lines[0].split(b" ", 2)
                 headers = {}
+                fields = []
                 for line in lines[1:]:
                     if line:
                         name, _, value = line.partition(b":")
                         headers[name.strip().lower()] = value.strip()
+                        fields.append((name.strip().lower(), value.strip()))
                 if headers.get(b"transfer-encoding") == b"chunked":
                     body = b""
                     while True:
@@ -111,7 +115,7 @@ class ScriptedServer:
                             break
                 else:
                     body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-                request = Received(method, target, headers, body, number)
+                request = Received(method, target, headers, body, number, fields)
                 self.requests.append(request)
                 await self.respond(request, writer)
                 if writer.is_closing():
@@ -503,6 +507,21 @@ async def test_bodies_come_as_sent_and_headers_lower_cased(serve: Serve, client:
     assert r.content == packed  # decoding is the caller's choice (proxy.upstream does it)
     assert (r.headers["content-encoding"], r.headers["x-mixed-case"]) == ("gzip", "Kept")
     assert server.requests[0].headers.keys() == {b"host"}  # nothing added but Host
+
+
+async def test_repeated_request_headers_arrive_as_sent(serve: Serve, client: Client) -> None:
+    """Neither merged into one field nor reordered (httpx-aiohttp joined them with commas)."""
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(reply(b"{}"))
+        await writer.drain()
+
+    server = await serve(respond)
+    sent = [(b"x-trace", b"a"), (b"x-other", b"1"), (b"x-trace", b"b, c")]
+    await client.post(server.url + "/v1/chat/completions", content=b"{}", headers=sent)
+    fields = [f for f in server.requests[0].fields if f[0].startswith(b"x-")]
+    assert fields == sent
+    assert server.requests[0].headers[b"content-length"] == b"2"
 
 
 async def test_bytes_sent_while_idle_drop_the_connection(serve: Serve, client: Client) -> None:

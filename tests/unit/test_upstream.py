@@ -12,13 +12,11 @@ import multidict
 import orjson
 import pytest
 import yarl
-from httpx_aiohttp import AiohttpTransport
-from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
 from proxy.metrics import Metrics
 from proxy.upstream import Timeouts, Upstream
-from proxy.upstream.transport import upstream_transport
+from proxy.upstream.transport import AiohttpTransport, httpx_error, upstream_transport
 from tests.unit.harness import Proxy, chat_body, completion
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -126,14 +124,15 @@ def test_a_query_in_the_base_url_stays_a_query(
 def test_transport_errors_are_classified_by_their_cause(
     cause: aiohttp.ClientError, error: type[UpstreamError], label: str
 ) -> None:
-    """httpx-aiohttp turns all these but the last into httpx.ConnectTimeout (or ReadTimeout,
-    ReadError); what the client gets (504 for a read timeout, 502 else) follows the cause."""
+    """The transport turns all these but the last into httpx errors (ReadError, ConnectError,
+    ConnectTimeout, ReadTimeout); what the client gets (504 for a read timeout, 502 else)
+    follows the cause."""
     metrics = Metrics()
     upstream = Upstream(
         upstream_transport(URL), base_url=URL, api_key=None, metrics=metrics, timeouts=Timeouts()
     )
-    with pytest.raises(error), upstream.errors(), map_aiohttp_exceptions():
-        raise cause
+    with pytest.raises(error), upstream.errors():
+        raise httpx_error(cause) from cause
     assert metrics.upstream_errors == {label: 1}
 
 
