@@ -95,7 +95,7 @@ def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
     tokens, so two prompts differing further on would look identical to it.
     """
     last = body["messages"][-1]
-    if last.get("role") != "user":
+    if not isinstance(last, dict) or last.get("role") != "user":
         return None
     content = last.get("content")
     if isinstance(content, list):

@@ -187,6 +187,24 @@ async def test_a_last_item_that_is_not_user_text_is_exact_only(proxy: Proxy) -> 
     assert route.call_count == 2
 
 
+@pytest.mark.parametrize(
+    "given", [["a bare string"], [7], [{"role": "user", "content": QUESTION}, None]]
+)
+async def test_input_items_the_upstream_would_refuse_go_to_it_unjudged(
+    proxy: Proxy, given: list[Any]
+) -> None:
+    """Not semcache's to refuse (the upstream judges what it accepts), nor to crash on."""
+    route = proxy.upstream.post("/responses").respond(
+        400, json={"error": {"message": "bad input", "type": "invalid_request_error"}}
+    )
+    response = await proxy.client.post(
+        "/v1/responses", json=ask("", input=given), headers={"authorization": "Bearer sk-a"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "bad input"
+    assert route.call_count == 1
+
+
 async def test_x_cache_semantic_off_and_shadow_mode_serve_nothing_semantic(
     upstream_mock: respx.MockRouter, clock: FakeClock
 ) -> None:
