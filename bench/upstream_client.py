@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import multiprocessing
 import statistics
 import sys
@@ -66,12 +67,12 @@ def transports() -> dict[str, Callable[[], httpx.AsyncBaseTransport]]:
     found: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
         "httpx": lambda: httpx.AsyncHTTPTransport(limits=limits),
     }
-    try:
-        from httpx_aiohttp import AiohttpTransport
-    except ImportError:  # not a dependency: installed by hand to compare
+    try:  # not a dependency: installed by hand to compare (pip install httpx-aiohttp)
+        other = importlib.import_module("httpx_aiohttp").AiohttpTransport
+    except ImportError:
         pass
     else:
-        found["httpx-aiohttp"] = lambda: AiohttpTransport(limits=limits)
+        found["httpx-aiohttp"] = lambda: other(limits=limits)
     from proxy.upstream.transport import upstream_transport
 
     found["semcache"] = lambda: upstream_transport("http://127.0.0.1", max_connections=100)

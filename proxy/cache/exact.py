@@ -24,7 +24,7 @@ import orjson
 from starlette.responses import Response
 
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
-from proxy.cache.miss import entry_meta, exact_copy
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
     JSON,
@@ -135,8 +135,7 @@ class ExactPipeline:
             if found.hit is not None:
                 return self._hit(found.hit.entry, request, lookup="semantic",
                                  similarity=found.hit.similarity)  # fmt: skip
-            if control.lookup and not stale:
-                reason = _reason(self._semantic, as_chat, control, semantic, found)
+            reason = miss_reason(self._semantic, as_chat, control, stale, semantic, found)
         publish: EntryPublish | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
             turn = await take_turn(self._cache, self._flights, key, control, landed,
@@ -287,22 +286,3 @@ class ExactPipeline:
         assert isinstance(completion, dict)  # only dicts are stored
         body = self.format.replay(completion, request)
         return raw_response(body, 200, [*SSE_HEADERS, *headers])
-
-
-def _reason(
-    semantic: SemanticCache,
-    as_chat: dict[str, Any] | None,
-    control: CacheControl,
-    query: SemanticQuery | None,
-    found: Lookup,
-) -> str:
-    """``X-Cache-Reason`` of a miss after an exact and a semantic lookup."""
-    if not semantic.enabled:
-        return "semantic-off"
-    if as_chat is None:
-        return "stored-response"
-    if query is None:
-        return semantic.skipped(as_chat)
-    if not control.semantic:
-        return "semantic-off"
-    return found.reason

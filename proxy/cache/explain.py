@@ -69,7 +69,7 @@ async def explain(
             "entry_id": hit.entry.id,
             "similarity": round(hit.similarity, 4),
         }
-    reason = miss_reason(semantic, chat, control, stale, query, found)
+    reason = miss_reason(semantic, chat.body, control, stale, query, found)
     return out | {"decision": "MISS", "reason": reason, "shadow_hit": found.shadow_hit}
 
 

@@ -44,19 +44,23 @@ class Miss:
 
 def miss_reason(
     semantic_cache: SemanticCache,
-    chat: ChatRequest,
+    body: dict[str, Any] | None,
     control: CacheControl,
     stale: bool,
     semantic: SemanticQuery | None,
     found: Lookup,
 ) -> str:
-    """``X-Cache-Reason`` of a miss: the step that ended the lookup."""
+    """``X-Cache-Reason`` of a miss: the step that ended the lookup. ``body`` is the request
+    as a chat body (semantic lookups read it so); None when its route matches it exactly only
+    (a Responses API request whose response the upstream stores)."""
     if not control.lookup:
         return "no-cache"
     if stale:
         return "stale"
     if semantic is None:
-        return semantic_cache.skipped(chat.body)
+        if body is None:
+            return "stored-response" if semantic_cache.enabled else "semantic-off"
+        return semantic_cache.skipped(body)
     if not control.semantic:
         return "semantic-off"
     return found.reason

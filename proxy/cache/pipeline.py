@@ -133,7 +133,7 @@ class ChatPipeline:
                     self._audit(found.candidate, chat, url, headers, semantic=True)
                     return hit
 
-        reason = miss_reason(self._semantic, chat, control, stale, semantic, found)
+        reason = miss_reason(self._semantic, chat.body, control, stale, semantic, found)
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         miss = Miss(url, headers, chat, key, namespace, control, semantic, found, reason)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:

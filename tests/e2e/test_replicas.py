@@ -9,8 +9,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import httpx
@@ -22,7 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.conftest import StartReplicas
 from tests.support.balancer import REPLICA_HEADER
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import CHAT_PATH, FakeUpstream
 from tests.support.redis_server import RedisServer
 from tests.support.replicas import ReplicaSet
 
@@ -115,6 +116,39 @@ def test_an_answer_from_one_replica_is_a_hit_on_the_other(
 # -- (b) single flight across replicas ----------------------------------------------------------
 
 
+async def held_burst(
+    replicas: ReplicaSet,
+    fake_upstream: FakeUpstream,
+    redis_server: RedisServer,
+    n: int,
+    one: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    path: str = CHAT_PATH,
+) -> None:
+    """``n`` concurrent calls of ``one``, the upstream holding its answer (``fake-hold``) until
+    all n are in flight at the replicas at once (HAProxy's count), one upstream call was made
+    and the other replica is polling the leader's lock (Redis counts its EXISTS calls)."""
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.config_resetstat()
+
+        def lock_polls() -> int:
+            return int(r.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+            await anyio.to_thread.run_sync(
+                wait_for,
+                f"{n} requests in flight, the other replica polling the lock",
+                lambda: (
+                    replicas.balancer.in_flight() == n
+                    and fake_upstream.calls(path) == 1
+                    and lock_polls() > 0
+                ),
+            )
+            fake_upstream.release.set()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_concurrent_identical_requests_over_both_replicas_make_one_upstream_call(
@@ -123,41 +157,21 @@ async def test_concurrent_identical_requests_over_both_replicas_make_one_upstrea
     redis_server: RedisServer,
     stream: bool,
 ) -> None:
-    """What ``proxy/coalesce.py`` promises: concurrent identical misses make one upstream call,
-    across replicas too (the leader holds a lock in Redis; a replica that finds it taken waits
-    for the entry). The upstream holds its one answer (``fake-hold``) until all N requests are
-    in flight at the replicas at once (HAProxy's count) and the other replica is polling the
-    leader's lock (Redis counts its EXISTS calls); only then is it released."""
+    """What ``proxy/cache/coalesce.py`` promises: concurrent identical misses make one upstream
+    call, across replicas too (the leader holds a lock in Redis; a replica that finds it taken
+    waits for the entry)."""
     n = 8
     replicas = start_replicas()
     q = question()
-    with redis.Redis.from_url(redis_server.url) as r:
-        r.config_resetstat()
+    answers: list[Answer] = []
+    async with AsyncOpenAI(
+        base_url=replicas.base_url, api_key="sk-replica-a", max_retries=0, timeout=30
+    ) as client:
 
-        def lock_polls() -> int:
-            return int(r.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+        async def one() -> None:
+            answers.append(await ask_async(client, q, "fake-hold", stream=stream))
 
-        async with AsyncOpenAI(
-            base_url=replicas.base_url, api_key="sk-replica-a", max_retries=0, timeout=30
-        ) as client:
-            answers: list[Answer] = []
-
-            async def one() -> None:
-                answers.append(await ask_async(client, q, "fake-hold", stream=stream))
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(n):
-                    tg.start_soon(one)
-                await anyio.to_thread.run_sync(
-                    wait_for,
-                    f"{n} requests in flight, the other replica polling the lock",
-                    lambda: (
-                        replicas.balancer.in_flight() == n
-                        and fake_upstream.calls() == 1
-                        and lock_polls() > 0
-                    ),
-                )
-                fake_upstream.release.set()
+        await held_burst(replicas, fake_upstream, redis_server, n, one)
     assert fake_upstream.calls() == 1
     assert len(answers) == n
     assert {a.content for a in answers} == {f"answer 1: {q}"}
@@ -194,34 +208,16 @@ async def test_the_other_cached_routes_make_one_upstream_call_across_replicas_to
     n = 6
     replicas = start_replicas()
     asked = orjson.loads(orjson.dumps(body).replace(b'"Q"', orjson.dumps(question())))
-    with redis.Redis.from_url(redis_server.url) as r:
-        r.config_resetstat()
+    answers: list[httpx.Response] = []
+    async with httpx.AsyncClient(base_url=replicas.url, timeout=30) as client:
 
-        def lock_polls() -> int:
-            return int(r.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+        async def one() -> None:
+            answers.append(
+                await client.post(path, json={"model": "fake-hold", **asked},
+                                  headers={"authorization": "Bearer sk-replica-a"})
+            )  # fmt: skip
 
-        async with httpx.AsyncClient(base_url=replicas.url, timeout=30) as client:
-            answers: list[httpx.Response] = []
-
-            async def one() -> None:
-                answers.append(
-                    await client.post(path, json={"model": "fake-hold", **asked},
-                                      headers={"authorization": "Bearer sk-replica-a"})
-                )  # fmt: skip
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(n):
-                    tg.start_soon(one)
-                await anyio.to_thread.run_sync(
-                    wait_for,
-                    f"{n} requests in flight, the other replica polling the lock",
-                    lambda: (
-                        replicas.balancer.in_flight() == n
-                        and fake_upstream.calls(path) == 1
-                        and lock_polls() > 0
-                    ),
-                )
-                fake_upstream.release.set()
+        await held_burst(replicas, fake_upstream, redis_server, n, one, path=path)
     assert fake_upstream.calls(path) == 1
     assert [a.status_code for a in answers] == [200] * n
     assert len({a.content for a in answers}) == 1
