@@ -23,13 +23,13 @@ from starlette.responses import Response
 
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.keys import OLLAMA_ABSENT, SEMANTIC_MARK, ollama_key
-from proxy.cache.miss import entry_meta, exact_copy
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
-from proxy.semantic.lookup import SemanticCache, SemanticQuery
+from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import Upstream, header, response_headers
@@ -84,26 +84,31 @@ class OllamaPipeline:
         key = ollama_key(namespace, kind, body)
         landed = self._flights.landed
         model = str(body.get("model", ""))
-        reason = "no-cache"
-        query: SemanticQuery | None = None
+        entry = None
         if control.lookup:
             entry = await self._cache.get(key)
             age = 0.0 if entry is None else self._cache.clock() - entry.created_at
             if entry is not None and is_fresh(age, control):
                 return self._hit(kind, entry, stream, age, route, model)
-            reason = "no-entry" if entry is None else "stale"
-            if kind == "chat" and entry is None:
-                semantic_body = {k: v for k, v in body.items() if v not in OLLAMA_ABSENT}
-                semantic_body[SEMANTIC_MARK] = kind
-                query = await self._semantic.query(semantic_body, namespace=namespace, api_key=None)
-                if query is not None and control.semantic:
-                    found = await self._semantic.lookup(query, control, model=model)
-                    if found.hit is not None:
-                        hit = found.hit
-                        age = self._cache.clock() - hit.entry.created_at
-                        return self._hit(kind, hit.entry, stream, age, route, model,
-                                         similarity=hit.similarity)  # fmt: skip
-                    reason = found.reason
+        stale = entry is not None
+        query: SemanticQuery | None = None
+        found = Lookup()
+        as_chat = None
+        if kind == "chat":  # as on /v1/chat/completions: the vector goes with the answer
+            as_chat = {k: v for k, v in body.items() if v not in OLLAMA_ABSENT}
+            as_chat[SEMANTIC_MARK] = kind
+            query = await self._semantic.query(as_chat, namespace=namespace, api_key=None)
+            if query is not None and control.lookup and control.semantic:
+                found = await self._semantic.lookup(query, control, model=model)
+                if found.hit is not None:
+                    hit = found.hit
+                    age = self._cache.clock() - hit.entry.created_at
+                    return self._hit(kind, hit.entry, stream, age, route, model,
+                                     similarity=hit.similarity)  # fmt: skip
+        if as_chat is not None:
+            reason = miss_reason(self._semantic, as_chat, control, stale, query, found)
+        else:
+            reason = "stale" if stale else ("no-entry" if control.lookup else "no-cache")
         publish: EntryPublish | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
             turn = await take_turn(self._cache, self._flights, key, control, landed,

@@ -65,10 +65,10 @@ def _checked(kind: str, raw: bytes) -> dict[str, Any] | None:
     if not isinstance(model, str) or not model.strip():
         raise BadRequestError("model is required")
     needed = body.get(NEEDS[kind])
+    if needed is None or needed == "" or needed == []:
+        return None  # chat without messages loads the model (Ollama's docs/api.md)
     if kind == "chat" and not isinstance(needed, list):
         raise BadRequestError("messages must be an array")
-    if needed is None or needed == "" or needed == []:
-        return None
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequestError("stream must be a boolean")

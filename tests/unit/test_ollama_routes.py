@@ -1,0 +1,73 @@
+"""Ollama's native routes: what is passed through untouched, and why a chat missed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import respx
+
+from proxy.semantic.embedders import HashEmbedder
+from tests.unit.harness import FakeClock, make_proxy
+
+pytestmark = pytest.mark.anyio
+
+OLLAMA = "http://upstream.test/api"
+CHAT = {"model": "m", "created_at": "t", "message": {"role": "assistant", "content": "Paris."},
+        "done": True, "done_reason": "stop", "eval_count": 2, "prompt_eval_count": 7}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"model": "llama3.2"}, {"model": "llama3.2", "messages": []},
+     {"model": "llama3.2", "messages": None, "keep_alive": 0}],
+    ids=["no-messages", "empty", "unload"],
+)  # fmt: skip
+async def test_a_chat_without_messages_loads_the_model_upstream(
+    clock: FakeClock, body: dict[str, Any]
+) -> None:
+    """Ollama loads (or unloads) the model for a chat without messages (docs/api.md): not
+    semcache's to refuse, nor to cache."""
+    loaded = {"model": "llama3.2", "created_at": "t", "message": {"role": "assistant",
+              "content": ""}, "done_reason": "load", "done": True}  # fmt: skip
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(200, json=loaded)
+        async with make_proxy(router, clock) as p:
+            for _ in range(2):
+                response = await p.client.post("/api/chat", json=body)
+                assert response.status_code == 200
+                assert response.json()["done_reason"] == "load"
+    assert route.call_count == 2
+
+
+async def test_messages_that_are_not_an_array_are_a_400_never_sent(clock: FakeClock) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock) as p:
+            response = await p.client.post("/api/chat", json={"model": "m", "messages": "hi"})
+    assert (response.status_code, response.json()) == (400, {"error": "messages must be an array"})
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("embedder", "last", "reason"),
+    [
+        (None, {"role": "user", "content": "What is the capital of France?"}, "semantic-off"),
+        (HashEmbedder(64), {"role": "tool", "content": "18 C"}, "no-user-text"),
+        (HashEmbedder(64), {"role": "user", "content": "What is the capital of France?"},
+         "no-entry"),
+    ],
+    ids=["no-embedder", "tool-result", "nothing-near"],
+)  # fmt: skip
+async def test_a_chat_miss_says_why_as_on_chat_completions(
+    clock: FakeClock, embedder: HashEmbedder | None, last: dict[str, Any], reason: str
+) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock, embedder=embedder) as p:
+            body = {"model": "m", "stream": False, "messages": [last]}
+            response = await p.client.post("/api/chat", json=body)
+            fresh = {"cache-control": "no-cache"}
+            again = await p.client.post("/api/chat", json=body, headers=fresh)
+    assert (response.headers["x-cache"], response.headers["x-cache-reason"]) == ("MISS", reason)
+    assert again.headers["x-cache-reason"] == "no-cache"
