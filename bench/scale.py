@@ -22,14 +22,20 @@ Figures per shape:
   medians); ``cluster_hit_latency_ratio`` is the cluster's over standalone's.
 
 ``--shapes standalone`` (or ``cluster``) builds and measures one shape only (at 1M a shape's
-build takes over an hour on a 2-core machine); the hit ratio needs both. Progress goes to stderr.
+build takes over an hour and a half on a 2-core machine); the hit ratio needs both. Progress goes
+to stderr. A standalone build is kept as an RDB snapshot in ``$TMPDIR/semcache-bench/`` (with its
+build figures beside it) and loaded by later runs of the same size (``scale_standalone_from_
+snapshot``), so a 1M lookup can be measured again in minutes; ``--rebuild`` ignores it. Entries
+live 7 days (the default TTL): a build never outlasts them.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lookup import PARTITION, PREFIX, fill_vector_set, measure, unit_rows  # noqa: E402
+from bench.scaling import CACHE_DIR  # noqa: E402
 from proxy.stores.base import Entry, pack_entry  # noqa: E402
 from proxy.stores.redis import RedisStore  # noqa: E402
 from proxy.stores.vectorset import VECTOR_SET  # noqa: E402
@@ -52,7 +59,11 @@ from tests.support.redis_topologies import RedisClusterSet  # noqa: E402
 
 BATCH = 1000
 BODY = b'{"choices":[{"message":{"content":"' + b"x" * 1000 + b'"}}]}'
-TTL_MS = 3_600_000
+TTL_MS = 7 * 24 * 3_600_000
+"""An entry outlives the build (a 1M build takes ~100 min here; an hour's TTL expired the first
+entries before they were read) and a kept snapshot's first week."""
+SNAPSHOT_VERSION = 1
+"""Changes with the entry or vector format."""
 ROUNDS = 5
 
 
@@ -78,20 +89,25 @@ async def fill_entries(client: aioredis.Redis | RedisCluster, n: int) -> None:
         await pipe.execute()
 
 
-async def hit_latency(store: RedisStore, n: int, gets: int) -> float:
+async def hit_latency(store: RedisStore, n: int, gets: int) -> float | None:
+    """The median read of random stored entries; None when one of them is gone."""
     rng = np.random.default_rng(1)
     samples = []
     for i in rng.integers(n, size=gets):
         started = time.perf_counter()
         got = await store.get(key(int(i)))
         samples.append((time.perf_counter() - started) * 1000)
-        assert got is not None
+        if got is None:  # expired or evicted: the reads would time misses
+            return None
     return statistics.median(samples)
 
 
-async def build_and_search(
-    url: str, store: RedisStore, *, cluster: bool, rows: np.ndarray[Any, Any], queries: int
-) -> dict[str, float]:
+def snapshot_path(n: int, dims: int) -> Path:
+    return CACHE_DIR / f"scale-v{SNAPSHOT_VERSION}-{n}x{dims}.rdb"
+
+
+async def build(url: str, *, cluster: bool, rows: np.ndarray[Any, Any]) -> dict[str, float]:
+    """Write the N entries and rows; the build's figures."""
     n = len(rows)
     admin: aioredis.Redis | RedisCluster = (
         RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
@@ -114,11 +130,29 @@ async def build_and_search(
         grown = await used_memory(admin) - before
     finally:
         await admin.aclose()
-    lookup = await measure(store, rows, queries, seed=n)
+    return {"build_seconds": round(build, 1), "bytes_per_entry": round(grown / n)}
+
+
+async def keep(url: str, snapshot: Path, figures: dict[str, float]) -> None:
+    """Save the standalone server's data as ``snapshot``, its build figures beside it."""
+    client = aioredis.Redis.from_url(url, socket_timeout=3600)
+    try:
+        await client.save()
+        directory = Path(str((await client.config_get("dir"))["dir"]))
+    finally:
+        await client.aclose()
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = snapshot.with_suffix(".partial")
+    shutil.copy(directory / "dump.rdb", partial)
+    partial.replace(snapshot)
+    snapshot.with_suffix(".json").write_bytes(orjson.dumps(figures))
+    progress(f"kept as {snapshot}")
+
+
+async def search(store: RedisStore, rows: np.ndarray[Any, Any], queries: int) -> dict[str, float]:
+    lookup = await measure(store, rows, queries, seed=len(rows))
     progress("lookups measured")
     return {
-        "build_seconds": round(build, 1),
-        "bytes_per_entry": round(grown / n),
         "lookup_p50_ms": round(lookup["p50_ms"], 3),
         "lookup_p99_ms": round(lookup["p99_ms"], 3),
         "lookup_found_share": lookup["found_share"],
@@ -130,7 +164,7 @@ def progress(message: str) -> None:
 
 
 async def run(
-    entries: int, dims: int, queries: int, gets: int, shapes: tuple[str, ...]
+    entries: int, dims: int, queries: int, gets: int, shapes: tuple[str, ...], rebuild: bool
 ) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
@@ -141,36 +175,62 @@ async def run(
         "scale_dims": dims,
         "scale_vectors": "random unit vectors",
     }
-    with RedisServer(binary) as server, RedisClusterSet(binary) as cluster:
-        standalone = RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=5.0)
-        clustered = RedisStore.from_url(
-            cluster.url, prefix=PREFIX, timeout_seconds=5.0, cluster=True
-        )
-        try:
-            for name, url, store in (
-                ("standalone", server.url, standalone),
-                ("cluster", cluster.url, clustered),
-            ):
-                if name not in shapes:
-                    continue
-                progress(f"{name}: building")
-                figures = await build_and_search(
-                    url, store, cluster=store is clustered, rows=rows, queries=queries
-                )
-                out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
-            # Exact-hit reads, the shapes interleaved in rounds so that both see the same load
-            # on a shared machine; each figure is the median of its rounds' medians.
-            stores = {"standalone": standalone, "cluster": clustered}
-            rounds: dict[str, list[float]] = {name: [] for name in shapes}
-            for _ in range(ROUNDS):
+    snapshot = snapshot_path(entries, dims)
+    reuse = "standalone" in shapes and snapshot.exists() and not rebuild
+    loaded: tuple[str, ...] = ()
+    workdir = Path(tempfile.mkdtemp(prefix="semcache-scale-"))
+    if reuse:
+        shutil.copy(snapshot, workdir / "dump.rdb")
+        loaded = ("--dir", str(workdir), "--dbfilename", "dump.rdb")
+    rounds: dict[str, list[float]] = {name: [] for name in shapes}
+    try:
+        with (
+            RedisServer(binary, extra_args=loaded, ready_timeout=1800) as server,
+            RedisClusterSet(binary) as cluster,
+        ):
+            stores = {
+                "standalone": RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=5.0),
+                "cluster": RedisStore.from_url(
+                    cluster.url, prefix=PREFIX, timeout_seconds=5.0, cluster=True
+                ),
+            }
+            urls = {"standalone": server.url, "cluster": cluster.url}
+            try:
                 for name in shapes:
-                    rounds[name].append(await hit_latency(stores[name], entries, gets))
-        finally:
-            await standalone.close()
-            await clustered.close()
+                    if name == "standalone" and reuse:
+                        figures = orjson.loads(snapshot.with_suffix(".json").read_bytes())
+                        progress(f"standalone: loaded {snapshot}")
+                    else:
+                        progress(f"{name}: building")
+                        figures = await build(urls[name], cluster=name == "cluster", rows=rows)
+                        if name == "standalone":
+                            await keep(server.url, snapshot, figures)
+                    figures |= await search(stores[name], rows, queries)
+                    out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
+                    out[f"scale_{name}_from_snapshot"] = name == "standalone" and reuse
+                    progress(f"{name}: {orjson.dumps(figures).decode()}")
+                # Exact-hit reads, the shapes interleaved in rounds so that both see the same
+                # load on a shared machine; each figure is the median of its rounds' medians.
+                for _ in range(ROUNDS):
+                    for name in shapes:
+                        median = await hit_latency(stores[name], entries, gets)
+                        if median is not None:
+                            rounds[name].append(median)
+            finally:
+                for store in stores.values():
+                    await store.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     for name, samples in rounds.items():
-        out[f"scale_{name}_hit_p50_ms"] = round(statistics.median(samples), 4)
-    if len(shapes) == 2:
+        if len(samples) < ROUNDS:
+            out[f"scale_{name}_hit_p50_ms"] = None
+            out[f"scale_{name}_hit_error"] = "stored entries were gone (expired or evicted)"
+        else:
+            out[f"scale_{name}_hit_p50_ms"] = round(statistics.median(samples), 4)
+    if len(shapes) == 2 and None not in (
+        out["scale_cluster_hit_p50_ms"],
+        out["scale_standalone_hit_p50_ms"],
+    ):
         out["cluster_hit_latency_ratio"] = round(
             out["scale_cluster_hit_p50_ms"] / out["scale_standalone_hit_p50_ms"], 2
         )
@@ -186,12 +246,13 @@ def main() -> None:
     parser.add_argument(
         "--shapes", default="standalone,cluster", help="comma-separated: standalone, cluster"
     )
+    parser.add_argument("--rebuild", action="store_true", help="ignore a kept snapshot")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shapes = tuple(name for name in ("standalone", "cluster") if name in args.shapes.split(","))
     if not shapes:
         parser.error("--shapes: standalone, cluster or both")
-    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets, shapes)
+    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets, shapes, args.rebuild)
     if args.json:
         print(orjson.dumps(results).decode())
         return
