@@ -8,7 +8,7 @@ is, minus what costs time on every miss and serves nothing here: it hands aiohtt
 as it is (no merging of repeated fields into one), a parsed URL and a timeout made once, and maps
 aiohttp's errors only when one is raised (with the request built in httpx's server-side form by
 :class:`~proxy.upstream.client.Upstream`, a miss's upstream call costs 70-100 us less CPU than on
-httpx-aiohttp's; README, "Speed"). aiohttp speaks HTTP/1.1 only; why semcache does
+httpx-aiohttp's; README, "Performance"). aiohttp speaks HTTP/1.1 only; why semcache does
 without HTTP/2 to the upstream: the README, "The connection to the upstream".
 
 The guard: a pooled connection must never hand one request the bytes of another. aiohttp parses
