@@ -19,7 +19,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+
+from tests.support.lifecycle import Started
 
 from .ports import free_port
 
@@ -44,7 +45,7 @@ def find_haproxy() -> str | None:
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
 
 
-class Balancer:
+class Balancer(Started):
     """HAProxy on a free port, round-robin over ``servers`` (name -> port on 127.0.0.1)."""
 
     def __init__(
@@ -161,17 +162,6 @@ class Balancer:
                     self._proc.wait()
             self._proc = None
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Balancer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def config(

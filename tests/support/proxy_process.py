@@ -11,15 +11,16 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn
 
 import httpx
 
+from tests.support.lifecycle import Started
+
 from .ports import free_port
 
 
-class ProxyProcess:
+class ProxyProcess(Started):
     def __init__(
         self,
         upstream_url: str,
@@ -124,14 +125,3 @@ class ProxyProcess:
         """Stop and delete the captured output."""
         self.stop()
         shutil.rmtree(self._logs, ignore_errors=True)
-
-    def __enter__(self) -> ProxyProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -10,12 +10,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tests.support.lifecycle import Started
 
 from .ports import free_port
 
@@ -51,7 +52,7 @@ def find_redis_server() -> str | None:
     return None
 
 
-class RedisServer:
+class RedisServer(Started):
     """One ``redis-server`` on a free loopback port, without persistence.
 
     ``stop``/``kill``/``pause`` simulate outages; ``start``/``restart``/``ensure_running``
@@ -186,14 +187,3 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

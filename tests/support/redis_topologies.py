@@ -8,11 +8,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tests.support.lifecycle import Started
 
 from .ports import free_port
 from .redis_server import RedisServer
@@ -43,7 +44,7 @@ def _node_id(node: RedisServer) -> str:
         return str(client.execute_command("CLUSTER", "MYID").decode())
 
 
-class RedisClusterSet:
+class RedisClusterSet(Started):
     """Masters with ``cluster-enabled yes``, slots split evenly (``CLUSTER ADDSLOTSRANGE``) and
     joined with ``CLUSTER MEET``; no replicas."""
 
@@ -140,17 +141,6 @@ class RedisClusterSet:
         for node in self.nodes:
             node.close()
 
-    def __enter__(self) -> RedisClusterSet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class SentinelProcess:
     """``redis-server <conf> --sentinel`` on a free port, monitoring one master."""
@@ -198,7 +188,7 @@ class SentinelProcess:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class SentinelSet:
+class SentinelSet(Started):
     """One master, one replica and three sentinels (quorum 2)."""
 
     def __init__(self, binary: str) -> None:
@@ -295,14 +285,3 @@ class SentinelSet:
         if self.replica is not None:
             self.replica.close()
         self.master.close()
-
-    def __enter__(self) -> SentinelSet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
+
+from tests.support.lifecycle import Started
 
 from .balancer import Balancer
 from .proxy_process import ProxyProcess
 
 
-class ReplicaSet:
+class ReplicaSet(Started):
     """Replicas ``r0``, ``r1``... each a ``semcache serve`` subprocess on ``redis_url``, and the
     balancer in front. ``env`` applies to every replica, ``envs[i]`` to replica ``i`` only."""
 
@@ -64,14 +65,3 @@ class ReplicaSet:
         self.balancer.close()
         for proxy in self.proxies.values():
             proxy.close()
-
-    def __enter__(self) -> ReplicaSet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
