@@ -13,6 +13,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from proxy.http.handlers import FAILING_AFTER
 from proxy.stores.vectorset import VECTOR_SET
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.load import Load, PromptMix, Result, client_for, wait_until
@@ -155,7 +156,12 @@ async def test_sentinel_failover_under_load_fails_no_request_and_caching_resumes
     during = [r for r in load.results if started <= r.started < switched]
     assert len(during) >= 20, "too little load during the failover"
     assert resumed, "no cache hits within 10 s of the failover"
-    assert health["status"] == "ok"
+    # The new master answers; the failover's own errors still count for a minute (FAILING_AFTER
+    # of them, and /healthz says "failing", as documented): how many there were depends on how
+    # long the sentinels took, so the status follows the count rather than being fixed here.
+    errors = health["store_errors_last_minute"]
+    assert health["store"] == ("ok" if errors < FAILING_AFTER else "failing")
+    assert health["status"] == ("ok" if errors < FAILING_AFTER else "degraded")
 
 
 def hits(results: list[Result]) -> int:
