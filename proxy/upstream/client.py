@@ -197,28 +197,30 @@ class Upstream:
         started = time.perf_counter()
         try:
             with self.errors():
-                parsed = _parsed(url)
-                if isinstance(content, bytes):
-                    # The server-side form (``stream=``): httpx adds no header to fill in, and
-                    # semcache knows Host and the body's length already.
-                    length = b"%d" % len(content)
-                    request = httpx.Request(
-                        method, parsed, stream=httpx.ByteStream(content),
-                        headers=[*headers, (b"host", parsed.netloc), (b"content-length", length)],
-                        extensions=self._extensions,
-                    )  # fmt: skip
-                    request.read()
-                else:
-                    request = httpx.Request(
-                        method, parsed, headers=headers, content=content,
-                        extensions=self._extensions,
-                    )  # fmt: skip
+                request = self._request(method, url, headers, content)
                 response = _HttpxResponse(await self._transport.handle_async_request(request))
         except BaseException:
             release()
             raise
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
         return response if release is _nothing else _SlotResponse(response, release)
+
+    def _request(self, method: str, url: str, headers: Headers, content: Content) -> httpx.Request:
+        """A body in bytes goes in httpx's server-side form (``stream=``): semcache knows Host
+        and the body's length, so httpx has no header to fill in. A streamed one httpx frames."""
+        parsed = _parsed(url)
+        if not isinstance(content, bytes):
+            return httpx.Request(
+                method, parsed, headers=headers, content=content, extensions=self._extensions
+            )
+        length = b"%d" % len(content)
+        request = httpx.Request(
+            method, parsed, stream=httpx.ByteStream(content),
+            headers=[*headers, (b"host", parsed.netloc), (b"content-length", length)],
+            extensions=self._extensions,
+        )  # fmt: skip
+        request.read()  # the transport hands aiohttp ``request.content``
+        return request
 
     async def _take_slot(self, slots: anyio.Semaphore) -> Callable[[], None]:
         if slots.value == 0:
