@@ -388,6 +388,57 @@ def sample(metrics: str, outcome: str) -> int:
 # -- (e) a replica killed mid-run ----------------------------------------------------------------
 
 
+class KeptAsking:
+    """Three clients asking ``warm`` (a hit) over and over, and one asking ``held`` of a
+    ``fake-hold`` model, each on its own thread: what they were served and every failure (an
+    error, a wrong answer) is recorded."""
+
+    def __init__(self, replicas: ReplicaSet, warm: str, held: str) -> None:
+        self._replicas = replicas
+        self._warm = warm
+        self._held = held
+        self.failures: list[str] = []
+        self.served: list[str] = []
+        """The replica that answered each hit, in order."""
+        self.held_answer: list[Answer] = []
+        self._stop = threading.Event()
+        self._askers = [threading.Thread(target=self._keep_asking) for _ in range(3)]
+        self._holder = threading.Thread(target=self._ask_held)
+
+    def hold(self) -> None:
+        self._holder.start()
+
+    def ask(self) -> None:
+        for t in self._askers:
+            t.start()
+
+    def stop(self) -> None:
+        """Once the held answer is released."""
+        self._stop.set()
+        for t in [*self._askers, self._holder]:
+            if t.ident is not None:
+                t.join(30)
+
+    def _keep_asking(self) -> None:
+        with sdk(self._replicas) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = ask(client, self._warm)
+                except Exception as exc:  # every failure is recorded, none may happen
+                    self.failures.append(f"{exc!r} ({exc.__cause__!r})")
+                    continue
+                if answer.content != f"answer 1: {self._warm}":
+                    self.failures.append(f"wrong answer {answer}")
+                self.served.append(answer.replica)
+
+    def _ask_held(self) -> None:
+        with sdk(self._replicas) as client:
+            try:
+                self.held_answer.append(ask(client, self._held, "fake-hold"))
+            except Exception as exc:
+                self.failures.append(f"held request: {exc!r}")
+
+
 def test_a_killed_replica_is_taken_out_and_no_request_fails(
     start_replicas: StartReplicas, fake_upstream: FakeUpstream
 ) -> None:
@@ -409,41 +460,15 @@ def test_a_killed_replica_is_taken_out_and_no_request_fails(
     with sdk(replicas) as client:
         assert ask(client, warm).cache == "MISS"
 
-    failures: list[str] = []
-    served: list[str] = []
-    stop = threading.Event()
-
-    def keep_asking() -> None:
-        with sdk(replicas) as client:
-            while not stop.is_set():
-                try:
-                    answer = ask(client, warm)
-                except Exception as exc:  # every failure is recorded, none may happen
-                    failures.append(f"{exc!r} ({exc.__cause__!r})")
-                    continue
-                if answer.content != f"answer 1: {warm}":
-                    failures.append(f"wrong answer {answer}")
-                served.append(answer.replica)
-
-    held_answer: list[Answer] = []
-
-    def ask_held() -> None:
-        with sdk(replicas) as client:
-            try:
-                held_answer.append(ask(client, held, "fake-hold"))
-            except Exception as exc:
-                failures.append(f"held request: {exc!r}")
-
-    askers = [threading.Thread(target=keep_asking) for _ in range(3)]
-    holder = threading.Thread(target=ask_held)
-    holder.start()
+    load = KeptAsking(replicas, warm, held)
+    served = load.served
+    load.hold()
     try:
         stats = replicas.balancer.stats
         wait_for("the held request reached the upstream", lambda: fake_upstream.calls() == 2)
         (victim,) = [n for n in replicas.proxies if int(stats()[n]["scur"]) == 1]
         survivor = next(n for n in replicas.proxies if n != victim)
-        for t in askers:
-            t.start()
+        load.ask()
         wait_for("both replicas served hits", lambda: {"r0", "r1"} <= set(served))
         replicas.proxies[victim].send_signal(signal.SIGKILL)
         replicas.proxies[victim].wait(5)
@@ -455,13 +480,10 @@ def test_a_killed_replica_is_taken_out_and_no_request_fails(
         after_down = len(served)
         wait_for("50 more hits", lambda: len(served) >= after_down + 50)
     finally:
-        stop.set()
         fake_upstream.release.set()
-        for t in [*askers, holder]:
-            if t.ident is not None:
-                t.join(30)
-    assert failures == []
-    assert held_answer == [Answer(survivor, "MISS", "", f"answer 3: {held}")]
+        load.stop()
+    assert load.failures == []
+    assert load.held_answer == [Answer(survivor, "MISS", "", f"answer 3: {held}")]
     assert set(served[after_down:]) == {survivor}
     retried = replicas.balancer.stats()[victim]
     assert int(retried["wretr"]) + int(retried["wredis"]) > 0
@@ -481,39 +503,15 @@ def test_a_replica_stopped_gracefully_finishes_its_request_and_no_request_fails(
     with sdk(replicas) as client:
         assert ask(client, warm).cache == "MISS"
 
-    failures: list[str] = []
-    served: list[str] = []
-    stop = threading.Event()
-
-    def keep_asking() -> None:
-        with sdk(replicas) as client:
-            while not stop.is_set():
-                try:
-                    answer = ask(client, warm)
-                except Exception as exc:  # every failure is recorded, none may happen
-                    failures.append(f"{exc!r} ({exc.__cause__!r})")
-                    continue
-                served.append(answer.replica)
-
-    held_answer: list[Answer] = []
-
-    def ask_held() -> None:
-        with sdk(replicas) as client:
-            try:
-                held_answer.append(ask(client, held, "fake-hold"))
-            except Exception as exc:
-                failures.append(f"held request: {exc!r}")
-
-    askers = [threading.Thread(target=keep_asking) for _ in range(3)]
-    holder = threading.Thread(target=ask_held)
-    holder.start()
+    load = KeptAsking(replicas, warm, held)
+    served = load.served
+    load.hold()
     try:
         stats = replicas.balancer.stats
         wait_for("the held request reached the upstream", lambda: fake_upstream.calls() == 2)
         (stopping,) = [n for n in replicas.proxies if int(stats()[n]["scur"]) == 1]
         other = next(n for n in replicas.proxies if n != stopping)
-        for t in askers:
-            t.start()
+        load.ask()
         wait_for("both replicas served hits", lambda: {"r0", "r1"} <= set(served))
         replicas.proxies[stopping].send_signal(signal.SIGTERM)
         replicas.balancer.wait_until(stopping, "DOWN")
@@ -522,14 +520,11 @@ def test_a_replica_stopped_gracefully_finishes_its_request_and_no_request_fails(
         exit_code = replicas.proxies[stopping].wait(DEADLINE_SECONDS)
         wait_for("50 more hits", lambda: len(served) >= after_down + 50)
     finally:
-        stop.set()
         fake_upstream.release.set()
-        for t in [*askers, holder]:
-            if t.ident is not None:
-                t.join(30)
-    assert failures == []
+        load.stop()
+    assert load.failures == []
     # uvicorn re-raises the signal it handled once it has shut down (see test_fault_load.py).
     assert exit_code == -signal.SIGTERM
-    assert held_answer == [Answer(stopping, "MISS", "", f"answer 2: {held}")]
+    assert load.held_answer == [Answer(stopping, "MISS", "", f"answer 2: {held}")]
     assert set(served[after_down:]) == {other}
     assert fake_upstream.calls() == 2
