@@ -27,6 +27,14 @@ to stderr. A standalone build is kept as an RDB snapshot in ``$TMPDIR/semcache-b
 build figures beside it) and loaded by later runs of the same size (``scale_standalone_from_
 snapshot``), so a 1M lookup can be measured again in minutes; ``--rebuild`` ignores it. Entries
 live 7 days (the default TTL): a build never outlasts them.
+
+With a kept snapshot the cluster shape is not built again either: one master loads the snapshot
+and two thirds of the slots move to the other two, keys and all, as ``redis-cli --cluster
+reshard`` moves them (``scale_cluster_spread_seconds``, ``scale_cluster_keys_per_master``); the
+partition's vector set stays where its slot is. That is the layout a build through the cluster
+leaves, and its build time is the standalone one (``scale_cluster_build_seconds_standalone``):
+a partition's rows go into one vector set on one master either way, and that insertion is
+nearly all of a build.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,6 +158,58 @@ async def keep(url: str, snapshot: Path, figures: dict[str, float]) -> None:
     progress(f"kept as {snapshot}")
 
 
+def _place(snapshot: Path, path: Path) -> None:
+    """A server's copy of the kept snapshot: a hard link where the file system allows (a
+    server replaces its dump file when it saves; it never writes into it)."""
+    try:
+        path.hardlink_to(snapshot)
+    except OSError:
+        shutil.copy(snapshot, path)
+
+
+async def spread(cluster: RedisClusterSet, n: int, snapshot: Path) -> dict[str, Any]:
+    """The cluster shape from the standalone snapshot: its first master loaded the N entries
+    and the partition's vector set; two thirds of the slots and their entries move to the other
+    masters (``MIGRATE``), the vector set's slot stays. What a build through the cluster would
+    leave, without its second hour: the rows go into one vector set on one master either way,
+    so the HNSW insertion, nearly all of a build, is the standalone's (its figure is given)."""
+    progress("cluster: loaded the standalone snapshot on one master; moving slots")
+    empty = await _used_memory_of(cluster.nodes[1].url)
+    started = time.perf_counter()
+    await anyio.to_thread.run_sync(
+        lambda: cluster.spread(keep_slot=key_slot((PREFIX + VECTOR_SET + PARTITION).encode()))
+    )
+    moved = time.perf_counter() - started
+    progress(f"cluster: slots moved in {moved:.0f} s")
+    used = sum([await _used_memory_of(node.url) for node in cluster.nodes])
+    keys = [await _dbsize_of(node.url) for node in cluster.nodes]
+    progress(f"cluster: keys per master {keys}")
+    standalone = orjson.loads(snapshot.with_suffix(".json").read_bytes())
+    return {
+        "build_seconds": None,
+        "build_seconds_standalone": standalone["build_seconds"],
+        "spread_seconds": round(moved, 1),
+        "bytes_per_entry": round((used - len(cluster.nodes) * empty) / n),
+        "keys_per_master": keys,
+    }
+
+
+async def _dbsize_of(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return int(await client.dbsize())
+    finally:
+        await client.aclose()
+
+
+async def _used_memory_of(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return await used_memory(client)
+    finally:
+        await client.aclose()
+
+
 async def search(store: RedisStore, rows: np.ndarray[Any, Any], queries: int) -> dict[str, float]:
     lookup = await measure(store, rows, queries, seed=len(rows))
     progress("lookups measured")
@@ -176,17 +237,24 @@ async def run(
         "scale_vectors": "random unit vectors",
     }
     snapshot = snapshot_path(entries, dims)
-    reuse = "standalone" in shapes and snapshot.exists() and not rebuild
+    kept = snapshot.exists() and not rebuild
+    reuse = "standalone" in shapes and kept
+    seeded = "cluster" in shapes and kept
     loaded: tuple[str, ...] = ()
     workdir = Path(tempfile.mkdtemp(prefix="semcache-scale-"))
     if reuse:
-        shutil.copy(snapshot, workdir / "dump.rdb")
+        _place(snapshot, workdir / "dump.rdb")
         loaded = ("--dir", str(workdir), "--dbfilename", "dump.rdb")
+    seed = None
+    if seeded:
+        (workdir / "cluster").mkdir()
+        seed = workdir / "cluster" / "dump.rdb"
+        _place(snapshot, seed)
     rounds: dict[str, list[float]] = {name: [] for name in shapes}
     try:
         with (
             RedisServer(binary, extra_args=loaded, ready_timeout=1800) as server,
-            RedisClusterSet(binary) as cluster,
+            RedisClusterSet(binary, seed=seed, ready_timeout=1800) as cluster,
         ):
             stores = {
                 "standalone": RedisStore.from_url(server.url, prefix=PREFIX, timeout_seconds=5.0),
@@ -200,6 +268,8 @@ async def run(
                     if name == "standalone" and reuse:
                         figures = orjson.loads(snapshot.with_suffix(".json").read_bytes())
                         progress(f"standalone: loaded {snapshot}")
+                    elif name == "cluster" and seeded:
+                        figures = await spread(cluster, entries, snapshot)
                     else:
                         progress(f"{name}: building")
                         figures = await build(urls[name], cluster=name == "cluster", rows=rows)
@@ -207,7 +277,7 @@ async def run(
                             await keep(server.url, snapshot, figures)
                     figures |= await search(stores[name], rows, queries)
                     out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
-                    out[f"scale_{name}_from_snapshot"] = name == "standalone" and reuse
+                    out[f"scale_{name}_from_snapshot"] = reuse if name == "standalone" else seeded
                     progress(f"{name}: {orjson.dumps(figures).decode()}")
                 # Exact-hit reads, the shapes interleaved in rounds so that both see the same
                 # load on a shared machine; each figure is the median of its rounds' medians.

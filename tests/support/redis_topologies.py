@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -19,6 +21,8 @@ from .ports import free_port
 from .redis_server import RedisServer
 
 SLOTS = 16384
+SLOT_KEYS_MAX = 1_000_000
+"""``CLUSTER GETKEYSINSLOT``'s count when moving a slot: all of its keys at once."""
 SERVICE = "semcache-master"
 CLUSTER_ARGS = (
     "--cluster-enabled", "yes",
@@ -39,6 +43,31 @@ def _client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
+def _unclaimed(port: int, first: int, last: int) -> list[tuple[int, int]]:
+    """The ranges of slots first..last that no node serves yet (a node that loaded keys has
+    claimed their slots at start)."""
+    with _client(port) as client:
+        slots = client.execute_command("CLUSTER", "SLOTS")
+    taken = sorted((int(r[0]), int(r[1])) for r in slots)
+    out, low = [], first
+    for start, end in taken:
+        if start > low and low <= last:
+            out.append((low, min(start - 1, last)))
+        low = max(low, end + 1)
+    if low <= last:
+        out.append((low, last))
+    return out
+
+
+def _each(client: redis.Redis, slots: range, command: str, *args: object) -> list[Any]:
+    """``CLUSTER <command> <slot> <args...>`` for every slot, pipelined; the replies."""
+    pipe: Any
+    with client.pipeline(transaction=False) as pipe:
+        for slot in slots:
+            pipe.execute_command("CLUSTER", command, slot, *args)
+        return list(pipe.execute())
+
+
 def _node_id(node: RedisServer) -> str:
     with _client(node.port) as client:
         return str(client.execute_command("CLUSTER", "MYID").decode())
@@ -48,12 +77,34 @@ class RedisClusterSet(Started):
     """Masters with ``cluster-enabled yes``, slots split evenly (``CLUSTER ADDSLOTSRANGE``) and
     joined with ``CLUSTER MEET``; no replicas."""
 
-    def __init__(self, binary: str, *, masters: int = 3) -> None:
+    def __init__(
+        self,
+        binary: str,
+        *,
+        masters: int = 3,
+        seed: Path | None = None,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        """``seed``: an RDB file (a standalone server's data) the first node loads; it then
+        serves every slot until :meth:`spread` moves the others' shares to them, keys and all."""
         self.bus_ports = [free_port() for _ in range(masters)]
+        self.seed = seed
+        loads: tuple[str, ...] = ()
+        if seed is not None:
+            loads = ("--dir", str(seed.parent), "--dbfilename", seed.name)
         # The bus port defaults to port + 10000, out of range for a high free port.
         self.nodes = [
-            RedisServer(binary, extra_args=(*CLUSTER_ARGS, "--cluster-port", str(bus_port)))
-            for bus_port in self.bus_ports
+            RedisServer(
+                binary,
+                extra_args=(
+                    *CLUSTER_ARGS,
+                    "--cluster-port",
+                    str(bus_port),
+                    *(loads if i == 0 else ()),
+                ),
+                ready_timeout=ready_timeout,
+            )
+            for i, bus_port in enumerate(self.bus_ports)
         ]
 
     @property
@@ -71,16 +122,62 @@ class RedisClusterSet(Started):
     def _start(self) -> RedisClusterSet:
         for node in self.nodes:
             node.start()
-        count = len(self.nodes)
-        for i, node in enumerate(self.nodes):
-            first, last = i * SLOTS // count, (i + 1) * SLOTS // count - 1
-            with _client(node.port) as client:
-                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        shares = self._shares()
+        if self.seed is not None:  # the first node serves every slot; it claimed those with keys
+            shares = [(0, SLOTS - 1)] + [(1, 0)] * (len(self.nodes) - 1)
+        for node, (first, last) in zip(self.nodes, shares, strict=True):
+            for low, high in _unclaimed(node.port, first, last):
+                with _client(node.port) as client:
+                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
         with _client(self.nodes[0].port) as client:
             for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
                 client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
         wait_until(self._ready, "cluster_state:ok on every node")
         return self
+
+    def _shares(self) -> list[tuple[int, int]]:
+        """The even split: each node's first and last slot."""
+        count = len(self.nodes)
+        return [(i * SLOTS // count, (i + 1) * SLOTS // count - 1) for i in range(count)]
+
+    def spread(self, keep_slot: int) -> None:
+        """A seeded cluster: every other node gets an even share of the slots, and their keys,
+        moved as ``redis-cli --cluster reshard`` moves them (IMPORTING, MIGRATING, ``MIGRATE``,
+        ``SETSLOT NODE``). The first node keeps the share holding ``keep_slot`` (a key too large
+        to move, say a vector set of a million rows)."""
+        shares = self._shares()
+        kept = next(i for i, (first, last) in enumerate(shares) if first <= keep_slot <= last)
+        shares.insert(0, shares.pop(kept))
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(redis.Redis(host="127.0.0.1", port=n.port, socket_timeout=600))
+                for n in self.nodes
+            ]
+            ids = [str(c.execute_command("CLUSTER", "MYID").decode()) for c in clients]
+            for target in range(1, len(self.nodes)):
+                first, last = shares[target]
+                slots = range(first, last + 1)
+                _each(clients[target], slots, "SETSLOT", "IMPORTING", ids[0])
+                _each(clients[0], slots, "SETSLOT", "MIGRATING", ids[target])
+                for start in range(first, last + 1, 256):  # pipelined, a slot at a time
+                    chunk = range(start, min(start + 256, last + 1))
+                    found = _each(clients[0], chunk, "GETKEYSINSLOT", SLOT_KEYS_MAX)
+                    with clients[0].pipeline(transaction=False) as pipe:
+                        for keys in found:
+                            if keys:
+                                pipe.execute_command(
+                                    "MIGRATE", "127.0.0.1", self.nodes[target].port, "", 0,
+                                    600_000, "KEYS", *keys,
+                                )  # fmt: skip
+                        pipe.execute()
+                for client in sorted(clients, key=lambda c: c is not clients[target]):
+                    _each(client, slots, "SETSLOT", "NODE", ids[target])
+        wait_until(
+            lambda: all(
+                self._owner_seen_by(n, shares[1][0]) == self.nodes[1].port for n in self.nodes
+            ),
+            "every node to agree on the moved slots",
+        )
 
     def _ready(self) -> bool:
         for node in self.nodes:
