@@ -111,6 +111,12 @@ def table(r: dict[str, Any], out: TextIO, targets: Iterable[Target]) -> None:
             cells.append(f"{fmt(r.get(p50))} / {fmt(r.get(p99))}" if p50 in r else "-")
         extra = f"{fmt(r.get(added[0]), 3)} / {fmt(r.get(added[1]), 3)}" if added else ""
         line(f"  {label:<20}" + "".join(f"{c:>16}" for c in cells) + f"{extra:>24}")
+    if "miss_added_p50_ms_floor" in r:
+        line(
+            f"  a bare relay (bench/relay_floor.py) adds {fmt(r['miss_added_p50_ms_floor'], 3)} ms"
+            f" to a miss and {fmt(r.get('ttfb_added_ms_floor'), 3)} ms to a streamed TTFB: the"
+            " hop itself"
+        )
     for key in ("semantic_hit", "semantic_hit_redis"):
         if isinstance(r.get(key), str):
             line(f"  {key}: {r[key]}")

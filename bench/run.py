@@ -15,6 +15,8 @@ faster. Then it measures:
   reordered, checked by ``x-cache-lookup: semantic``) at concurrency 1;
 - misses with unique prompts through the proxy vs the fake upstream direct, at concurrency 1;
 - streamed time to first byte: miss vs direct, and hit;
+- both of those through ``bench/relay_floor.py`` too, a bare relay served the same way: what
+  the extra hop alone adds here (``miss_added_p50_ms_floor``, ``ttfb_added_ms_floor``);
 - store scaling (``bench/scaling.py``, a process per store and size, once the servers are gone):
   ``Store.get`` and ``Store.nearest`` latency and memory per entry with ~1 KB completions;
 - the learned verifier (``bench/verifier_cost.py``): time per candidate beyond the embedding
@@ -195,6 +197,22 @@ def servers(redis_binary: str | None) -> Iterator[dict[str, Any]]:
                 f"http://127.0.0.1:{port}/healthz",
             )
         )
+        # The bare relay of bench/relay_floor.py: what the extra hop alone costs a miss.
+        floor_port = free_port()
+        stack.enter_context(
+            Service(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.relay_floor",
+                    "--port",
+                    str(floor_port),
+                    "--upstream",
+                    upstream.url,
+                ],
+                f"http://127.0.0.1:{floor_port}/healthz",
+            )
+        )
         proxies = {"memory": stack.enter_context(ProxyProcess(upstream.url))}
         redis: RedisServer | None = None
         if redis_binary is not None:
@@ -203,6 +221,7 @@ def servers(redis_binary: str | None) -> Iterator[dict[str, Any]]:
         yield {
             "upstream": upstream.url,
             "baseline": (f"http://127.0.0.1:{port}/v1", baseline.pid),
+            "floor": f"http://127.0.0.1:{floor_port}/v1",
             "proxies": proxies,
             "redis_url": None if redis is None else redis.url,
         }
@@ -226,7 +245,9 @@ def run(
         pids = {"baseline": s["baseline"][1]} | {n: proxy_pid(p) for n, p in proxies.items()}
         log("exact hits (c64 throughput, c1 latency), interleaved rounds")
         results |= exact_hits(generator, plan, bases, pids, proxies)
-        direct = {"direct": s["upstream"]} | {n: p.base_url for n, p in proxies.items()}
+        direct = {"direct": s["upstream"], "floor": s["floor"]} | {
+            n: p.base_url for n, p in proxies.items()
+        }
         log("misses (c1, unique prompts), proxy vs direct")
         results |= misses(generator, plan, direct)
         log("streamed time to first byte")

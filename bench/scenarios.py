@@ -171,6 +171,10 @@ def misses(generator: Generator, plan: Plan, bases: dict[str, str]) -> dict[str,
     return out
 
 
+UNCACHED = ("direct", "floor")
+"""Bases without a cache: the upstream itself and bench/relay_floor.py's bare relay."""
+
+
 def first_byte(client: httpx.Client, base: str, body: bytes) -> tuple[float, httpx.Headers]:
     """Seconds to the first body byte of a streamed request; the stream is read to its end."""
     started = time.perf_counter()
@@ -189,7 +193,7 @@ def streaming(plan: Plan, bases: dict[str, str]) -> dict[str, Any]:
     then a hit on each proxy."""
     run_id = uuid.uuid4().hex[:8]
     ttfb: dict[str, list[float]] = {name: [] for name in bases}
-    hit: dict[str, list[float]] = {name: [] for name in bases if name != "direct"}
+    hit: dict[str, list[float]] = {name: [] for name in bases if name not in UNCACHED}
     with httpx.Client(timeout=30) as client:
         for name, base in bases.items():  # warm up
             first_byte(client, base, chat(f"warm {run_id} {name}", stream=True))
@@ -207,6 +211,8 @@ def streaming(plan: Plan, bases: dict[str, str]) -> dict[str, Any]:
         "ttfb_direct_p50_ms": median(ttfb["direct"]),
         "ttfb_direct_p99_ms": percentile(ttfb["direct"], 0.99),
     }
+    if "floor" in ttfb:
+        out["ttfb_added_ms_floor"] = median(ttfb["floor"]) - out["ttfb_direct_p50_ms"]
     for name in hit:
         suffix = "" if name == "memory" else f"_{name}"
         out[f"ttfb_miss_p50_ms_{name}"] = median(ttfb[name])
