@@ -113,7 +113,7 @@ def table(r: dict[str, Any], out: TextIO, targets: Iterable[Target]) -> None:
         line(f"  {label:<20}" + "".join(f"{c:>16}" for c in cells) + f"{extra:>24}")
     if "miss_added_p50_ms_floor" in r:
         line(
-            f"  a bare relay (bench/relay_floor.py) adds {fmt(r['miss_added_p50_ms_floor'], 3)} ms"
+            f"  a null proxy (bench/floor.py) adds {fmt(r['miss_added_p50_ms_floor'], 3)} ms"
             f" to a miss and {fmt(r.get('ttfb_added_ms_floor'), 3)} ms to a streamed TTFB: the"
             " hop itself"
         )

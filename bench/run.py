@@ -15,8 +15,9 @@ faster. Then it measures:
   reordered, checked by ``x-cache-lookup: semantic``) at concurrency 1;
 - misses with unique prompts through the proxy vs the fake upstream direct, at concurrency 1;
 - streamed time to first byte: miss vs direct, and hit;
-- both of those through ``bench/relay_floor.py`` too, a bare relay served the same way: what
-  the extra hop alone adds here (``miss_added_p50_ms_floor``, ``ttfb_added_ms_floor``);
+- both of those through ``bench/floor.py``'s null proxy too (served the same way, semcache's
+  HTTP client, no cache logic): what the extra hop alone adds on the machine measuring
+  (``miss_added_p50_ms_floor``, ``ttfb_added_ms_floor``);
 - store scaling (``bench/scaling.py``, a process per store and size, once the servers are gone):
   ``Store.get`` and ``Store.nearest`` latency and memory per entry with ~1 KB completions;
 - the learned verifier (``bench/verifier_cost.py``): time per candidate beyond the embedding
@@ -197,19 +198,11 @@ def servers(redis_binary: str | None) -> Iterator[dict[str, Any]]:
                 f"http://127.0.0.1:{port}/healthz",
             )
         )
-        # The bare relay of bench/relay_floor.py: what the extra hop alone costs a miss.
+        # bench/floor.py's null proxy: what the extra hop alone costs a miss.
         floor_port = free_port()
         stack.enter_context(
             Service(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.relay_floor",
-                    "--port",
-                    str(floor_port),
-                    "--upstream",
-                    upstream.url,
-                ],
+                [sys.executable, "-m", "bench.floor", "--serve", str(floor_port), upstream.url],
                 f"http://127.0.0.1:{floor_port}/healthz",
             )
         )

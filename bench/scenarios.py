@@ -172,7 +172,7 @@ def misses(generator: Generator, plan: Plan, bases: dict[str, str]) -> dict[str,
 
 
 UNCACHED = ("direct", "floor")
-"""Bases without a cache: the upstream itself and bench/relay_floor.py's bare relay."""
+"""Bases without a cache: the upstream itself and bench/floor.py's null proxy."""
 
 
 def first_byte(client: httpx.Client, base: str, body: bytes) -> tuple[float, httpx.Headers]:
