@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.lookup import PARTITION, PREFIX, fill_vector_set, measure, unit_rows  # noqa: E402
 from bench.scaling import CACHE_DIR  # noqa: E402
+from proxy.stores import vectorset  # noqa: E402
 from proxy.stores.base import Entry, pack_entry  # noqa: E402
 from proxy.stores.redis import RedisStore  # noqa: E402
 from proxy.stores.vectorset import VECTOR_SET  # noqa: E402
@@ -210,14 +211,27 @@ async def _used_memory_of(url: str) -> int:
         await client.aclose()
 
 
-async def search(store: RedisStore, rows: np.ndarray[Any, Any], queries: int) -> dict[str, float]:
-    lookup = await measure(store, rows, queries, seed=len(rows))
+async def search(
+    store: RedisStore, rows: np.ndarray[Any, Any], queries: int, efs: tuple[int, ...]
+) -> dict[str, float]:
+    """``nearest`` at the shipped search width, then at each of ``efs`` (other ``VSIM EF``
+    values, for the recall they buy against time: ``lookup_ef<N>_*``)."""
+    out: dict[str, float] = {}
+    shipped = vectorset.SEARCH_EF
+    try:
+        for ef in (shipped, *efs):
+            vectorset.SEARCH_EF = ef
+            lookup = await measure(store, rows, queries, seed=len(rows))
+            name = "lookup" if ef == shipped and "lookup_p50_ms" not in out else f"lookup_ef{ef}"
+            out |= {
+                f"{name}_p50_ms": round(lookup["p50_ms"], 3),
+                f"{name}_p99_ms": round(lookup["p99_ms"], 3),
+                f"{name}_found_share": lookup["found_share"],
+            }
+    finally:
+        vectorset.SEARCH_EF = shipped
     progress("lookups measured")
-    return {
-        "lookup_p50_ms": round(lookup["p50_ms"], 3),
-        "lookup_p99_ms": round(lookup["p99_ms"], 3),
-        "lookup_found_share": lookup["found_share"],
-    }
+    return out
 
 
 def progress(message: str) -> None:
@@ -225,7 +239,13 @@ def progress(message: str) -> None:
 
 
 async def run(
-    entries: int, dims: int, queries: int, gets: int, shapes: tuple[str, ...], rebuild: bool
+    entries: int,
+    dims: int,
+    queries: int,
+    gets: int,
+    shapes: tuple[str, ...],
+    rebuild: bool,
+    efs: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
@@ -275,7 +295,7 @@ async def run(
                         figures = await build(urls[name], cluster=name == "cluster", rows=rows)
                         if name == "standalone":
                             await keep(server.url, snapshot, figures)
-                    figures |= await search(stores[name], rows, queries)
+                    figures |= await search(stores[name], rows, queries, efs)
                     out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
                     out[f"scale_{name}_from_snapshot"] = reuse if name == "standalone" else seeded
                     progress(f"{name}: {orjson.dumps(figures).decode()}")
@@ -317,12 +337,18 @@ def main() -> None:
         "--shapes", default="standalone,cluster", help="comma-separated: standalone, cluster"
     )
     parser.add_argument("--rebuild", action="store_true", help="ignore a kept snapshot")
+    parser.add_argument(
+        "--ef", default="", help="comma-separated VSIM EF values to time too (default: none)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shapes = tuple(name for name in ("standalone", "cluster") if name in args.shapes.split(","))
     if not shapes:
         parser.error("--shapes: standalone, cluster or both")
-    results = anyio.run(run, args.entries, args.dims, args.queries, args.gets, shapes, args.rebuild)
+    efs = tuple(int(x) for x in args.ef.split(",") if x)
+    results = anyio.run(
+        run, args.entries, args.dims, args.queries, args.gets, shapes, args.rebuild, efs
+    )
     if args.json:
         print(orjson.dumps(results).decode())
         return
