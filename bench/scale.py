@@ -175,15 +175,16 @@ async def spread(cluster: RedisClusterSet, n: int, snapshot: Path) -> dict[str, 
     leave, without its second hour: the rows go into one vector set on one master either way,
     so the HNSW insertion, nearly all of a build, is the standalone's (its figure is given)."""
     progress("cluster: loaded the standalone snapshot on one master; moving slots")
-    empty = await _used_memory_of(cluster.nodes[1].url)
+    empty, _ = await _node_figures(cluster.nodes[1].url)
     started = time.perf_counter()
     await anyio.to_thread.run_sync(
         lambda: cluster.spread(keep_slot=key_slot((PREFIX + VECTOR_SET + PARTITION).encode()))
     )
     moved = time.perf_counter() - started
     progress(f"cluster: slots moved in {moved:.0f} s")
-    used = sum([await _used_memory_of(node.url) for node in cluster.nodes])
-    keys = [await _dbsize_of(node.url) for node in cluster.nodes]
+    figures = [await _node_figures(node.url) for node in cluster.nodes]
+    used = sum(memory for memory, _ in figures)
+    keys = [count for _, count in figures]
     progress(f"cluster: keys per master {keys}")
     standalone = orjson.loads(snapshot.with_suffix(".json").read_bytes())
     return {
@@ -195,18 +196,11 @@ async def spread(cluster: RedisClusterSet, n: int, snapshot: Path) -> dict[str, 
     }
 
 
-async def _dbsize_of(url: str) -> int:
+async def _node_figures(url: str) -> tuple[int, int]:
+    """One server's ``used_memory`` and key count."""
     client = aioredis.Redis.from_url(url)
     try:
-        return int(await client.dbsize())
-    finally:
-        await client.aclose()
-
-
-async def _used_memory_of(url: str) -> int:
-    client = aioredis.Redis.from_url(url)
-    try:
-        return await used_memory(client)
+        return await used_memory(client), int(await client.dbsize())
     finally:
         await client.aclose()
 
@@ -219,10 +213,9 @@ async def search(
     out: dict[str, float] = {}
     shipped = vectorset.SEARCH_EF
     try:
-        for ef in (shipped, *efs):
+        for name, ef in (("lookup", shipped), *((f"lookup_ef{ef}", ef) for ef in efs)):
             vectorset.SEARCH_EF = ef
             lookup = await measure(store, rows, queries, seed=len(rows))
-            name = "lookup" if ef == shipped and "lookup_p50_ms" not in out else f"lookup_ef{ef}"
             out |= {
                 f"{name}_p50_ms": round(lookup["p50_ms"], 3),
                 f"{name}_p99_ms": round(lookup["p99_ms"], 3),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -39,8 +38,10 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> N
         time.sleep(0.05)
 
 
-def _client(port: int) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+def _client(port: int, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _unclaimed(port: int, first: int, last: int) -> list[tuple[int, int]]:
@@ -148,36 +149,12 @@ class RedisClusterSet(Started):
         shares = self._shares()
         kept = next(i for i, (first, last) in enumerate(shares) if first <= keep_slot <= last)
         shares.insert(0, shares.pop(kept))
-        with contextlib.ExitStack() as stack:
-            clients = [
-                stack.enter_context(redis.Redis(host="127.0.0.1", port=n.port, socket_timeout=600))
-                for n in self.nodes
-            ]
-            ids = [str(c.execute_command("CLUSTER", "MYID").decode()) for c in clients]
-            for target in range(1, len(self.nodes)):
-                first, last = shares[target]
-                slots = range(first, last + 1)
-                _each(clients[target], slots, "SETSLOT", "IMPORTING", ids[0])
-                _each(clients[0], slots, "SETSLOT", "MIGRATING", ids[target])
-                for start in range(first, last + 1, 256):  # pipelined, a slot at a time
-                    chunk = range(start, min(start + 256, last + 1))
-                    found = _each(clients[0], chunk, "GETKEYSINSLOT", SLOT_KEYS_MAX)
-                    with clients[0].pipeline(transaction=False) as pipe:
-                        for keys in found:
-                            if keys:
-                                pipe.execute_command(
-                                    "MIGRATE", "127.0.0.1", self.nodes[target].port, "", 0,
-                                    600_000, "KEYS", *keys,
-                                )  # fmt: skip
-                        pipe.execute()
-                for client in sorted(clients, key=lambda c: c is not clients[target]):
-                    _each(client, slots, "SETSLOT", "NODE", ids[target])
-        wait_until(
-            lambda: all(
-                self._owner_seen_by(n, shares[1][0]) == self.nodes[1].port for n in self.nodes
-            ),
-            "every node to agree on the moved slots",
-        )
+        source = self.nodes[0]
+        for target, (first, last) in zip(self.nodes[1:], shares[1:], strict=True):
+            slots = range(first, last + 1)
+            self._mark_moving(slots, source, target)
+            self._move_keys(slots, source, target)
+            self._give(slots, target)
 
     def _ready(self) -> bool:
         for node in self.nodes:
@@ -203,21 +180,48 @@ class RedisClusterSet(Started):
         """Mark ``slot`` IMPORTING on ``target`` and MIGRATING on its owner (which then answers
         ``ASK`` for its absent keys); return the owner."""
         source = self.owner(slot)
-        with _client(target.port) as client:
-            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
-        with _client(source.port) as client:
-            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(target))
+        self._mark_moving(range(slot, slot + 1), source, target)
         return source
 
     def finish_migration(self, slot: int, target: RedisServer) -> None:
         """Give ``slot`` to ``target`` on every node (its old owner then answers ``MOVED``); the
         slot's keys must have moved already."""
+        self._give(range(slot, slot + 1), target)
+
+    def _mark_moving(self, slots: range, source: RedisServer, target: RedisServer) -> None:
+        with _client(target.port, timeout=60) as client:
+            _each(client, slots, "SETSLOT", "IMPORTING", _node_id(source))
+        with _client(source.port, timeout=60) as client:
+            _each(client, slots, "SETSLOT", "MIGRATING", _node_id(target))
+
+    def _move_keys(self, slots: range, source: RedisServer, target: RedisServer) -> None:
+        """Every key of ``slots`` from ``source`` to ``target`` (``MIGRATE``, a slot at a time,
+        pipelined 256 slots at once)."""
+        pipe: Any
+        with _client(source.port, timeout=600) as client:
+            for start in range(slots.start, slots.stop, 256):
+                chunk = range(start, min(start + 256, slots.stop))
+                found = _each(client, chunk, "GETKEYSINSLOT", SLOT_KEYS_MAX)
+                with client.pipeline(transaction=False) as pipe:
+                    for keys in found:
+                        if keys:
+                            pipe.execute_command(
+                                "MIGRATE", "127.0.0.1", target.port, "", 0, 600_000,
+                                "KEYS", *keys,
+                            )  # fmt: skip
+                    pipe.execute()
+
+    def _give(self, slots: range, target: RedisServer) -> None:
+        """``SETSLOT NODE`` on every node, the new owner first; then wait until all agree."""
         target_id = _node_id(target)
         for node in sorted(self.nodes, key=lambda n: n is not target):
-            with _client(node.port) as client:
-                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        wait_until(lambda: all(self._owner_seen_by(n, slot) == target.port for n in self.nodes),
-                   f"every node to agree on slot {slot}")  # fmt: skip
+            with _client(node.port, timeout=60) as client:
+                _each(client, slots, "SETSLOT", "NODE", target_id)
+        ends = (slots[0], slots[-1])
+        wait_until(
+            lambda: all(self._owner_seen_by(n, e) == target.port for n in self.nodes for e in ends),
+            f"every node to agree on slots {slots[0]}-{slots[-1]}",
+        )
 
     def _owner_seen_by(self, node: RedisServer, slot: int) -> int:
         with _client(node.port) as client:
