@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import CacheControl, is_fresh
@@ -42,17 +43,6 @@ from proxy.stores.guard import Cache
 from proxy.upstream import EventParser, Upstream, response_headers
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
-
-class Joiner(Protocol):
-    """Fed a stream's events (their ``data``); ``done`` once the stream ended, ``result()`` the
-    answer it ended with, as a non-streaming call returns it (None: nothing to store)."""
-
-    done: bool
-
-    def feed(self, data: bytes) -> None: ...
-
-    def result(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,31 +180,16 @@ class ExactPipeline:
         semantic: SemanticQuery | None,
     ) -> Response:
         response = await self._upstream.post(url, headers, request.raw, decoded=False)
-        stored: list[Entry] = []
+        capture = None
+        if control.store and response.status_code == 200 and is_plain_event_stream(response):
 
-        async def finish() -> None:
-            if publish is not None:
-                await publish(stored[0] if stored else None)
+            async def store(completion: dict[str, Any]) -> Entry | None:
+                return await self._store(key, request, completion, control, semantic)
 
-        if not (control.store and response.status_code == 200 and is_plain_event_stream(response)):
-            return relay(self._upstream, response, extra_headers=extra, on_finish=finish)
-        parser = EventParser()
-        joined = self.format.joiner()
-
-        def observe(chunk: bytes) -> bool:
-            for data in parser.feed(chunk):
-                joined.feed(data)
-            return joined.done
-
-        async def complete() -> None:
-            completion = joined.result()
-            if completion is not None:
-                entry = await self._store(key, request, completion, control, semantic)
-                if entry is not None:
-                    stored.append(entry)
-
-        return relay(self._upstream, response, extra_headers=extra, observe=observe,
-                     on_complete=complete, on_finish=finish)  # fmt: skip
+            capture = Capture(EventParser(), self.format.joiner(), store)
+        return relay_miss(
+            self._upstream, response, extra_headers=extra, capture=capture, publish=publish
+        )
 
     async def _store(
         self,

@@ -21,6 +21,7 @@ import anyio
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.keys import OLLAMA_ABSENT, SEMANTIC_MARK, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
@@ -143,50 +144,39 @@ class OllamaPipeline:
         route: str,
         publish: EntryPublish | None,
     ) -> Response:
-        stored: list[Entry] = []
-
-        async def finish() -> None:
-            if publish is not None:
-                await publish(stored[0] if stored else None)
-
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
         if stream:
             response = await self._upstream.post(url, headers, raw, decoded=False)
             content_type = header(response, b"content-type") or b""
-            if not (control.store and response.status_code == 200
-                    and content_type.startswith(b"application/x-ndjson")):  # fmt: skip
-                return relay(self._upstream, response, extra_headers=extra, on_finish=finish)
-            parser, joined = LineParser(), Joined(kind)
+            capture = None
+            if (
+                control.store
+                and response.status_code == 200
+                and content_type.startswith(b"application/x-ndjson")
+            ):
 
-            def observe(chunk: bytes) -> bool:
-                for line in parser.feed(chunk):
-                    joined.feed(line)
-                return joined.done
+                async def store_joined(result: dict[str, Any]) -> Entry | None:
+                    return await self._store(kind, key, result, None, control, model, query)
 
-            async def complete() -> None:
-                result = joined.result()
-                if result is not None:
-                    entry = await self._store(kind, key, result, None, control, model, query)
-                    if entry is not None:
-                        stored.append(entry)
-
-            return relay(self._upstream, response, extra_headers=extra, observe=observe,
-                         on_complete=complete, on_finish=finish)  # fmt: skip
+                capture = Capture(LineParser(), Joined(kind), store_joined)
+            return relay_miss(
+                self._upstream, response, extra_headers=extra, capture=capture, publish=publish
+            )
         response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)
         status = response.status_code
         result = json_or_none(data) if status == 200 else None
 
         async def store() -> None:
+            entry = None
             try:
                 if control.store and isinstance(result, dict):
                     entry = await self._store(kind, key, result, data, control, model, query)
-                    if entry is not None:
-                        stored.append(entry)
             finally:
-                await finish()
+                if publish is not None:
+                    await publish(entry)
 
         out = [*response_headers(response, decoded=True), *extra]
         return raw_response(data, status, out, then=store)

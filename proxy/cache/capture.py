@@ -1,0 +1,76 @@
+"""A streamed miss on the exact-only routes: relayed to the client as it arrives and, once
+whole, joined into the answer a non-streaming call returns and stored."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.responses import Response
+
+from proxy.cache.coalesce import EntryPublish
+from proxy.http.responses import relay
+from proxy.stores.base import Entry
+from proxy.upstream import Headers, Upstream, UpstreamResponse
+
+
+class Parser(Protocol):
+    """Raw body bytes in; each complete unit out (an SSE event's data, an NDJSON line)."""
+
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+
+class Joiner(Protocol):
+    """Fed a stream's units; ``done`` once the stream ended, ``result()`` the answer it ended
+    with, as a non-streaming call returns it (None: nothing to store)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def result(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """How a stream becomes an entry: its units, their join, and the store of the result."""
+
+    parser: Parser
+    joiner: Joiner
+    store: Callable[[dict[str, Any]], Awaitable[Entry | None]]
+
+
+def relay_miss(
+    upstream: Upstream,
+    response: UpstreamResponse,
+    *,
+    extra_headers: Headers,
+    capture: Capture | None,
+    publish: EntryPublish | None,
+) -> Response:
+    """Relay ``response``; with ``capture``, store the joined answer once the body is whole.
+    The single flight (``publish``) gets the stored entry, or None, however the relay ends."""
+    stored: list[Entry] = []
+
+    async def finish() -> None:
+        if publish is not None:
+            await publish(stored[0] if stored else None)
+
+    if capture is None:
+        return relay(upstream, response, extra_headers=extra_headers, on_finish=finish)
+    parser, joiner = capture.parser, capture.joiner
+
+    def observe(chunk: bytes) -> bool:
+        for unit in parser.feed(chunk):
+            joiner.feed(unit)
+        return joiner.done
+
+    async def complete() -> None:
+        result = joiner.result()
+        if result is not None and (entry := await capture.store(result)) is not None:
+            stored.append(entry)
+
+    return relay(upstream, response, extra_headers=extra_headers, observe=observe,
+                 on_complete=complete, on_finish=finish)  # fmt: skip
