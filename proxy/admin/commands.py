@@ -320,7 +320,43 @@ def summary(figures: dict[str, Any]) -> list[str]:
     ]
     if figures.get("miss_reasons"):
         lines.append(f"miss reasons: {_pairs(figures['miss_reasons'])}")
+    if figures.get("audits"):
+        lines.append(f"audits: {_pairs(figures['audits'])}")
+    groups = figures.get("groups") or []
+    if groups:
+        lines.append("wrong hits per model (from audits, comparisons and reports):")
+        lines += [line for group in groups for line in group_lines(group)]
     return lines
+
+
+def group_lines(group: dict[str, Any]) -> list[str]:
+    """One model group of ``/cache/stats``: its line, the wrong-hit rate estimated there with
+    its 95 % interval, and what shadow mode would have added."""
+    offset = group["threshold_offset"]
+    line = (
+        "none served" if offset is None
+        else "calibrated" if offset == 0
+        else f"calibrated {offset:+.2f}"
+    )  # fmt: skip
+    evidence = group["evidence"]
+    rate = group["wrong_hit_rate"]
+    estimate = "too little evidence yet" if rate is None else _rate(rate)
+    lines = [
+        f"  {group['group']}: line {line}; {group['lookups']} lookups, {evidence['compared']} "
+        f"compared, {evidence['different']} different; wrong-hit rate {estimate}"
+    ]
+    shadow = group["shadow"]
+    if shadow["would_be_hits"]:
+        judged = "" if shadow["wrong_hit_rate"] is None else _rate(shadow["wrong_hit_rate"])
+        lines.append(
+            f"    shadow: would add {shadow['would_be_hits']} hits ({shadow['hit_rate']:.1%} "
+            f"of lookups), judged wrong {shadow['judged_wrong']}: {judged}"
+        )
+    return lines
+
+
+def _rate(rate: dict[str, float]) -> str:
+    return f"{rate['estimate']:.2%} (95 %: {rate['low95']:.2%}-{rate['high95']:.2%})"
 
 
 def explanation(answer: dict[str, Any]) -> list[str]:

@@ -95,6 +95,14 @@ def test_sign_in_and_watch_the_numbers_move(
     assert "gpt-4o-mini" in (page.text_content("#models") or "")
     assert "no-entry" in (page.text_content("#miss-reasons") or "")
     assert page.locator("#top-entries tbody tr").count() == 1
+    # The semantic hit's model group: served at the calibrated line, too few comparisons for
+    # an estimate yet (the same figures as /cache/stats "groups").
+    assert page.locator("#groups tbody tr").count() == 1
+    cells = page.locator("#groups tbody td").all_text_contents()
+    dash = "\u2013"
+    assert cells == ["cosine|gpt-4o-mini", "calibrated", "2", "0", "0", "too little evidence", dash]
+    # Audits earn a credit of SEMCACHE_AUDIT_RATE (0.01) per hit: none after two hits.
+    assert page.locator("#audits tbody td").all_text_contents() == ["none yet", ""]
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert problems == []
 

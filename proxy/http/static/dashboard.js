@@ -90,6 +90,18 @@ function priceInput(model, index) {
   return input;
 }
 
+const pct = (v) => `${fmt.format(100 * v)} %`;
+const pct2 = new Intl.NumberFormat("en", { style: "percent", minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+function lineOf(offset) {
+  if (offset === null) return "none served";
+  return offset === 0 ? "calibrated" : `calibrated ${offset > 0 ? "+" : ""}${offset.toFixed(2)}`;
+}
+
+function interval(rate) {
+  return `${pct2.format(rate.estimate)} (${pct2.format(rate.low95)}–${pct2.format(rate.high95)})`;
+}
+
 function series(points) {
   // Per-interval differences of cumulative samples.
   const t = [], exact = [], semantic = [], coalesced = [], misses = [], hitMs = [], missMs = [];
@@ -151,6 +163,14 @@ function draw(d) {
   text("updated", `updated ${new Date(now.t * 1000).toLocaleTimeString()}`);
   counts("miss-reasons", s.miss_reasons);
   counts("rejections", s.semantic_rejections);
+  counts("audits", s.audits);
+  const groups = d.groups.length ? d.groups : [null];
+  rows("groups", groups, (g) => g === null
+    ? [["none yet", false]]
+    : [[g.group, false], [lineOf(g.threshold_offset), false], [g.lookups, true],
+      [g.evidence.compared, true], [g.evidence.different, true],
+      [g.wrong_hit_rate === null ? "too little evidence" : interval(g.wrong_hit_rate), true],
+      [g.shadow.would_be_hits ? `${g.shadow.would_be_hits} (${pct(g.shadow.hit_rate)})` : "–", true]]);
   rows("top-entries", d.top_entries, (e) => [[e.entry_id, false], [e.model, false], [e.hits, true]]);
   rows("models", models, ([model, m]) => {
     const [pin, pout] = priceOf(model);
