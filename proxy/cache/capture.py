@@ -1,5 +1,7 @@
-"""A streamed miss on the exact-only routes: relayed to the client as it arrives and, once
-whole, joined into the answer a non-streaming call returns and stored."""
+"""A streamed miss on the routes beside chat completions (text completions, Responses,
+Ollama's native API): relayed to the client as it arrives and, once whole, joined into the
+answer a non-streaming call returns and stored. (Chat keeps its own: it also asks the upstream
+for usage and keeps replay hints.)"""
 
 from __future__ import annotations
 
