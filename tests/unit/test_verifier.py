@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from proxy.errors import SettingsError
+from proxy.semantic.features import _median
 from proxy.semantic.language import is_english
 from proxy.semantic.rules import first_objection
 from proxy.semantic.sketch import MAX_TOKENS, Projection, make_sketch, unpack
@@ -137,6 +138,33 @@ def test_trees_follow_their_splits() -> None:
     high = trees.score(np.array([9.0, 0.6], np.float32))
     assert low == pytest.approx(1 / (1 + np.exp(0.5)))
     assert high == pytest.approx(1 / (1 + np.exp(-2.5)))
+
+
+def test_trees_of_uneven_depth_stop_at_their_leaves() -> None:
+    # Tree 0: x0 <= 0 is a leaf (1.0); else x1 <= 0 splits again (2.0 / 3.0). Tree 1: a leaf.
+    # Four steps for trees two deep: a leaf reached early must stay where it is.
+    trees = Trees(
+        feature=np.array([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]),
+        threshold=np.array([[0.0, 0.0, 0.0, 0.0, 0.0], [0.0] * 5]),
+        left=np.array([[1, 0, 3, 0, 0], [0] * 5]), right=np.array([[2, 0, 4, 0, 0], [0] * 5]),
+        leaf=np.array([[False, True, False, True, True], [True] * 5]),
+        value=np.array([[0.0, 1.0, 0.0, 2.0, 3.0], [0.25, 0, 0, 0, 0]]),
+        baseline=0.0, depth=4,
+    )  # fmt: skip
+
+    def raw(x0: float, x1: float) -> float:
+        p = trees.score(np.array([x0, x1], np.float32))
+        return float(np.log(p / (1 - p)))
+
+    assert raw(-1, 5) == pytest.approx(1.25)
+    assert raw(1, -1) == pytest.approx(2.25)
+    assert raw(1, 1) == pytest.approx(3.25)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 11, 128])
+def test_the_median_is_numpys_to_the_bit(size: int) -> None:
+    values = np.random.default_rng(size).standard_normal(size).astype(np.float32)
+    assert _median(values) == float(np.median(values))
 
 
 def test_the_shipped_model_loads_with_its_provenance() -> None:
