@@ -142,15 +142,17 @@ async def test_a_stream_that_is_not_stored_is_forwarded_unchanged(proxy: Proxy) 
     assert route.calls.last.request.content == orjson.dumps(_stream(False))
 
 
-def test_the_stripper_keeps_other_events_byte_for_byte_at_any_split() -> None:
+@pytest.mark.parametrize("crlf", [1, 0], ids=["one-event-in-crlf", "lf-only"])
+def test_the_stripper_keeps_other_events_byte_for_byte_at_any_split(crlf: int) -> None:
+    # LF-only streams take the split path, a CR anywhere the regex path: the same bytes out.
     raw = (
         b": keep-alive\n\n"
-        + _events(True).replace(b"\n\n", b"\r\n\r\n", 1)
+        + _events(True).replace(b"\n\n", b"\r\n\r\n", crlf)
         + b'data: {"note":"no usage here"}\n\n'
     )
-    expected = b": keep-alive\n\n" + _events(False).replace(b"\n\n", b"\r\n\r\n", 1)
+    expected = b": keep-alive\n\n" + _events(False).replace(b"\n\n", b"\r\n\r\n", crlf)
     expected += b'data: {"note":"no usage here"}\n\n'
-    for split in range(0, len(raw), 7):
+    for split in range(0, len(raw), 3):
         stripper = UsageStripper()
         out = stripper.feed(raw[:split]) + stripper.feed(raw[split:]) + stripper.flush()
         assert out == expected, split
