@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -44,18 +44,44 @@ their stored answers are each in their own format."""
 KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 
 
+_CREDENTIALS = frozenset({b"authorization", *(name.encode() for name in KEY_HEADERS)})
+
+
 def api_key_from(headers: Mapping[str, str]) -> str | None:
     """The caller's key: ``Authorization: Bearer``, else the key headers other APIs use
     (Azure ``api-key``, ``x-api-key``, ``x-goog-api-key``)."""
     auth = headers.get("authorization")
     if auth:
-        scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else auth
+        return _bearer(auth)
     for name in KEY_HEADERS:
         value = headers.get(name)
         if value:
             return value
     return None
+
+
+def identity_from(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """What a request's namespace is derived from: every credential it carries upstream.
+
+    One credential (the usual case) is the key itself, as :func:`api_key_from` gives it. More
+    than one are all taken, with their header names, in order: which of them authenticates is
+    the upstream's choice, so a placeholder ``Authorization: Bearer EMPTY`` beside a real
+    ``api-key`` must not put every such caller in one namespace.
+    """
+    found = [
+        (name, value.decode("latin-1")) for name, value in headers if name.lower() in _CREDENTIALS
+    ]
+    if not found:
+        return None
+    if len(found) == 1:
+        name, value = found[0]
+        return _bearer(value) if name.lower() == b"authorization" else value
+    return "\n".join(f"{name.lower().decode('latin-1')}:{value}" for name, value in found)
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else value
 
 
 def scoped_namespace(namespace: str, query: bytes) -> str:

@@ -18,7 +18,7 @@ from starlette.types import Scope
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import Feedback, parse_report
-from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.keys import api_key_from, identity_from, scoped_namespace
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import CacheControl, cache_control
@@ -161,7 +161,8 @@ async def _cached(
         # (most do) lets this run while the body is on its way.
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
-        namespace = scoped_namespace(svc.tenancy.namespace(api_key), scope["query_string"])
+        identity = identity_from(scope["headers"])
+        namespace = scoped_namespace(svc.tenancy.namespace(identity), scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
@@ -294,9 +295,8 @@ async def cache_feedback(request: Request) -> Response:
     try:
         namespace: str | None = None
         if not _is_admin(request, svc):
-            api_key = api_key_from(fields)
-            svc.tenancy.authorize(api_key)
-            namespace = svc.tenancy.namespace(api_key)
+            svc.tenancy.authorize(api_key_from(fields))
+            namespace = svc.tenancy.namespace(identity_from(request.scope["headers"]))
         raw = await read_body(request, FEEDBACK_MAX_BYTES, fields)
         result = await svc.feedback.report(parse_report(raw), namespace=namespace)
     except HTTPError as exc:

@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.keys import api_key_from, identity_from, scoped_namespace
 from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
@@ -48,7 +48,8 @@ async def ollama_api(request: Request) -> Response:
             temperature=float(temperature) if isinstance(temperature, int | float) else None,
             max_temperature=svc.settings.max_temperature,
         )
-        namespace = scoped_namespace(svc.tenancy.namespace(api_key), request.scope["query_string"])
+        identity = identity_from(request.scope["headers"])
+        namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])
         return await pipeline.handle(
             kind, body, raw, namespace=namespace, control=control,
             headers=request.scope["headers"], path=path,

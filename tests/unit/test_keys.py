@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from proxy.cache.keys import api_key_from, chat_key, embedding_key, normalize_text
+from proxy.cache.keys import api_key_from, chat_key, embedding_key, identity_from, normalize_text
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -21,6 +21,34 @@ BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "
 )
 def test_api_key_from_headers(headers: dict[str, str], key: str | None) -> None:
     assert api_key_from(headers) == key
+
+
+@pytest.mark.parametrize(
+    ("headers", "identity"),
+    [
+        ([(b"authorization", b"Bearer sk-1")], "sk-1"),  # one credential: the key, as before
+        ([(b"api-key", b"azure-1")], "azure-1"),
+        ([(b"content-type", b"application/json")], None),
+        (
+            [(b"authorization", b"Bearer EMPTY"), (b"api-key", b"azure-1")],
+            "authorization:Bearer EMPTY\napi-key:azure-1",
+        ),
+        ([(b"x-api-key", b"a"), (b"x-api-key", b"b")], "x-api-key:a\nx-api-key:b"),
+    ],
+)
+def test_identity_is_every_credential_sent(
+    headers: list[tuple[bytes, bytes]], identity: str | None
+) -> None:
+    assert identity_from(headers) == identity
+
+
+def test_a_placeholder_bearer_does_not_merge_the_real_keys_beside_it() -> None:
+    """Must NOT share: the upstream authenticates whichever it reads, so both count."""
+    placeholder = (b"authorization", b"Bearer EMPTY")
+    a = identity_from([placeholder, (b"api-key", b"tenant-a")])
+    b = identity_from([placeholder, (b"api-key", b"tenant-b")])
+    c = identity_from([(b"authorization", b"Bearer"), (b"x-api-key", b"tenant-a")])
+    assert len({a, b, c, identity_from([placeholder])}) == 4
 
 
 def test_key_starts_with_route_and_namespace() -> None:

@@ -105,6 +105,33 @@ async def test_shared_cache_lets_tenants_share_entries(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("placeholder", "key_header"),
+    [("Bearer EMPTY", "api-key"), ("Bearer", "x-api-key"), ("Bearer sk-none", "x-goog-api-key")],
+)
+async def test_a_shared_placeholder_bearer_never_shares_entries_across_real_keys(
+    upstream_mock: respx.MockRouter, clock: FakeClock, placeholder: str, key_header: str
+) -> None:
+    """Must NOT hit: SDKs send a dummy ``Authorization`` beside the key the upstream reads
+    (Azure's ``api-key``, Anthropic-style ``x-api-key``); those keys are different tenants."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=completion(f"for {request.headers[key_header]}"))
+
+    route = upstream_mock.post("/chat/completions").mock(side_effect=answer)
+    async with make_proxy(upstream_mock, clock) as proxy:
+        first = {"authorization": placeholder, key_header: "tenant-a"}
+        second = {"authorization": placeholder, key_header: "tenant-b"}
+        a = await proxy.client.post("/v1/chat/completions", json=chat_body(), headers=first)
+        b = await proxy.client.post("/v1/chat/completions", json=chat_body(), headers=second)
+        again = await proxy.client.post("/v1/chat/completions", json=chat_body(), headers=first)
+    assert b.headers["x-cache"] == "MISS"
+    assert b.json()["choices"][0]["message"]["content"] == "for tenant-b"
+    assert (a.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
+    assert route.call_count == 2
+
+
+@pytest.mark.anyio
 async def test_admin_token_guards_stats_metrics_and_clear(
     upstream_mock: respx.MockRouter, clock: FakeClock
 ) -> None:
