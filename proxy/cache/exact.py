@@ -58,6 +58,9 @@ class Format:
     semantic: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     """The request as a chat body to match semantically, or None for this one (its reason:
     ``stored-response``); a route without it is exact only."""
+    echo: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    """A stored answer as served to this request (the request's body second): for a format
+    whose answers repeat request fields the key leaves out (the Responses API's ``metadata``)."""
 
 
 class ExactPipeline:
@@ -255,9 +258,14 @@ class ExactPipeline:
         )
         self._metrics.request(self.format.route, "hit")
         self._metrics.hit(lookup, entry, model=request.model)
-        if not request.stream:
+        echo = self.format.echo
+        if not request.stream and echo is None:
             return raw_response(entry.body, 200, [JSON, *headers])
         completion = json_or_none(entry.body)
         assert isinstance(completion, dict)  # only dicts are stored
+        if echo is not None:
+            completion = echo(completion, request.body)
+        if not request.stream:
+            return raw_response(orjson.dumps(completion), 200, [JSON, *headers])
         body = self.format.replay(completion, request)
         return raw_response(body, 200, [*SSE_HEADERS, *headers])

@@ -90,6 +90,27 @@ def _as_message(item: Any) -> Any:
     return out
 
 
+ECHOED_FIELDS: dict[str, Any] = {
+    "metadata": {},
+    "user": None,
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+    "prompt_cache_retention": None,
+}
+"""Request fields a Response repeats that the key leaves out (``RESPONSES_IGNORED_FIELDS``),
+with what the API repeats when the request has none."""
+
+
+def echo(response: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """A stored Response as served: the fields it repeats from its request are this request's,
+    never those of the request that was stored (another end user's ``metadata`` or ``user``)."""
+    served = dict(response)
+    for name, absent in ECHOED_FIELDS.items():
+        if name in served:
+            served[name] = request.get(name, absent)
+    return served
+
+
 def tokens(response: dict[str, Any]) -> tuple[int, int]:
     return usage_tokens(response, answer_field="output_tokens")
 
@@ -107,4 +128,5 @@ RESPONSES = Format(
     joiner=Ending,
     replay=_replay,
     semantic=semantic_body,
+    echo=echo,
 )

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import respx
 
@@ -247,3 +248,43 @@ def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition()
     assert semantic_partition("ns", as_chat_request, "e") != base
     assert semantic_body({**body, "store": True}) is None
     assert semantic_body({k: v for k, v in body.items() if k != "store"}) is None
+
+
+def echoing(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """As the API does: the Response repeats the request's bookkeeping fields."""
+    asked = orjson.loads(request.content)
+    body = answered(request, route).json()
+    body.update(metadata=asked.get("metadata", {}), user=asked.get("user"),
+                safety_identifier=asked.get("safety_identifier"),
+                prompt_cache_key=asked.get("prompt_cache_key"))  # fmt: skip
+    return httpx.Response(200, json=body)
+
+
+@pytest.mark.parametrize("store", [True, False])
+async def test_a_hit_repeats_this_requests_bookkeeping_never_the_stored_ones(
+    proxy: Proxy, store: bool
+) -> None:
+    """Must NOT leak: ``metadata``, ``user``, ``safety_identifier`` and ``prompt_cache_key`` are
+    left out of the key, but a Response repeats them; a hit for bob never shows alice's."""
+    route = proxy.upstream.post("/responses").mock(side_effect=echoing)
+    alice = {"metadata": {"end_user": "alice"}, "user": "alice", "safety_identifier": "a-1",
+             "prompt_cache_key": "pk-a"}  # fmt: skip
+    bob = {"metadata": {"end_user": "bob"}, "user": "bob"}
+    first = await respond(proxy, ask(QUESTION, store=store, **alice))
+    assert first.json()["metadata"] == {"end_user": "alice"}
+    hits = [await respond(proxy, ask(QUESTION, store=store, **bob))]
+    if not store:  # semantic matching is for store=false requests only
+        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, **bob)))
+    for hit in hits:
+        assert hit.headers["x-cache"] == "HIT"
+        served = hit.json()
+        assert served["metadata"] == {"end_user": "bob"}
+        assert (served["user"], served["safety_identifier"], served["prompt_cache_key"]) == (
+            "bob", None, None
+        )
+        assert text(hit) == "answer 1"
+    streamed = await respond(proxy, ask(QUESTION, store=store, stream=True, **bob))
+    assert streamed.headers["x-cache"] == "HIT"
+    assert b"alice" not in streamed.content
+    assert b'"end_user":"bob"' in streamed.content
+    assert route.call_count == 1
