@@ -280,7 +280,9 @@ async def test_a_hit_repeats_this_requests_bookkeeping_never_the_stored_ones(
         served = hit.json()
         assert served["metadata"] == {"end_user": "bob"}
         assert (served["user"], served["safety_identifier"], served["prompt_cache_key"]) == (
-            "bob", None, None
+            "bob",
+            None,
+            None,
         )
         assert text(hit) == "answer 1"
     streamed = await respond(proxy, ask(QUESTION, store=store, stream=True, **bob))
