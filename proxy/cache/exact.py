@@ -224,8 +224,8 @@ class ExactPipeline:
             await self._semantic.remember(semantic, key, control.ttl_seconds)
         return entry
 
-    @staticmethod
     async def _semantic_lookup(
+        self,
         semantic: SemanticCache,
         request: ChatRequest,
         as_chat: dict[str, Any] | None,
@@ -237,7 +237,9 @@ class ExactPipeline:
         when asked for, the semantic lookup: as on chat, minus audits and feedback."""
         if as_chat is None:
             return None, Lookup()
-        query = await semantic.query(as_chat, namespace=namespace, api_key=api_key)
+        query = await semantic.query(
+            as_chat, namespace=namespace, api_key=api_key, api=self.format.route
+        )
         if query is None or not (control.lookup and control.semantic):
             return query, Lookup()
         return query, await semantic.lookup(query, control, model=request.model)

@@ -37,9 +37,10 @@ _MAX_EXACT_INT_FLOAT = 2.0**53
 
 
 SEMANTIC_MARK = "__semcache_api"
-"""Added to a body that is not a chat completion request before its semantic partition is
-computed (Ollama chat, the Responses API): each API's entries live in partitions of their own, as
-their stored answers are each in their own format."""
+"""Where a partition names the API of a request that is not a chat completion (Ollama chat, the
+Responses API): each API's entries live in partitions of their own, as their stored answers are
+each in their own format. Set from the route, never read from a body: a client's field of that
+name is no way into another API's partitions."""
 
 KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 
@@ -137,13 +138,18 @@ def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
     return text if 0 < len(text) <= max_chars else None
 
 
-def semantic_partition(namespace: str, body: Mapping[str, Any], embedder: str) -> str:
+def semantic_partition(
+    namespace: str, body: Mapping[str, Any], embedder: str, *, api: str | None = None
+) -> str:
     """Entries compared semantically share everything but the last user message's content:
-    tenant, embedder, model, every answer-changing parameter, tools, system prompt, earlier
-    turns, and the last message's other fields."""
+    tenant, embedder, API (``api``: None for chat completions), model, every answer-changing
+    parameter, tools, system prompt, earlier turns, and the last message's other fields."""
     canonical = _canonical_chat(body)
     messages = canonical["messages"]
     messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
+    canonical.pop(SEMANTIC_MARK, None)
+    if api is not None:
+        canonical[SEMANTIC_MARK] = api
     canonical["\x00embedder"] = embedder
     return f"sem:{namespace}:{_digest(canonical)}"
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
-from proxy.cache.keys import OLLAMA_ABSENT, SEMANTIC_MARK, ollama_key
+from proxy.cache.keys import OLLAMA_ABSENT, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
@@ -97,8 +97,7 @@ class OllamaPipeline:
         as_chat = None
         if kind == "chat":  # as on /v1/chat/completions: the vector goes with the answer
             as_chat = {k: v for k, v in body.items() if v not in OLLAMA_ABSENT}
-            as_chat[SEMANTIC_MARK] = kind
-            query = await self._semantic.query(as_chat, namespace=namespace, api_key=None)
+            query = await self._semantic.query(as_chat, namespace=namespace, api_key=None, api=kind)
             if query is not None and control.lookup and control.semantic:
                 found = await self._semantic.lookup(query, control, model=model)
                 if found.hit is not None:

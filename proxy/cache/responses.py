@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.cache.exact import Format
-from proxy.cache.keys import SEMANTIC_MARK, responses_key
+from proxy.cache.keys import responses_key
 from proxy.cache.policy import usage_tokens
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
@@ -67,7 +67,6 @@ def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
         items.insert(0, {"role": "system", "content": body["instructions"]})
     out = {k: v for k, v in body.items() if k not in ("input", "instructions")}
     out["messages"] = items
-    out[SEMANTIC_MARK] = "responses"
     return out
 
 

@@ -157,11 +157,18 @@ class SemanticCache:
         return "off" if self._embedder is None else self._embedder.name
 
     async def query(
-        self, body: dict[str, Any], *, namespace: str, api_key: str | None, count: bool = True
+        self,
+        body: dict[str, Any],
+        *,
+        namespace: str,
+        api_key: str | None,
+        count: bool = True,
+        api: str | None = None,
     ) -> SemanticQuery | None:
         """Embed (and sketch) the request's last user message; None when it has none to
         compare, or the embedder failed (the request then goes on exact-only). ``count``:
-        off for a dry run (``POST /cache/explain``)."""
+        off for a dry run (``POST /cache/explain``). ``api``: the API of a body read as chat
+        messages (:func:`~proxy.cache.keys.semantic_partition`); None for chat completions."""
         if not self.enabled or self._embedder is None:
             return None
         text = semantic_text(body, max_chars=self._max_chars)
@@ -185,7 +192,7 @@ class SemanticCache:
             log.warning("embedder failed, serving exact-only: %s", exc or "timeout")
             return None
         space = f"{self.name}|{self.verifier.name}"
-        partition = semantic_partition(namespace, body, space)
+        partition = semantic_partition(namespace, body, space, api=api)
         return SemanticQuery(text=text, partition=partition, vector=vector, sketch=sketch)
 
     def skipped(self, body: dict[str, Any]) -> str:

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import respx
 
+from proxy.cache.keys import SEMANTIC_MARK
 from proxy.semantic.embedders import HashEmbedder
-from tests.unit.harness import FakeClock, make_proxy
+from tests.unit.harness import QUESTION, SAME_WORDS, UPSTREAM, FakeClock, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +72,25 @@ async def test_a_chat_miss_says_why_as_on_chat_completions(
             again = await p.client.post("/api/chat", json=body, headers=fresh)
     assert (response.headers["x-cache"], response.headers["x-cache-reason"]) == ("MISS", reason)
     assert again.headers["x-cache-reason"] == "no-cache"
+
+
+async def test_a_chat_completion_cannot_plant_its_answer_in_ollamas_partitions(
+    clock: FakeClock,
+) -> None:
+    """Must NOT hit: the API a partition belongs to comes from the route, so a chat completions
+    body with semcache's partition field (``__semcache_api``) stays in chat's partitions; an
+    Ollama client is never served an OpenAI-format answer."""
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{UPSTREAM}/chat/completions").respond(200, json=completion("OpenAI"))
+        ollama = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock, embedder=HashEmbedder(64)) as p:
+            forged = {"model": "m", "messages": [{"role": "user", "content": QUESTION}],
+                      SEMANTIC_MARK: "chat"}  # fmt: skip
+            planted = await p.client.post("/v1/chat/completions", json=forged)
+            assert planted.headers["x-cache"] == "MISS"
+            asked = {"model": "m", "stream": False,
+                     "messages": [{"role": "user", "content": SAME_WORDS}]}  # fmt: skip
+            response = await p.client.post("/api/chat", json=asked)
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["message"]["content"] == "Paris."
+    assert ollama.call_count == 1

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import respx
 
-from proxy.cache.keys import semantic_partition, semantic_text
+from proxy.cache.keys import SEMANTIC_MARK, semantic_partition, semantic_text
 from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
 from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
@@ -240,12 +240,13 @@ def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition()
     assert semantic_text(chat, max_chars=100) == "Hi there"
     assert "input" not in chat
     assert "instructions" not in chat
-    base = semantic_partition("ns", chat, "e")
+    base = semantic_partition("ns", chat, "e", api="responses")
     renamed = semantic_body({**body, "temperature": 0.6})
     assert renamed is not None
-    assert semantic_partition("ns", renamed, "e") != base
-    as_chat_request = {k: v for k, v in chat.items() if not k.startswith("__")}
-    assert semantic_partition("ns", as_chat_request, "e") != base
+    assert semantic_partition("ns", renamed, "e", api="responses") != base
+    assert semantic_partition("ns", chat, "e") != base  # the same body on chat completions
+    forged = {**chat, SEMANTIC_MARK: "responses"}  # a chat client's field cannot forge it
+    assert semantic_partition("ns", forged, "e") == semantic_partition("ns", chat, "e")
     assert semantic_body({**body, "store": True}) is None
     assert semantic_body({k: v for k, v in body.items() if k != "store"}) is None
 
