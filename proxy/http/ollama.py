@@ -82,7 +82,7 @@ async def _pass(request: Request, url: str) -> Response:
     response = await svc.upstream.send(
         request.method,
         _with_query(url, request.scope["query_string"]),
-        headers=svc.upstream.forward_headers(request.headers.raw),
+        headers=svc.upstream.forward_headers(request.headers.raw, to=url),
         content=body,
     )
     return relay(svc.upstream, response, extra_headers=PASSED)
@@ -91,7 +91,10 @@ async def _pass(request: Request, url: str) -> Response:
 async def _send_raw(request: Request, url: str, raw: bytes) -> Response:
     svc = services(request)
     response = await svc.upstream.send(
-        "POST", url, headers=svc.upstream.forward_headers(request.headers.raw), content=raw
+        "POST",
+        url,
+        headers=svc.upstream.forward_headers(request.headers.raw, to=url),
+        content=raw,
     )
     return relay(svc.upstream, response, extra_headers=PASSED)
 

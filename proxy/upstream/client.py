@@ -12,6 +12,7 @@ import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -86,6 +87,7 @@ class Upstream:
         self._transport = transport
         base, _, self._base_query = base_url.partition("?")
         self._base_path = base.rstrip("/")
+        self._origin = _origin(base)
         self._auth = None if api_key is None else b"Bearer " + api_key.encode()
         self._metrics = metrics
         self._timeouts = timeouts
@@ -138,12 +140,18 @@ class Upstream:
         return url + "?" + "&".join(queries) if queries else url
 
     def forward_headers(
-        self, headers: Iterable[tuple[bytes, bytes]], *, accept_encoding: bytes | None = None
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        accept_encoding: bytes | None = None,
+        to: str | None = None,
     ) -> Headers:
         """The client's headers minus hop-by-hop and semcache's own ``X-Cache-*`` controls.
 
-        The upstream key is added only when the client sends none. ``accept_encoding`` replaces
-        the client's when semcache reads the body itself and must be able to decode it.
+        The upstream key is added only when the client sends none, and only to the upstream's
+        own origin: not when ``to`` (the URL the request goes to) is another host, such as an
+        Ollama at ``SEMCACHE_OLLAMA_URL``. ``accept_encoding`` replaces the client's when
+        semcache reads the body itself and must be able to decode it.
         """
         out: Headers = []
         has_key = False
@@ -159,7 +167,7 @@ class Upstream:
             out.append((name, value.strip(b" \t")))
         if accept_encoding is not None:
             out.append((b"accept-encoding", accept_encoding))
-        if not has_key and self._auth is not None:
+        if not has_key and self._auth is not None and (to is None or _origin(to) == self._origin):
             out.append((b"authorization", self._auth))
         return out
 
@@ -170,7 +178,7 @@ class Upstream:
         ``Accept-Encoding`` semcache can decode when ``decoded`` (it reads the body itself)."""
         accept = DECODABLE_ENCODINGS if decoded else None
         return await self.send(
-            "POST", url, headers=self.forward_headers(headers, accept_encoding=accept),
+            "POST", url, headers=self.forward_headers(headers, accept_encoding=accept, to=url),
             content=content,
         )  # fmt: skip
 
@@ -308,6 +316,15 @@ def _classify(exc: httpx.HTTPError | aiohttp.ClientError) -> tuple[type[Upstream
     if isinstance(cause, aiohttp.ServerTimeoutError | httpx.TimeoutException):
         return UpstreamTimeoutError, "timeout"
     return UpstreamUnreachableError, "unreachable"
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host[:port] of ``url``, lower-cased (its default port left implied)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2].lower()
+    default = {"http": ":80", "https": ":443"}.get(parts.scheme.lower(), "")
+    return parts.scheme.lower(), host.removesuffix(default) if default else host
 
 
 @functools.lru_cache(maxsize=256)

@@ -94,3 +94,27 @@ async def test_a_chat_completion_cannot_plant_its_answer_in_ollamas_partitions(
     assert response.headers["x-cache"] == "MISS"
     assert response.json()["message"]["content"] == "Paris."
     assert ollama.call_count == 1
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/tags"])
+async def test_the_server_key_never_goes_to_an_ollama_on_another_host(
+    clock: FakeClock, path: str
+) -> None:
+    """Must NOT leak: ``SEMCACHE_UPSTREAM_API_KEY`` is for the upstream; an Ollama named by
+    ``SEMCACHE_OLLAMA_URL`` on another host gets the client's own headers only."""
+    other = "http://ollama.internal:11434"
+    with respx.mock(assert_all_called=False) as router:
+        chat = router.post(f"{other}/api/chat").respond(200, json=CHAT)
+        tags = router.get(f"{other}/api/tags").respond(200, json={"models": []})
+        async with make_proxy(
+            router, clock, ollama_url=other, upstream_api_key="sk-server-secret"
+        ) as p:
+            if path == "/api/chat":
+                body = {"model": "m", "stream": False,
+                        "messages": [{"role": "user", "content": QUESTION}]}  # fmt: skip
+                response = await p.client.post(path, json=body)
+            else:
+                response = await p.client.get(path)
+    assert response.status_code == 200
+    (sent,) = (chat if path == "/api/chat" else tags).calls
+    assert "authorization" not in sent.request.headers

@@ -75,6 +75,30 @@ def test_expect_is_not_forwarded() -> None:
 
 
 @pytest.mark.parametrize(
+    ("to", "sent"),
+    [
+        (None, True),
+        ("https://api.example.test/v1/chat/completions", True),
+        ("HTTPS://API.example.test:443/api/chat", True),  # the same origin, spelled otherwise
+        ("http://ollama.internal:11434/api/chat", False),
+        ("https://api.example.test:8443/api/chat", False),
+        ("http://api.example.test/api/chat", False),
+    ],
+)
+def test_the_server_key_goes_to_the_upstreams_origin_only(to: str | None, sent: bool) -> None:
+    """Must NOT leak: ``SEMCACHE_UPSTREAM_API_KEY`` is added to keyless requests for the
+    upstream, never to another host (an Ollama at ``SEMCACHE_OLLAMA_URL``)."""
+    upstream = Upstream(
+        upstream_transport(URL), base_url="https://api.example.test/v1", api_key="sk-server",
+        metrics=Metrics(), timeouts=Timeouts(),
+    )  # fmt: skip
+    forwarded = upstream.forward_headers([(b"x-a", b"1")], to=to)
+    assert ((b"authorization", b"Bearer sk-server") in forwarded) == sent
+    client_key = upstream.forward_headers([(b"authorization", b"Bearer sk-client")], to=to)
+    assert client_key == [(b"authorization", b"Bearer sk-client")]  # the client's own: as sent
+
+
+@pytest.mark.parametrize(
     ("base", "path", "query", "url"),
     [
         ("https://x.test/v1", "/chat/completions", b"", "https://x.test/v1/chat/completions"),
