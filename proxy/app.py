@@ -35,7 +35,7 @@ from proxy.semantic import semantic_cache
 from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
 from proxy.semantic.embedders import Embedder, Reader
 from proxy.semantic.verifier import Verifier
-from proxy.settings import Settings
+from proxy.settings import Settings, mask_url
 from proxy.stores import Store, open_store
 from proxy.stores.guard import Cache
 from proxy.totals import Totals
@@ -143,7 +143,7 @@ def create_app(
             "semcache on http://%s:%d -> %s (%s store); semantic matching %s",
             settings.host,
             settings.port,
-            settings.upstream_url,
+            mask_url(settings.upstream_url),
             "memory" if settings.redis_url is None else "redis",
             semantic.state,
         )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy.errors import SettingsError
 from proxy.settings_sources import parse_variable, read_toml
@@ -360,8 +360,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRETS and value is not None:
                 value = "***"
-            elif f.name == "redis_url" and value is not None:
-                value = _mask_url(value)
+            elif f.name in _URLS and value is not None:
+                value = mask_url(value)
             out[f.metadata["name"]] = value
         return out
 
@@ -389,8 +389,23 @@ def _check(ok: bool, name: str, problem: str) -> None:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()} {problem}")
 
 
-def _mask_url(url: str) -> str:
+_URLS = frozenset({"redis_url", "upstream_url", "ollama_url", "embed_url"})
+_SHOWN_QUERY = frozenset({"api-version"})
+"""Query parameters shown as they are; any other's value may be a key (``?key=``, a SAS
+``sig``)."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` for a log line or a stats page: its password and query values (but
+    ``api-version``) as ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        item if name in _SHOWN_QUERY or not sep else f"{name}=***"
+        for item in parts.query.split("&")
+        if item
+        for name, sep, _ in [item.partition("=")]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

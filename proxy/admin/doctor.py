@@ -34,7 +34,7 @@ async def diagnose(settings: Settings) -> list[Check]:
         Check(
             "settings",
             True,
-            f"upstream {settings.upstream_url}, store {public['redis_url'] or 'memory'}, "
+            f"upstream {public['upstream_url']}, store {public['redis_url'] or 'memory'}, "
             f"embedder {settings.embed_model or 'none (exact caching only)'}",
         )
     ]

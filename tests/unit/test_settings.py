@@ -100,6 +100,26 @@ def test_public_view_masks_secrets() -> None:
     assert "sk-secret" not in str(public)
 
 
+def test_public_view_masks_keys_in_every_url() -> None:
+    """Must NOT leak: a key in an upstream or embedder URL (``?key=``, a password, a SAS
+    ``sig``) is masked in /cache/stats, the start-up line and ``semcache doctor``."""
+    s = Settings(
+        upstream_url="https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21&key=sk-q",
+        ollama_url="http://admin:ollama-pw@ollama.internal:11434",
+        embed_url="https://u:embed-pw@emb.example.test/v1?sig=abc&x",
+    )
+    public = s.public()
+    assert public["upstream_url"] == (
+        "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21&key=***"
+    )
+    assert public["ollama_url"] == "http://admin:***@ollama.internal:11434"
+    assert public["embed_url"] == "https://u:***@emb.example.test/v1?sig=***&x"
+    for secret in ("sk-q", "ollama-pw", "embed-pw", "abc"):
+        assert secret not in str(public)
+    plain = "https://api.openai.com/v1"
+    assert Settings(upstream_url=plain).public()["upstream_url"] == plain
+
+
 def test_cli_exposes_one_flag_per_setting() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
