@@ -26,7 +26,7 @@ import numpy.typing as npt
 import orjson
 
 from proxy.cache.keys import embedding_key
-from proxy.errors import SemcacheError, UpstreamError
+from proxy.errors import HTTPError, SemcacheError
 from proxy.semantic.language import is_english
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
 from proxy.stores.guard import Cache
@@ -121,7 +121,7 @@ class HTTPEmbedder:
                 content=body,
             )
             raw = await self._upstream.read(response)
-        except UpstreamError as exc:
+        except HTTPError as exc:  # unreachable, or no free upstream slot (OverloadedError)
             raise EmbedderError(f"embedder unreachable: {exc.message}") from exc
         if response.status_code != 200:
             raise EmbedderError(f"embedder answered {response.status_code}")

@@ -4,7 +4,7 @@ the real MiniLM model in tests/integration/test_semantic_meaning.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import respx
 
-from proxy.semantic.embedders import EmbedderError, HashEmbedder, Vector
+from proxy.errors import OverloadedError
+from proxy.metrics import Metrics
+from proxy.semantic.embedders import EmbedderError, HashEmbedder, HTTPEmbedder, Vector
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
 from proxy.semantic.verifier import Verdict
+from proxy.stores.guard import Cache
+from proxy.stores.memory import MemoryStore
 from proxy.stores.similarity import Neighbor
+from proxy.upstream import Upstream
 from tests.unit.harness import (
     QUESTION,
     SAME_WORDS,
@@ -230,6 +235,27 @@ async def test_embedder_failure_degrades_to_exact_only(
     assert [r.headers["x-cache"] for r in (first, again, other)] == ["MISS", "HIT", "MISS"]
     assert stats["semantic"]["embedder_errors"] == 2
     assert route.call_count == 2
+
+
+class FullUpstream:
+    """Every upstream slot taken (``SEMCACHE_MAX_INFLIGHT``) until the queue timeout."""
+
+    def forward_headers(self, headers: list[tuple[bytes, bytes]], **_: Any) -> Any:
+        return headers
+
+    async def send(self, *_: Any, **__: Any) -> Any:
+        raise OverloadedError("too many requests in flight to the upstream; retry shortly")
+
+
+async def test_an_http_embedder_without_a_free_slot_is_an_embedder_failure() -> None:
+    """It must degrade to exact-only like any embedder failure, never fail the request (503)."""
+    cache = Cache(MemoryStore(max_entries=10, max_bytes=1 << 20), Metrics())
+    embedder = HTTPEmbedder(
+        cast(Upstream, FullUpstream()), cache, url="http://upstream.test/v1", model="emb",
+        api_key=None, ttl_seconds=60,
+    )  # fmt: skip
+    with pytest.raises(EmbedderError, match="too many requests in flight"):
+        await embedder.embed(QUESTION, namespace="ns", api_key=None)
 
 
 async def test_http_embedder_goes_through_the_embedding_cache(
