@@ -1,10 +1,13 @@
 """``/dashboard``: the cache at a glance, live, behind the admin token.
 
 The token is typed once into a login form; the browser then holds a session cookie (HttpOnly,
-SameSite=Strict) whose value is an HMAC of the token, never the token itself, so it is never in
-a URL, a log or the page's script. The page is static HTML, script and a charting library
-(uPlot, MIT, vendored in ``static/``): no build step, nothing fetched from the internet. It
-polls ``/dashboard/data`` every two seconds.
+SameSite=Strict; Secure when the page came over HTTPS) whose value is its expiry and an HMAC of
+it under the token, never the token itself, so the token is never in a URL, a log or the page's
+script, and a copied cookie stops working after ``SESSION_SECONDS`` (12 h), on the server's
+clock, whatever the browser does with it. Changing the token ends every session.
+
+The page is static HTML, script and a charting library (uPlot, MIT, vendored in ``static/``): no
+build step, nothing fetched from the internet. It polls ``/dashboard/data`` every two seconds.
 """
 
 from __future__ import annotations
@@ -47,8 +50,17 @@ SECURITY = [
 ]
 
 
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"semcache dashboard session", hashlib.sha256).hexdigest()
+def session_value(token: str, expires: int) -> str:
+    """The cookie's value for a session that ends at ``expires`` (Unix seconds)."""
+    mac = hmac.new(token.encode(), b"semcache dashboard session %d" % expires, hashlib.sha256)
+    return f"{expires}.{mac.hexdigest()}"
+
+
+def _valid_session(value: str, token: str, now: float) -> bool:
+    expires, _, _ = value.partition(".")
+    if not (expires.isascii() and expires.isdigit()) or int(expires) <= now:
+        return False
+    return hmac.compare_digest(value.encode(), session_value(token, int(expires)).encode())
 
 
 def signed_in(request: Request) -> bool:
@@ -59,7 +71,7 @@ def signed_in(request: Request) -> bool:
     if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
         return True
     cookie = request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(cookie.encode(), session_value(token).encode())
+    return _valid_session(cookie, token, services(request).cache.clock())
 
 
 async def page(request: Request) -> Response:
@@ -77,9 +89,11 @@ async def login(request: Request) -> Response:
     given = parse_qs(raw.decode("latin-1")).get("token", [""])[0]
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _page("login.html", 401, error=True)
+    expires = int(svc.cache.clock()) + SESSION_SECONDS
+    secure = "; Secure" if request.url.scheme == "https" else ""
     cookie = (
-        f"{COOKIE}={session_value(token)}; Max-Age={SESSION_SECONDS}; Path=/; HttpOnly; "
-        "SameSite=Strict"
+        f"{COOKIE}={session_value(token, expires)}; Max-Age={SESSION_SECONDS}; Path=/; "
+        f"HttpOnly; SameSite=Strict{secure}"
     )
     headers = [(b"location", b"/dashboard"), (b"set-cookie", cookie.encode()), *SECURITY]
     return raw_response(b"", 303, headers)

@@ -5,12 +5,53 @@ from __future__ import annotations
 import pytest
 import respx
 
-from proxy.http.dashboard import COOKIE, session_value
+from proxy.http.dashboard import COOKIE, SESSION_SECONDS, session_value
 from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "dashboard-token-0123456789"
+
+
+def session(clock: FakeClock, token: str = TOKEN) -> str:
+    """The cookie value a sign-in now gives."""
+    return session_value(token, int(clock()) + SESSION_SECONDS)
+
+
+async def test_a_session_ends_on_the_servers_clock_and_cannot_be_extended(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A copied cookie stops working after SESSION_SECONDS, whatever the browser keeps; its
+    expiry cannot be moved without the token; over HTTPS the cookie is Secure."""
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        signed = await p.client.post("/dashboard/login", data={"token": TOKEN})
+        value = signed.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        p.client.cookies.clear()  # sent by hand below
+
+        def with_cookie(value: str) -> dict[str, str]:
+            return {"cookie": f"{COOKIE}={value}"}
+
+        assert (
+            await p.client.get("/dashboard/data", headers=with_cookie(value))
+        ).status_code == 200
+        clock.advance(SESSION_SECONDS - 1)
+        assert (
+            await p.client.get("/dashboard/data", headers=with_cookie(value))
+        ).status_code == 200
+        clock.advance(1)
+        assert (
+            await p.client.get("/dashboard/data", headers=with_cookie(value))
+        ).status_code == 401
+        expires, mac = value.split(".")
+        moved = f"{int(expires) + SESSION_SECONDS}.{mac}"
+        assert (
+            await p.client.get("/dashboard/data", headers=with_cookie(moved))
+        ).status_code == 401
+        for junk in ("", ".", "x.y", f"{expires}", "-1.ab"):
+            refused = await p.client.get("/dashboard/data", headers=with_cookie(junk))
+            assert refused.status_code == 401
+        secure = await p.client.post("https://semcache.test/dashboard/login", data={"token": TOKEN})
+        assert "; Secure" in secure.headers["set-cookie"]
 
 
 async def test_the_page_asks_for_the_token_then_sets_a_session_cookie(
@@ -29,11 +70,10 @@ async def test_the_page_asks_for_the_token_then_sets_a_session_cookie(
         cookie = signed.headers["set-cookie"]
         assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
-        assert TOKEN not in cookie  # an HMAC of the token, never the token
-        assert f"{COOKIE}={session_value(TOKEN)}" in cookie
-        page = await p.client.get(
-            "/dashboard", headers={"cookie": f"{COOKIE}={session_value(TOKEN)}"}
-        )
+        assert TOKEN not in cookie  # an HMAC under the token, never the token
+        assert "Secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+        assert f"{COOKIE}={session(clock)}" in cookie
+        page = await p.client.get("/dashboard", headers={"cookie": f"{COOKIE}={session(clock)}"})
         assert 'id="chart-requests"' in page.text
 
 
@@ -46,11 +86,11 @@ async def test_data_needs_the_session_or_the_token(
         await p.chat(chat_body())
         assert (await p.client.get("/dashboard/data")).status_code == 401
         forged = await p.client.get(
-            "/dashboard/data", headers={"cookie": f"{COOKIE}={session_value('guess')}"}
+            "/dashboard/data", headers={"cookie": f"{COOKIE}={session(clock, 'guess')}"}
         )
         assert forged.status_code == 401
         by_cookie = await p.client.get(
-            "/dashboard/data", headers={"cookie": f"{COOKIE}={session_value(TOKEN)}"}
+            "/dashboard/data", headers={"cookie": f"{COOKIE}={session(clock)}"}
         )
         by_token = await p.client.get(
             "/dashboard/data", headers={"authorization": f"Bearer {TOKEN}"}
@@ -72,7 +112,7 @@ async def test_without_an_admin_token_the_dashboard_is_off(
         page = await p.client.get("/dashboard")
         login = await p.client.post("/dashboard/login", data={"token": ""})
         data = await p.client.get(
-            "/dashboard/data", headers={"cookie": f"{COOKIE}={session_value('')}"}
+            "/dashboard/data", headers={"cookie": f"{COOKIE}={session(clock, '')}"}
         )
     assert page.status_code == 403
     assert "SEMCACHE_ADMIN_TOKEN" in page.text
