@@ -12,19 +12,25 @@ calibrated default). The evidence, per margin bin of width ``BIN_WIDTH``:
   served went upstream anyway, so it is compared at no extra cost; a served one only when
   audited (a sampled share), or when a client reports it wrong.
 
-A line at bin k serves every candidate from bin k up. Its wrong-hit rate per lookup is the
-share of lookups it serves, ``sum(l_b, b >= k) / n``, times the share of wrong answers among
-them, estimated from the comparisons made in those bins, pooled: Jeffreys posterior
-``Beta(w + 1/2, o - w + 1/2)``. Pooling assumes what the verifier is built for, that a higher
-margin is not more often wrong; comparisons come mostly from the region's low end (below the
-line they are all made; above it only audits and reports), so the pooled share errs high.
+A line at bin k serves every candidate from bin k up; its wrong-hit rate per lookup is
+``sum(l_b * q(b), b >= k) / n``, with ``q(b)`` the chance that a candidate at bin b's margin is
+wrong. ``q`` is a logistic curve of the margin, fitted to every comparison (as vCache models a
+cached answer's correctness as a sigmoid of similarity). Why a curve rather than each bin's own
+share: comparisons are made at very different rates on either side of the line (all below it,
+a sampled few above), which a pooled share mixes up and which leaves each bin with too few
+wrong answers to bound on its own; a logistic regression is unbiased when the chance of being
+observed depends on the margin alone, and it borrows strength across margins, so hundreds of
+comparisons below the line bound the rate above it. Its posterior (a weak normal prior, plus
+half a wrong and half a right comparison at the evidence's mean margin, Jeffreys-like) is
+sampled by importance sampling from a Student-t around its mode (``SAMPLES`` seeded draws).
+
 The line moves down to the lowest edge, among bins that had comparisons, whose rate's 95th
-percentile (``SAMPLES`` seeded draws) is at most the target: it never moves into margins
-nobody compared. It moves up only on evidence that the calibrated line is too loose (the rate's
-5th percentile there is over the target), to the lowest edge that fits, or to serving nothing
-when none does (every candidate is then compared for free until one fits). Evidence that is
-merely thin keeps the calibrated line, as does a group with under ``MIN_EVIDENCE``
-comparisons. Replicas reading the same counters agree.
+percentile is at most the target: it never moves into margins nobody compared. It moves up only
+on evidence that the calibrated line is too loose (the rate's 5th percentile there is over the
+target), to the lowest edge that fits, or to serving nothing when none does (every candidate is
+then compared for free until one fits). Evidence that is merely thin keeps the calibrated line,
+as does a group with under ``MIN_EVIDENCE`` comparisons. Replicas reading the same counters
+agree.
 
 Counters live in the store (one hash per group on Redis: replicas add up, a restart keeps them);
 each process adds its deltas and re-reads every ``SYNC_SECONDS``. At most ``MAX_GROUPS`` groups are
@@ -38,6 +44,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 
@@ -47,20 +54,31 @@ log = logging.getLogger("semcache.adaptive")
 Floats = npt.NDArray[np.float64]
 
 LOW = -1.0
-BIN_WIDTH = 0.02
-BINS = 70
+BIN_WIDTH = 0.005
+BINS = 280
 """Bins cover margins [-1.0, 0.4); a margin outside goes to the nearest end bin."""
-DEFAULT_BIN = 50
+DEFAULT_BIN = 200
 """The bin starting at margin 0: the calibrated threshold."""
 NEVER = BINS
 """An offset bin past the last: no candidate is served."""
+CENTERS = LOW + (np.arange(BINS) + 0.5) * BIN_WIDTH
 MIN_EVIDENCE = 30
 CONFIDENCE = 0.95
 """The line keeps this one-sided upper bound of the wrong-hit rate under the target."""
 SAMPLES = 4000
+FIT_BINS = 4
+"""Bins counted together to fit the curve (0.02 of margin)."""
+PRIOR_SD = 10.0
+"""Of the logistic curve's intercept and slope (margins span about 1): weak."""
+PSEUDO = 0.5
+"""Wrong and right comparisons added at the evidence's mean margin (Jeffreys-like)."""
+T_DF = 4.0
+"""Degrees of freedom of the Student-t the posterior is sampled from (heavier tails than it)."""
 SYNC_SECONDS = 2.0
+RECHOOSE_GROWTH = 0.02
 MAX_GROUPS = 1000
-COUNTER_PREFIX = "adapt:"
+COUNTER_PREFIX = "adapt2:"
+"""``adapt2``: bins 0.005 wide (``adapt:`` counted 0.02-wide bins; that evidence is not read)."""
 
 
 def bin_of(margin: float) -> int:
@@ -89,8 +107,9 @@ class Group:
     """Added here, not yet written to the store."""
     offset_bin: int = DEFAULT_BIN
     estimate: Estimate | None = None
-    chosen_from: dict[str, int] = field(default_factory=dict)
-    """The counters the offset was last chosen from: unchanged counters, no new draws."""
+    chosen_from: tuple[int, int, int] | None = None
+    """Lookups, comparisons and wrong answers when the offset was last chosen (see
+    :func:`_moved`)."""
 
     def add(self, deltas: dict[str, int]) -> None:
         self.counters.update(deltas)
@@ -113,35 +132,96 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
     n, lookups, observed, wrong = group.arrays()
     if n <= 0 or observed.sum() < MIN_EVIDENCE:
         return DEFAULT_BIN, None
-    # Everything from bin k up, for each k: the lookups it would serve, the comparisons in it.
-    served = _from_top(lookups) / n
-    compared, different = _from_top(observed), _from_top(wrong)
-    draws = np.random.default_rng(0).beta(
-        different + 0.5, compared - different + 0.5, size=(SAMPLES, BINS)
-    )
-    rate = draws * served
-    upper = np.quantile(rate, CONFIDENCE, axis=0)
-    # The line sits at the lower edge of a bin with comparisons, never in an empty stretch
-    # below the evidence; the lowest that fits serves the most.
-    fits = np.flatnonzero((upper <= target) & (observed > 0))
-    lowest = int(fits[0]) if fits.size else NEVER
-    if lowest > DEFAULT_BIN:
-        # The calibrated line does not fit the bound. Leave it only on evidence that it is
-        # too loose (even the optimistic bound is over the target), not for want of evidence.
-        too_loose = np.quantile(rate[:, DEFAULT_BIN], 1 - CONFIDENCE) > target
-        if not too_loose:
-            lowest = DEFAULT_BIN
+    thetas, weights = _posterior(observed, wrong)
+    seen = np.flatnonzero(lookups)  # bins the rate sums over
+    chance = _expit(thetas[:, :1] + thetas[:, 1:] * CENTERS[seen])  # (draws, seen bins)
+    from_top = np.cumsum((chance * (lookups[seen] / n))[:, ::-1], axis=1)[:, ::-1]
+
+    def rate(k: int) -> Floats:
+        """Each draw's wrong-hit rate per lookup of a line at bin k."""
+        first = int(np.searchsorted(seen, k))
+        return from_top[:, first] if first < seen.size else np.zeros(len(weights))
+
+    def upper(k: int) -> float:
+        return _quantile(rate(k), weights, CONFIDENCE)
+
+    # A draw's rate only falls as the line rises, so its bound does too: the lowest line that
+    # fits is found by bisection, then raised to the lower edge of a bin with comparisons.
+    low, high = 0, NEVER
+    while low < high:
+        middle = (low + high) // 2
+        if upper(middle) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    compared = np.flatnonzero(observed[low:]) + low
+    lowest = int(compared[0]) if compared.size else NEVER
+    # When the calibrated line does not fit the bound, leave it only on evidence that it is too
+    # loose (even the optimistic bound is over the target), not for want of evidence.
+    if lowest > DEFAULT_BIN and _quantile(rate(DEFAULT_BIN), weights, 1 - CONFIDENCE) <= target:
+        lowest = DEFAULT_BIN
     if lowest >= NEVER:
         return NEVER, Estimate(0.0, 0.0, 0.0)
-    index = lowest
-    at = rate[:, index]
-    low, high = np.quantile(at, [0.025, 0.975])
-    return index, Estimate(float(at.mean()), float(low), float(high))
+    at = rate(lowest)
+    mean = float(np.average(at, weights=weights))
+    return lowest, Estimate(mean, _quantile(at, weights, 0.025), _quantile(at, weights, 0.975))
 
 
-def _from_top(counts: Floats) -> Floats:
-    """``out[k] = counts[k:].sum()``."""
-    return np.cumsum(counts[::-1])[::-1]
+def _posterior(observed: Floats, wrong: Floats) -> tuple[Floats, Floats]:
+    """Draws of the logistic curve's (intercept, slope) and their importance weights. The
+    curve is fitted on the comparisons counted ``FIT_BINS`` bins together (fewer terms to
+    weigh each draw with; two parameters need no finer margins)."""
+    observed = observed.reshape(-1, FIT_BINS).sum(axis=1)
+    wrong = wrong.reshape(-1, FIT_BINS).sum(axis=1)
+    centers = CENTERS.reshape(-1, FIT_BINS).mean(axis=1)
+    used = np.flatnonzero(observed)
+    x = np.append(centers[used], np.average(centers[used], weights=observed[used]))
+    trials = np.append(observed[used], 2 * PSEUDO)
+    events = np.append(wrong[used], PSEUDO)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    precision = np.eye(2) / PRIOR_SD**2
+
+    def log_posterior(thetas: Floats) -> Floats:
+        eta = thetas @ design.T
+        likelihood: Floats = (events * eta - trials * _softplus(eta)).sum(axis=-1)
+        prior: Floats = 0.5 * ((thetas @ precision) * thetas).sum(axis=-1)
+        return likelihood - prior
+
+    mode = np.array([math.log((events.sum()) / (trials.sum() - events.sum())), 0.0])
+    hessian = precision
+    for _ in range(50):  # Newton's method: the log posterior is concave
+        p = _expit(design @ mode)
+        gradient = design.T @ (events - trials * p) - precision @ mode
+        hessian = (design * (trials * p * (1 - p))[:, None]).T @ design + precision
+        step = np.linalg.solve(hessian, gradient)
+        mode = mode + step
+        if np.abs(step).max() < 1e-9:
+            break
+    scale = np.linalg.cholesky(np.linalg.inv(hessian))
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((SAMPLES, 2)) / np.sqrt(rng.chisquare(T_DF, SAMPLES) / T_DF)[:, None]
+    thetas = mode + z @ scale.T
+    log_proposal = -(T_DF + 2) / 2 * np.log1p((z * z).sum(axis=1) / T_DF)
+    log_weights = log_posterior(thetas) - log_proposal
+    weights = np.exp(log_weights - log_weights.max())
+    return thetas, weights / weights.sum()
+
+
+def _expit(eta: Floats) -> Floats:
+    return 1.0 / (1.0 + np.exp(-np.clip(eta, -60.0, 60.0)))
+
+
+def _softplus(eta: Floats) -> Floats:
+    """``log(1 + e^eta)`` without overflow."""
+    return np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+
+
+def _quantile(values: Floats, weights: Floats, q: float) -> float:
+    """The weighted ``q`` quantile of ``values``."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    index = min(int(np.searchsorted(cumulative, q * cumulative[-1])), len(values) - 1)
+    return float(values[order][index])
 
 
 class Adaptive:
@@ -197,11 +277,16 @@ class Adaptive:
             stored = await self._cache.read_counters(COUNTER_PREFIX + group.name)
             if stored is not None:
                 group.counters = Counter(stored) + group.pending
-            if group.chosen_from == group.counters:
+            totals = _totals(group.counters)
+            if not _moved(group.chosen_from, totals):
                 continue
-            group.chosen_from = dict(group.counters)
+            group.chosen_from = totals
             before = group.offset_bin
-            group.offset_bin, group.estimate = choose(group, self.target)
+            # Some milliseconds of numpy: off the event loop, on a copy of the counters.
+            snapshot = Group(group.name, counters=Counter(group.counters))
+            group.offset_bin, group.estimate = await anyio.to_thread.run_sync(
+                choose, snapshot, self.target
+            )
             if group.offset_bin != before:
                 log.info(
                     "semantic threshold of %s moved: margin %+.2f -> %+.2f",
@@ -209,6 +294,30 @@ class Adaptive:
                     edge(before),
                     group.offset,
                 )
+
+
+def _totals(counters: Counter[str]) -> tuple[int, int, int]:
+    observed = wrong = 0
+    for name, value in counters.items():
+        if name[1:].isdigit():
+            if name[0] == "o":
+                observed += value
+            elif name[0] == "w":
+                wrong += value
+    return counters["n"], observed, wrong
+
+
+def _moved(before: tuple[int, int, int] | None, now: tuple[int, int, int]) -> bool:
+    """Whether the evidence changed enough to choose the line again: any new wrong answer, any
+    count going down (the store lost its counters), or lookups or comparisons up by
+    ``RECHOOSE_GROWTH``. A busy group is then weighed every few thousand lookups, not on
+    every sync."""
+    if before is None:
+        return True
+    (n0, o0, w0), (n1, o1, w1) = before, now
+    if w1 != w0 or n1 < n0 or o1 < o0:
+        return True
+    return n1 >= n0 * (1 + RECHOOSE_GROWTH) + 1 or o1 >= o0 * (1 + RECHOOSE_GROWTH) + 1
 
 
 def report(adaptive: Adaptive) -> list[dict[str, object]]:
