@@ -90,7 +90,9 @@ def _choice_deltas(
 ) -> Iterator[tuple[dict[str, Any], str | None, Any]]:
     message: dict[str, Any] = choice.get("message") or {}
     logprobs = _LogprobFeed(choice.get("logprobs"))
-    first: dict[str, Any] = {"role": message.get("role", "assistant"), "content": ""}
+    # As the API streams it: "" before text, null before a tool or function call.
+    content = "" if isinstance(message.get("content"), str) else None
+    first: dict[str, Any] = {"role": message.get("role", "assistant"), "content": content}
     if message.get("refusal") is None and "refusal" in message:
         first["refusal"] = None
     yield first, None, None
@@ -120,7 +122,20 @@ def _choice_deltas(
         arguments = function.get("arguments") or ""
         for piece in _split(arguments, boundaries.get(f"tool:{t_index}"), _char_pieces):
             yield {"tool_calls": [{"index": t_index, "function": {"arguments": piece}}]}, None, None
+    call = message.get("function_call")
+    if isinstance(call, dict):  # the legacy ``functions`` API: one call, streamed the same way
+        yield {"function_call": {"name": call.get("name", ""), "arguments": ""}}, None, None
+        for piece in _char_pieces(call.get("arguments") or ""):
+            yield {"function_call": {"arguments": piece}}, None, None
+    for name, value in message.items():
+        # Anything else the message carries (url citations' ``annotations``...), as it is, in a
+        # delta of its own: never dropped from a replay.
+        if name not in _REPLAYED and not isinstance(value, str) and value:
+            yield {name: value}, None, None
     yield {}, choice.get("finish_reason"), None
+
+
+_REPLAYED = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 
 
 def _split(text: str, lengths: list[int] | None, fallback: Any) -> list[str]:

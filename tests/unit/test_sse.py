@@ -255,3 +255,69 @@ def test_a_delta_field_that_is_not_text_makes_the_stream_unstorable() -> None:
          chunk({"annotations": annotations}, "stop"), b"[DONE]"]
     )  # fmt: skip
     assert not a.complete
+
+
+def accumulated(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's message rebuilt from its deltas as the SDKs do: strings appended, objects
+    merged field by field, anything else taken as it comes."""
+
+    def merge(into: dict[str, Any], delta: dict[str, Any]) -> None:
+        for key, value in delta.items():
+            if isinstance(value, str) and isinstance(into.get(key), str):
+                into[key] += value
+            elif isinstance(value, dict):
+                merge(into.setdefault(key, {}), value)
+            elif value is not None or key not in into:
+                into[key] = value
+
+    message: dict[str, Any] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            merge(message, choice["delta"])
+    return message
+
+
+def one_choice(message: dict[str, Any], finish: str) -> dict[str, Any]:
+    return {"id": "x", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}]}  # fmt: skip
+
+
+def test_a_legacy_function_call_and_annotations_survive_a_replay() -> None:
+    """Must NOT drop: a stored answer to the legacy ``functions`` API, or one with url
+    citations, streamed to a client that asked for a stream."""
+    call = {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}
+    citation = {"url": "https://example.test/a", "start_index": 0, "end_index": 5}
+    cited = [{"type": "url_citation", "url_citation": citation}]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"role": "assistant", "content": None, "function_call": call}, "function_call"),
+        ({"role": "assistant", "content": "Paris", "annotations": cited}, "stop"),
+    ]
+    for message, finish in cases:
+        completion = one_choice(message, finish)
+        chunks = replayed(completion, {}, usage=False)
+        rebuilt = accumulated(chunks)
+        assert {k: v for k, v in rebuilt.items() if v is not None} == {
+            k: v for k, v in message.items() if v is not None
+        }
+        assert chunks[-1]["choices"][0]["finish_reason"] == finish
+
+
+def test_the_first_delta_says_content_null_before_a_call_and_empty_before_text() -> None:
+    """As the API streams them; an SDK rebuilds ``content`` from the first delta onwards."""
+    tool = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    calls: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [tool]}
+    text: dict[str, Any] = {"role": "assistant", "content": "Hi", "refusal": None}
+    cases: list[tuple[dict[str, Any], str | None]] = [(calls, None), (text, "")]
+    for message, first in cases:
+        completion = one_choice(message, "stop")
+        chunks = replayed(completion, {}, usage=False)
+        assert chunks[0]["choices"][0]["delta"]["content"] == first
+        assert accumulated(chunks)["content"] == message["content"]
+
+
+def test_empty_annotations_are_not_replayed() -> None:
+    message = {"role": "assistant", "content": "Hi", "annotations": []}
+    completion = one_choice(message, "stop")
+    assert all(
+        "annotations" not in c["choices"][0]["delta"] for c in replayed(completion, {}, usage=False)
+    )
