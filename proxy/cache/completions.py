@@ -25,11 +25,14 @@ WORDS_PER_CHUNK = 3
 
 class Joined:
     """The chunks of a streamed text completion joined into the object a non-streaming call
-    returns: each choice's ``text`` in order, its ``finish_reason``, and ``usage`` if sent."""
+    returns: each choice's ``text`` in order, its ``logprobs`` (each list joined: ``tokens``,
+    ``token_logprobs``, ``top_logprobs``, ``text_offset``), its ``finish_reason``, and
+    ``usage`` if sent."""
 
     def __init__(self) -> None:
         self._head: dict[str, Any] = {}
         self._texts: dict[int, list[str]] = {}
+        self._logprobs: dict[int, dict[str, Any]] = {}
         self._finish: dict[int, Any] = {}
         self._usage: Any = None
         self.done = False
@@ -56,6 +59,20 @@ class Joined:
             text = choice.get("text")
             if isinstance(text, str):
                 self._texts.setdefault(index, []).append(text)
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                joined = self._logprobs.setdefault(index, {})
+                for name, items in logprobs.items():
+                    kept = joined.setdefault(name, None if items is None else [])
+                    if items is None and kept is None:
+                        continue  # e.g. "top_logprobs": null throughout
+                    if not isinstance(items, list) or not isinstance(kept, list):
+                        self.broken = True  # a shape this cannot join: not stored
+                        return
+                    kept.extend(items)
+            elif logprobs is not None:
+                self.broken = True
+                return
             if choice.get("finish_reason") is not None:
                 self._finish[index] = choice["finish_reason"]
 
@@ -63,7 +80,7 @@ class Joined:
         if not self.done or self.broken or not self._texts:
             return None
         choices = [
-            {"text": "".join(self._texts[i]), "index": i, "logprobs": None,
+            {"text": "".join(self._texts[i]), "index": i, "logprobs": self._logprobs.get(i),
              "finish_reason": self._finish.get(i)}
             for i in sorted(self._texts)
         ]  # fmt: skip
@@ -81,19 +98,45 @@ def replay(completion: dict[str, Any], *, include_usage: bool) -> bytes:
     head["object"] = "text_completion"
     out: list[bytes] = []
     for choice in completion.get("choices", []):
-        index, text = choice.get("index", 0), choice.get("text", "")
-        words = _PIECES.findall(text) or [""]
-        pieces = [
-            "".join(words[i : i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)
-        ]
-        for n, piece in enumerate(pieces):
+        index = choice.get("index", 0)
+        pieces = _pieces(choice.get("text", ""), choice.get("logprobs"))
+        for n, (piece, logprobs) in enumerate(pieces):
             finish = choice.get("finish_reason") if n == len(pieces) - 1 else None
-            choice_out = {"text": piece, "index": index, "logprobs": None, "finish_reason": finish}
+            choice_out = {"text": piece, "index": index, "logprobs": logprobs,
+                          "finish_reason": finish}  # fmt: skip
             out.append(event({**head, "choices": [choice_out]}))
     if include_usage and "usage" in completion:
         out.append(event({**head, "choices": [], "usage": completion["usage"]}))
     out.append(DONE_EVENT)
     return b"".join(out)
+
+
+def _pieces(text: str, logprobs: Any) -> list[tuple[str, Any]]:
+    """A choice's text in chunks, each with its share of the logprobs: a few words each, or,
+    with logprobs, a few tokens each (one chunk with all of them if the tokens do not spell
+    the text)."""
+    if not isinstance(logprobs, dict) or not logprobs:
+        words = _PIECES.findall(text) or [""]
+        step = WORDS_PER_CHUNK
+        return [("".join(words[i : i + step]), None) for i in range(0, len(words), step)]
+    tokens = logprobs.get("tokens")
+    lists = [v for v in logprobs.values() if isinstance(v, list)]
+    if (
+        not isinstance(tokens, list)
+        or not all(isinstance(t, str) for t in tokens)
+        or "".join(tokens) != text
+        or any(len(v) != len(tokens) for v in lists)
+        or not tokens
+    ):
+        return [(text, logprobs)]
+    step = WORDS_PER_CHUNK
+    return [
+        (
+            "".join(tokens[i : i + step]),
+            {k: v[i : i + step] if isinstance(v, list) else v for k, v in logprobs.items()},
+        )
+        for i in range(0, len(tokens), step)
+    ]
 
 
 def _is_complete(completion: dict[str, Any]) -> bool:

@@ -212,3 +212,56 @@ async def test_followers_of_a_failed_leader_ask_for_themselves(proxy: Proxy) -> 
         release.set()
     assert sorted(statuses) == [200, 200, 500]  # the error is never served to the others
     assert route.call_count == 3
+
+
+def logprob_stream(tokens: list[str]) -> bytes:
+    """A stream that asked for ``logprobs``: one token per chunk, with its logprobs."""
+    chunks = []
+    offset = 0
+    for i, token in enumerate(tokens):
+        logprobs = {"tokens": [token], "token_logprobs": [-0.1 * (i + 1)],
+                    "top_logprobs": [{token: -0.1 * (i + 1)}], "text_offset": [offset]}  # fmt: skip
+        offset += len(token)
+        finish = "stop" if i == len(tokens) - 1 else None
+        choice = {"text": token, "index": 0, "logprobs": logprobs, "finish_reason": finish}
+        chunk = {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
+                 "choices": [choice]}  # fmt: skip
+        chunks.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return b"".join(chunks) + b"data: [DONE]\n\n"
+
+
+async def test_logprobs_asked_for_are_kept_on_every_kind_of_hit(proxy: Proxy) -> None:
+    """Must NOT drop: ``logprobs`` is in the key, so its hits answer requests that asked for
+    them; a stream's are joined when stored and handed back out, a few tokens per chunk."""
+    tokens = [" there", " was", " a", " cat", " on", " the", " mat", "."]
+    route = proxy.upstream.post("/completions").respond(
+        200, content=logprob_stream(tokens), headers={"content-type": "text/event-stream"}
+    )
+    await post(proxy, body(stream=True, logprobs=1))
+    plain = await post(proxy, body(logprobs=1))
+    assert plain.headers["x-cache"] == "HIT"
+    logprobs = plain.json()["choices"][0]["logprobs"]
+    assert logprobs["tokens"] == tokens
+    assert logprobs["token_logprobs"] == pytest.approx([-0.1 * (i + 1) for i in range(8)])
+    assert logprobs["text_offset"] == [0, 6, 10, 12, 16, 19, 23, 27]
+    streamed = await post(proxy, body(stream=True, logprobs=1))
+    assert streamed.headers["x-cache"] == "HIT"
+    events = [e.removeprefix(b"data: ") for e in streamed.content.split(b"\n\n") if e]
+    joined = Joined()
+    for e in events:
+        joined.feed(e)
+    again = joined.result()
+    assert again is not None
+    assert again["choices"][0]["logprobs"] == logprobs
+    assert again["choices"][0]["text"] == "".join(tokens)
+    assert len(events) > 3  # in several chunks, each with its tokens' logprobs
+    assert route.call_count == 1
+
+
+def test_logprobs_that_do_not_spell_the_text_go_out_whole_in_one_chunk() -> None:
+    completion = text_completion(" hello world")
+    completion["choices"][0]["logprobs"] = {"tokens": [" hi"], "token_logprobs": [-1.0]}
+    events = [e for e in replay(completion, include_usage=False).split(b"\n\n") if e][:-1]
+    (only,) = [orjson.loads(e.removeprefix(b"data: ")) for e in events]
+    assert only["choices"][0]["text"] == " hello world"
+    assert only["choices"][0]["logprobs"] == {"tokens": [" hi"], "token_logprobs": [-1.0]}
