@@ -47,7 +47,8 @@ class Joined:
             self.broken = True
             return
         for field in ("id", "created", "model", "system_fingerprint"):
-            if field in chunk and field not in self._head:
+            # Not from a chunk that says nothing (Azure opens with "" ids and created 0).
+            if chunk.get(field) not in (None, "", 0) and field not in self._head:
                 self._head[field] = chunk[field]
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]

@@ -18,6 +18,7 @@ import orjson
 DONE = b"[DONE]"
 # Envelope fields copied from the chunks to the completion.
 _ENVELOPE = ("id", "created", "model", "system_fingerprint", "service_tier")
+_UNSAID = (None, "", 0)
 
 
 @dataclass
@@ -62,7 +63,9 @@ class StreamAssembler:
             self.failed = True
             return
         for key in _ENVELOPE:
-            if chunk.get(key) is not None and key not in self._envelope:
+            # Azure OpenAI opens with a chunk of prompt filter results whose id and model are
+            # "" and created 0: the envelope comes from the first chunk that says something.
+            if chunk.get(key) not in _UNSAID and key not in self._envelope:
                 self._envelope[key] = chunk[key]
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]

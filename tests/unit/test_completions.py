@@ -265,3 +265,15 @@ def test_logprobs_that_do_not_spell_the_text_go_out_whole_in_one_chunk() -> None
     (only,) = [orjson.loads(e.removeprefix(b"data: ")) for e in events]
     assert only["choices"][0]["text"] == " hello world"
     assert only["choices"][0]["logprobs"] == {"tokens": [" hi"], "token_logprobs": [-1.0]}
+
+
+def test_an_azure_first_chunk_does_not_blank_the_stored_id_and_model() -> None:
+    joined = Joined()
+    joined.feed(orjson.dumps({"id": "", "created": 0, "model": "", "choices": [],
+                              "prompt_filter_results": []}))  # fmt: skip
+    for event in sse(" there", " was.").split(b"\n\n"):
+        if event:
+            joined.feed(event.removeprefix(b"data: "))
+    out = joined.result()
+    assert out is not None
+    assert (out["id"], out["created"], out["model"]) == ("cmpl-s", 1, "m")

@@ -321,3 +321,17 @@ def test_empty_annotations_are_not_replayed() -> None:
     assert all(
         "annotations" not in c["choices"][0]["delta"] for c in replayed(completion, {}, usage=False)
     )
+
+
+def test_an_azure_stream_takes_its_envelope_from_the_first_chunk_that_says_something() -> None:
+    """Azure OpenAI opens a stream with prompt filter results, ``"id": ""``, ``"model": ""``
+    and ``"created": 0``; a stored entry (and every hit it serves) must not carry those."""
+    filters = orjson.dumps({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                            "prompt_filter_results": [{"prompt_index": 0}]})  # fmt: skip
+    a = assemble([filters, *TEXT_STREAM])
+    completion = a.completion()
+    assert (completion["id"], completion["created"], completion["model"]) == (
+        "chatcmpl-s",
+        123,
+        "m",
+    )
