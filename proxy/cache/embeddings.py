@@ -70,6 +70,7 @@ class EmbeddingPipeline:
 
         model = request.model
         reason = "no-entry" if control.lookup else "no-cache"
+        relayed: list[tuple[bytes, bytes]] = []
         if missing:
             self._metrics.request(ROUTE, "miss")
             self._metrics.miss_reasons[reason] += 1
@@ -97,6 +98,13 @@ class EmbeddingPipeline:
                 )
             vectors, token_counts, upstream_model = fresh
             model = upstream_model or model
+            # The upstream's own headers (x-request-id, rate limits...) go with the answer it
+            # helped make; the body is semcache's, so its type and length are too.
+            relayed = [
+                (name, value)
+                for name, value in response_headers(response, decoded=True)
+                if name != b"content-type"
+            ]
             meta = entry_meta(ROUTE, model)
             new_entries = [
                 self._cache.new_entry(vector.tobytes(), tokens=tokens, meta=meta)
@@ -129,7 +137,7 @@ class EmbeddingPipeline:
         else:
             extra.append((b"x-cache-lookup", b"exact"))
         body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
-        return raw_response(body_out, 200, [JSON, (b"x-cache", state.encode()), *extra])
+        return raw_response(body_out, 200, [*relayed, JSON, (b"x-cache", state.encode()), *extra])
 
     async def _lookup(self, keys: Sequence[str], control: CacheControl) -> list[Entry | None]:
         if not control.lookup:

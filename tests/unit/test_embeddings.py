@@ -199,3 +199,29 @@ async def test_bad_embedding_requests_are_400(proxy: Proxy, body: dict[str, Any]
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert route.call_count == 0
+
+
+async def test_a_miss_carries_the_upstreams_own_headers(proxy: Proxy) -> None:
+    """The SDK reads ``x-request-id``; rate-limit headers tell the caller its budget. A miss
+    (or a partial one) relays them with its answer; the body's type and length are semcache's."""
+
+    def with_headers(request: httpx.Request) -> httpx.Response:
+        answer = fake_embeddings(request)
+        return httpx.Response(
+            200, content=answer.content, headers={
+                "content-type": "application/json", "x-request-id": "req_123",
+                "x-ratelimit-remaining-requests": "99", "openai-processing-ms": "12",
+            },
+        )  # fmt: skip
+
+    proxy.upstream.post("/embeddings").mock(side_effect=with_headers)
+    await embed(proxy, input=["a"])
+    partial = await embed(proxy, input=["a", "b"])
+    full_hit = await embed(proxy, input=["a", "b"])
+    assert partial.headers["x-cache"] == "MISS"
+    assert partial.headers["x-request-id"] == "req_123"
+    assert partial.headers["x-ratelimit-remaining-requests"] == "99"
+    assert partial.headers["content-type"] == "application/json"
+    assert int(partial.headers["content-length"]) == len(partial.content)
+    assert full_hit.headers["x-cache"] == "HIT"
+    assert "x-ratelimit-remaining-requests" not in full_hit.headers  # no stale budget on a hit
