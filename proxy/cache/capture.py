@@ -51,6 +51,7 @@ def relay_miss(
     extra_headers: Headers,
     capture: Capture | None,
     publish: EntryPublish | None,
+    openai_errors: bool = True,
 ) -> Response:
     """Relay ``response``; with ``capture``, store the joined answer once the body is whole.
     The single flight (``publish``) gets the stored entry, or None, however the relay ends."""
@@ -61,7 +62,8 @@ def relay_miss(
             await publish(stored[0] if stored else None)
 
     if capture is None:
-        return relay(upstream, response, extra_headers=extra_headers, on_finish=finish)
+        return relay(upstream, response, extra_headers=extra_headers, on_finish=finish,
+                     openai_errors=openai_errors)  # fmt: skip
     parser, joiner = capture.parser, capture.joiner
 
     def observe(chunk: bytes) -> bool:
@@ -75,4 +77,4 @@ def relay_miss(
             stored.append(entry)
 
     return relay(upstream, response, extra_headers=extra_headers, observe=observe,
-                 on_complete=complete, on_finish=finish)  # fmt: skip
+                 on_complete=complete, on_finish=finish, openai_errors=openai_errors)  # fmt: skip

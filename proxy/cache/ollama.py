@@ -81,7 +81,7 @@ class OllamaPipeline:
             self._metrics.request(route, "bypass")
             response = await self._upstream.post(url, headers, raw, decoded=False)
             extra = cache_headers("BYPASS", reason=f"bypass:{control.reason}")
-            return relay(self._upstream, response, extra_headers=extra)
+            return relay(self._upstream, response, extra_headers=extra, openai_errors=False)
         key = ollama_key(namespace, kind, body)
         landed = self._flights.landed
         model = str(body.get("model", ""))
@@ -161,8 +161,9 @@ class OllamaPipeline:
 
                 capture = Capture(LineParser(), Joined(kind), store_joined)
             return relay_miss(
-                self._upstream, response, extra_headers=extra, capture=capture, publish=publish
-            )
+                self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
+                openai_errors=False,
+            )  # fmt: skip
         response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)
         status = response.status_code

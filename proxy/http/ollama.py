@@ -85,7 +85,7 @@ async def _pass(request: Request, url: str) -> Response:
         headers=svc.upstream.forward_headers(request.headers.raw, to=url),
         content=body,
     )
-    return relay(svc.upstream, response, extra_headers=PASSED)
+    return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)
 
 
 async def _send_raw(request: Request, url: str, raw: bytes) -> Response:
@@ -96,7 +96,7 @@ async def _send_raw(request: Request, url: str, raw: bytes) -> Response:
         headers=svc.upstream.forward_headers(request.headers.raw, to=url),
         content=raw,
     )
-    return relay(svc.upstream, response, extra_headers=PASSED)
+    return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)
 
 
 def _with_query(url: str, query: bytes) -> str:

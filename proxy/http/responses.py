@@ -122,6 +122,7 @@ def relay(
     rewrite: Rewrite | None = None,
     on_complete: Callable[[], Awaitable[None]] | None = None,
     on_finish: Callable[[], Awaitable[None]] | None = None,
+    openai_errors: bool = True,
 ) -> Response:
     """Relay an upstream response as it arrives; never buffered.
 
@@ -134,8 +135,10 @@ def relay(
     (returned True): clients stop reading at ``[DONE]``, and the upstream's end of body, just
     behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
     ended. ``rewrite`` changes what the client gets (``observe`` still sees the upstream's bytes).
+    ``openai_errors``: a small non-JSON upstream error is answered in OpenAI's format (off for
+    Ollama's API, whose clients read its own errors, relayed as they are).
     """
-    if _is_foreign_error(response):
+    if openai_errors and _is_foreign_error(response):
         return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],

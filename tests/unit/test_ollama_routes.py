@@ -118,3 +118,28 @@ async def test_the_server_key_never_goes_to_an_ollama_on_another_host(
     assert response.status_code == 200
     (sent,) = (chat if path == "/api/chat" else tags).calls
     assert "authorization" not in sent.request.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/nope", None),  # passed through
+        ("POST", "/api/chat", {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}),
+        ("POST", "/api/chat", {"model": "m", "stream": False,
+                               "messages": [{"role": "user", "content": "Hi"}]}),
+    ],
+    ids=["passthrough", "streamed", "whole"],
+)  # fmt: skip
+async def test_ollamas_own_errors_reach_its_clients_as_they_are(
+    clock: FakeClock, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """An Ollama client reads Ollama's errors; a plain-text one is relayed as it came, never
+    rewritten into OpenAI's shape."""
+    with respx.mock(assert_all_called=False) as router:
+        router.route(method=method, url=f"http://upstream.test{path}").respond(
+            500, text="model runner crashed", headers={"content-type": "text/plain"}
+        )
+        async with make_proxy(router, clock) as p:
+            response = await p.client.request(method, path, json=body)
+    assert response.status_code == 500
+    assert response.text == "model runner crashed"
