@@ -17,7 +17,8 @@ import orjson
 from proxy.errors import BadRequestError
 
 # Chat fields that cannot change the answer: how it is delivered (`stream`, `stream_options`) and
-# bookkeeping that the API reference says is for abuse monitoring, billing or stored completions.
+# bookkeeping that the API reference says is for abuse monitoring or billing. `store` is kept
+# apart (see `_canonical_chat`).
 CHAT_IGNORED_FIELDS = frozenset(
     {
         "stream",
@@ -27,7 +28,6 @@ CHAT_IGNORED_FIELDS = frozenset(
         "prompt_cache_key",
         "prompt_cache_retention",
         "metadata",
-        "store",
         "service_tier",
     }
 )
@@ -104,7 +104,9 @@ def _canonical_chat(body: Mapping[str, Any]) -> dict[str, Any]:
     number spelled two ways there costs a hit, never a wrong answer."""
     canonical: dict[str, Any] = {}
     for name, value in body.items():
-        if name in CHAT_IGNORED_FIELDS:
+        if name in CHAT_IGNORED_FIELDS or (name == "store" and value is not True):
+            # ``store: true`` stays: that answer's id is a stored completion the client may
+            # fetch (GET /chat/completions/{id}); one made with store false (the default) is not.
             continue
         if name == "messages":
             value = [normalize_message(m) for m in value]

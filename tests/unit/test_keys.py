@@ -61,6 +61,14 @@ def test_key_ignores_field_order_and_delivery_fields() -> None:
     assert chat_key("ns", reordered) == chat_key("ns", BODY)
 
 
+def test_a_stored_completion_is_not_one_made_without_store() -> None:
+    """Must NOT share: with ``store: true`` the answer's id is a stored completion the client
+    may fetch; an answer made with store false (the default) has none."""
+    assert chat_key("ns", {**BODY, "store": False}) == chat_key("ns", BODY)
+    assert chat_key("ns", {**BODY, "store": None}) == chat_key("ns", BODY)
+    assert chat_key("ns", {**BODY, "store": True}) != chat_key("ns", BODY)
+
+
 def test_normalize_text() -> None:
     assert normalize_text("  e\u0301\r\nx \t") == "\u00e9\nx"
 
