@@ -32,11 +32,13 @@ def body(prompt: Any = "Once upon a time", **fields: Any) -> dict[str, Any]:
     return {"model": "gpt-3.5-turbo-instruct", "prompt": prompt, "max_tokens": 16, **fields}
 
 
-def sse(*texts: str) -> bytes:
+def sse(*texts: str, logprobs: list[dict[str, Any]] | None = None) -> bytes:
+    """A text completion stream, one chunk per text (with its ``logprobs``, if given)."""
     chunks = []
     for i, text in enumerate(texts):
         finish = "stop" if i == len(texts) - 1 else None
-        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        given = None if logprobs is None else logprobs[i]
+        choice = {"text": text, "index": 0, "logprobs": given, "finish_reason": finish}
         chunk = {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
                  "choices": [choice]}  # fmt: skip
         chunks.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
@@ -216,18 +218,13 @@ async def test_followers_of_a_failed_leader_ask_for_themselves(proxy: Proxy) -> 
 
 def logprob_stream(tokens: list[str]) -> bytes:
     """A stream that asked for ``logprobs``: one token per chunk, with its logprobs."""
-    chunks = []
-    offset = 0
-    for i, token in enumerate(tokens):
-        logprobs = {"tokens": [token], "token_logprobs": [-0.1 * (i + 1)],
-                    "top_logprobs": [{token: -0.1 * (i + 1)}], "text_offset": [offset]}  # fmt: skip
-        offset += len(token)
-        finish = "stop" if i == len(tokens) - 1 else None
-        choice = {"text": token, "index": 0, "logprobs": logprobs, "finish_reason": finish}
-        chunk = {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
-                 "choices": [choice]}  # fmt: skip
-        chunks.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-    return b"".join(chunks) + b"data: [DONE]\n\n"
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    logprobs = [
+        {"tokens": [token], "token_logprobs": [-0.1 * (i + 1)],
+         "top_logprobs": [{token: -0.1 * (i + 1)}], "text_offset": [offsets[i]]}
+        for i, token in enumerate(tokens)
+    ]  # fmt: skip
+    return sse(*tokens, logprobs=logprobs)
 
 
 async def test_logprobs_asked_for_are_kept_on_every_kind_of_hit(proxy: Proxy) -> None:
