@@ -5,6 +5,7 @@ Ollama's shape, ``{"error": "..."}``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -54,8 +55,8 @@ async def ollama_api(request: Request) -> Response:
             kind, body, raw, namespace=namespace, control=control,
             headers=request.scope["headers"], path=path,
         )  # fmt: skip
-    except HTTPError as exc:
-        return _error(exc.status_code, exc.message)
+    except HTTPError as exc:  # in Ollama's shape, with its headers (a 503's Retry-After)
+        return _error(exc.status_code, exc.message, exc.headers)
     except ClientDisconnect:
         return _error(400, "the client went away while sending the body")
 
@@ -103,7 +104,8 @@ def _with_query(url: str, query: bytes) -> str:
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
     return raw_response(
-        orjson.dumps({"error": message}), status, [(b"content-type", b"application/json")]
-    )
+        orjson.dumps({"error": message}), status,
+        [(b"content-type", b"application/json"), *headers],
+    )  # fmt: skip

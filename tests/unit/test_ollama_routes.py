@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 import respx
 
@@ -143,3 +145,30 @@ async def test_ollamas_own_errors_reach_its_clients_as_they_are(
             response = await p.client.request(method, path, json=body)
     assert response.status_code == 500
     assert response.text == "model runner crashed"
+
+
+async def test_an_overloaded_ollama_route_says_when_to_retry(clock: FakeClock) -> None:
+    """semcache's own 503 (no free upstream slot) keeps its Retry-After on Ollama's routes."""
+    release = anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json=CHAT)
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{OLLAMA}/chat").mock(side_effect=slow)
+        async with make_proxy(router, clock, max_inflight=1, queue_timeout_seconds=0.05) as p:
+
+            async def ask(text: str) -> httpx.Response:
+                body = {"model": "m", "stream": False,
+                        "messages": [{"role": "user", "content": text}]}  # fmt: skip
+                return await p.client.post("/api/chat", json=body)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask, "first")
+                await anyio.wait_all_tasks_blocked()
+                refused = await ask("second")
+                release.set()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "error" in refused.json()
