@@ -97,8 +97,13 @@ class Asked:
 
 async def chat_completions(request: Request) -> Response:
     async def handle(svc: Services, chat: ChatRequest, asked: Asked) -> Response:
+        control = asked.control
+        if svc.settings.shared_cache and chat.body.get("store") is True:
+            # Its id is a stored completion of the asking key's project: with tenants sharing
+            # entries, another key would be served an id it cannot fetch (as on Responses).
+            control = CacheControl(False, False, control.ttl_seconds, reason="stored-response")
         return await svc.chat.handle(
-            chat, namespace=asked.namespace, api_key=asked.api_key, control=asked.control,
+            chat, namespace=asked.namespace, api_key=asked.api_key, control=control,
             headers=asked.headers, query=asked.query,
         )  # fmt: skip
 

@@ -132,6 +132,24 @@ async def test_a_shared_placeholder_bearer_never_shares_entries_across_real_keys
 
 
 @pytest.mark.anyio
+async def test_with_a_shared_cache_a_stored_chat_completion_is_never_shared(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Must NOT share: a ``store: true`` answer's id is a stored completion of the asking key's
+    project; with tenants sharing entries another key could not fetch it."""
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion())
+    stored = {**chat_body(), "store": True}
+    async with make_proxy(upstream_mock, clock, shared_cache=True) as proxy:
+        first = await proxy.client.post("/v1/chat/completions", json=stored,
+                                        headers={"authorization": "Bearer sk-a"})  # fmt: skip
+        other = await proxy.client.post("/v1/chat/completions", json=stored,
+                                        headers={"authorization": "Bearer sk-b"})  # fmt: skip
+    assert [r.headers["x-cache"] for r in (first, other)] == ["BYPASS", "BYPASS"]
+    assert other.headers["x-cache-reason"] == "bypass:stored-response"
+    assert route.call_count == 2
+
+
+@pytest.mark.anyio
 async def test_admin_token_guards_stats_metrics_and_clear(
     upstream_mock: respx.MockRouter, clock: FakeClock
 ) -> None:
