@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import respx
 
@@ -128,3 +129,15 @@ SAME_WORDS = "the capital of France is what?"
 def numbered(request: httpx.Request, route: respx.Route) -> httpx.Response:
     """An upstream whose n-th answer says ``answer n``: a wrong hit shows."""
     return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
+
+
+class Held:
+    """An upstream that answers ``body`` only once the test sets ``release``."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.release = anyio.Event()
+        self.body = body
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        await self.release.wait()
+        return httpx.Response(200, json=self.body)

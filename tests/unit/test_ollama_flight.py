@@ -7,7 +7,7 @@ import httpx
 import pytest
 import respx
 
-from tests.unit.harness import FakeClock, make_proxy
+from tests.unit.harness import FakeClock, Held, make_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -16,12 +16,7 @@ RESULT = {"model": "m", "created_at": "t", "response": "Once upon a time", "done
 
 
 async def test_concurrent_identical_generates_make_one_upstream_call(clock: FakeClock) -> None:
-    release = anyio.Event()
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return httpx.Response(200, json=RESULT)
-
+    slow = Held(RESULT)
     with respx.mock(assert_all_called=False) as router:
         route = router.post("http://upstream.test/api/generate").mock(side_effect=slow)
         async with make_proxy(router, clock) as p:
@@ -35,7 +30,7 @@ async def test_concurrent_identical_generates_make_one_upstream_call(clock: Fake
                 for _ in range(4):
                     tg.start_soon(ask)
                 await anyio.wait_all_tasks_blocked()
-                release.set()
+                slow.release.set()
     assert route.call_count == 1
     assert sorted(r.headers["x-cache"] for r in results) == ["HIT", "HIT", "HIT", "MISS"]
     assert all(r.json()["response"] == "Once upon a time" for r in results)

@@ -11,7 +11,15 @@ import respx
 
 from proxy.cache.keys import SEMANTIC_MARK
 from proxy.semantic.embedders import HashEmbedder
-from tests.unit.harness import QUESTION, SAME_WORDS, UPSTREAM, FakeClock, completion, make_proxy
+from tests.unit.harness import (
+    QUESTION,
+    SAME_WORDS,
+    UPSTREAM,
+    FakeClock,
+    Held,
+    completion,
+    make_proxy,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -149,12 +157,7 @@ async def test_ollamas_own_errors_reach_its_clients_as_they_are(
 
 async def test_an_overloaded_ollama_route_says_when_to_retry(clock: FakeClock) -> None:
     """semcache's own 503 (no free upstream slot) keeps its Retry-After on Ollama's routes."""
-    release = anyio.Event()
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return httpx.Response(200, json=CHAT)
-
+    slow = Held(CHAT)
     with respx.mock(assert_all_called=False) as router:
         router.post(f"{OLLAMA}/chat").mock(side_effect=slow)
         async with make_proxy(router, clock, max_inflight=1, queue_timeout_seconds=0.05) as p:
@@ -168,7 +171,7 @@ async def test_an_overloaded_ollama_route_says_when_to_retry(clock: FakeClock) -
                 tg.start_soon(ask, "first")
                 await anyio.wait_all_tasks_blocked()
                 refused = await ask("second")
-                release.set()
+                slow.release.set()
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert "error" in refused.json()
