@@ -17,7 +17,7 @@ from proxy.cache.exact import Format
 from proxy.cache.keys import completion_key
 from proxy.cache.policy import completion_tokens_saved
 from proxy.http.validate import ChatRequest, json_or_none
-from proxy.upstream import DONE_EVENT, event
+from proxy.upstream import DONE_EVENT, UNSAID, event
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_CHUNK = 3
@@ -47,8 +47,7 @@ class Joined:
             self.broken = True
             return
         for field in ("id", "created", "model", "system_fingerprint"):
-            # Not from a chunk that says nothing (Azure opens with "" ids and created 0).
-            if chunk.get(field) not in (None, "", 0) and field not in self._head:
+            if chunk.get(field) not in UNSAID and field not in self._head:
                 self._head[field] = chunk[field]
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]

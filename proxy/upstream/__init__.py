@@ -6,13 +6,14 @@ Code outside this package imports from here only:
   limit, decoding, and the translation of transport errors into ``UpstreamError``;
 - :class:`EventParser`, :func:`replay`, :func:`event` and ``DONE_EVENT`` (``sse.py``):
   server-sent events in and out;
-- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together;
+- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together, and
+  ``UNSAID``, the envelope values that say nothing;
 - :func:`open_stream` and :class:`UsageStripper` (``usage.py``): usage on every streamed miss.
 """
 
 from __future__ import annotations
 
-from proxy.upstream.assembler import StreamAssembler
+from proxy.upstream.assembler import UNSAID, StreamAssembler
 from proxy.upstream.client import (
     DECODABLE_ENCODINGS,
     IDENTITY,
@@ -30,6 +31,7 @@ __all__ = [
     "DECODABLE_ENCODINGS",
     "DONE_EVENT",
     "IDENTITY",
+    "UNSAID",
     "EventParser",
     "Headers",
     "StreamAssembler",

@@ -18,7 +18,8 @@ import orjson
 DONE = b"[DONE]"
 # Envelope fields copied from the chunks to the completion.
 _ENVELOPE = ("id", "created", "model", "system_fingerprint", "service_tier")
-_UNSAID = (None, "", 0)
+UNSAID = (None, "", 0)
+"""Envelope values that say nothing (Azure's opening prompt-filter chunk has them)."""
 
 
 @dataclass
@@ -65,7 +66,7 @@ class StreamAssembler:
         for key in _ENVELOPE:
             # Azure OpenAI opens with a chunk of prompt filter results whose id and model are
             # "" and created 0: the envelope comes from the first chunk that says something.
-            if chunk.get(key) not in _UNSAID and key not in self._envelope:
+            if chunk.get(key) not in UNSAID and key not in self._envelope:
                 self._envelope[key] = chunk[key]
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]
