@@ -20,9 +20,8 @@ share: comparisons are made at very different rates on either side of the line (
 a sampled few above), which a pooled share mixes up and which leaves each bin with too few
 wrong answers to bound on its own; a logistic regression is unbiased when the chance of being
 observed depends on the margin alone, and it borrows strength across margins, so hundreds of
-comparisons below the line bound the rate above it. Its posterior (a weak normal prior, plus
-half a wrong and half a right comparison at the evidence's mean margin, Jeffreys-like) is
-sampled by importance sampling from a Student-t around its mode (``SAMPLES`` seeded draws).
+comparisons below the line bound the rate above it. Its posterior is sampled in
+:mod:`proxy.semantic.logistic` (``SAMPLES`` seeded draws).
 
 The line moves down to the lowest edge, among bins that had comparisons, whose rate's 95th
 percentile is at most the target: it never moves into margins nobody compared. It moves up only
@@ -48,6 +47,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
+from proxy.semantic import logistic
 from proxy.stores.guard import Cache
 
 log = logging.getLogger("semcache.adaptive")
@@ -68,12 +68,6 @@ CONFIDENCE = 0.95
 SAMPLES = 4000
 FIT_BINS = 4
 """Bins counted together to fit the curve (0.02 of margin)."""
-PRIOR_SD = 10.0
-"""Of the logistic curve's intercept and slope (margins span about 1): weak."""
-PSEUDO = 0.5
-"""Wrong and right comparisons added at the evidence's mean margin (Jeffreys-like)."""
-T_DF = 4.0
-"""Degrees of freedom of the Student-t the posterior is sampled from (heavier tails than it)."""
 SYNC_SECONDS = 2.0
 RECHOOSE_GROWTH = 0.02
 MAX_GROUPS = 1000
@@ -134,7 +128,7 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
         return DEFAULT_BIN, None
     thetas, weights = _posterior(observed, wrong)
     seen = np.flatnonzero(lookups)  # bins the rate sums over
-    chance = _expit(thetas[:, :1] + thetas[:, 1:] * CENTERS[seen])  # (draws, seen bins)
+    chance = logistic.expit(thetas[:, :1] + thetas[:, 1:] * CENTERS[seen])  # (draws, seen bins)
     from_top = np.cumsum((chance * (lookups[seen] / n))[:, ::-1], axis=1)[:, ::-1]
 
     def rate(k: int) -> Floats:
@@ -143,7 +137,7 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
         return from_top[:, first] if first < seen.size else np.zeros(len(weights))
 
     def upper(k: int) -> float:
-        return _quantile(rate(k), weights, CONFIDENCE)
+        return logistic.quantile(rate(k), weights, CONFIDENCE)
 
     # A draw's rate only falls as the line rises, so its bound does too: the lowest line that
     # fits is found by bisection, then raised to the lower edge of a bin with comparisons.
@@ -158,70 +152,27 @@ def choose(group: Group, target: float) -> tuple[int, Estimate | None]:
     lowest = int(compared[0]) if compared.size else NEVER
     # When the calibrated line does not fit the bound, leave it only on evidence that it is too
     # loose (even the optimistic bound is over the target), not for want of evidence.
-    if lowest > DEFAULT_BIN and _quantile(rate(DEFAULT_BIN), weights, 1 - CONFIDENCE) <= target:
+    if lowest > DEFAULT_BIN and (
+        logistic.quantile(rate(DEFAULT_BIN), weights, 1 - CONFIDENCE) <= target
+    ):
         lowest = DEFAULT_BIN
     if lowest >= NEVER:
         return NEVER, Estimate(0.0, 0.0, 0.0)
     at = rate(lowest)
     mean = float(np.average(at, weights=weights))
-    return lowest, Estimate(mean, _quantile(at, weights, 0.025), _quantile(at, weights, 0.975))
+    return lowest, Estimate(
+        mean, logistic.quantile(at, weights, 0.025), logistic.quantile(at, weights, 0.975)
+    )
 
 
 def _posterior(observed: Floats, wrong: Floats) -> tuple[Floats, Floats]:
-    """Draws of the logistic curve's (intercept, slope) and their importance weights. The
-    curve is fitted on the comparisons counted ``FIT_BINS`` bins together (fewer terms to
+    """The curve fitted on the comparisons counted ``FIT_BINS`` bins together (fewer terms to
     weigh each draw with; two parameters need no finer margins)."""
     observed = observed.reshape(-1, FIT_BINS).sum(axis=1)
     wrong = wrong.reshape(-1, FIT_BINS).sum(axis=1)
     centers = CENTERS.reshape(-1, FIT_BINS).mean(axis=1)
     used = np.flatnonzero(observed)
-    x = np.append(centers[used], np.average(centers[used], weights=observed[used]))
-    trials = np.append(observed[used], 2 * PSEUDO)
-    events = np.append(wrong[used], PSEUDO)
-    design = np.stack([np.ones_like(x), x], axis=1)
-    precision = np.eye(2) / PRIOR_SD**2
-
-    def log_posterior(thetas: Floats) -> Floats:
-        eta = thetas @ design.T
-        likelihood: Floats = (events * eta - trials * _softplus(eta)).sum(axis=-1)
-        prior: Floats = 0.5 * ((thetas @ precision) * thetas).sum(axis=-1)
-        return likelihood - prior
-
-    mode = np.array([math.log((events.sum()) / (trials.sum() - events.sum())), 0.0])
-    hessian = precision
-    for _ in range(50):  # Newton's method: the log posterior is concave
-        p = _expit(design @ mode)
-        gradient = design.T @ (events - trials * p) - precision @ mode
-        hessian = (design * (trials * p * (1 - p))[:, None]).T @ design + precision
-        step = np.linalg.solve(hessian, gradient)
-        mode = mode + step
-        if np.abs(step).max() < 1e-9:
-            break
-    scale = np.linalg.cholesky(np.linalg.inv(hessian))
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((SAMPLES, 2)) / np.sqrt(rng.chisquare(T_DF, SAMPLES) / T_DF)[:, None]
-    thetas = mode + z @ scale.T
-    log_proposal = -(T_DF + 2) / 2 * np.log1p((z * z).sum(axis=1) / T_DF)
-    log_weights = log_posterior(thetas) - log_proposal
-    weights = np.exp(log_weights - log_weights.max())
-    return thetas, weights / weights.sum()
-
-
-def _expit(eta: Floats) -> Floats:
-    return 1.0 / (1.0 + np.exp(-np.clip(eta, -60.0, 60.0)))
-
-
-def _softplus(eta: Floats) -> Floats:
-    """``log(1 + e^eta)`` without overflow."""
-    return np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
-
-
-def _quantile(values: Floats, weights: Floats, q: float) -> float:
-    """The weighted ``q`` quantile of ``values``."""
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    index = min(int(np.searchsorted(cumulative, q * cumulative[-1])), len(values) - 1)
-    return float(values[order][index])
+    return logistic.posterior(centers[used], observed[used], wrong[used], samples=SAMPLES)
 
 
 class Adaptive:
