@@ -42,6 +42,10 @@ class CacheControl:
     def bypass(self) -> bool:
         return self.reason is not None
 
+    def bypassed(self, reason: str) -> CacheControl:
+        """The request passed through untouched instead (``X-Cache-Reason: bypass:<reason>``)."""
+        return CacheControl(False, False, self.ttl_seconds, reason=reason)
+
 
 def cache_control(
     headers: Mapping[str, str],

@@ -101,7 +101,7 @@ async def chat_completions(request: Request) -> Response:
         if svc.settings.shared_cache and chat.body.get("store") is True:
             # Its id is a stored completion of the asking key's project: with tenants sharing
             # entries, another key would be served an id it cannot fetch (as on Responses).
-            control = CacheControl(False, False, control.ttl_seconds, reason="stored-response")
+            control = control.bypassed("stored-response")
         return await svc.chat.handle(
             chat, namespace=asked.namespace, api_key=asked.api_key, control=control,
             headers=asked.headers, query=asked.query,
@@ -125,7 +125,7 @@ async def responses(request: Request) -> Response:
         control = asked.control
         why = not_cacheable(parsed.body, shared=svc.settings.shared_cache)
         if why is not None:
-            control = CacheControl(False, False, control.ttl_seconds, reason=why)
+            control = control.bypassed(why)
         return await svc.responses.handle(
             parsed, namespace=asked.namespace, control=control, headers=asked.headers,
             query=asked.query, api_key=asked.api_key,
