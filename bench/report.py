@@ -120,6 +120,9 @@ def table(r: dict[str, Any], out: TextIO, targets: Iterable[Target]) -> None:
     for key in ("semantic_hit", "semantic_hit_redis"):
         if isinstance(r.get(key), str):
             line(f"  {key}: {r[key]}")
+    for suffix in ("", "_redis"):
+        if r.get(f"semantic_hit_all_hits{suffix}") is False:
+            line(f"  ** semantic hit{suffix}: not every load request was a semantic hit **")
     line()
     line(
         f"{'store scaling':<18}{'get p50':>9}{'get p99':>9}{'sem p50':>9}{'sem p99':>9}"
