@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,14 +102,26 @@ def features(q: Sketch, c: Sketch, vocab: Vocabulary) -> Floats:
     return f
 
 
-def same_words(q: Sketch, c: Sketch, vocab: Vocabulary) -> bool:
-    """The same word pieces in the same order once punctuation is set aside (the reader is
-    uncased): the same prompt written with other case, spacing or punctuation. Such a pair is
-    accepted without the model, which learned from look-alikes one word apart to doubt pairs
-    this close."""
-    qi, ci = q.ids.astype(np.intp), c.ids.astype(np.intp)
-    punct = vocab.punctuation
-    return bool(np.array_equal(qi[~punct[qi]], ci[~punct[ci]]))
+SENTENCE_MARKS = frozenset(".,!?;:'\"")
+"""The only symbols :func:`same_words` sets aside. Every other one (``+ - * / ^ < > = %``,
+brackets, ``#``, ``@``...) can be what a prompt is about: 10 + 3 is not 10 - 3, C++ is not C#."""
+_PIECES = re.compile(r"\w+|[^\w\s]")
+_WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010\u2011](?=[^\W\d_])")
+_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
+
+
+def same_words(q_text: str, c_text: str) -> bool:
+    """The same words and symbols in the same order, once case, spacing, sentence punctuation
+    (:data:`SENTENCE_MARKS`), curly quotes and hyphens inside words (mind-blowing, mind blowing)
+    are set aside: the same prompt written differently. Such a pair is accepted without the
+    model, which learned from look-alikes one word apart to doubt pairs this close."""
+    words = _words(q_text)
+    return bool(words) and words == _words(c_text)
+
+
+def _words(text: str) -> list[str]:
+    text = _WORD_HYPHEN.sub(" ", text.casefold().translate(_QUOTES))
+    return [piece for piece in _PIECES.findall(text) if piece not in SENTENCE_MARKS]
 
 
 def bucket(q_text: str, c_text: str, row: Floats) -> int:

@@ -168,7 +168,7 @@ class LearnedVerifier:
             return Verdict(False, "language")
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
-        if same_words(sketch, candidate, self.model.vocabulary):
+        if same_words(text, neighbor.text):
             return Verdict(True, None, 1.0, SAME_WORDS_MARGIN)
         reason = first_objection(text, neighbor.text, english=True)
         if reason is not None:

@@ -32,6 +32,8 @@ LOOK_ALIKES = [
     ("Summarize the advantages of remote work", "Summarize the disadvantages of remote work"),
     ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
     ("Encrypt this file with my public key", "Decrypt this file with my public key"),
+    ("What is 10 + 3?", "What is 10 - 3?"),  # the same words, another operator
+    ("Is 7 > 5?", "Is 7 < 5?"),
     # Other languages: the English model and rules never judge them, so no semantic hit.
     ("Quelle est la capitale de l'Australie ?", "Quelle est la capitale de l'Autriche ?"),
     ("¿Es malo el café para la salud?", "¿No es malo el café para la salud?"),

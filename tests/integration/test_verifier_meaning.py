@@ -71,6 +71,24 @@ def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
     assert not verdict.accepted, verdict
 
 
+SYMBOL_LOOK_ALIKES = [
+    ("What is 10 + 3?", "What is 10 - 3?"),
+    ("Is 7 > 5?", "Is 7 < 5?"),
+    ("What is 2^10?", "What is 2*10?"),
+    ("What is (2 + 3) * 4?", "What is 2 + 3 * 4?"),
+    ("What is -3 squared?", "What is 3 squared?"),
+    ("How do I convert Python to C++?", "How do I convert Python to C#?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stored", "asked"), SYMBOL_LOOK_ALIKES)
+def test_prompts_one_symbol_apart_are_refused(judge: Judge, stored: str, asked: str) -> None:
+    """The same words with another operator, sign or bracket: these went through the same-words
+    shortcut (margin 1.0, without the model) while it set every symbol aside."""
+    verdict = judge(stored, asked)
+    assert not verdict.accepted, verdict
+
+
 OTHER_LANGUAGES = [
     ("Quelle est la capitale de l'Australie ?", "Quelle est la capitale de l'Autriche ?"),
     ("Wie viele Tage hat der Februar 2024?", "Wie viele Tage hat der Februar 2023?"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from proxy.errors import SettingsError
-from proxy.semantic.features import _median
+from proxy.semantic.features import _median, same_words
 from proxy.semantic.language import is_english
 from proxy.semantic.rules import first_objection
 from proxy.semantic.sketch import MAX_TOKENS, Projection, make_sketch, unpack
@@ -217,3 +217,37 @@ def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not a calibration file"):
         calibrated_cosine(path, "http:nomic-embed-text", 0.005)
     assert UNCALIBRATED_COSINE >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What is the capital of France?", "what is the capital of france"),
+        ("What is the capital of France?", "What is the capital of France ?"),
+        ("Why shouldn't I go?", "Why shouldn\u2019t I go?"),  # a curly apostrophe
+        ("Some mind-blowing facts", "some mind blowing facts"),  # a hyphen inside a word
+        ("Explain how photosynthesis works", "Explain how photosynthesis works..."),
+    ],
+)
+def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: str) -> None:
+    assert same_words(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What is 10 + 3?", "What is 10 - 3?"),
+        ("Is 7 > 5?", "Is 7 < 5?"),
+        ("What is 2^10?", "What is 2*10?"),
+        ("What is (2 + 3) * 4?", "What is 2 + 3 * 4?"),
+        ("What is -3 squared?", "What is 3 squared?"),
+        ("Convert Python to C++", "Convert Python to C#"),
+        ("What does the symbol @ mean?", "What does the symbol ~ mean?"),
+        ("What is 0/0?", "What is 0%0?"),
+        ("What is #?", "What is"),
+        ("Is x = y in Python?", "Is x == y in Python?"),
+        ("", ""),  # no words: nothing to call the same
+    ],
+)
+def test_same_words_keeps_every_symbol_a_prompt_can_be_about(a: str, b: str) -> None:
+    assert not same_words(a, b)
