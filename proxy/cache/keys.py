@@ -164,19 +164,28 @@ def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
 
 
 OLLAMA_IGNORED_FIELDS = frozenset({"stream", "keep_alive"})
-OLLAMA_ABSENT: tuple[Any, ...] = (None, [], {})
 """How an Ollama result is delivered, and how long the model stays loaded after it."""
+OLLAMA_EMPTY_IS_ABSENT = frozenset({"options", "tools", "images", "context"})
+"""Fields Ollama reads the same whether empty (``{}``, ``[]``) or absent (the ``ollama``
+libraries send ``"tools": []``). Not ``format``: ``{}`` is a JSON schema there (an object)."""
+
+
+def ollama_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an Ollama request can change its answer: no ``stream`` or ``keep_alive``, no
+    ``null`` field (Ollama reads it as absent), no empty field Ollama reads as absent."""
+    return {
+        k: v
+        for k, v in body.items()
+        if k not in OLLAMA_IGNORED_FIELDS
+        and v is not None
+        and not (k in OLLAMA_EMPTY_IS_ABSENT and v in ([], {}))
+    }
 
 
 def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
-    """Key of an Ollama native API request (``kind``: chat, generate, embed, embeddings); chat
-    messages normalized as for ``/v1/chat/completions``. A ``null``, ``[]`` or ``{}`` field is
-    left out: Ollama reads each as absent (the ``ollama`` libraries send ``"tools": []``)."""
-    canonical = {
-        k: _numbers(v)
-        for k, v in body.items()
-        if k not in OLLAMA_IGNORED_FIELDS and v not in OLLAMA_ABSENT
-    }
+    """Key of an Ollama native API request (``kind``: chat, generate, embed, embeddings): its
+    :func:`ollama_fields`, chat messages normalized as for ``/v1/chat/completions``."""
+    canonical = {k: _numbers(v) for k, v in ollama_fields(body).items()}
     if isinstance(canonical.get("messages"), list):
         canonical["messages"] = [normalize_message(m) for m in canonical["messages"]]
     return f"oll:{namespace}:{kind}:{_digest(canonical)}"

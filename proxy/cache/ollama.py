@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
-from proxy.cache.keys import OLLAMA_ABSENT, ollama_key
+from proxy.cache.keys import ollama_fields, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
@@ -96,7 +96,7 @@ class OllamaPipeline:
         found = Lookup()
         as_chat = None
         if kind == "chat":  # as on /v1/chat/completions: the vector goes with the answer
-            as_chat = {k: v for k, v in body.items() if v not in OLLAMA_ABSENT}
+            as_chat = ollama_fields(body)
             query = await self._semantic.query(as_chat, namespace=namespace, api_key=None, api=kind)
             if query is not None and control.lookup and control.semantic:
                 found = await self._semantic.lookup(query, control, model=model)

@@ -130,6 +130,18 @@ def test_ollama_chat_is_matched_semantically_in_partitions_of_its_own(
             reworded.json()["message"]["content"] == "ollama chat 1: What is the capital of France?"
         )
         assert fake_upstream.calls("/api/chat") == 1
+        # An empty schema in ``format`` asks for a JSON object: another partition, never a hit.
+        # How long the model stays loaded changes nothing: still a hit.
+        asked = {
+            "model": "m",
+            "stream": False,
+            "messages": [{"role": "user", "content": "the capital of France is what?"}],
+        }
+        as_object = httpx.post(f"{proxy.url}/api/chat", json={**asked, "format": {}}, timeout=30)
+        assert as_object.headers["x-cache"] == "MISS"
+        kept = httpx.post(f"{proxy.url}/api/chat", json={**asked, "keep_alive": "1m"}, timeout=30)
+        assert kept.headers["x-cache"] == "HIT"
+        assert fake_upstream.calls("/api/chat") == 2
         # The same question through the OpenAI route never gets the Ollama-format entry.
         openai_route = httpx.post(
             f"{proxy.url}/v1/chat/completions",

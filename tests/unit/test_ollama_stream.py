@@ -77,9 +77,10 @@ BASE = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}]}
         {**BASE, "stream": False},
         {**BASE, "keep_alive": "10m"},
         {**BASE, "tools": [], "options": None, "format": None},
+        {**BASE, "options": {}, "images": [], "context": []},
         {**BASE, "messages": [{"role": "user", "content": "Hi \r\n"}]},
     ],
-    ids=["stream", "keep_alive", "nulls-and-empties", "whitespace"],
+    ids=["stream", "keep_alive", "nulls-and-empties", "empty-options", "whitespace"],
 )
 def test_what_cannot_change_the_answer_shares_a_key(same: dict[str, Any]) -> None:
     assert ollama_key("ns", "chat", same) == ollama_key("ns", "chat", BASE)
@@ -91,11 +92,14 @@ def test_what_cannot_change_the_answer_shares_a_key(same: dict[str, Any]) -> Non
         {**BASE, "model": "llama3.1"},
         {**BASE, "options": {"temperature": 0}},
         {**BASE, "format": "json"},
+        {**BASE, "format": {}},  # a JSON schema: the answer must be an object
+        {**BASE, "format": []},
         {**BASE, "think": True},
         {**BASE, "tools": [{"type": "function", "function": {"name": "f"}}]},
         {**BASE, "messages": [{"role": "user", "content": "Hello"}]},
     ],
-    ids=["model", "options", "format", "think", "tools", "messages"],
+    ids=["model", "options", "format", "format-empty-schema", "format-empty-list", "think",
+         "tools", "messages"],
 )
 def test_anything_that_can_change_the_answer_does_not(other: dict[str, Any]) -> None:
     assert ollama_key("ns", "chat", other) != ollama_key("ns", "chat", BASE)
