@@ -74,6 +74,7 @@ def create_app(
         secret=settings.secret,
         shared=settings.shared_cache,
         allowed_keys=settings.client_key_set(),
+        identity_headers=settings.identity_header_set(),
     )
     semantic = semantic_cache(
         settings, cache, upstream, metrics, embedder=embedder, reader=reader, verifier=verifier

@@ -181,6 +181,12 @@ class Settings:
     shared_cache: bool = _setting(
         "shared_cache", False, "One namespace for every API key: tenants share entries."
     )
+    identity_headers: str | None = _setting(
+        "identity_headers",
+        None,
+        "Comma-separated request headers that also carry a caller's credential or account "
+        "(a gateway's own key header): requests differing in any never share entries.",
+    )
     client_keys: str | None = _setting(
         "client_keys", None, "Comma-separated API keys allowed to use the proxy; unset = any."
     )
@@ -339,6 +345,13 @@ class Settings:
         if self.cors_origins is None:
             return []
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    def identity_header_set(self) -> frozenset[bytes]:
+        """Lower-case names of :attr:`identity_headers`."""
+        if self.identity_headers is None:
+            return frozenset()
+        names = self.identity_headers.split(",")
+        return frozenset(n.strip().lower().encode("latin-1") for n in names if n.strip())
 
     def client_key_set(self) -> frozenset[str]:
         if self.client_keys is None:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequestError
+from proxy.upstream import CREDENTIAL_HEADERS, KEY_HEADERS
 
 # Chat fields that cannot change the answer: how it is delivered (`stream`, `stream_options`) and
 # bookkeeping that the API reference says is for abuse monitoring or billing. `store` is kept
@@ -42,15 +43,15 @@ Responses API): each API's entries live in partitions of their own, as their sto
 each in their own format. Set from the route, never read from a body: a client's field of that
 name is no way into another API's partitions."""
 
-KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
+ACCOUNT_HEADERS = ("openai-organization", "openai-project")
+"""Which of the caller's organizations and projects answers (OpenAI API reference,
+"Authentication"): what a key may use, and where a stored response lives, differ by project."""
 
-
-_CREDENTIALS = frozenset({b"authorization", *(name.encode() for name in KEY_HEADERS)})
+IDENTITY_HEADERS = CREDENTIAL_HEADERS | {name.encode() for name in ACCOUNT_HEADERS}
 
 
 def api_key_from(headers: Mapping[str, str]) -> str | None:
-    """The caller's key: ``Authorization: Bearer``, else the key headers other APIs use
-    (Azure ``api-key``, ``x-api-key``, ``x-goog-api-key``)."""
+    """The caller's key: ``Authorization: Bearer``, else the first of :data:`KEY_HEADERS`."""
     auth = headers.get("authorization")
     if auth:
         return _bearer(auth)
@@ -61,23 +62,26 @@ def api_key_from(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def identity_from(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """What a request's namespace is derived from: every credential it carries upstream.
+def identity_from(
+    headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes] = IDENTITY_HEADERS
+) -> str | None:
+    """What a request's namespace is derived from: every credential it carries upstream, and
+    the organization or project it names (``names``: lower-case header names).
 
-    One credential (the usual case) is the key itself, as :func:`api_key_from` gives it. More
-    than one are all taken, with their header names, in order: which of them authenticates is
-    the upstream's choice, so a placeholder ``Authorization: Bearer EMPTY`` beside a real
-    ``api-key`` must not put every such caller in one namespace.
+    One credential alone (the usual case) is the key itself, as :func:`api_key_from` gives it.
+    Anything more is all taken, with the header names, in order: which credential authenticates
+    is the upstream's choice, so a placeholder ``Authorization: Bearer EMPTY`` beside a real
+    ``api-key`` must not put every such caller in one namespace, and one key's projects never
+    share entries.
     """
-    found = [
-        (name, value.decode("latin-1")) for name, value in headers if name.lower() in _CREDENTIALS
-    ]
+    found = [(name.lower(), value.decode("latin-1")) for name, value in headers
+             if name.lower() in names]  # fmt: skip
     if not found:
         return None
-    if len(found) == 1:
+    if len(found) == 1 and found[0][0] in CREDENTIAL_HEADERS:
         name, value = found[0]
-        return _bearer(value) if name.lower() == b"authorization" else value
-    return "\n".join(f"{name.lower().decode('latin-1')}:{value}" for name, value in found)
+        return _bearer(value) if name == b"authorization" else value
+    return "\n".join(f"{name.decode('latin-1')}:{value}" for name, value in found)
 
 
 def _bearer(value: str) -> str:

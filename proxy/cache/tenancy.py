@@ -12,10 +12,12 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Iterable
 from functools import lru_cache
 
 import anyio
 
+from proxy.cache.keys import IDENTITY_HEADERS, identity_from
 from proxy.errors import UnauthorizedError
 from proxy.stores.guard import Cache
 
@@ -26,8 +28,16 @@ SECRET_SYNC_SECONDS = 2.0
 
 
 class Tenancy:
-    def __init__(self, *, secret: str | None, shared: bool, allowed_keys: frozenset[str]) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        shared: bool,
+        allowed_keys: frozenset[str],
+        identity_headers: frozenset[bytes] = frozenset(),
+    ) -> None:
         self._secret = None if secret is None else secret.encode()
+        self._identity_headers = IDENTITY_HEADERS | identity_headers
         self._shared = shared
         self._allowed = frozenset(_digest(k) for k in allowed_keys)
         self._generated = False
@@ -59,6 +69,11 @@ class Tenancy:
             if kept is not None and kept != self._secret:
                 log.warning("the stored namespace secret changed; adopting it")
                 self._secret = kept
+
+    def identity(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+        """What a request's namespace derives from (:func:`proxy.cache.keys.identity_from`),
+        with the operator's own identity headers (``SEMCACHE_IDENTITY_HEADERS``)."""
+        return identity_from(headers, self._identity_headers)
 
     def namespace(self, api_key: str | None) -> str:
         if self._shared or not api_key:

@@ -22,6 +22,7 @@ from proxy.http.handlers import Services, header_fields, read_body, require_admi
 from proxy.http.responses import JSON, raw_response
 from proxy.http.validate import chat_request, parse_object
 from proxy.stores.base import Entry
+from proxy.upstream import CREDENTIAL_HEADERS
 
 
 async def cache_explain(request: Request) -> Response:
@@ -49,7 +50,11 @@ async def cache_explain(request: Request) -> Response:
     except HTTPError as exc:  # what the caller would get: explained, not raised at the admin
         refused = {"decision": "REFUSED", "status": exc.status_code, "error": exc.message}
         return raw_response(orjson.dumps(refused), 200, [JSON])
-    namespace = scoped_namespace(svc.tenancy.namespace(api_key), query)
+    # Who asks, as the proxy would see it: the key, and the headers' credentials and account.
+    sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if api_key is not None and not any(k in CREDENTIAL_HEADERS for k, _ in sent):
+        sent.insert(0, (b"authorization", b"Bearer " + api_key.encode("latin-1")))
+    namespace = scoped_namespace(svc.tenancy.namespace(svc.tenancy.identity(sent)), query)
     answer = await explain(
         chat,
         namespace=namespace,

@@ -18,7 +18,7 @@ from starlette.types import Scope
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import Feedback, parse_report
-from proxy.cache.keys import api_key_from, identity_from, scoped_namespace
+from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import CacheControl, cache_control
@@ -166,7 +166,7 @@ async def _cached(
         # (most do) lets this run while the body is on its way.
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
-        identity = identity_from(scope["headers"])
+        identity = svc.tenancy.identity(scope["headers"])
         namespace = scoped_namespace(svc.tenancy.namespace(identity), scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = parse(raw)
@@ -301,7 +301,7 @@ async def cache_feedback(request: Request) -> Response:
         namespace: str | None = None
         if not _is_admin(request, svc):
             svc.tenancy.authorize(api_key_from(fields))
-            namespace = svc.tenancy.namespace(identity_from(request.scope["headers"]))
+            namespace = svc.tenancy.namespace(svc.tenancy.identity(request.scope["headers"]))
         raw = await read_body(request, FEEDBACK_MAX_BYTES, fields)
         result = await svc.feedback.report(parse_report(raw), namespace=namespace)
     except HTTPError as exc:

@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from proxy.cache.keys import api_key_from, identity_from, scoped_namespace
+from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
@@ -49,7 +49,7 @@ async def ollama_api(request: Request) -> Response:
             temperature=float(temperature) if isinstance(temperature, int | float) else None,
             max_temperature=svc.settings.max_temperature,
         )
-        identity = identity_from(request.scope["headers"])
+        identity = svc.tenancy.identity(request.scope["headers"])
         namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])
         return await pipeline.handle(
             kind, body, raw, namespace=namespace, control=control,

@@ -2,7 +2,8 @@
 
 Code outside this package imports from here only:
 
-- :class:`Upstream` (``client.py``): the one connection pool, request headers, the inflight
+- :class:`Upstream` (``client.py``): the one connection pool, request headers (and which of
+  them carry a key, ``CREDENTIAL_HEADERS``, ``KEY_HEADERS``), the inflight
   limit, decoding, and the translation of transport errors into ``UpstreamError``;
 - :class:`EventParser`, :func:`replay`, :func:`event` and ``DONE_EVENT`` (``sse.py``):
   server-sent events in and out;
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from proxy.upstream.assembler import UNSAID, StreamAssembler
 from proxy.upstream.client import (
+    CREDENTIAL_HEADERS,
     DECODABLE_ENCODINGS,
     IDENTITY,
+    KEY_HEADERS,
     Headers,
     Upstream,
     UpstreamResponse,
@@ -28,9 +31,11 @@ from proxy.upstream.transport import Timeouts
 from proxy.upstream.usage import UsageStripper, open_stream
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "DECODABLE_ENCODINGS",
     "DONE_EVENT",
     "IDENTITY",
+    "KEY_HEADERS",
     "UNSAID",
     "EventParser",
     "Headers",

@@ -49,6 +49,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Encodings semcache decodes (zlib), asked for when it reads a body whole.
+KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key", "ocp-apim-subscription-key")
+"""Keys other APIs take instead of ``Authorization: Bearer``: Azure OpenAI's ``api-key``,
+``x-api-key``, Google's ``x-goog-api-key``, Azure API Management's subscription key."""
+CREDENTIAL_HEADERS = frozenset({b"authorization", *(name.encode() for name in KEY_HEADERS)})
+
 DECODABLE_ENCODINGS = b"gzip, deflate"
 # A stream semcache parses while relaying must arrive uncompressed, event by event.
 IDENTITY = b"identity"
@@ -161,7 +166,7 @@ class Upstream:
                 continue
             if accept_encoding is not None and lower == b"accept-encoding":
                 continue
-            if lower in (b"authorization", b"api-key", b"x-api-key", b"x-goog-api-key"):
+            if lower in CREDENTIAL_HEADERS:
                 has_key = True
             # A field value has no surrounding whitespace (RFC 9110 §5.5); httpx refuses it.
             out.append((name, value.strip(b" \t")))

@@ -323,6 +323,12 @@ async def test_upstream_key_is_sent_only_when_the_client_has_none(
         assert route.calls.last.request.headers["authorization"] == "Bearer sk-server"
         await proxy.chat(chat_body("two"), authorization="Bearer sk-client")
         assert route.calls.last.request.headers["authorization"] == "Bearer sk-client"
+        await proxy.client.post(
+            "/v1/chat/completions",
+            json=chat_body("three"),
+            headers={"ocp-apim-subscription-key": "sub-client"},
+        )
+        assert "authorization" not in route.calls.last.request.headers
 
 
 async def test_upstream_unreachable_is_a_502_in_openai_format(proxy: Proxy) -> None:
@@ -466,14 +472,54 @@ async def test_a_different_query_string_never_shares_an_entry(
     assert again.headers["x-cache"] == "HIT"
 
 
-@pytest.mark.parametrize("header", ["x-api-key", "x-goog-api-key", "api-key"])
+@pytest.mark.parametrize(
+    "header", ["x-api-key", "x-goog-api-key", "api-key", "ocp-apim-subscription-key"]
+)
 async def test_keys_in_other_headers_separate_tenants(proxy: Proxy, header: str) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.client.post("/v1/chat/completions", json=chat_body(), headers={header: "key-a"})
     other = await proxy.client.post(
         "/v1/chat/completions", json=chat_body(), headers={header: "key-b"}
     )
+    keyless = await proxy.client.post("/v1/chat/completions", json=chat_body())
     assert other.headers["x-cache"] == "MISS"
+    assert keyless.headers["x-cache"] == "MISS"  # not the shared namespace either
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize("header", ["openai-project", "openai-organization"])
+async def test_one_keys_projects_and_organizations_never_share_entries(
+    proxy: Proxy, header: str
+) -> None:
+    """One key may use several projects (each with its own models and stored responses):
+    which one answers is part of who asks."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    first = await proxy.chat(chat_body(), **{header: "proj_a"})
+    other = await proxy.chat(chat_body(), **{header: "proj_b"})
+    unnamed = await proxy.chat(chat_body())
+    again = await proxy.chat(chat_body(), **{header: "proj_a"})
+    assert [r.headers["x-cache"] for r in (first, other, unnamed, again)] == [
+        "MISS", "MISS", "MISS", "HIT"
+    ]  # fmt: skip
+    assert route.call_count == 3
+
+
+async def test_an_operators_identity_header_separates_tenants(
+    upstream_mock: Any, clock: FakeClock
+) -> None:
+    """A gateway's own key header (SEMCACHE_IDENTITY_HEADERS): without it, every caller that
+    sends only that header would share the keyless namespace."""
+    route = upstream_mock.post("/chat/completions").mock(side_effect=answer_numbered)
+    async with make_proxy(upstream_mock, clock, identity_headers="X-Portkey-Api-Key") as proxy:
+        for key in ("pk-a", "pk-b"):
+            response = await proxy.client.post(
+                "/v1/chat/completions", json=chat_body(), headers={"x-portkey-api-key": key}
+            )
+            assert response.headers["x-cache"] == "MISS"
+        again = await proxy.client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"x-portkey-api-key": "pk-a"}
+        )
+    assert again.headers["x-cache"] == "HIT"
     assert route.call_count == 2
 
 

@@ -87,6 +87,16 @@ async def test_another_tenants_entries_never_show(proxy: Proxy) -> None:
         assert answer["semantic"]["candidates"] == []
 
 
+async def test_a_project_header_is_explained_as_the_request_would_be_served(
+    proxy: Proxy,
+) -> None:
+    await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a", **{"openai-project": "p1"})
+    same = await ask(proxy, QUESTION, api_key="sk-a", headers={"OpenAI-Project": "p1"})
+    other = await ask(proxy, QUESTION, api_key="sk-a", headers={"OpenAI-Project": "p2"})
+    unnamed = await ask(proxy, QUESTION, api_key="sk-a")
+    assert [a["decision"] for a in (same, other, unnamed)] == ["HIT", "MISS", "MISS"]
+
+
 async def test_explaining_changes_nothing(proxy: Proxy) -> None:
     await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a")
     before = (await proxy.client.get("/cache/stats", headers=ADMIN)).json()

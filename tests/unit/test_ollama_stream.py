@@ -98,8 +98,16 @@ def test_what_cannot_change_the_answer_shares_a_key(same: dict[str, Any]) -> Non
         {**BASE, "tools": [{"type": "function", "function": {"name": "f"}}]},
         {**BASE, "messages": [{"role": "user", "content": "Hello"}]},
     ],
-    ids=["model", "options", "format", "format-empty-schema", "format-empty-list", "think",
-         "tools", "messages"],
+    ids=[
+        "model",
+        "options",
+        "format",
+        "format-empty-schema",
+        "format-empty-list",
+        "think",
+        "tools",
+        "messages",
+    ],
 )
 def test_anything_that_can_change_the_answer_does_not(other: dict[str, Any]) -> None:
     assert ollama_key("ns", "chat", other) != ollama_key("ns", "chat", BASE)
