@@ -113,7 +113,7 @@ def _canonical_chat(body: Mapping[str, Any]) -> dict[str, Any]:
             # fetch (GET /chat/completions/{id}); one made with store false (the default) is not.
             continue
         if name == "messages":
-            value = [normalize_message(m) for m in value]
+            value = normalize_messages(value)
         elif type(value) is not str:
             value = _numbers(value)
         canonical[name] = value
@@ -140,7 +140,7 @@ def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
         content = "\n".join(p["text"] for p in content)
     if not isinstance(content, str):
         return None
-    text = normalize_text(content)
+    text = normalize_text(content).lstrip()  # what it means: indentation aside
     return text if 0 < len(text) <= max_chars else None
 
 
@@ -191,7 +191,7 @@ def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
     :func:`ollama_fields`, chat messages normalized as for ``/v1/chat/completions``."""
     canonical = {k: _numbers(v) for k, v in ollama_fields(body).items()}
     if isinstance(canonical.get("messages"), list):
-        canonical["messages"] = [normalize_message(m) for m in canonical["messages"]]
+        canonical["messages"] = normalize_messages(canonical["messages"])
     return f"oll:{namespace}:{kind}:{_digest(canonical)}"
 
 
@@ -210,10 +210,10 @@ def responses_key(namespace: str, body: Mapping[str, Any]) -> str:
     for name, value in body.items():
         if name in RESPONSES_IGNORED_FIELDS:
             continue
-        if name == "input":
-            value = normalize_text(value) if isinstance(value, str) else [
-                _normalize_item(item) for item in value
-            ]  # fmt: skip
+        if name == "input" and isinstance(value, str):
+            value = normalize_text(value)
+        elif name == "input" and isinstance(value, list):
+            value = _normalize_items(value)
         elif name == "instructions" and isinstance(value, str):
             value = normalize_text(value)
         elif type(value) is not str:
@@ -221,6 +221,16 @@ def responses_key(namespace: str, body: Mapping[str, Any]) -> str:
         canonical[name] = value
     canonical["store"] = body.get("store") is not False
     return f"resp:{namespace}:{_digest(canonical)}"
+
+
+def _normalize_items(items: list[Any]) -> list[Any]:
+    """As :func:`normalize_messages`: a final assistant item is a prefill, kept as sent."""
+    last = len(items) - 1
+    return [
+        item if i == last and isinstance(item, dict) and item.get("role") == "assistant"
+        else _normalize_item(item)
+        for i, item in enumerate(items)
+    ]  # fmt: skip
 
 
 def _normalize_item(item: Any) -> Any:
@@ -248,8 +258,20 @@ def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[in
 
 
 def normalize_text(text: str) -> str:
-    """NFC, CRLF -> LF, surrounding whitespace trimmed."""
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
+    """NFC, CRLF -> LF, trailing whitespace trimmed. Leading whitespace stays: it can be the
+    indentation of code the prompt asks about."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).rstrip()
+
+
+def normalize_messages(messages: list[Any]) -> list[Any]:
+    """Each message's text normalized, but for a final assistant message: that is a prefill
+    (Ollama, DeepSeek's and Mistral's ``prefix``) the model continues, to the last space."""
+    last = len(messages) - 1
+    return [
+        m if i == last and isinstance(m, dict) and m.get("role") == "assistant"
+        else normalize_message(m)
+        for i, m in enumerate(messages)
+    ]  # fmt: skip
 
 
 def normalize_message(message: Any) -> Any:

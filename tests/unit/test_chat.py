@@ -59,7 +59,7 @@ async def test_upstream_receives_the_body_unchanged(proxy: Proxy) -> None:
 async def test_normalized_text_and_number_spelling_share_an_entry(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.chat(chat_body("Caf\u0065\u0301 hours?\r\n", temperature=1))
-    hit = await proxy.chat(chat_body("  Caf\u00e9 hours?\n", temperature=1.0))
+    hit = await proxy.chat(chat_body("Caf\u00e9 hours?\n  ", temperature=1.0))
     assert hit.headers["x-cache"] == "HIT"
     assert route.call_count == 1
 

@@ -4,7 +4,14 @@ from typing import Any
 
 import pytest
 
-from proxy.cache.keys import api_key_from, chat_key, embedding_key, identity_from, normalize_text
+from proxy.cache.keys import (
+    api_key_from,
+    chat_key,
+    embedding_key,
+    identity_from,
+    normalize_text,
+    responses_key,
+)
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -70,7 +77,38 @@ def test_a_stored_completion_is_not_one_made_without_store() -> None:
 
 
 def test_normalize_text() -> None:
-    assert normalize_text("  e\u0301\r\nx \t") == "\u00e9\nx"
+    assert normalize_text("e\u0301\r\nx \t\n") == "\u00e9\nx"
+
+
+def test_indentation_and_a_prefill_change_the_key() -> None:
+    """Must NOT share: leading whitespace can be the indentation of the code asked about, and a
+    final assistant message is a prefill the model continues from its last character."""
+
+    def chat(*messages: dict[str, str]) -> str:
+        return chat_key("ns", {**BODY, "messages": list(messages)})
+
+    question = {"role": "user", "content": "Is this valid Python?\n    print('hi')"}
+    assert chat({"role": "user", "content": "    print('hi')"}) != chat(
+        {"role": "user", "content": "print('hi')"}
+    )
+    assert chat(question, {"role": "assistant", "content": "```python\n"}) != chat(
+        question, {"role": "assistant", "content": "```python"}
+    )
+    # Trailing whitespace of any other message still means nothing.
+    assert chat({"role": "user", "content": "Hi\n"}) == chat({"role": "user", "content": "Hi"})
+    earlier = [{"role": "assistant", "content": "Hello \n"}, {"role": "user", "content": "Hi"}]
+    assert chat(*earlier) == chat({"role": "assistant", "content": "Hello"}, earlier[1])
+
+
+def test_a_responses_prefill_changes_the_key() -> None:
+    def responses(last: str) -> str:
+        items = [
+            {"role": "user", "content": "Write a haiku"},
+            {"role": "assistant", "content": last},
+        ]
+        return responses_key("ns", {"model": "m", "input": items})
+
+    assert responses("Autumn ") != responses("Autumn")
 
 
 def test_inner_whitespace_and_case_still_matter() -> None:

@@ -244,14 +244,18 @@ def test_message_text_changes_the_key_beyond_normalisation(
         messages[index]["content"] = [{"type": "text", "text": text}] if as_part else text
         return {**body, "messages": messages}
 
-    same = normalize_text(old) == normalize_text(new)
+    messages = body["messages"]
+    prefill = index == len(messages) - 1 and messages[index]["role"] == "assistant"
+    same = old == new if prefill else normalize_text(old) == normalize_text(new)
     assert (chat_key("ns", with_text(old)) == chat_key("ns", with_text(new))) == same
 
 
 @SETTINGS
 @given(BODIES, TEXT, st.sampled_from(["\r\n", " ", "\t", "\n", " \r\n "]))
 def test_documented_normalisation_keeps_the_key(body: dict[str, Any], text: str, pad: str) -> None:
-    """NFD instead of NFC, CRLF instead of LF and surrounding whitespace: one key."""
+    """NFD instead of NFC, CRLF instead of LF and trailing whitespace: one key (but in a final
+    assistant message, a prefill, kept as sent)."""
+    assume(body["messages"][-1]["role"] != "assistant")
 
     def with_text(value: str) -> dict[str, Any]:
         messages = copy.deepcopy(body["messages"])
@@ -259,7 +263,7 @@ def test_documented_normalisation_keeps_the_key(body: dict[str, Any], text: str,
         return {**body, "messages": messages}
 
     text = text.replace("\r", "")
-    variant = pad + unicodedata.normalize("NFD", text).replace("\n", "\r\n") + pad
+    variant = unicodedata.normalize("NFD", text).replace("\n", "\r\n") + pad
     assert chat_key("ns", with_text(variant)) == chat_key("ns", with_text(text))
 
 
