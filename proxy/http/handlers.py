@@ -40,6 +40,7 @@ from proxy.http.validate import (
     chat_request,
     completion_request,
     embedding_request,
+    has_duplicate_keys,
     responses_request,
 )
 from proxy.metrics import Metrics
@@ -177,6 +178,8 @@ async def _cached(
             temperature=temperature,
             max_temperature=svc.settings.max_temperature if sampled else None,
         )
+        if has_duplicate_keys(raw):
+            control = control.bypassed("duplicate-keys")
         asked = Asked(raw, namespace, api_key, control, scope["headers"], scope["query_string"])
         response = await handle(svc, parsed, asked)
     except HTTPError as exc:

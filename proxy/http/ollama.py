@@ -18,7 +18,7 @@ from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import header_fields, read_body, services
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import parse_object
+from proxy.http.validate import has_duplicate_keys, parse_object
 
 NEEDS = {"chat": "messages", "generate": "prompt", "embed": "input", "embeddings": "prompt"}
 PASSED = cache_headers("BYPASS", reason="not-cacheable:route")
@@ -49,6 +49,8 @@ async def ollama_api(request: Request) -> Response:
             temperature=float(temperature) if isinstance(temperature, int | float) else None,
             max_temperature=svc.settings.max_temperature,
         )
+        if has_duplicate_keys(raw):
+            control = control.bypassed("duplicate-keys")
         identity = svc.tenancy.identity(request.scope["headers"])
         namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])
         return await pipeline.handle(

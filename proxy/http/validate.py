@@ -6,6 +6,7 @@ semcache rejects nothing the upstream would have accepted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,30 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestError("the request body must be a JSON object")
     return body
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Duplicate
+    return out
+
+
+def has_duplicate_keys(raw: bytes) -> bool:
+    """Whether an object in ``raw`` (valid JSON) names a key twice. Servers disagree on what
+    that means: the last value wins in Python's and orjson's reading, Go decodes both into one
+    map (Ollama's ``options``). The key semcache derives may then not be the request the
+    upstream reads, so such a request is passed through, never cached. About twice the cost of
+    the orjson parse (10 us for 1 KB)."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique)
+    except (_Duplicate, ValueError, RecursionError):
+        return True  # a body Python's reader takes otherwise than orjson's: not cached either
+    return False
 
 
 def json_or_none(data: bytes) -> Any:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from proxy.errors import StoreError
+from proxy.http.validate import has_duplicate_keys
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -222,6 +223,59 @@ async def test_upstream_error_status_and_headers_pass_through(proxy: Proxy) -> N
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert response.json() == {"error": {"message": "slow down"}}
+
+
+@pytest.mark.parametrize(
+    ("path", "doubled", "plain"),
+    [
+        (
+            "/v1/chat/completions",
+            b'{"model":"m","temperature":1,"messages":[{"role":"user","content":"Hi"}],'
+            b'"temperature":0}',
+            {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0},
+        ),
+        (
+            "/v1/embeddings",
+            b'{"model":"e","input":"a","dimensions":8,"dimensions":16}',
+            {"model": "e", "input": "a", "dimensions": 16},
+        ),
+    ],
+    ids=["chat", "embeddings"],
+)
+async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(
+    proxy: Proxy, path: str, doubled: bytes, plain: dict[str, Any]
+) -> None:
+    """Which value an upstream reads is its parser's choice: the key semcache derives (the last
+    value) may not be what was answered. Must NOT be stored, nor served from the cache."""
+    upstream_path = path.removeprefix("/v1")
+    answer = completion() if "chat" in path else {
+        "object": "list", "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5] * 16}],
+    }  # fmt: skip
+    route = proxy.upstream.post(upstream_path).respond(200, json=answer)
+    auth = {"authorization": "Bearer sk-test-a", "content-type": "application/json"}
+    first = await proxy.client.post(path, content=doubled, headers=auth)
+    plain_miss = await proxy.client.post(path, json=plain, headers=auth)
+    again = await proxy.client.post(path, content=doubled, headers=auth)
+    assert first.headers["x-cache"] == again.headers["x-cache"] == "BYPASS"
+    assert first.headers["x-cache-reason"] == "bypass:duplicate-keys"
+    assert plain_miss.headers["x-cache"] == "MISS"
+    assert route.calls[0].request.content == doubled  # forwarded as sent
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "doubled"),
+    [
+        (b'{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}', False),  # one name, other objects
+        (b'{"a":1,"a":1}', True),  # even the same value twice
+        (b'{"m":[{"role":"user","content":"x","content":"y"}]}', True),  # deep in an array
+        (b'{"a":{"b":{"c":1,"c":2}}}', True),
+        (b'{"content":"\\"a\\":1,\\"a\\":2"}', False),  # only inside a string
+    ],
+)
+def test_duplicate_keys_are_found_at_any_depth(raw: bytes, doubled: bool) -> None:
+    assert has_duplicate_keys(raw) is doubled
 
 
 async def test_bypass_header_skips_lookup_and_store(proxy: Proxy) -> None:

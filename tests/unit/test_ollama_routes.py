@@ -175,3 +175,26 @@ async def test_an_overloaded_ollama_route_says_when_to_retry(clock: FakeClock) -
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert "error" in refused.json()
+
+
+async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(clock: FakeClock) -> None:
+    """Go decodes both ``options`` into one map: the upstream answers num_ctx 8 with stop "e",
+    while the key semcache would derive (last value wins) is the plain request's. Must NOT be
+    stored under it, nor served from it."""
+    doubled = (
+        b'{"model":"m","stream":false,"messages":[{"role":"user","content":"Hi"}],'
+        b'"options":{"num_ctx":8,"stop":["e"]},"options":{"temperature":0}}'
+    )
+    plain = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "Hi"}],
+             "options": {"temperature": 0}}  # fmt: skip
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock) as p:
+            first = await p.client.post("/api/chat", content=doubled)
+            second = await p.client.post("/api/chat", json=plain)
+            again = await p.client.post("/api/chat", content=doubled)
+    assert first.headers["x-cache"] == again.headers["x-cache"] == "BYPASS"
+    assert first.headers["x-cache-reason"] == "bypass:duplicate-keys"
+    assert second.headers["x-cache"] == "MISS"
+    assert route.calls[0].request.content == doubled  # forwarded as sent
+    assert route.call_count == 3
