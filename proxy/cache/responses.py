@@ -41,17 +41,36 @@ from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
 
 SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt")
+SERVER_STATE_TOOLS = frozenset({"file_search", "mcp"})
+"""Tools that read what the account keeps and may change (a vector store's files, a remote MCP
+server's data): the same request can mean another answer tomorrow."""
 
 
 def not_cacheable(body: dict[str, Any], *, shared: bool) -> str | None:
     """Why this request is passed through (``X-Cache-Reason: bypass:<why>``), or None."""
     if any(body.get(name) is not None for name in SERVER_STATE_FIELDS):
         return "server-state"
+    if any(_reads_server_state(tool) for tool in _list(body.get("tools"))):
+        return "server-state"
     if body.get("background") is True:
         return "background"
     if shared and body.get("store") is not False:
         return "stored-response"
     return None
+
+
+def _reads_server_state(tool: Any) -> bool:
+    if not isinstance(tool, dict):
+        return False
+    if tool.get("type") in SERVER_STATE_TOOLS:
+        return True
+    # A code interpreter in a container that already exists (an id, not "auto") runs on the
+    # files and state that container holds.
+    return tool.get("type") == "code_interpreter" and isinstance(tool.get("container"), str)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:

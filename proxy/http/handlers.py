@@ -99,7 +99,11 @@ class Asked:
 async def chat_completions(request: Request) -> Response:
     async def handle(svc: Services, chat: ChatRequest, asked: Asked) -> Response:
         control = asked.control
-        if svc.settings.shared_cache and chat.body.get("store") is True:
+        if chat.body.get("data_sources") is not None:
+            # Azure OpenAI "On Your Data": the answer is grounded in a search index the
+            # account keeps and may change (as the Responses API's file_search).
+            control = control.bypassed("server-state")
+        elif svc.settings.shared_cache and chat.body.get("store") is True:
             # Its id is a stored completion of the asking key's project: with tenants sharing
             # entries, another key would be served an id it cannot fetch (as on Responses).
             control = control.bypassed("stored-response")

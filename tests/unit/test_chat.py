@@ -278,6 +278,17 @@ def test_duplicate_keys_are_found_at_any_depth(raw: bytes, doubled: bool) -> Non
     assert has_duplicate_keys(raw) is doubled
 
 
+async def test_azure_on_your_data_is_passed_through(proxy: Proxy) -> None:
+    """``data_sources`` grounds the answer in a search index the account keeps and may change:
+    the same request can mean another answer tomorrow. Must NOT be cached."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    source = {"type": "azure_search", "parameters": {"endpoint": "https://s", "index_name": "i"}}
+    body = {**chat_body(), "data_sources": [source]}
+    answers = [await proxy.chat(body) for _ in range(2)]
+    assert [a.headers["x-cache-reason"] for a in answers] == ["bypass:server-state"] * 2
+    assert route.call_count == 2
+
+
 async def test_bypass_header_skips_lookup_and_store(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.chat(chat_body())
