@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from proxy.cache.policy import completion_is_storable
 from proxy.errors import UpstreamError
 from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
@@ -184,7 +185,10 @@ class Auditor:
             return None
         if response.status_code == 429:
             self._paused_until = time.monotonic() + PAUSE_SECONDS
-        if response.status_code != 200:
+        fresh = json_or_none(body) if response.status_code == 200 else None
+        if not completion_is_storable(response.status_code, fresh):
+            # An error (even one sent with 200), a cut or empty answer: nothing to compare the
+            # served answer with, and no evidence that it was wrong.
             self._metrics.audits[(job.kind, "upstream_error")] += 1
             return None
-        return json_or_none(body)
+        return fresh

@@ -150,6 +150,37 @@ async def test_a_failed_audit_never_fails_the_client(audited: Proxy) -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize(
+    "fresh",
+    [
+        {"error": {"message": "upstream overloaded", "type": "server_error"}},  # sent with 200
+        completion("The capital of France is", finish="length"),
+        completion("", finish="stop"),
+    ],
+    ids=["error-with-200", "cut", "empty"],
+)
+async def test_an_audit_that_gets_no_whole_answer_is_no_evidence(
+    audited: Proxy, fresh: dict[str, Any]
+) -> None:
+    """Nothing to compare the served answer with: the audit counts as an upstream error, the
+    line learns nothing, and the entry is still served semantically."""
+    calls: list[int] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, json=completion("Paris is the capital.") if len(calls) == 1
+                              else fresh)  # fmt: skip
+
+    audited.upstream.post("/chat/completions").mock(side_effect=upstream)
+    await audited.chat(chat_body(QUESTION))
+    assert (await audited.chat(chat_body(SAME_WORDS))).headers["x-cache"] == "HIT"
+    group = await settle(audited)
+    stats = (await audited.client.get("/cache/stats")).json()
+    assert stats["audits"] == {"audit upstream_error": 1}
+    assert group.get("evidence", {}).get("different", 0) == 0
+    assert (await audited.chat(chat_body(SAME_WORDS))).headers["x-cache-lookup"] == "semantic"
+
+
 async def test_a_hit_an_audit_finds_wrong_is_never_served_semantically_again(
     audited: Proxy,
 ) -> None:
