@@ -33,7 +33,9 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
+    ClusterDownError,
     NoPermissionError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -61,6 +63,22 @@ FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
 """What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
 client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
 RedisError) when no node of a cluster can be reached or a slot has no owner."""
+
+
+OUTAGE_REPLIES = frozenset({"LOADING", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOAUTH",
+                            "WRONGPASS"})  # fmt: skip
+"""Error replies that say the server cannot serve anything now (loading, no master, a demoted
+primary, lost credentials): the store is given a rest. Any other error reply (out of memory,
+no permission for one command, a wrong type) fails that operation only."""
+
+
+def is_outage(exc: Exception) -> bool:
+    """Whether ``exc`` means Redis is unreachable or unable to serve, not one command refused."""
+    if isinstance(exc, ReplyError):
+        return str(exc).split(" ", 1)[0] in OUTAGE_REPLIES
+    if isinstance(exc, ResponseError):  # redis-py: LOADING and NOAUTH are ConnectionErrors
+        return isinstance(exc, ReadOnlyError | ClusterDownError)
+    return True
 
 
 class RedisStore:
@@ -368,7 +386,11 @@ class RedisStore:
             raise StoreError("redis is unavailable; retrying shortly")
 
     def _failed(self, exc: Exception) -> StoreError:
-        self._down_until = self._clock() + self._retry_seconds
+        """The error for ``exc``. An outage rests the store for ``retry_seconds`` (every call
+        fails fast meanwhile); a refused command fails alone, so one write refused for lack of
+        memory does not stop the reads of what the store still holds."""
+        if is_outage(exc):
+            self._down_until = self._clock() + self._retry_seconds
         return StoreError(f"redis: {type(exc).__name__}: {exc}")
 
 

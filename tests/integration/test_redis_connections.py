@@ -238,3 +238,49 @@ async def test_unix_socket_and_database_number(
             f"{key_prefix}counters:g".encode(),  # counters survive clear()
             f"{key_prefix}vset-rq8m32:p".encode(),
         ], url
+
+
+async def test_a_refused_command_fails_alone_while_an_outage_rests_the_store(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    """Out of memory refuses a write, an ACL refuses the vector commands: reads of what the
+    store holds go on (before, one refusal made every call fail for a second, and a trickle of
+    new questions turned every repeat into a miss). A wrong password rests the store."""
+    server = RedisServer(redis_server.binary)
+    server.extra_args = ("--user", "novec", "on", f">{PASSWORD}", "~*", "+@all", "-vsim", "-vadd")
+    with server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+        limited = RedisStore.from_url(
+            f"redis://novec:{quote(PASSWORD)}@127.0.0.1:{server.port}/0",
+            prefix=key_prefix,
+            timeout_seconds=1.0,
+        )
+        try:
+            await store.put("chat:ns:kept", entry(b"kept"), 60)
+            with redis.Redis(port=server.port) as admin:
+                used = int(admin.info("memory")["used_memory"])
+                admin.config_set("maxmemory-policy", "noeviction")
+                admin.config_set("maxmemory", used + 1000)
+                with pytest.raises(StoreError, match="OOM"):
+                    await store.put("chat:ns:new", entry(b"x" * 100_000), 60)
+                assert await store.get("chat:ns:kept") == entry(b"kept")
+                admin.config_set("maxmemory", 0)
+            vector = np.ones(4, dtype=np.float32)
+            with pytest.raises(StoreError):
+                await limited.nearest("p", vector, k=1, min_similarity=0.9)
+            assert await limited.get("chat:ns:kept") == entry(b"kept")
+        finally:
+            await store.close()
+            await limited.close()
+    wrong = RedisStore.from_url(
+        f"redis://novec:wrong@127.0.0.1:{redis_server.port}/0", prefix=key_prefix,
+        timeout_seconds=1.0,
+    )  # fmt: skip
+    try:
+        with pytest.raises(StoreError):
+            await wrong.get("chat:ns:kept")
+        with pytest.raises(StoreError, match="unavailable"):
+            await wrong.get("chat:ns:kept")  # resting: no second try within the window
+    finally:
+        await wrong.close()
