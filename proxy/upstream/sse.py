@@ -17,12 +17,20 @@ WORDS_PER_CHUNK = 3
 ARGUMENT_CHARS_PER_CHUNK = 16
 
 
+ERROR_EVENT_DATA = b'{"error": "event: error"}'
+"""What :class:`EventParser` gives for an event named ``error`` (``event: error``, as some servers
+send a failure mid-stream, with data that need not say so): an object with an ``error`` key, which
+no stream whose answer is whole ever carries."""
+
+
 class EventParser:
-    """Feed raw bytes as they arrive; get back the ``data`` of each complete event."""
+    """Feed raw bytes as they arrive; get back the ``data`` of each complete event (for an event
+    named ``error``, :data:`ERROR_EVENT_DATA`)."""
 
     def __init__(self) -> None:
         self._partial = b""
         self._data: list[bytes] = []
+        self._error = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
         lines = (self._partial + chunk).split(b"\n")
@@ -31,12 +39,17 @@ class EventParser:
         for line in lines:
             line = line.removesuffix(b"\r")
             if not line:
-                if self._data:
+                if self._error:
+                    events.append(ERROR_EVENT_DATA)
+                elif self._data:
                     events.append(b"\n".join(self._data))
-                    self._data = []
+                self._data = []
+                self._error = False
             elif line.startswith(b"data:"):
                 value = line[5:]
                 self._data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                self._error = line[6:].strip() == b"error"
         return events
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from proxy.cache.policy import completion_is_storable
 from proxy.upstream import EventParser, StreamAssembler, replay
+from proxy.upstream.sse import ERROR_EVENT_DATA
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
@@ -56,6 +57,19 @@ def test_parser_finds_every_event_however_the_bytes_are_split(piece: int) -> Non
 def test_parser_handles_crlf_comments_and_multiline_data() -> None:
     raw = b": keep-alive\r\n\r\nevent: message\r\ndata: a\r\ndata:b\r\n\r\ndata: [DONE]\r\n\r\n"
     assert parse_all(raw, 5) == [b"a\nb", b"[DONE]"]
+
+
+@pytest.mark.parametrize("piece", [1, 9, 100_000])
+def test_an_event_named_error_makes_the_stream_unstorable(piece: int) -> None:
+    """Some servers (older vLLM) send a failure mid-stream as ``event: error`` whose data has no
+    ``error`` key; what follows it must not make the stream look whole."""
+    failure = b'event: error\ndata: {"message": "overloaded", "type": "server_error"}\n\n'
+    raw = sse(*TEXT_STREAM[:2]) + failure + sse(*TEXT_STREAM[2:])
+    events = parse_all(raw, piece)
+    assert events == [*TEXT_STREAM[:2], ERROR_EVENT_DATA, *TEXT_STREAM[2:]]
+    assembler = assemble(events)
+    assert assembler.failed
+    assert not assembler.complete
 
 
 def assemble(payloads: list[bytes]) -> StreamAssembler:
