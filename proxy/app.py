@@ -104,6 +104,7 @@ def create_app(
             COMPLETIONS,
             max_entry_bytes=settings.max_entry_bytes,
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
+            feedback=feedback,
         ),
         responses=ExactPipeline(
             cache,
@@ -113,6 +114,7 @@ def create_app(
             max_entry_bytes=settings.max_entry_bytes,
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
             semantic=semantic,
+            feedback=feedback,
         ),
         ollama=None
         if ollama_base is None
@@ -124,6 +126,7 @@ def create_app(
             base=ollama_base,
             max_entry_bytes=settings.max_entry_bytes,
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
+            feedback=feedback,
         ),
         semantic=semantic,
         tenancy=tenancy,

@@ -20,6 +20,7 @@ import orjson
 
 from proxy.admin import warm as warming
 from proxy.admin.client import AdminClient, AdminError
+from proxy.cache.catalog import ROUTES
 from proxy.settings import Settings
 
 LoadSettings = Callable[[str | None], Settings]
@@ -195,7 +196,7 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
                              help="One tenant: its API key (sent in X-Cache-Tenant-Key)."),
                 click.option("--namespace", default=None, help="One tenant, by namespace."),
                 click.option("--route", default=None,
-                             type=click.Choice(["chat", "embeddings", "completions", "ollama"])),
+                             type=click.Choice(list(ROUTES))),
                 click.option("--model", default=None, help="Entries of this model."),
                 click.option("--lookup", type=click.Choice(["semantic", "exact"]), default=None,
                              help="Entries semantic lookups can find, or exact ones only."),

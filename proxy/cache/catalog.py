@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError
 from proxy.http.validate import json_or_none
 from proxy.stores.base import Listed, Store
 
-ROUTES = {"chat": "chat:", "embeddings": "emb:", "completions": "cmpl:", "ollama": "oll:"}
+ROUTES = {"chat": "chat:", "embeddings": "emb:", "completions": "cmpl:", "responses": "resp:",
+          "ollama": "oll:"}  # fmt: skip
 MAX_PAGE = 500
 MAX_SCANS = 100
 """Store scans one page may make before it answers, full or not."""
@@ -41,7 +43,7 @@ class Filters:
         return [self.route] if self.route is not None else list(ROUTES)
 
     def matches(self, listed: Listed, now: float) -> bool:
-        if self.namespace is not None and _namespace(listed.key).split("~")[0] != self.namespace:
+        if self.namespace is not None and namespace_of(listed.key).split("~")[0] != self.namespace:
             return False
         age = now - listed.entry.created_at
         if self.min_age_seconds is not None and age < self.min_age_seconds:
@@ -127,7 +129,7 @@ def describe(listed: Listed, now: float, hits: int | None = None) -> dict[str, A
         "id": entry.id,
         "key": listed.key,
         "route": next(r for r, p in ROUTES.items() if listed.key.startswith(p)),
-        "namespace": _namespace(listed.key),
+        "namespace": namespace_of(listed.key),
         "model": meta.get("model", ""),
         "prompt": meta.get("prompt", ""),
         "lookup": meta.get("lookup", "exact"),
@@ -170,11 +172,6 @@ def exported(listed: Listed, now: float) -> dict[str, Any]:
 def meta_of(listed: Listed) -> dict[str, Any]:
     meta = json_or_none(listed.entry.meta) if listed.entry.meta else None
     return meta if isinstance(meta, dict) else {}
-
-
-def _namespace(key: str) -> str:
-    parts = key.split(":")
-    return parts[1] if len(parts) >= 3 else ""
 
 
 def _answer_text(completion: dict[str, Any]) -> str:

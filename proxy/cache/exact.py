@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
+from proxy.cache.feedback import Feedback
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
@@ -76,8 +77,11 @@ class ExactPipeline:
         max_entry_bytes: int,
         coalesce_timeout_seconds: float = 0.0,
         semantic: SemanticCache | None = None,
+        feedback: Feedback | None = None,
     ) -> None:
-        """``semantic``: for a format that matches semantically (else unused)."""
+        """``semantic``: for a format that matches semantically (else unused); ``feedback``:
+        where each stored entry is recorded by id (reports, ``/cache/entries/{id}``)."""
+        self._feedback = feedback
         self.format = fmt
         self._semantic = semantic if fmt.semantic is not None else None
         self._as_chat = fmt.semantic if semantic is not None else None
@@ -222,6 +226,11 @@ class ExactPipeline:
             return None
         if semantic is not None and self._semantic is not None:
             await self._semantic.remember(semantic, key, control.ttl_seconds)
+        if self._feedback is not None:
+            partition = "" if semantic is None else semantic.partition
+            await self._feedback.remember(
+                entry, key=key, partition=partition, ttl_seconds=control.ttl_seconds
+            )
         return entry
 
     async def _semantic_lookup(

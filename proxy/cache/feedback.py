@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError, NotFoundError
 from proxy.http.validate import json_or_none, parse_object
 from proxy.semantic.lookup import SemanticCache
@@ -54,10 +55,9 @@ class Feedback:
         self._semantic = semantic
         self._served: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
 
-    async def remember(
-        self, entry: Entry, *, namespace: str, key: str, partition: str, ttl_seconds: float
-    ) -> None:
-        data = orjson.dumps({"n": namespace, "k": key, "p": partition})
+    async def remember(self, entry: Entry, *, key: str, partition: str, ttl_seconds: float) -> None:
+        """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``."""
+        data = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition})
         await self._cache.put_ref(entry.id, data, ttl_seconds)
 
     def served(self, entry_id: str, group: str, margin: float | None) -> None:

@@ -89,6 +89,12 @@ def _bearer(value: str) -> str:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else value
 
 
+def namespace_of(key: str) -> str:
+    """The namespace an entry key was made in: every key is ``<route>:<namespace>:...``."""
+    parts = key.split(":", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
 def scoped_namespace(namespace: str, query: bytes) -> str:
     """The URL's query string goes upstream with the body and may carry a key (``?key=``) or
     change the answer (``?api-version=``): requests with different ones never share entries."""

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
+from proxy.cache.feedback import Feedback
 from proxy.cache.keys import ollama_fields, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
@@ -53,7 +54,10 @@ class OllamaPipeline:
         base: str,
         max_entry_bytes: int,
         coalesce_timeout_seconds: float = 0.0,
+        feedback: Feedback | None = None,
     ) -> None:
+        """``feedback``: where each stored entry is recorded by id (reports, the admin API)."""
+        self._feedback = feedback
         self._semantic = semantic
         self._cache = cache
         self._upstream = upstream
@@ -209,6 +213,11 @@ class OllamaPipeline:
             return None
         if query is not None:
             await self._semantic.remember(query, key, control.ttl_seconds)
+        if self._feedback is not None:
+            partition = "" if query is None else query.partition
+            await self._feedback.remember(
+                entry, key=key, partition=partition, ttl_seconds=control.ttl_seconds
+            )
         return entry
 
     def _hit(

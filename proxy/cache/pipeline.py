@@ -346,7 +346,6 @@ class ChatPipeline:
             partition = "" if miss.semantic is None else miss.semantic.partition
             await self._feedback.remember(
                 entry,
-                namespace=miss.namespace,
                 key=miss.key,
                 partition=partition,
                 ttl_seconds=miss.control.ttl_seconds,

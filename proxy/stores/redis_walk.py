@@ -14,7 +14,7 @@ from proxy.stores.base import Listed, StoreStats, unpack_entry
 
 CENSUS_SECONDS = 30.0
 CENSUS_SAMPLE = 100
-ENTRY_PREFIXES = ("chat:", "emb:", "cmpl:", "oll:")
+ENTRY_PREFIXES = ("chat:", "emb:", "cmpl:", "resp:", "oll:")
 """The keys that are entries (the rest under the prefix: locks, refs, counters, vector sets,
 the secret); the routes of :mod:`proxy.cache.catalog`."""
 

@@ -155,3 +155,44 @@ def test_entries_filter_by_the_lookups_that_can_find_them(
         f"{admin_proxy.url}/cache/entries", params={"lookup": "fuzzy"}, headers=ADMIN, timeout=10
     )
     assert bad.status_code == 400
+
+
+def test_every_cached_route_s_entries_are_listed_shown_and_can_be_reported(
+    admin_proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    """Completions, Responses and Ollama entries, as chat ones: listed under their route, shown
+    by the X-Cache-Entry-Id a hit carries, and reported by their own key (before, only
+    chat entries could be; a Responses entry was not even listed)."""
+    key = "sk-ent-routes"
+    auth = {"authorization": f"Bearer {key}"}
+    asks = {
+        "completions": ("/v1/completions", {"model": "gpt-test", "prompt": f"{question} c"}),
+        "responses": ("/v1/responses", {"model": "gpt-test", "input": f"{question} r"}),
+        "ollama": ("/api/chat", {"model": "m", "stream": False,
+                                 "messages": [{"role": "user", "content": f"{question} o"}]}),
+    }  # fmt: skip
+    for route, (path, body) in asks.items():
+        first = httpx.post(f"{admin_proxy.url}{path}", json=body, headers=auth, timeout=30)
+        hit = httpx.post(f"{admin_proxy.url}{path}", json=body, headers=auth, timeout=30)
+        assert (first.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT"), route
+        entry_id = hit.headers["x-cache-entry-id"]
+        listed = entries(admin_proxy, tenant=key, route=route)
+        assert entry_id in [e["id"] for e in listed], route
+        shown = httpx.get(f"{admin_proxy.url}/cache/entries/{entry_id}", headers=ADMIN, timeout=10)
+        assert (shown.status_code, shown.json()["route"]) == (200, route)
+        other = httpx.post(
+            f"{admin_proxy.url}/cache/feedback",
+            json={"entry_id": entry_id, "scope": "all"},
+            headers={"authorization": "Bearer sk-someone-else"},
+            timeout=10,
+        )
+        assert other.status_code == 404  # another tenant's entry: as if unknown
+        mine = httpx.post(
+            f"{admin_proxy.url}/cache/feedback",
+            json={"entry_id": entry_id, "scope": "all"},
+            headers=auth,
+            timeout=10,
+        )
+        assert mine.status_code == 200, (route, mine.text)
+        again = httpx.post(f"{admin_proxy.url}{path}", json=body, headers=auth, timeout=30)
+        assert again.headers["x-cache"] == "MISS", route  # reported wrong, removed
