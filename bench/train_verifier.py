@@ -86,7 +86,8 @@ TREE_DEPTH = 4
 # paraphrase (out of fold: Quora 0.43x cosine, the hand-written domains no hit at all).
 TREES = {"max_depth": TREE_DEPTH, "max_iter": 600, "learning_rate": 0.05, "l2_regularization": 1.0,
          "min_samples_leaf": 40}  # fmt: skip
-CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-train"
+CACHE_DIR = Path(tempfile.gettempdir()) / "semcache-train-1"
+"""Readings of one prompt at a time (``-1``): a cache of batched readings is never mixed in."""
 
 SHARED_FILES = {"quora": "qqp-train.tsv", "news": "mrpc-train.tsv"}
 OWN_FILES = {"llm": "llm-prompts.tsv", "medical": "medical.tsv", "support": "support.tsv"}
@@ -161,7 +162,10 @@ def read_texts(texts: list[str], model: LocalEmbedder) -> Reading:
     started = time.monotonic()
     for start in range(0, len(todo), 256):
         batch = todo[start : start + 256]
-        outputs = st.encode([t for t, _ in batch], output_value=None, batch_size=64)
+        # One prompt at a time, as the proxy reads it: in a padded batch a prompt's vectors
+        # change in their last bits with whatever else shares the batch (and which prompts a
+        # cache from an earlier run already held), which made rebuilds differ from each other.
+        outputs = st.encode([t for t, _ in batch], output_value=None, batch_size=1)
         for (text, path), out in zip(batch, outputs, strict=True):
             mask = out["attention_mask"].numpy().astype(bool)
             ids = out["input_ids"].numpy()[mask].astype(np.int32)
