@@ -67,10 +67,10 @@ class MemoryStore:
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None:
         cost = _cost(key, _EXPIRY.size + entry.size())
+        if key in self._entries:
+            self._remove(key)  # replaced, or refreshed by an answer too large to keep
         if cost > self._max_bytes:
             return
-        if key in self._entries:
-            self._remove(key)
         packed = pack_entry(entry, lead=_EXPIRY.pack(self._clock() + ttl_seconds))
         assert len(packed) == _EXPIRY.size + entry.size()
         self._entries[key] = packed
@@ -89,6 +89,9 @@ class MemoryStore:
     ) -> None:
         if key not in self._entries:
             return  # the entry was not kept (too big) or already evicted
+        # The key's old row goes first: were it its partition's last, the index would go with
+        # it, and the new row must not land in an index no longer in ``_indexes``.
+        self._drop_vector(key)
         index = self._indexes.get(partition)
         if index is not None and index.dims != vector.shape[0]:
             for stale in [k for k, (p, _) in self._vector_of.items() if p == partition]:
@@ -96,7 +99,6 @@ class MemoryStore:
             index = self._indexes.get(partition)
         if index is None:
             index = self._indexes[partition] = VectorIndex(vector.shape[0])
-        self._drop_vector(key)
         index.add(key, vector, text, sketch)
         cost = index.nbytes_per_row() + len(text.encode()) + len(sketch) + len(key)
         self._vector_of[key] = (partition, cost)

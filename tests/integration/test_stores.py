@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
+import numpy as np
 import pytest
 import redis
 
@@ -121,6 +122,29 @@ async def test_memory_evicts_by_bytes_and_skips_oversized_entries() -> None:
     assert await store.get("d") is not None
     await store.put("huge", entry(b"x" * 5000), 60)
     assert await store.get("huge") is None
+
+
+async def test_memory_a_refresh_too_large_to_keep_leaves_no_old_answer_or_lost_row() -> None:
+    """A key's new answer too large for the store: the old one goes (a refresh asked for a
+    new answer), and its vector row with it; the partition's index never detaches (a row added
+    to a detached index used to make the key's later removal fail with KeyError, a 500)."""
+    now = [0.0]
+    store = MemoryStore(max_entries=100, max_bytes=6000, clock=lambda: now[0])
+    vector = np.ones(8, dtype=np.float32) / np.sqrt(8)
+    await store.put("k", entry(b"old"), 4)
+    await store.add_vector("p", "k", vector, "the question", 4)
+    await store.put("k", entry(b"x" * 10_000), 60)  # refused: larger than the store
+    await store.add_vector("p", "k", vector, "the question", 60)
+    assert await store.get("k") is None
+    assert await store.nearest("p", vector, k=1, min_similarity=0.5) == []
+    # The same key stored again, with its row, and removed again: all consistent.
+    await store.put("k", entry(b"new"), 4)
+    await store.add_vector("p", "k", vector, "the question", 4)
+    await store.add_vector("p", "k", vector, "the question", 4)  # its row replaced
+    assert [n.id for n in await store.nearest("p", vector, k=1, min_similarity=0.5)] == ["k"]
+    now[0] = 5.0
+    assert await store.get("k") is None  # expired: removed with its row, no KeyError
+    assert await store.stats() == StoreStats(entries=0, bytes=0)
 
 
 async def test_memory_byte_count_returns_to_zero() -> None:
