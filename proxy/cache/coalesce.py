@@ -30,6 +30,9 @@ from proxy.upstream import Headers
 
 LOCK_TTL_SECONDS = 3.0
 REPLICA_POLL_SECONDS = 0.05
+LOCK_KEPT_MAX_SECONDS = 3600.0
+"""The longest a leader keeps the replica lock: its upstream call (and the stream it relays)
+may last far beyond the followers' wait; this only bounds a leader that never publishes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ async def take_turn(
     if entry is not None:
         flights.finish(key, flight, Outcome(entry=entry))
         return Turn(Outcome(entry=entry), lookup)
-    keeper = LockKeeper(cache, key, token, wait_seconds) if locked else None
+    keeper = LockKeeper(cache, key, token, LOCK_KEPT_MAX_SECONDS) if locked else None
 
     async def publish(outcome: Outcome | None) -> None:
         flights.finish(key, flight, outcome)
@@ -180,9 +183,11 @@ async def take_turn(
 
 
 class LockKeeper:
-    """Keeps the replica lock while this process leads: the lock stays short, so a replica that
-    dies while leading holds the others up for at most ``LOCK_TTL_SECONDS``. Renewal starts
-    from a timer, not a task: most misses end before the first renewal is due."""
+    """Keeps the replica lock while this process leads, until it publishes: the lock stays
+    short, so a replica that dies while leading holds the others up for at most
+    ``LOCK_TTL_SECONDS``, while one that waits long on the upstream keeps it (renewed up to
+    ``timeout_seconds``). Renewal starts from a timer, not a task: most misses end before the
+    first renewal is due."""
 
     def __init__(self, cache: Cache, key: str, token: str, timeout_seconds: float) -> None:
         self._cache = cache
@@ -247,17 +252,23 @@ async def before_leading(
         return entry, "exact", False
     if locked:
         return None, "", True
-    return await _other_replica(cache, key, wait_seconds), "coalesced", False
+    return await _other_replica(cache, key, wait_seconds, fresh), "coalesced", False
 
 
-async def _other_replica(cache: Cache, key: str, wait_seconds: float) -> Entry | None:
-    """Another replica holds the lock: wait for its entry while it does."""
+async def _other_replica(
+    cache: Cache, key: str, wait_seconds: float, fresh: Callable[[Entry | None], bool]
+) -> Entry | None:
+    """Another replica holds the lock: wait for its entry while it does. Only an entry fresh
+    for this request will do (the one it found too old for its ``max-age`` is still there
+    until the lock holder replaces it), and one last look follows the lock's release: the
+    holder stores, then unlocks, maybe between this replica's two reads."""
     with anyio.move_on_after(wait_seconds):
         while True:
             await anyio.sleep(REPLICA_POLL_SECONDS)
             entry = await cache.get(key)
-            if entry is not None:
+            if fresh(entry):
                 return entry
             if not await cache.is_locked(key):
-                return None
+                entry = await cache.get(key)
+                return entry if fresh(entry) else None
     return None

@@ -10,8 +10,19 @@ import orjson
 import pytest
 import respx
 
-from proxy.cache.coalesce import Outcome, SingleFlight
+from proxy.cache import coalesce
+from proxy.cache.coalesce import (
+    REPLICA_POLL_SECONDS,
+    Outcome,
+    SingleFlight,
+    before_leading,
+    take_turn,
+)
+from proxy.cache.policy import CacheControl
+from proxy.metrics import Metrics
 from proxy.stores.base import Entry
+from proxy.stores.guard import Cache
+from proxy.stores.memory import MemoryStore
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -360,3 +371,104 @@ async def test_a_landing_for_another_tenant_is_not_served_to_one_that_looked_mea
     assert first.headers["x-cache"] == "MISS"
     assert late.headers["x-cache"] == "MISS"
     assert gate.calls == 2
+
+
+class OtherReplica:
+    """A store shared with another replica that holds the lock for ``key`` (as Redis's lock
+    behaves), on a real memory store; ``land`` stores its answer and releases the lock."""
+
+    def __init__(self, key: str) -> None:
+        self.now = 1000.0
+        self.store = MemoryStore(max_entries=100, max_bytes=1 << 20, clock=lambda: self.now)
+        self.store.shared = True
+        self.cache = Cache(self.store, Metrics(), clock=lambda: self.now)
+        self.key = key
+        self.locks = {key: "other-replica"}
+        self.renewals = 0
+        self.store.try_lock = self.try_lock  # type: ignore[method-assign]
+        self.store.unlock = self.unlock  # type: ignore[method-assign]
+        self.store.is_locked = self.is_locked  # type: ignore[method-assign]
+        self.store.extend_lock = self.extend_lock  # type: ignore[method-assign]
+
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return self.locks.setdefault(key, token) == token
+
+    async def unlock(self, key: str, token: str) -> None:
+        if self.locks.get(key) == token:
+            del self.locks[key]
+
+    async def is_locked(self, key: str) -> bool:
+        return key in self.locks
+
+    async def extend_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        self.renewals += 1
+        return self.locks.get(key) == token
+
+    async def land(self, entry_id: str) -> None:
+        body = orjson.dumps(completion(f"answer {entry_id}"))
+        await self.store.put(self.key, Entry(id=entry_id, body=body, created_at=self.now), 60)
+        del self.locks[self.key]
+
+
+async def test_a_replica_waiting_on_the_lock_is_never_served_the_answer_too_old_for_it() -> None:
+    """Must NOT serve: this request missed because its max-age made the entry stale; the
+    replica holding the lock is refreshing it. The old entry is there all along: the waiter
+    takes the new one, not the one it found too old."""
+    other = OtherReplica("chat:ns:k")
+    await other.store.put("chat:ns:k", Entry(id="01d01d01d01d01d0", body=b"{}",
+                                             created_at=other.now - 30), 60)  # fmt: skip
+    control = CacheControl(lookup=True, store=True, ttl_seconds=60, max_age_seconds=1)
+
+    async def refresh_later() -> None:
+        await anyio.sleep(REPLICA_POLL_SECONDS * 3)
+        await other.land("f00df00df00df00d")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refresh_later)
+        entry, lookup, locked = await before_leading(
+            other.cache, SingleFlight(), "chat:ns:k", control, 0, "this-replica", wait_seconds=5
+        )
+    assert entry is not None
+    assert entry.id == "f00df00df00df00d"
+    assert (lookup, locked) == ("coalesced", False)
+
+
+async def test_an_answer_landing_between_the_waiters_two_reads_is_found() -> None:
+    """The lock holder stores, then unlocks, between the waiter's read of the entry and its
+    look at the lock: one more read finds the answer instead of a second upstream call."""
+    other = OtherReplica("chat:ns:k")
+    looked_at_lock = other.is_locked
+
+    async def lands_just_before(key: str) -> bool:
+        if key in other.locks:
+            await other.land("f00df00df00df00d")
+        return await looked_at_lock(key)
+
+    other.store.is_locked = lands_just_before  # type: ignore[method-assign]
+    control = CacheControl(lookup=True, store=True, ttl_seconds=60)
+    entry, lookup, _ = await before_leading(
+        other.cache, SingleFlight(), "chat:ns:k", control, 0, "this-replica", wait_seconds=5
+    )
+    assert entry is not None
+    assert entry.id == "f00df00df00df00d"
+    assert lookup == "coalesced"
+
+
+async def test_a_leader_keeps_the_replica_lock_past_the_followers_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upstream call longer than SEMCACHE_COALESCE_TIMEOUT: the lock is renewed until the
+    leader publishes, so another replica still waits instead of calling the upstream too."""
+    monkeypatch.setattr(coalesce, "LOCK_TTL_SECONDS", 0.03)  # renewed every 10 ms
+    other = OtherReplica("chat:ns:k")
+    del other.locks["chat:ns:k"]  # free: this replica leads
+    control = CacheControl(lookup=True, store=True, ttl_seconds=60)
+    turn = await take_turn(other.cache, SingleFlight(), "chat:ns:k", control, 0, wait_seconds=0.05)
+    assert turn.publish is not None
+    await anyio.sleep(0.2)  # four times the followers' wait
+    before = other.renewals
+    await anyio.sleep(0.1)
+    assert other.renewals > before  # still renewing
+    assert "chat:ns:k" in other.locks
+    await turn.publish(None)
+    assert other.locks == {}
