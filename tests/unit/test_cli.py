@@ -57,7 +57,7 @@ def test_without_the_local_extra_the_message_names_it(
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
     result = _serve("--embed-model", "local:some-model-not-loaded-elsewhere")
     assert result.exit_code == 2
-    assert "pip install 'semcache[local]'" in result.output
+    assert "pip install -e '.[local]'" in result.output
     assert started == []
 
 
