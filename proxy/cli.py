@@ -95,7 +95,14 @@ def doctor(config_path: str | None, **flags: object) -> None:
 
 @main.command()
 @_config_option
-@click.option("--url", default=None, help="Base URL of the proxy; default: its address file.")
+@click.option(
+    "--url",
+    default=None,
+    help=(
+        "Base URL of the proxy; default: the address file serve wrote, else "
+        "--host/--port of the settings (--config)."
+    ),
+)
 @click.option(
     "--through/--no-through",
     default=False,

@@ -117,11 +117,13 @@ class AdminClient:
             raise AdminError(f"{method} {path}: the answer is not JSON (is it semcache?)") from exc
 
     def _raise_for(self, response: httpx.Response, method: str, path: str) -> None:
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             raise AdminError(
                 f"{method} {path}: {_message(response)} "
                 "(give the admin token with --token or SEMCACHE_ADMIN_TOKEN)"
             )
+        if response.status_code == 403:  # the server has no token: no client flag helps
+            raise AdminError(f"{method} {path}: {_message(response)}")
         if response.status_code >= 400:
             raise AdminError(
                 f"{method} {path} answered {response.status_code}: {_message(response)}"

@@ -35,7 +35,12 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
             help="Admin token (default: SEMCACHE_ADMIN_TOKEN).",
         )(command)
         command = click.option(
-            "--url", default=None, help="Base URL of the proxy; default: its address file."
+            "--url",
+            default=None,
+            help=(
+                "Base URL of the proxy; default: the address file serve wrote, else "
+                "--host/--port of the settings (--config)."
+            ),
         )(command)
         return click.option(
             "--config",
@@ -177,7 +182,8 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         progress: bool,
     ) -> None:
         """Store the answers in ANSWERS_FILE (JSON Lines: {"request": ..., "response": ...,
-        "api_key": ...} per line) as if the upstream had given them (POST /cache/import)."""
+        "api_key": ...} per line) as if the upstream had given them (POST /cache/import); or
+        restore what `semcache export` wrote, entries as they were."""
         with admin(config_path, url, token) as client:
             result = client.upload("/cache/import", answers_file, progress=progress)
         click.echo(
@@ -227,19 +233,20 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
     @filtered
     @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
     @click.option("--all", "everything", is_flag=True, help="Every page, not just the first.")
+    @click.option("--cursor", "start", default="", help="Go on from where a page ended.")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
     def ls(
         config_path: str | None, url: str | None, token: str | None, tenant_key: str | None,
         namespace: str | None, route: str | None, model: str | None, lookup: str | None,
         older_than: float | None,
-        newer_than: float | None, limit: int, everything: bool, as_json: bool,
+        newer_than: float | None, limit: int, everything: bool, start: str, as_json: bool,
     ) -> None:  # fmt: skip
         """List cached entries (GET /cache/entries)."""
         params = query(namespace, route, model, lookup, older_than, newer_than) | {
             "limit": str(limit)
         }
         with admin(config_path, url, token) as client:
-            cursor: str | None = ""
+            cursor: str | None = start
             while cursor is not None:
                 page = client.get(
                     "/cache/entries", params=params | ({"cursor": cursor} if cursor else {}),
@@ -249,7 +256,7 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
                     click.echo(orjson.dumps(e).decode() if as_json else entry_line(e))
                 cursor = page["next_cursor"]
                 if cursor is not None and not everything:
-                    click.echo(f"(more: --all, or the API's cursor {cursor})", err=True)
+                    click.echo(f"(more: --all, or --cursor '{cursor}')", err=True)
                     break
 
     @main.command()
@@ -308,6 +315,15 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         click.echo(f"exported {n} entries", err=dest.name == "<stdout>")
 
 
+def _semantic_line(figures: dict[str, Any]) -> str:
+    if figures.get("semantic_enabled") is False:
+        return "semantic: off (no embedder: SEMCACHE_EMBED_MODEL is unset or failed to start)"
+    return (
+        f"semantic: {figures.get('semantic_mode', '?')}, embedder {figures.get('embedder')}, "
+        f"verifier {figures.get('verifier')}"
+    )
+
+
 def summary(figures: dict[str, Any]) -> list[str]:
     store = figures.get("store") or {}
     lines = [
@@ -316,8 +332,7 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"tokens saved: {figures.get('tokens_saved', 0)}",
         f"store ({figures.get('store_kind', '?')}): {store.get('entries', '?')} entries, "
         f"{store.get('bytes', '?')} bytes",
-        f"semantic: {figures.get('semantic_mode', '?')}, embedder {figures.get('embedder')}, "
-        f"verifier {figures.get('verifier')}",
+        _semantic_line(figures),
     ]
     if figures.get("miss_reasons"):
         lines.append(f"miss reasons: {_pairs(figures['miss_reasons'])}")

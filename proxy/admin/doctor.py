@@ -42,7 +42,10 @@ async def diagnose(settings: Settings) -> list[Check]:
     async with app.router.lifespan_context(app):
         svc: Services = app.state.services
         probe = await svc.probe.check()
-        checks.append(Check("upstream", probe.ok, f"{probe.status}: {probe.detail}"))
+        # An upstream error's message names its kind already ("upstream unreachable: ...").
+        said = probe.detail.startswith(f"upstream {probe.status}")
+        detail = probe.detail if said else f"{probe.status}: {probe.detail}"
+        checks.append(Check("upstream", probe.ok, detail))
         checks.append(await _store(svc, settings))
         semantic = svc.semantic
         wanted = settings.embed_model is not None and semantic.mode != "off"

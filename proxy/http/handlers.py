@@ -344,7 +344,10 @@ def require_admin(request: Request, svc: Services, *, required: bool) -> None:
     token = svc.settings.admin_token
     if token is None:
         if required:
-            raise ForbiddenError("admin routes are off: set SEMCACHE_ADMIN_TOKEN to use them")
+            raise ForbiddenError(
+                "admin routes are off on this server: start semcache serve with "
+                "SEMCACHE_ADMIN_TOKEN (or --admin-token) to use them"
+            )
         return
     if not _is_admin(request, svc):
         raise UnauthorizedError("this route needs the admin token (Authorization: Bearer ...)")

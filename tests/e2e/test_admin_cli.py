@@ -140,7 +140,8 @@ def test_doctor_checks_each_part(fake_upstream: FakeUpstream, redis_server: Redi
         "doctor", "--upstream", dead, "--redis-url", f"redis://:secret-pw@127.0.0.1:{free_port()}"
     )
     assert bad.returncode == 1
-    assert "FAIL upstream: unreachable" in bad.stdout
+    assert "FAIL upstream: upstream unreachable: " in bad.stdout
+    assert "unreachable: upstream unreachable" not in bad.stdout  # said once
     assert "FAIL store: redis: unreachable" in bad.stdout
     assert "secret-pw" not in bad.stdout + bad.stderr
 

@@ -81,6 +81,16 @@ def test_commands_ls_show_rm_and_export_then_restore(
     assert sorted(r["prompt"] for r in rows) == [f"{question} cli {i}" for i in range(3)]
     readable = cli("ls", "--url", url, "--key", "sk-ent-c")
     assert f"{question} cli 0"[:40] in readable.stdout
+    # A page of about two (Redis's SCAN may give a third), then the rest from the cursor the
+    # first page printed, if any.
+    first = cli("ls", "--url", url, "--key", "sk-ent-c", "--limit", "2", "--json")
+    pages = first.stdout
+    for more in [line for line in first.stderr.splitlines() if line.startswith("(more:")]:
+        cursor = more.split("--cursor ", 1)[1].rstrip(")").strip("'")
+        pages += cli("ls", "--url", url, "--key", "sk-ent-c", "--all", "--json",
+                     "--cursor", cursor).stdout  # fmt: skip
+    paged = [orjson.loads(line)["id"] for line in pages.splitlines()]
+    assert sorted(paged) == sorted(r["id"] for r in rows)
 
     shown = cli("show", rows[0]["id"], "--url", url)
     assert shown.returncode == 0

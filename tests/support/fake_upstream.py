@@ -653,9 +653,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
-    with FakeUpstream(latency_seconds=args.latency_ms / 1000) as upstream:
+    upstream = FakeUpstream(latency_seconds=args.latency_ms / 1000).start(args.port)
+    try:
         print(upstream.url, flush=True)
         threading.Event().wait()
+    finally:
+        upstream.stop()
 
 
 if __name__ == "__main__":

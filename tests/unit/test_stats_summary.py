@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.commands import summary
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive, bin_of, edge, report
@@ -80,3 +82,28 @@ async def test_shadow_mode_shows_the_hits_it_would_add() -> None:
 def test_without_groups_or_audits_there_is_no_such_line() -> None:
     lines = summary({**FIGURES, "groups": [], "audits": {}})
     assert not any(line.startswith(("audits", "wrong hits")) for line in lines)
+
+
+def test_semantic_matching_that_is_off_says_so() -> None:
+    """No embedder: the mode setting alone ("on") would say the opposite of /readyz."""
+    lines = summary({**FIGURES, "semantic_enabled": False, "embedder": None})
+    assert any(line.startswith("semantic: off") for line in lines)
+    on = summary({**FIGURES, "semantic_enabled": True, "embedder": "hash:64"})
+    assert any(line.startswith("semantic: on, embedder hash:64") for line in on)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "hint"),
+    [
+        (401, "this route needs the admin token", True),
+        (403, "admin routes are off on this server: start semcache serve with ...", False),
+    ],
+)
+def test_a_token_hint_only_where_a_token_can_help(status: int, message: str, hint: bool) -> None:
+    """A 403 means the server has no admin token: no client flag helps, so none is suggested."""
+    body = {"error": {"message": message, "type": "x", "param": None, "code": None}}
+    client = AdminClient("http://proxy.test", None)
+    with pytest.raises(AdminError) as raised:
+        client._raise_for(httpx.Response(status, json=body), "GET", "/cache/stats")
+    assert message in str(raised.value)
+    assert ("--token" in str(raised.value)) is hint
