@@ -227,7 +227,9 @@ def featurize(domain: Domain, sketch: dict[str, Sketch], vocab: Vocabulary) -> N
         rule = first_objection(b, a, english=query.english and stored.english)
         unreadable = not (query.english and stored.english) or query.truncated or stored.truncated
         rows.append(row)
-        same.append(not unreadable and same_words(b, a))
+        # As the proxy judges: unreadable or refused by a rule, else the same words are
+        # accepted without the model, else the model decides.
+        same.append(not unreadable and rule is None and same_words(b, a))
         refused.append((rule is not None or unreadable) and not same[-1])
         buckets.append(bucket(b, a, row))
     domain.rows = np.array(rows, dtype=np.float32)

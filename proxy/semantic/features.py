@@ -105,15 +105,17 @@ def features(q: Sketch, c: Sketch, vocab: Vocabulary) -> Floats:
 SENTENCE_MARKS = frozenset(".,!?;:'\"")
 """The only symbols :func:`same_words` sets aside. Every other one (``+ - * / ^ < > = %``,
 brackets, ``#``, ``@``...) can be what a prompt is about: 10 + 3 is not 10 - 3, C++ is not C#."""
-_PIECES = re.compile(r"\w+|[^\w\s]")
+_PIECES = re.compile(r"\d+(?:[.,]\d+)*['\"]?|\w+|[^\w\s]")
+"""A number keeps its separators and a unit mark after it (1,000 is not 1.000, 5' is not 5")."""
 _WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010\u2011](?=[^\W\d_])")
 _QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 
 
 def same_words(q_text: str, c_text: str) -> bool:
-    """The same words and symbols in the same order, once case, spacing, sentence punctuation
-    (:data:`SENTENCE_MARKS`), curly quotes and hyphens inside words (mind-blowing, mind blowing)
-    are set aside: the same prompt written differently. Such a pair is accepted without the
+    """The same words, numbers and symbols in the same order, once case, spacing, sentence
+    punctuation (:data:`SENTENCE_MARKS`, but not inside or right after a number), curly quotes and
+    hyphens inside words (mind-blowing, mind blowing) are set aside: the same prompt written
+    differently. Such a pair is accepted without the
     model, which learned from look-alikes one word apart to doubt pairs this close."""
     words = _words(q_text)
     return bool(words) and words == _words(c_text)

@@ -168,11 +168,12 @@ class LearnedVerifier:
             return Verdict(False, "language")
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
-        if same_words(text, neighbor.text):
-            return Verdict(True, None, 1.0, SAME_WORDS_MARGIN)
+        # The rules first: a number written otherwise (1,000 vs 1.000) is no spelling variant.
         reason = first_objection(text, neighbor.text, english=True)
         if reason is not None:
             return Verdict(False, reason)
+        if same_words(text, neighbor.text):
+            return Verdict(True, None, 1.0, SAME_WORDS_MARGIN)
         row = features(sketch, candidate, self.model.vocabulary)
         score = self.model.trees.score(row)
         margin = score - float(self._thresholds[bucket(text, neighbor.text, row)])

@@ -78,6 +78,8 @@ SYMBOL_LOOK_ALIKES = [
     ("What is (2 + 3) * 4?", "What is 2 + 3 * 4?"),
     ("What is -3 squared?", "What is 3 squared?"),
     ("How do I convert Python to C++?", "How do I convert Python to C#?"),
+    ("Is 1,000 greater than 999?", "Is 1.000 greater than 999?"),
+    ("Convert 5' to cm", 'Convert 5" to cm'),
 ]  # fmt: skip
 
 

@@ -227,6 +227,7 @@ def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
         ("Why shouldn't I go?", "Why shouldn\u2019t I go?"),  # a curly apostrophe
         ("Some mind-blowing facts", "some mind blowing facts"),  # a hyphen inside a word
         ("Explain how photosynthesis works", "Explain how photosynthesis works..."),
+        ("Is 10 bigger than 9?", "is 10 bigger than 9"),  # a number at the end of a sentence
     ],
 )
 def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: str) -> None:
@@ -246,6 +247,9 @@ def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: 
         ("What is 0/0?", "What is 0%0?"),
         ("What is #?", "What is"),
         ("Is x = y in Python?", "Is x == y in Python?"),
+        ("Is 1,000 greater than 999?", "Is 1.000 greater than 999?"),  # a thousand, or one
+        ("Convert 5' to cm", 'Convert 5" to cm'),  # feet, or inches
+        ("What is 1.5 squared?", "What is 15 squared?"),
         ("", ""),  # no words: nothing to call the same
     ],
 )
