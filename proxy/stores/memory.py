@@ -18,7 +18,7 @@ from collections.abc import Callable
 import anyio.to_thread
 
 from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
-from proxy.stores.similarity import Neighbor, VectorIndex
+from proxy.stores.similarity import INDEX_OVERHEAD_BYTES, Neighbor, VectorIndex
 
 _EXPIRY = struct.Struct("<d")
 # What an entry costs beside its key's and its packed value's lengths (the OrderedDict slot and
@@ -99,6 +99,7 @@ class MemoryStore:
             index = self._indexes.get(partition)
         if index is None:
             index = self._indexes[partition] = VectorIndex(vector.shape[0])
+            self._bytes += INDEX_OVERHEAD_BYTES
         index.add(key, vector, text, sketch)
         cost = index.nbytes_per_row() + len(text.encode()) + len(sketch) + len(key)
         self._vector_of[key] = (partition, cost)
@@ -225,6 +226,7 @@ class MemoryStore:
         self._bytes -= cost
         if not len(index):
             del self._indexes[partition]
+            self._bytes -= INDEX_OVERHEAD_BYTES
 
 
 def _cost(key: str, packed_bytes: int) -> int:

@@ -9,6 +9,7 @@ missed hit, never a wrong one: every returned score is an exact cosine.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,10 @@ MAX_PREFILTER_CANDIDATES = 512
 # Standard deviations of margin on the Hamming bound: a true neighbour is dropped with
 # probability below 1e-9 per row.
 _MARGIN_SIGMAS = 6.0
-_INITIAL_CAPACITY = 64
+_INITIAL_CAPACITY = 1
+INDEX_OVERHEAD_BYTES = 1024
+"""What an index costs beside its rows (its arrays' and maps' own objects): charged once per
+partition by the memory store, which may hold one index per tenant and context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +50,7 @@ class VectorIndex:
         self._ids: list[str] = []
         self._texts: list[tuple[str, bytes]] = []
         self._rows: dict[str, int] = {}
-        rng = np.random.default_rng(dims)
-        self._planes = rng.standard_normal((CODE_BITS, dims)).astype(np.float32)
+        self._planes = _planes(dims)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -145,6 +148,16 @@ class VectorIndex:
         codes = np.empty((self._codes.shape[0], capacity), dtype=np.uint64)
         codes[:, : len(self._ids)] = self._codes[:, : len(self._ids)]
         self._vectors, self._codes = vectors, codes
+
+
+@functools.lru_cache(maxsize=8)
+def _planes(dims: int) -> npt.NDArray[np.float32]:
+    """The hyperplanes of the sign codes: seeded by ``dims``, so one read-only set serves every
+    index of that width (it is 393 KB at 384 dims; one per partition made a thousand one-row
+    partitions cost 400 MB)."""
+    planes = np.random.default_rng(dims).standard_normal((CODE_BITS, dims)).astype(np.float32)
+    planes.flags.writeable = False
+    return planes
 
 
 def hamming_bound(min_similarity: float) -> float:

@@ -278,3 +278,27 @@ async def test_census_counts_this_proxys_entries_only(store: Store) -> None:
     own = await store.census()
     assert own.entries == 3
     assert own.bytes > 0
+
+
+async def test_memory_many_one_row_partitions_cost_what_the_store_counts() -> None:
+    """One index per partition (tenant x context): its fixed cost is counted, and the sign-code
+    hyperplanes are shared, not 393 KB per partition (a thousand one-row partitions took 400 MB
+    beside a byte count of 3 MB)."""
+    import tracemalloc
+
+    store = MemoryStore(max_entries=100_000, max_bytes=1 << 30)
+    vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    await store.put("w", entry(b"x"), 60)
+    await store.add_vector("warm", "w", vector, "t", 60)  # the shared planes, made once
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(1000):
+        await store.put(f"k{i}", entry(b"x"), 60)
+        await store.add_vector(f"p{i}", f"k{i}", vector, "the question", 60)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    counted = (await store.stats()).bytes
+    assert grown < 2 * counted, (grown, counted)
+    for key in ["w", *(f"k{i}" for i in range(1000))]:
+        await store.delete(key)
+    assert (await store.stats()).bytes == 0
