@@ -230,7 +230,7 @@ class SemanticCache:
         )
         group = self.group(model)
         offset = 0.0 if self.adaptive is None else self.adaptive.offset(group)
-        best: tuple[float, Neighbor] | None = None
+        best: tuple[tuple[float, bool], Neighbor] | None = None
         refusal = "no-entry"
         for neighbor in neighbors:
             verdict = self.verifier.judge(
@@ -241,22 +241,22 @@ class SemanticCache:
             margin = verdict.margin
             if margin is None and verdict.accepted:
                 margin = SAME_WORDS_MARGIN  # accepted on grounds no line moves
-            if margin is None or margin < offset:
+            if margin is None or (margin < offset and not verdict.requested):
                 reason = verdict.reason if margin is None or margin < 0 else "adaptive"
                 if record:
                     self._metrics.semantic_rejections[reason or "verifier"] += 1
                 if refusal == "no-entry":  # neighbours come best first: say the first's
                     refusal = _refusal(reason, neighbor.similarity)
-            if margin is not None and (best is None or margin > best[0]):
-                best = (margin, neighbor)
+            if margin is not None and (best is None or margin > best[0][0]):
+                best = ((margin, verdict.requested), neighbor)
         if record and self.adaptive is not None:
-            self.adaptive.looked_up(group, None if best is None else best[0])
+            self.adaptive.looked_up(group, None if best is None else best[0][0])
         if best is None:
             self._tally(record, "no_match")
             return Lookup(reason=refusal)
-        margin, neighbor = best
+        (margin, by_request), neighbor = best
         candidate = Candidate(group, margin, query.partition, neighbor.id)
-        if margin < offset:
+        if margin < offset and not by_request:
             self._tally(record, "no_match")
             return Lookup(candidate=candidate, reason=refusal)
         entry = await self._cache.get(neighbor.id)

@@ -52,6 +52,10 @@ class Verdict:
     """How far the decision was above (+) or below (-) the calibrated threshold, on the scale
     the verifier decides on; None for a refusal no threshold can lift (a rule, the language).
     Adaptive thresholds (:mod:`proxy.semantic.adaptive`) move the line on this scale."""
+    requested: bool = False
+    """Accepted on the request's own threshold (``X-Cache-Threshold``), which the adaptive line
+    does not override; ``margin`` is still measured from the calibrated threshold, so that the
+    evidence of every request lands on one scale."""
 
 
 class Verifier(Protocol):
@@ -208,8 +212,14 @@ class CosineVerifier:
         reason = first_objection(text, neighbor.text, english=english)
         if reason is not None:
             return Verdict(False, reason)
-        least = requested if requested is not None else max(self.min_cosine, floor)
-        margin = neighbor.similarity - least
+        margin = neighbor.similarity - max(self.min_cosine, floor)
+        if requested is not None:
+            # The request's own cosine decides; the margin stays on the calibrated scale (from
+            # the calibrated cosine alone: ``floor`` is the request's here).
+            margin = neighbor.similarity - self.min_cosine
+            accepted = neighbor.similarity >= requested
+            return Verdict(accepted, None if accepted else "below_threshold", margin=margin,
+                           requested=accepted)  # fmt: skip
         return Verdict(margin >= 0, None if margin >= 0 else "below_threshold", margin=margin)
 
 

@@ -204,6 +204,22 @@ def test_cosine_verifier_uses_the_request_threshold_else_the_calibrated_one() ->
     assert (verdict.accepted, verdict.reason) == (False, "number")
 
 
+def test_a_request_threshold_decides_but_the_margin_stays_on_the_calibrated_scale() -> None:
+    """X-Cache-Threshold: 0.5 accepts a 0.80 cosine, whose margin is still -0.15 from the
+    calibrated 0.95: an audit that finds it wrong is evidence at -0.15, where the line can use it
+    (it was counted at +0.30, where it raised the line over everyone's calibrated hits)."""
+    verifier = CosineVerifier(0.95)
+    near = Neighbor("k", 0.80, "What is the capital of France?")
+    chosen = verifier.judge("capital of France?", None, near, floor=0.5, requested=0.5)
+    assert (chosen.accepted, chosen.requested) == (True, True)
+    assert chosen.margin == pytest.approx(-0.15)
+    refused = verifier.judge("capital of France?", None, near, floor=0.75, requested=0.85)
+    assert (refused.accepted, refused.requested) == (False, False)
+    assert refused.margin == pytest.approx(-0.15)
+    plain = verifier.judge("capital of France?", None, near, floor=0.75, requested=None)
+    assert (plain.accepted, plain.requested, plain.margin) == (False, False, pytest.approx(-0.15))
+
+
 def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
     path = tmp_path / "cal.json"
     table = {"embedder": "http:nomic-embed-text", "thresholds": [[0.001, 0.97], [0.01, 0.9]]}
