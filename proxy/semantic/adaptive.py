@@ -319,6 +319,11 @@ def _interval(events: int, trials: int) -> dict[str, float] | None:
     return {"estimate": events / trials, "low95": low, "high95": high}
 
 
+def _escaped(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def render(groups: list[dict[str, object]]) -> str:
     """The report as Prometheus gauges."""
     lines = [
@@ -331,7 +336,7 @@ def render(groups: list[dict[str, object]]) -> str:
         if isinstance(rate, dict):
             for bound, value in rate.items():
                 lines.append(
-                    f'semcache_semantic_wrong_hit_rate{{group="{g["group"]}",value="{bound}"}} '
+                    f'semcache_semantic_wrong_hit_rate{{group="{_escaped(g["group"])}",value="{bound}"}} '
                     f"{value}"
                 )
     lines += [
@@ -342,7 +347,7 @@ def render(groups: list[dict[str, object]]) -> str:
     for g in groups:
         offset = g["threshold_offset"]
         value = "+Inf" if offset is None else str(offset)
-        lines.append(f'semcache_semantic_threshold_offset{{group="{g["group"]}"}} {value}')
+        lines.append(f'semcache_semantic_threshold_offset{{group="{_escaped(g["group"])}"}} {value}')
     lines += [
         "# HELP semcache_shadow_hit_rate Semantic hits shadow mode would have served, per lookup.",
         "# TYPE semcache_shadow_hit_rate gauge",
@@ -350,5 +355,5 @@ def render(groups: list[dict[str, object]]) -> str:
     for g in groups:
         shadow = g["shadow"]
         assert isinstance(shadow, dict)
-        lines.append(f'semcache_shadow_hit_rate{{group="{g["group"]}"}} {shadow["hit_rate"]}')
+        lines.append(f'semcache_shadow_hit_rate{{group="{_escaped(g["group"])}"}} {shadow["hit_rate"]}')
     return "\n".join(lines) + "\n"

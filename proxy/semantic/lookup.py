@@ -8,7 +8,9 @@ an error.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,8 +152,14 @@ class SemanticCache:
         self.state = f"{self.mode}: embedder {self.name}, verifier {self.verifier.name}"
 
     def group(self, model: str) -> str:
-        """What adaptive thresholds and audits count together: the model, per verifier."""
-        return f"{self.verifier.name}|{model}"
+        """What adaptive thresholds and audits count together: one model's lookups whose margins
+        are on one scale (the verifier and its calibrated line; for the cosine fallback, the
+        embedder whose cosines they are). Another embedder, calibration or wrong-hit rate starts
+        again from the calibrated line. The model as :func:`model_label` writes it."""
+        scale = self.verifier.scale
+        if not self.verifier.reads:
+            scale = f"{scale}[{self.name}]"
+        return f"{scale}|{model_label(model)}"
 
     @property
     def name(self) -> str:
@@ -287,6 +295,19 @@ class SemanticCache:
         await self._cache.add_vector(
             query.partition, key, query.vector, query.text, ttl_seconds, sketch=sketch
         )
+
+
+_PLAIN_LABEL = re.compile(r"[A-Za-z0-9._:/@+\-]{1,100}")
+
+
+def model_label(model: str) -> str:
+    """A model name fit for a metric label, a log line and a bounded map: as it is when it is
+    at most 100 plain characters (letters, digits, ``. _ : / @ + -``), else ``~`` and a digest.
+    Model names come from request bodies: a quote or a newline in one must not write lines
+    into /metrics or the log, nor a megabyte name fill memory."""
+    if _PLAIN_LABEL.fullmatch(model):
+        return model
+    return "~" + hashlib.sha256(model.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _refusal(reason: str | None, similarity: float) -> str:

@@ -63,6 +63,9 @@ class Verifier(Protocol):
     """Names what its decisions depend on (entries are partitioned by it)."""
     reads: bool
     """It needs sketches of the prompts (the local reader)."""
+    scale: str
+    """Names the scale its margins are on: the verifier and the calibrated line they are
+    measured from (the row of SEMCACHE_MAX_WRONG_HIT_RATE, or the cosine)."""
 
     def judge(
         self,
@@ -150,6 +153,7 @@ class LearnedVerifier:
         self.name = f"learned:{model.meta['id']}"
         self.model = model
         self.max_wrong_hit_rate = max_wrong_hit_rate
+        self.scale = f"{self.name}@{max_wrong_hit_rate:g}"
         self._thresholds = model.threshold_row(max_wrong_hit_rate)
         assert self._thresholds.shape == (BUCKETS,)
 
@@ -192,6 +196,7 @@ class CosineVerifier:
 
     def __init__(self, min_cosine: float) -> None:
         self.min_cosine = min_cosine
+        self.scale = f"cosine@{min_cosine:g}"
 
     def judge(
         self,

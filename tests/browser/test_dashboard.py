@@ -100,7 +100,15 @@ def test_sign_in_and_watch_the_numbers_move(
     assert page.locator("#groups tbody tr").count() == 1
     cells = page.locator("#groups tbody td").all_text_contents()
     dash = "\u2013"
-    assert cells == ["cosine|gpt-4o-mini", "calibrated", "2", "0", "0", "too little evidence", dash]
+    assert cells == [
+        "cosine@0.95[hash:64]|gpt-4o-mini",
+        "calibrated",
+        "2",
+        "0",
+        "0",
+        "too little evidence",
+        dash,
+    ]
     # Audits earn a credit of SEMCACHE_AUDIT_RATE (0.01) per hit: none after two hits.
     assert page.locator("#audits tbody td").all_text_contents() == ["none yet", ""]
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

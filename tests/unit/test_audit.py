@@ -42,7 +42,7 @@ async def settle(proxy: Proxy) -> dict[str, Any]:
     admin = {"authorization": "Bearer admin-token-123"}
     stats = (await proxy.client.get("/cache/stats", headers=admin)).json()
     (group,) = stats["groups"]
-    assert group["group"] == "cosine|gpt-test"
+    assert group["group"] == found.group("gpt-test") == "cosine@0.95[hash:64]|gpt-test"
     return dict(group)
 
 
@@ -292,7 +292,7 @@ async def test_no_line_lifts_a_rule_s_refusal(
         route = proxy.upstream.post("/chat/completions").mock(side_effect=answers("4.", "5."))
         found = semantic(proxy)
         assert found.adaptive is not None
-        found.adaptive.group("cosine|gpt-test").offset_bin = 0  # margin -1.0: anything goes
+        found.adaptive.group(found.group("gpt-test")).offset_bin = 0  # margin -1.0: anything goes
         await proxy.chat(chat_body("What is 2 plus 2 in total?"))
         other = await proxy.chat(chat_body("What is 2 plus 3 in total?"))
         assert other.headers["x-cache"] == "MISS"
@@ -311,3 +311,29 @@ async def test_without_semantic_matching_nothing_is_audited(
         stats = (await proxy.client.get("/cache/stats")).json()
     assert stats["audits"] == {}
     assert route.call_count == 1
+
+
+async def test_a_model_name_from_a_body_cannot_write_into_metrics_or_the_log(
+    tenants: Proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Model names are the client's: a quote and newlines in one (or a megabyte of it) become a
+    digest in the group's name, never a forged series, a forged log line or unbounded memory."""
+    forged = 'gpt-4o"} 1\nsemcache_tokens_saved_total 999999\nx{a="'
+    tenants.upstream.post("/chat/completions").mock(side_effect=answers("Paris."))
+    for model in (forged, "m" * 1_000_000):
+        body = {**chat_body(QUESTION), "model": model}
+        await tenants.chat(body, authorization="Bearer sk-a")
+        await tenants.chat({**body, "messages": [{"role": "user", "content": SAME_WORDS}]},
+                           authorization="Bearer sk-a")  # fmt: skip
+    found = semantic(tenants)
+    assert found.adaptive is not None
+    await found.adaptive.sync()
+    admin = {"authorization": "Bearer admin-token-123"}
+    metrics = (await tenants.client.get("/metrics", headers=admin)).text
+    assert "semcache_tokens_saved_total 999999" not in metrics
+    assert not any(line.startswith("x{") for line in metrics.splitlines())
+    groups = (await tenants.client.get("/cache/stats", headers=admin)).json()["groups"]
+    names = [g["group"] for g in groups]
+    assert len(names) == 2
+    assert all(len(name) < 200 and "\n" not in name and '"' not in name for name in names)
+    assert "999999" not in caplog.text

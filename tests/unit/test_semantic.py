@@ -341,6 +341,7 @@ def sketch_of(text: str) -> Sketch:
 class RecordingVerifier:
     name = "recording"
     reads = True
+    scale = "recording"
 
     def __init__(self) -> None:
         self.judged: list[tuple[str, Sketch | None, Neighbor]] = []
