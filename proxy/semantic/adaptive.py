@@ -319,9 +319,9 @@ def _interval(events: int, trials: int) -> dict[str, float] | None:
     return {"estimate": events / trials, "low95": low, "high95": high}
 
 
-def _escaped(value: str) -> str:
+def _escaped(value: object) -> str:
     """A Prometheus label value: backslash, double quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def render(groups: list[dict[str, object]]) -> str:
@@ -334,10 +334,10 @@ def render(groups: list[dict[str, object]]) -> str:
     for g in groups:
         rate = g["wrong_hit_rate"]
         if isinstance(rate, dict):
+            label = _escaped(g["group"])
             for bound, value in rate.items():
                 lines.append(
-                    f'semcache_semantic_wrong_hit_rate{{group="{_escaped(g["group"])}",value="{bound}"}} '
-                    f"{value}"
+                    f'semcache_semantic_wrong_hit_rate{{group="{label}",value="{bound}"}} {value}'
                 )
     lines += [
         "# HELP semcache_semantic_threshold_offset Margin a candidate needs above the "
@@ -347,7 +347,8 @@ def render(groups: list[dict[str, object]]) -> str:
     for g in groups:
         offset = g["threshold_offset"]
         value = "+Inf" if offset is None else str(offset)
-        lines.append(f'semcache_semantic_threshold_offset{{group="{_escaped(g["group"])}"}} {value}')
+        label = _escaped(g["group"])
+        lines.append(f'semcache_semantic_threshold_offset{{group="{label}"}} {value}')
     lines += [
         "# HELP semcache_shadow_hit_rate Semantic hits shadow mode would have served, per lookup.",
         "# TYPE semcache_shadow_hit_rate gauge",
@@ -355,5 +356,6 @@ def render(groups: list[dict[str, object]]) -> str:
     for g in groups:
         shadow = g["shadow"]
         assert isinstance(shadow, dict)
-        lines.append(f'semcache_shadow_hit_rate{{group="{_escaped(g["group"])}"}} {shadow["hit_rate"]}')
+        label = _escaped(g["group"])
+        lines.append(f'semcache_shadow_hit_rate{{group="{label}"}} {shadow["hit_rate"]}')
     return "\n".join(lines) + "\n"

@@ -107,7 +107,9 @@ class Auditor:
         kind = "exact" if exact else "audit"
         if self.rate <= 0:
             return False
-        self._credit[kind] += self.rate
+        # Credit is capped at one audit: hits during a pause (or a dropped audit) never add up
+        # to a burst of audits right after it.
+        self._credit[kind] = min(self._credit[kind] + self.rate, 1.0)
         if self._credit[kind] < 1.0 or time.monotonic() < self._paused_until:
             return False
         self._credit[kind] -= 1.0

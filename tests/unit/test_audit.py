@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import httpx
 import pytest
 import respx
 
+from proxy.metrics import Metrics
+from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import HashEmbedder
 from proxy.semantic.lookup import SemanticCache
 from tests.unit.harness import (
@@ -337,3 +340,29 @@ async def test_a_model_name_from_a_body_cannot_write_into_metrics_or_the_log(
     assert len(names) == 2
     assert all(len(name) < 200 and "\n" not in name and '"' not in name for name in names)
     assert "999999" not in caplog.text
+
+
+async def test_hits_during_a_pause_never_add_up_to_a_burst_of_audits() -> None:
+    """At most one audit per 1/rate hits: the credit earned while paused after a 429 is capped
+    at one audit (1,000 hits at 0.01 made ten audits in a row once the pause ended)."""
+    auditor = Auditor(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Metrics(),
+        rate=0.25,
+        concurrency=1,
+    )
+    candidate = Candidate("g", 0.1, "p", "k")
+
+    def hits(n: int) -> list[bool]:
+        return [
+            auditor.maybe_audit(candidate, exact=False, url="u", headers=(), body={})
+            for _ in range(n)
+        ]
+
+    auditor._paused_until = time.monotonic() + 3600
+    assert not any(hits(1000))
+    auditor._paused_until = 0.0
+    assert hits(8) == [True, False, False, False, True, False, False, False]
