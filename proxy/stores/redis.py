@@ -81,6 +81,10 @@ def is_outage(exc: Exception) -> bool:
     return True
 
 
+COUNTERS_TTL_SECONDS = 30 * 86_400
+"""A counter hash not added to for 30 days expires."""
+
+
 class RedisStore:
     shared = True
 
@@ -221,13 +225,16 @@ class RedisStore:
             raise self._failed(exc) from exc
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
-        """One hash per group, HINCRBY per counter in one pipeline: replicas add up."""
+        """One hash per group, HINCRBY per counter in one pipeline: replicas add up. Each write
+        renews the hash's expiry (``COUNTERS_TTL_SECONDS``): a group nobody uses any more (its
+        name comes from a request's model) leaves nothing behind for good."""
         self._check_available()
         key = self._prefix + COUNTERS + name
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for field, delta in deltas.items():
                     pipe.hincrby(key, field, delta)
+                pipe.expire(key, COUNTERS_TTL_SECONDS)
                 await pipe.execute()
         except FAILURES as exc:
             raise self._failed(exc) from exc

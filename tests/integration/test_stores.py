@@ -302,3 +302,15 @@ async def test_memory_many_one_row_partitions_cost_what_the_store_counts() -> No
     for key in ["w", *(f"k{i}" for i in range(1000))]:
         await store.delete(key)
     assert (await store.stats()).bytes == 0
+
+
+async def test_redis_counter_hashes_expire_unless_added_to(redis_url: str, key_prefix: str) -> None:
+    """A hash per group, named after a request's model: one nobody adds to for 30 days goes."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    try:
+        await store.incr_counters("cosine@0.95[hash:64]|made-up-model", {"lookups": 1})
+        with redis.Redis.from_url(redis_url) as plain:
+            ttl = plain.ttl(f"{key_prefix}counters:cosine@0.95[hash:64]|made-up-model")
+        assert 29 * 86_400 < ttl <= 30 * 86_400
+    finally:
+        await store.close()
