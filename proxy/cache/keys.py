@@ -134,8 +134,8 @@ def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
     tokens, so two prompts differing further on would look identical to it.
     """
     last = body["messages"][-1]
-    if not isinstance(last, dict) or last.get("role") != "user":
-        return None
+    if not isinstance(last, dict) or last.get("role") != "user" or last.get("images"):
+        return None  # not the user's, or not text alone (Ollama puts images beside the text)
     content = last.get("content")
     if isinstance(content, list):
         if not content or not all(

@@ -81,8 +81,11 @@ def _message(completion: Any) -> dict[str, Any]:
 
 
 def _calls(message: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Each tool call (and a legacy ``function_call``) as its name and canonical arguments."""
     calls = []
-    for call in message.get("tool_calls") or []:
+    legacy = message.get("function_call")
+    given = [*(message.get("tool_calls") or []), *([{"function": legacy}] if legacy else [])]
+    for call in given:
         function = (call.get("function") or {}) if isinstance(call, dict) else {}
         arguments = function.get("arguments") or ""
         try:

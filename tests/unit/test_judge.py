@@ -71,6 +71,20 @@ async def test_tool_calls_compare_by_name_and_arguments_as_json() -> None:
     assert not await judge.same(one, answer("It is sunny in Paris."))
 
 
+async def test_a_legacy_function_call_compares_like_a_tool_call() -> None:
+    """``function_call`` (the API before tools): get_weather(Paris) is not get_weather(London)
+    (both have no text, and were judged the same)."""
+
+    def legacy(city: str) -> Any:
+        call = {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'}
+        message = {"role": "assistant", "content": None, "function_call": call}
+        return {"choices": [{"index": 0, "message": message}]}
+
+    assert await judge.same(legacy("Paris"), legacy("Paris"))
+    assert not await judge.same(legacy("Paris"), legacy("London"))
+    assert not await judge.same(legacy("Paris"), answer("It is sunny in Paris."))
+
+
 async def test_without_an_embedder_the_words_must_match() -> None:
     words = AnswerJudge(None)
     assert await words.same(answer("Paris, France."), answer("paris france"))

@@ -67,8 +67,10 @@ async def test_messages_that_are_not_an_array_are_a_400_never_sent(clock: FakeCl
         (HashEmbedder(64), {"role": "tool", "content": "18 C"}, "no-user-text"),
         (HashEmbedder(64), {"role": "user", "content": "What is the capital of France?"},
          "no-entry"),
+        (HashEmbedder(64), {"role": "user", "content": "What is in this picture?",
+                            "images": ["aGVsbG8="]}, "no-user-text"),
     ],
-    ids=["no-embedder", "tool-result", "nothing-near"],
+    ids=["no-embedder", "tool-result", "nothing-near", "with-an-image"],
 )  # fmt: skip
 async def test_a_chat_miss_says_why_as_on_chat_completions(
     clock: FakeClock, embedder: HashEmbedder | None, last: dict[str, Any], reason: str
