@@ -150,6 +150,8 @@ class OllamaPipeline:
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         extra = cache_headers("MISS", reason=reason)
+        if reason == "shadow":  # as on chat completions: a semantic hit would have been served
+            extra.append((b"x-cache-shadow", b"HIT"))
         if stream:
             response = await self._upstream.post(url, headers, raw, decoded=False)
             content_type = header(response, b"content-type") or b""

@@ -282,6 +282,7 @@ def report(adaptive: Adaptive) -> list[dict[str, object]]:
         wrong = sum(c[f"w{b}"] for b in range(BINS))
         estimate = group.estimate
         shadow_wrong = c["shadow_different"]
+        shadow_judged = c["shadow_same"] + shadow_wrong
         out.append(
             {
                 "group": group.name,
@@ -295,8 +296,11 @@ def report(adaptive: Adaptive) -> list[dict[str, object]]:
                 "shadow": {
                     "would_be_hits": c["shadow_hits"],
                     "hit_rate": c["shadow_hits"] / n if n else 0.0,
+                    "judged": shadow_judged,
                     "judged_wrong": shadow_wrong,
-                    "wrong_hit_rate": _interval(shadow_wrong, n),
+                    "wrong_hit_rate": _shadow_rate(
+                        c["shadow_hits"], shadow_judged, shadow_wrong, n
+                    ),
                 },
                 "verdicts": {
                     k: v
@@ -306,6 +310,26 @@ def report(adaptive: Adaptive) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+def _shadow_rate(hits: int, judged: int, wrong: int, n: int) -> dict[str, float] | None:
+    """Wrong would-be hits per lookup. Every would-be hit judged (chat completions): wrong of
+    ``n``. Some not judged (a request that stores nothing, a route without comparisons): the
+    hit rate times the wrong share of those judged, with the interval of that product; None
+    while none was judged. Unjudged would-be hits are never counted as right."""
+    if judged >= hits:
+        return _interval(wrong, n)
+    if judged == 0 or n <= 0:
+        return None
+    rng = np.random.default_rng(0)
+    rate = rng.beta(hits + 0.5, n - hits + 0.5, size=SAMPLES)
+    share = rng.beta(wrong + 0.5, judged - wrong + 0.5, size=SAMPLES)
+    low, high = np.quantile(rate * share, [0.025, 0.975])
+    return {
+        "estimate": hits / n * wrong / judged,
+        "low95": 0.0 if wrong == 0 else float(low),
+        "high95": float(high),
+    }
 
 
 def _interval(events: int, trials: int) -> dict[str, float] | None:

@@ -89,6 +89,28 @@ async def test_shadow_mode_never_serves_and_judges_each_would_be_hit(shadow: Pro
     assert interval["low95"] < 1 / 3 < interval["high95"]
 
 
+async def test_shadow_would_be_hits_never_judged_are_not_counted_as_right(shadow: Proxy) -> None:
+    """A would-be hit whose fresh answer is not stored (Cache-Control: no-store) is never
+    compared: the estimate comes from those judged, not 0 % from treating the rest as right."""
+    shadow.upstream.post("/chat/completions").mock(
+        side_effect=answers("Paris is the capital.", "It is Lyon, 42.")
+    )
+    await shadow.chat(chat_body(QUESTION))
+    unjudged = [await shadow.chat(chat_body(SAME_WORDS), **{"cache-control": "no-store"})
+                for _ in range(4)]  # fmt: skip
+    assert all(r.headers["x-cache-shadow"] == "HIT" for r in unjudged)
+    group = await settle(shadow)
+    assert (group["shadow"]["would_be_hits"], group["shadow"]["judged"]) == (4, 0)
+    assert group["shadow"]["wrong_hit_rate"] is None  # nothing judged: nothing to say
+    judged = await shadow.chat(chat_body(SAME_WORDS))  # stored: compared, found wrong
+    assert judged.headers["x-cache-shadow"] == "HIT"
+    group = await settle(shadow)
+    assert (group["shadow"]["judged"], group["shadow"]["judged_wrong"]) == (1, 1)
+    interval = group["shadow"]["wrong_hit_rate"]
+    assert interval["estimate"] == pytest.approx(5 / 6)  # 5 would-be hits in 6, all wrong
+    assert interval["low95"] < 5 / 6 < interval["high95"]
+
+
 async def test_shadow_mode_still_serves_exact_hits(shadow: Proxy) -> None:
     route = shadow.upstream.post("/chat/completions").mock(side_effect=answers("Paris."))
     await shadow.chat(chat_body(QUESTION))

@@ -200,3 +200,20 @@ async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(clock: F
     assert second.headers["x-cache"] == "MISS"
     assert route.calls[0].request.content == doubled  # forwarded as sent
     assert route.call_count == 3
+
+
+async def test_shadow_mode_says_so_on_ollama_as_on_chat_completions(clock: FakeClock) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(
+            router, clock, embedder=HashEmbedder(64), semantic_mode="shadow"
+        ) as p:
+            answers = [
+                await p.client.post("/api/chat", json={"model": "m", "stream": False,
+                                    "messages": [{"role": "user", "content": text}]})
+                for text in (QUESTION, SAME_WORDS)
+            ]  # fmt: skip
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "MISS"]
+    assert "x-cache-shadow" not in answers[0].headers
+    assert answers[1].headers["x-cache-shadow"] == "HIT"
+    assert route.call_count == 2
