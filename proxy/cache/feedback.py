@@ -8,12 +8,15 @@ key) or the admin token; anyone else gets the 404 an unknown id gets. Then:
 - the entry stops being served semantically (its vector is removed; exact hits go on);
 - with ``"scope": "all"`` it is deleted, so the next identical request asks the upstream;
 - when this process served it as a semantic hit (the last ``SERVED_KEPT`` of them are kept
-  with their margins), the verdict counts as an audit result for its group: a wrong hit seen.
+  with their margins), the verdict counts as an audit result for its group: a wrong hit seen;
+  at most ``EVIDENCE_PER_TENANT`` of one tenant's reports an hour (the admin's: all).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,12 @@ from proxy.stores.guard import Cache
 
 SERVED_KEPT = 10_000
 SCOPES = ("semantic", "all")
+EVIDENCE_PER_TENANT = 10
+"""Reports of one tenant counted as wrong hits per ``EVIDENCE_WINDOW_SECONDS``: the evidence is
+pooled per model across tenants, and a report is the tenant's word, not an upstream answer, so
+one key cannot switch semantic hits off for everyone. Reports past it still stop the entry."""
+EVIDENCE_WINDOW_SECONDS = 3600.0
+TENANTS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +59,15 @@ def parse_report(raw: bytes) -> Report:
 
 
 class Feedback:
-    def __init__(self, cache: Cache, semantic: SemanticCache) -> None:
+    def __init__(
+        self, cache: Cache, semantic: SemanticCache, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._cache = cache
         self._semantic = semantic
         self._served: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._clock = clock
+        self._counted: OrderedDict[str, deque[float]] = OrderedDict()
+        """namespace -> when its last reports were counted (the newest ``TENANTS_KEPT``)."""
 
     async def remember(self, entry: Entry, *, key: str, partition: str, ttl_seconds: float) -> None:
         """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``."""
@@ -83,7 +97,7 @@ class Feedback:
         counted = False
         seen = self._served.pop(report.entry_id, None)
         adaptive = self._semantic.adaptive
-        if seen is not None and adaptive is not None:
+        if seen is not None and adaptive is not None and self._may_count(namespace):
             group, margin = seen
             adaptive.observed(group, margin, wrong=True)
             adaptive.count(group, "feedback_wrong")
@@ -94,6 +108,22 @@ class Feedback:
             "deleted": report.scope == "all",
             "counted_as_wrong_hit": counted,
         }
+
+    def _may_count(self, namespace: str | None) -> bool:
+        """The admin's reports always count; a tenant's, ``EVIDENCE_PER_TENANT`` an hour."""
+        if namespace is None:
+            return True
+        now = self._clock()
+        times = self._counted.pop(namespace, None) or deque()
+        self._counted[namespace] = times
+        if len(self._counted) > TENANTS_KEPT:
+            self._counted.popitem(last=False)
+        while times and times[0] <= now - EVIDENCE_WINDOW_SECONDS:
+            times.popleft()
+        if len(times) >= EVIDENCE_PER_TENANT:
+            return False
+        times.append(now)
+        return True
 
 
 def _owns(namespace: str | None, owner: str) -> bool:

@@ -282,6 +282,30 @@ async def test_feedback_stops_semantic_hits_and_counts_as_a_wrong_hit(tenants: P
     assert group["evidence"] == {"compared": 1, "different": 1}
 
 
+async def test_one_tenants_reports_count_as_evidence_a_few_an_hour(tenants: Proxy) -> None:
+    """The evidence is pooled per model across tenants: one key's reports (its word, not an
+    upstream answer) count ten an hour, so it cannot switch semantic hits off for everyone;
+    past that a report still stops its entry. The admin's always count."""
+    hits = []
+    for i in range(12):
+        await tenants.chat(chat_body(f"what is the capital of country {i}"),
+                           authorization=f"Bearer {KEY_A}")  # fmt: skip
+        hit = await tenants.chat(chat_body(f"the capital of country {i} is what"),
+                                 authorization=f"Bearer {KEY_A}")  # fmt: skip
+        assert hit.headers["x-cache-lookup"] == "semantic"
+        hits.append(hit.headers["x-cache-entry-id"])
+    counted = []
+    for entry_id in hits[:11]:
+        answer = await feedback(tenants, {"entry_id": entry_id}, KEY_A)
+        assert (answer.status_code, answer.json()["semantic"]) == (200, "stopped")
+        counted.append(answer.json()["counted_as_wrong_hit"])
+    assert counted == [True] * 10 + [False]
+    admin = await feedback(tenants, {"entry_id": hits[11]}, "admin-token-123")
+    assert admin.json()["counted_as_wrong_hit"] is True
+    group = await settle(tenants)
+    assert group["verdicts"] == {"feedback_wrong": 11}
+
+
 async def test_feedback_scope_all_deletes_and_the_admin_may_report(tenants: Proxy) -> None:
     await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
     hit = await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
