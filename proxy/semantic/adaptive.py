@@ -181,13 +181,18 @@ class Adaptive:
         self.target = target
         self.enabled = enabled
         self._groups: OrderedDict[str, Group] = OrderedDict()
+        self._unsynced: dict[str, Counter[str]] = {}
+        """Deltas of groups evicted before their next sync: written at that sync, not lost."""
 
     def group(self, name: str) -> Group:
         group = self._groups.get(name)
         if group is None:
             group = self._groups[name] = Group(name)
+            group.pending.update(self._unsynced.pop(name, Counter()))
             if len(self._groups) > MAX_GROUPS:
-                self._groups.popitem(last=False)
+                _, evicted = self._groups.popitem(last=False)
+                if evicted.pending:
+                    self._unsynced.setdefault(evicted.name, Counter()).update(evicted.pending)
         else:
             self._groups.move_to_end(name)
         return group
@@ -219,6 +224,10 @@ class Adaptive:
 
     async def sync(self) -> None:
         """Write this process's deltas, read every group's totals back, move the lines."""
+        unsynced, self._unsynced = self._unsynced, {}
+        for name, orphan in unsynced.items():
+            if not await self._cache.incr_counters(COUNTER_PREFIX + name, dict(orphan)):
+                self._unsynced.setdefault(name, Counter()).update(orphan)  # the store is down
         for group in self.groups():
             if group.pending:
                 deltas, group.pending = dict(group.pending), Counter()

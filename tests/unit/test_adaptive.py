@@ -10,7 +10,9 @@ from proxy.metrics import Metrics
 from proxy.semantic.adaptive import (
     CENTERS,
     CONFIDENCE,
+    COUNTER_PREFIX,
     DEFAULT_BIN,
+    MAX_GROUPS,
     MIN_EVIDENCE,
     NEVER,
     Adaptive,
@@ -176,3 +178,19 @@ async def test_a_new_wrong_answer_is_weighed_at_the_next_sync() -> None:
         adaptive.observed("g", -0.05, wrong=True)
     await adaptive.sync()
     assert adaptive.offset("g") > lowered
+
+
+async def test_a_group_evicted_before_its_sync_keeps_its_evidence() -> None:
+    """Groups are kept per model, up to MAX_GROUPS, and model names are the client's: lookups
+    under a thousand made-up names evicted a group with its unsynced wrong answers."""
+    cache = Cache(MemoryStore(max_entries=100, max_bytes=1 << 20), Metrics())
+    adaptive = Adaptive(cache, TARGET)
+    for _ in range(200):
+        adaptive.observed("victim", 0.02, wrong=True)
+    for i in range(MAX_GROUPS + 5):
+        adaptive.looked_up(f"made-up-{i}", None)
+    assert "victim" not in [g.name for g in adaptive.groups()]
+    await adaptive.sync()
+    stored = await cache.read_counters(COUNTER_PREFIX + "victim")
+    assert stored is not None
+    assert stored[f"w{bin_of(0.02)}"] == 200
