@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -231,12 +231,7 @@ def responses_key(namespace: str, body: Mapping[str, Any]) -> str:
 
 def _normalize_items(items: list[Any]) -> list[Any]:
     """As :func:`normalize_messages`: a final assistant item is a prefill, kept as sent."""
-    last = len(items) - 1
-    return [
-        item if i == last and isinstance(item, dict) and item.get("role") == "assistant"
-        else _normalize_item(item)
-        for i, item in enumerate(items)
-    ]  # fmt: skip
+    return _but_a_prefill(items, _normalize_item)
 
 
 def _normalize_item(item: Any) -> Any:
@@ -272,12 +267,15 @@ def normalize_text(text: str) -> str:
 def normalize_messages(messages: list[Any]) -> list[Any]:
     """Each message's text normalized, but for a final assistant message: that is a prefill
     (Ollama, DeepSeek's and Mistral's ``prefix``) the model continues, to the last space."""
+    return _but_a_prefill(messages, normalize_message)
+
+
+def _but_a_prefill(messages: list[Any], normalize: Callable[[Any], Any]) -> list[Any]:
     last = len(messages) - 1
     return [
-        m if i == last and isinstance(m, dict) and m.get("role") == "assistant"
-        else normalize_message(m)
+        m if i == last and isinstance(m, dict) and m.get("role") == "assistant" else normalize(m)
         for i, m in enumerate(messages)
-    ]  # fmt: skip
+    ]
 
 
 def normalize_message(message: Any) -> Any:
