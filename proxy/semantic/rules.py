@@ -104,9 +104,14 @@ RULES: tuple[tuple[str, Rule, bool], ...] = (
 """(name, rule, English only), in the order they run."""
 
 
+_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
+"""Curly quotes as straight ones: "shouldn\u2019t" has the negation "shouldn't" has."""
+
+
 def first_objection(a: str, b: str, *, english: bool) -> str | None:
     """The name of the first rule that sees a difference between ``a`` and ``b``; ``english``:
     both are English (else the English-only rules are skipped)."""
+    a, b = a.translate(_QUOTES), b.translate(_QUOTES)
     for name, rule, english_only in RULES:
         if (english or not english_only) and rule(a, b):
             return name

@@ -64,6 +64,7 @@ def test_each_rule_refuses_its_look_alike(a: str, b: str, rule: str) -> None:
         ("What's the capital of France?", "What is the capital city of France?"),
         ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
         ("Give me 3 tips for sleeping better", "Share three tips for better sleep"),
+        ("Why shouldn't I go?", "Why shouldn\u2019t I go?"),  # a curly apostrophe: one negation
     ],
 )
 def test_rules_let_paraphrases_through(a: str, b: str) -> None:
