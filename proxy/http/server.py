@@ -17,38 +17,35 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD_BYTES = 64 * 1024
 """A request's line and headers together (h11, uvicorn's other parser, stops at 16 KB; nginx
 at 4 x 8 KB). uvicorn's httptools protocol has no bound: a client could grow one head forever."""
-MAX_HEADER_FIELDS = 200
-
-
-class HeadTooLarge(Exception):
-    """Raised from a parser callback: httptools then fails the parse, and uvicorn answers 400
-    and closes the connection."""
 
 
 class CoalescingProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a :class:`_HeadJoiningTransport`, with the size of a
-    request's head bounded (:data:`MAX_HEAD_BYTES`, :data:`MAX_HEADER_FIELDS`)."""
+    request's head bounded (:data:`MAX_HEAD_BYTES`): counted per read while the head is
+    incomplete, not per header (the hot path pays one check per read)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._joining = _HeadJoiningTransport(transport, self.loop)
+        self._in_head = True
         self._head_bytes = 0
         super().connection_made(self._joining)  # type: ignore[arg-type]
 
+    def data_received(self, data: bytes) -> None:
+        in_head = self._in_head
+        super().data_received(data)
+        if in_head and self._in_head:  # all of it was head, and the head goes on
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.send_400_response("Request head too large.")
+
     def on_message_begin(self) -> None:
+        self._in_head = True
         self._head_bytes = 0
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLarge
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES or len(self.headers) >= MAX_HEADER_FIELDS:
-            raise HeadTooLarge
-        super().on_header(name, value)
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         self._joining.next_response()
