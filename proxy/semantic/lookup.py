@@ -249,22 +249,27 @@ class SemanticCache:
             margin = verdict.margin
             if margin is None and verdict.accepted:
                 margin = SAME_WORDS_MARGIN  # accepted on grounds no line moves
-            if margin is None or (margin < offset and not verdict.requested):
-                reason = verdict.reason if margin is None or margin < 0 else "adaptive"
+            # The request's own threshold decides where it set one; else the line does.
+            ok = margin is not None and (
+                verdict.accepted if verdict.requested else margin >= offset
+            )
+            if not ok:
+                line = margin is not None and not verdict.requested and margin >= 0
+                reason = "adaptive" if line else verdict.reason
                 if record:
                     self._metrics.semantic_rejections[reason or "verifier"] += 1
                 if refusal == "no-entry":  # neighbours come best first: say the first's
                     refusal = _refusal(reason, neighbor.similarity)
             if margin is not None and (best is None or margin > best[0][0]):
-                best = ((margin, verdict.requested), neighbor)
+                best = ((margin, ok), neighbor)
         if record and self.adaptive is not None:
             self.adaptive.looked_up(group, None if best is None else best[0][0])
         if best is None:
             self._tally(record, "no_match")
             return Lookup(reason=refusal)
-        (margin, by_request), neighbor = best
+        (margin, ok), neighbor = best
         candidate = Candidate(group, margin, query.partition, neighbor.id)
-        if margin < offset and not by_request:
+        if not ok:
             self._tally(record, "no_match")
             return Lookup(candidate=candidate, reason=refusal)
         entry = await self._cache.get(neighbor.id)

@@ -53,9 +53,9 @@ class Verdict:
     the verifier decides on; None for a refusal no threshold can lift (a rule, the language).
     Adaptive thresholds (:mod:`proxy.semantic.adaptive`) move the line on this scale."""
     requested: bool = False
-    """Accepted on the request's own threshold (``X-Cache-Threshold``), which the adaptive line
-    does not override; ``margin`` is still measured from the calibrated threshold, so that the
-    evidence of every request lands on one scale."""
+    """Decided on the request's own threshold (``X-Cache-Threshold``), which the adaptive line
+    does not override (``accepted`` says how); ``margin`` is still measured from the calibrated
+    threshold, so that the evidence of every request lands on one scale."""
 
 
 class Verifier(Protocol):
@@ -224,7 +224,7 @@ class CosineVerifier:
             margin = neighbor.similarity - self.min_cosine
             accepted = neighbor.similarity >= requested
             return Verdict(accepted, None if accepted else "below_threshold", margin=margin,
-                           requested=accepted)  # fmt: skip
+                           requested=True)  # fmt: skip
         return Verdict(margin >= 0, None if margin >= 0 else "below_threshold", margin=margin)
 
 

@@ -153,6 +153,25 @@ async def test_per_request_threshold_can_refuse_a_hit(proxy: Proxy) -> None:
     assert route.call_count == 2
 
 
+async def test_a_stricter_request_threshold_is_never_overridden_by_the_line(proxy: Proxy) -> None:
+    """Must NOT hit: a neighbour above the calibrated cosine (0.95) but under the request's own
+    threshold. The margin is measured from the calibrated cosine (for the evidence), the request's
+    threshold still decides."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    stored = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike"
+    asked = stored + " november"
+    hashed = HashEmbedder(64)
+    similarity = float(hashed.encode(stored) @ hashed.encode(asked))
+    assert 0.95 < similarity < 0.99
+    await proxy.chat(chat_body(stored))
+    threshold = {"x-cache-threshold": f"{similarity + 0.005}", "cache-control": "no-store"}
+    strict = await proxy.chat(chat_body(asked), **threshold)
+    assert strict.headers["x-cache"] == "MISS"
+    loose = await proxy.chat(chat_body(asked), **{"x-cache-threshold": "0.9"})
+    assert loose.headers["x-cache-lookup"] == "semantic"
+    assert route.call_count == 2
+
+
 @pytest.mark.parametrize("value", ["0", "1.5", "high", "-0.2", "nan"])
 async def test_bad_threshold_header_is_a_400(proxy: Proxy, value: str) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)

@@ -70,6 +70,7 @@ async def test_shadow_mode_shows_the_hits_it_would_add() -> None:
     for _ in range(200):
         adaptive.looked_up("gpt-4o-mini", 0.1)
     adaptive.count("gpt-4o-mini", "shadow_hits", 20)
+    adaptive.count("gpt-4o-mini", "shadow_same", 19)  # every would-be hit judged
     adaptive.count("gpt-4o-mini", "shadow_different", 1)
 
     lines = summary({**FIGURES, "groups": await groups(adaptive)})
