@@ -97,7 +97,13 @@ class Feedback:
         counted = False
         seen = self._served.pop(report.entry_id, None)
         adaptive = self._semantic.adaptive
-        if seen is not None and adaptive is not None and self._may_count(namespace):
+        auditor = self._semantic.auditor
+        if (
+            seen is not None
+            and adaptive is not None
+            and self._may_count(namespace)
+            and (auditor is None or auditor.count_once(report.entry_id))  # not if an audit did
+        ):
             group, margin = seen
             adaptive.observed(group, margin, wrong=True)
             adaptive.count(group, "feedback_wrong")

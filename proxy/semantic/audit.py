@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from proxy.upstream import DECODABLE_ENCODINGS, Upstream
 
 log = logging.getLogger("semcache.audit")
 QUEUE_SIZE = 1000
+COUNTED_KEPT = 10_000
 PAUSE_SECONDS = 30.0
 
 
@@ -88,6 +90,9 @@ class Auditor:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(QUEUE_SIZE)
         self._credit = {"audit": 0.0, "exact": 0.0}
         self._paused_until = 0.0
+        self.counted: OrderedDict[str, None] = OrderedDict()
+        """Entries whose served hit is already a wrong answer in the evidence (an audit's or a
+        report's, :mod:`proxy.cache.feedback`): the other never counts it a second time."""
 
     def compare(self, candidate: Candidate, fresh: Any, *, shadow: bool) -> None:
         """Compare a candidate that was not served with the answer the upstream just gave."""
@@ -165,10 +170,22 @@ class Auditor:
         self._adaptive.count(candidate.group, f"{job.kind}_{verdict}")
         if job.kind == "exact":
             return  # the upstream's own variability: not evidence about matching
+        assert entry is not None  # it had a body
+        if job.kind == "audit" and not same and not self.count_once(entry.id):
+            return  # reported wrong already, and counted then
         self._adaptive.observed(candidate.group, candidate.margin, wrong=not same)
         if job.kind == "audit" and not same:
             # This entry answered a question it does not answer: no more semantic hits on it.
             await self._cache.remove_vector(candidate.partition, candidate.key)
+
+    def count_once(self, entry_id: str) -> bool:
+        """Whether a wrong answer served from ``entry_id`` is still to be counted (and now is)."""
+        if entry_id in self.counted:
+            return False
+        self.counted[entry_id] = None
+        if len(self.counted) > COUNTED_KEPT:
+            self.counted.popitem(last=False)
+        return True
 
     async def _ask(self, job: _Job) -> Any:
         try:

@@ -412,3 +412,40 @@ async def test_hits_during_a_pause_never_add_up_to_a_burst_of_audits() -> None:
     assert not any(hits(1000))
     auditor._paused_until = 0.0
     assert hits(8) == [True, False, False, False, True, False, False, False]
+
+
+@pytest.mark.parametrize("first", ["audit", "report"])
+async def test_one_wrong_hit_audited_and_reported_counts_once(
+    upstream_mock: respx.MockRouter, clock: FakeClock, first: str
+) -> None:
+    """The same served hit, found wrong by its audit and reported by the application, is one
+    wrong answer in the evidence, whichever comes first (it was two)."""
+    async with make_proxy(
+        upstream_mock, clock, embedder=HashEmbedder(64), audit_rate=1.0,
+        admin_token="admin-token-123",
+    ) as proxy:  # fmt: skip
+        proxy.upstream.post("/chat/completions").mock(
+            side_effect=answers("Paris is the capital.", "No: the capital is Lyon since 2042.")
+        )
+        await proxy.chat(chat_body(QUESTION))
+        found = semantic(proxy)
+        assert found.auditor is not None
+        hold = anyio.Lock()
+        if first == "report":
+            await hold.acquire()  # the audit waits until the report is in
+            original = found.auditor._do
+
+            async def later(job: Any) -> None:
+                async with hold:
+                    await original(job)
+
+            found.auditor._do = later  # type: ignore[method-assign]
+        hit = await proxy.chat(chat_body(SAME_WORDS))
+        if first == "audit":
+            await found.auditor.drain()
+        reported = await feedback(proxy, {"entry_id": hit.headers["x-cache-entry-id"]}, "sk-test-a")
+        assert reported.status_code == 200
+        if first == "report":
+            hold.release()
+        group = await settle(proxy)
+    assert group["evidence"] == {"compared": 1, "different": 1}
