@@ -65,13 +65,7 @@ MODEL_LOOK_ALIKES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("stored", "asked"), MODEL_LOOK_ALIKES)
-def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
-    verdict = judge(stored, asked)
-    assert not verdict.accepted, verdict
-
-
-SYMBOL_LOOK_ALIKES = [
+SYMBOL_LOOK_ALIKES = [  # these went through the same-words shortcut (margin 1.0, no model)
     ("What is 10 + 3?", "What is 10 - 3?"),
     ("Is 7 > 5?", "Is 7 < 5?"),
     ("What is 2^10?", "What is 2*10?"),
@@ -83,10 +77,10 @@ SYMBOL_LOOK_ALIKES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("stored", "asked"), SYMBOL_LOOK_ALIKES)
-def test_prompts_one_symbol_apart_are_refused(judge: Judge, stored: str, asked: str) -> None:
-    """The same words with another operator, sign or bracket: these went through the same-words
-    shortcut (margin 1.0, without the model) while it set every symbol aside."""
+@pytest.mark.parametrize(("stored", "asked"), [*MODEL_LOOK_ALIKES, *SYMBOL_LOOK_ALIKES])
+def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
+    """One detail apart, among them the same words with another operator, sign, bracket or
+    number written otherwise."""
     verdict = judge(stored, asked)
     assert not verdict.accepted, verdict
 
