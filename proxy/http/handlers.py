@@ -182,7 +182,7 @@ async def _cached(
             temperature=temperature,
             max_temperature=svc.settings.max_temperature if sampled else None,
         )
-        if has_duplicate_keys(raw):
+        if has_duplicate_keys(raw, parsed.body):
             control = control.bypassed("duplicate-keys")
         asked = Asked(raw, namespace, api_key, control, scope["headers"], scope["query_string"])
         response = await handle(svc, parsed, asked)

@@ -49,7 +49,7 @@ async def ollama_api(request: Request) -> Response:
             temperature=float(temperature) if isinstance(temperature, int | float) else None,
             max_temperature=svc.settings.max_temperature,
         )
-        if has_duplicate_keys(raw):
+        if has_duplicate_keys(raw, body):
             control = control.bypassed("duplicate-keys")
         identity = svc.tenancy.identity(request.scope["headers"])
         namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])

@@ -272,10 +272,15 @@ async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(
         (b'{"m":[{"role":"user","content":"x","content":"y"}]}', True),  # deep in an array
         (b'{"a":{"b":{"c":1,"c":2}}}', True),
         (b'{"content":"\\"a\\":1,\\"a\\":2"}', False),  # only inside a string
+        (b'{"a" : 1, "a"\n:2}', True),  # space before the colon
+        (b'{"s":"x\\" :y"}', False),  # a quote and a colon inside a string, spaced
+        (b'{"a":1,"a":2,"s":"\\u0022:"}', True),  # an escaped quote balancing the count
+        (b'{"k\\u0061":1,"ka":2}', True),  # the same key written two ways
     ],
 )
-def test_duplicate_keys_are_found_at_any_depth(raw: bytes, doubled: bool) -> None:
-    assert has_duplicate_keys(raw) is doubled
+@pytest.mark.parametrize("fast", [True, False], ids=["with-the-parse", "alone"])
+def test_duplicate_keys_are_found_at_any_depth(raw: bytes, doubled: bool, fast: bool) -> None:
+    assert has_duplicate_keys(raw, orjson.loads(raw) if fast else None) is doubled
 
 
 async def test_azure_on_your_data_is_passed_through(proxy: Proxy) -> None:
