@@ -37,6 +37,7 @@ class Joined:
         self._text: list[str] = []
         self._thinking: list[str] = []
         self._tool_calls: list[Any] = []
+        self._logprobs: list[Any] = []
         self._last: dict[str, Any] | None = None
         self.broken = False
 
@@ -58,12 +59,17 @@ class Joined:
                 self._thinking.append(holder["thinking"])
             if isinstance(holder.get("tool_calls"), list):
                 self._tool_calls += holder["tool_calls"]
+        if isinstance(part.get("logprobs"), list):
+            # Ollama's whole answer carries every chunk's logprobs, appended.
+            self._logprobs += part["logprobs"]
         self._last = part
 
     def result(self) -> dict[str, Any] | None:
         if self.broken or self._last is None or not self.done:
             return None
         out = dict(self._last)
+        if self._logprobs:
+            out["logprobs"] = self._logprobs
         text, thinking = "".join(self._text), "".join(self._thinking)
         if self._kind == "chat":
             message: dict[str, Any] = dict(out.get("message") or {"role": "assistant"})
@@ -84,6 +90,8 @@ def replay(kind: str, result: dict[str, Any]) -> bytes:
     """The lines of a stream for a stored result: its text a few words per line (tool calls and
     thinking on the first), then the final line with ``done`` and the timings."""
     head: dict[str, Any] = {k: result[k] for k in ("model", "created_at") if k in result}
+    logprobs = result.get("logprobs")
+    result = {k: v for k, v in result.items() if k != "logprobs"}
     lines: list[dict[str, Any]] = []
     if kind == "chat":
         message = result.get("message") or {}
@@ -103,8 +111,35 @@ def replay(kind: str, result: dict[str, Any]) -> bytes:
                 line["thinking"] = result["thinking"]
             lines.append(line)
         final = {k: v for k, v in result.items() if k != "thinking"} | {"response": ""}
+    if isinstance(logprobs, list) and logprobs:
+        shares = _share(logprobs, [str(line.get("message", line).get(TEXT_FIELD[kind], ""))
+                                   for line in lines])  # fmt: skip
+        for line, share in zip(lines, shares, strict=True):
+            if share:
+                line["logprobs"] = share
     lines.append(final)
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def _share(logprobs: list[Any], pieces: list[str]) -> list[list[Any]]:
+    """``logprobs`` handed to the lines whose text their tokens spell, in order: a token goes
+    with the line its text ends in; whatever is left over goes with the last line."""
+
+    def length(entry: Any) -> int:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        return len(token) if isinstance(token, str) else 0
+
+    shares: list[list[Any]] = [[] for _ in pieces]
+    spelled, end, i = 0, 0, 0
+    for n, piece in enumerate(pieces):
+        end += len(piece)
+        while i < len(logprobs) and spelled + length(logprobs[i]) <= end:
+            spelled += length(logprobs[i])
+            shares[n].append(logprobs[i])
+            i += 1
+    if shares:
+        shares[-1] += logprobs[i:]
+    return shares
 
 
 def _pieces(text: str) -> list[str]:

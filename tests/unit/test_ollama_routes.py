@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 import respx
 
@@ -217,3 +218,34 @@ async def test_shadow_mode_says_so_on_ollama_as_on_chat_completions(clock: FakeC
     assert "x-cache-shadow" not in answers[0].headers
     assert answers[1].headers["x-cache-shadow"] == "HIT"
     assert route.call_count == 2
+
+
+def _logprob(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.1, "bytes": list(token.encode())}
+
+
+async def test_a_streamed_miss_keeps_its_logprobs_for_the_whole_answer_a_hit_serves(
+    clock: FakeClock,
+) -> None:
+    """Ollama's whole answer carries every streamed line's logprobs, appended: a streamed miss
+    stored without them served a later ``"stream": false`` hit with none."""
+    lines = [
+        {"model": "m", "created_at": "t", "done": False, "logprobs": [_logprob(t)],
+         "message": {"role": "assistant", "content": t}}
+        for t in ("Paris", " is", ".")
+    ] + [{**CHAT, "message": {"role": "assistant", "content": ""}}]  # fmt: skip
+    body = {"model": "m", "messages": [{"role": "user", "content": QUESTION}], "logprobs": True}
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(
+            200,
+            content=b"".join(orjson.dumps(line) + b"\n" for line in lines),
+            headers={"content-type": "application/x-ndjson"},
+        )
+        async with make_proxy(router, clock) as p:
+            streamed = await p.client.post("/api/chat", json=body)
+            hit = await p.client.post("/api/chat", json={**body, "stream": False})
+    assert (streamed.headers["x-cache"], hit.headers["x-cache"], route.call_count) == (
+        "MISS", "HIT", 1,
+    )  # fmt: skip
+    assert [t["token"] for t in hit.json()["logprobs"]] == ["Paris", " is", "."]
+    assert hit.json()["message"]["content"] == "Paris is."

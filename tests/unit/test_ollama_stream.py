@@ -14,6 +14,10 @@ from proxy.cache.ollama_stream import Joined, LineParser, replay
 STATS = {"done": True, "done_reason": "stop", "eval_count": 7, "total_duration": 5}
 
 
+def logprobs(*tokens: str) -> list[dict[str, Any]]:
+    return [{"token": t, "logprob": -0.5, "bytes": list(t.encode())} for t in tokens]
+
+
 def chat_result(content: str, **message: Any) -> dict[str, Any]:
     return {"model": "m", "created_at": "t", "message": {"role": "assistant",
             "content": content, **message}, **STATS}  # fmt: skip
@@ -27,8 +31,12 @@ def chat_result(content: str, **message: Any) -> dict[str, Any]:
         ("chat", chat_result("Paris.", thinking="The user asks for a capital.")),
         ("generate", {"model": "m", "created_at": "t", "response": "Once upon a time there was",
                       "context": [1, 2, 3], **STATS}),
+        ("chat", {**chat_result("Paris is the capital of France."),
+                  "logprobs": logprobs("Paris", " is", " the", " capital", " of", " France", ".")}),
+        ("generate", {"model": "m", "created_at": "t", "response": "Once upon a time",
+                      "logprobs": logprobs("Once", " upon", " a", " time"), **STATS}),
     ],
-    ids=["chat", "tool-calls", "thinking", "generate"],
+    ids=["chat", "tool-calls", "thinking", "generate", "chat-logprobs", "generate-logprobs"],
 )  # fmt: skip
 def test_a_replay_joins_back_to_the_result(kind: str, result: dict[str, Any]) -> None:
     stream = replay(kind, result)
@@ -37,7 +45,14 @@ def test_a_replay_joins_back_to_the_result(kind: str, result: dict[str, Any]) ->
         for line in parser.feed(stream[i : i + 7]):
             joined.feed(line)
     assert joined.result() == result
-    assert all(orjson.loads(line)["done"] is False for line in stream.splitlines()[:-1])
+    lines = [orjson.loads(line) for line in stream.splitlines()]
+    assert all(line["done"] is False for line in lines[:-1])
+    # Each line carries the logprobs of the tokens that spell its own text, as Ollama streams.
+    for line in lines[:-1]:
+        text = line["message"]["content"] if kind == "chat" else line["response"]
+        spelled = "".join(t["token"] for t in line.get("logprobs", []))
+        assert spelled.strip() == (text.strip() if "logprobs" in result else "")
+    assert "logprobs" not in lines[-1]
 
 
 def test_a_stream_without_its_done_line_or_with_an_error_is_not_whole() -> None:
