@@ -18,7 +18,7 @@ from proxy.cache.keys import embedding_key
 from proxy.cache.miss import entry_meta
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
-from proxy.http.validate import EmbeddingRequest
+from proxy.http.validate import EmbeddingRequest, json_or_none
 from proxy.metrics import Metrics
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
@@ -120,6 +120,8 @@ class EmbeddingPipeline:
 
         entries = [e for e in found if e is not None]
         assert len(entries) == len(keys)
+        if not missing:
+            model = _made_by(entries[0]) or model
         tokens = sum(e.tokens for e in entries)
         out = {
             "object": "list",
@@ -157,3 +159,11 @@ class EmbeddingPipeline:
                 for k, e in zip(keys, entries, strict=True)
             )
         )
+
+
+def _made_by(entry: Entry) -> str | None:
+    """The model the upstream named when it made the entry's vector (the request may name an
+    alias: ``text-embedding-ada-002`` is answered by ``text-embedding-ada-002-v2``)."""
+    meta = json_or_none(entry.meta)
+    model = meta.get("model") if isinstance(meta, dict) else None
+    return model if isinstance(model, str) and model else None

@@ -225,3 +225,20 @@ async def test_a_miss_carries_the_upstreams_own_headers(proxy: Proxy) -> None:
     assert int(partial.headers["content-length"]) == len(partial.content)
     assert full_hit.headers["x-cache"] == "HIT"
     assert "x-ratelimit-remaining-requests" not in full_hit.headers  # no stale budget on a hit
+
+
+async def test_a_hit_names_the_model_that_made_the_vectors(proxy: Proxy) -> None:
+    """The upstream answers an alias with the model it ran (``text-embedding-ada-002`` is
+    answered by ``...-v2``): a hit says what the miss said, not the name asked for."""
+
+    def versioned(request: httpx.Request) -> httpx.Response:
+        answer = fake_embeddings(request)
+        return httpx.Response(200, json={**answer.json(), "model": "emb-test-v2"})
+
+    route = proxy.upstream.post("/embeddings").mock(side_effect=versioned)
+    miss = await embed(proxy, input=["a", "b"])
+    hit = await embed(proxy, input=["b", "a"])
+    assert (miss.headers["x-cache"], hit.headers["x-cache"], route.call_count) == (
+        "MISS", "HIT", 1,
+    )  # fmt: skip
+    assert miss.json()["model"] == hit.json()["model"] == "emb-test-v2"
