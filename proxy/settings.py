@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,3 +423,19 @@ def mask_url(url: str) -> str:
         for name, sep, _ in [item.partition("=")]
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_URL_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """``text`` (an error message a library wrote) with every URL in it masked as by
+    :func:`mask_url`: aiohttp names the whole request URL, ``?key=`` included."""
+    return _URL_IN_TEXT.sub(lambda m: _masked_or_hidden(m.group()), text)
+
+
+def _masked_or_hidden(url: str) -> str:
+    try:
+        return mask_url(url)
+    except ValueError:  # not a URL urllib can split (a bad port...): hide all but the scheme
+        return url.split("://", 1)[0] + "://***"

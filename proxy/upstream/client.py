@@ -25,7 +25,7 @@ from proxy.errors import (
     UpstreamUnreachableError,
 )
 from proxy.metrics import Metrics
-from proxy.settings import Settings
+from proxy.settings import Settings, mask_urls
 from proxy.upstream.transport import Timeouts, upstream_transport
 
 Headers = list[tuple[bytes, bytes]]
@@ -302,7 +302,8 @@ class _ErrorMap:
 
     def failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
         self._metrics.upstream_errors[label] += 1
-        detail = str(exc) or type(exc).__name__
+        # A library's message may name the request URL, with a key in its query.
+        detail = mask_urls(str(exc)) or type(exc).__name__
         return kind(f"upstream {label}: {detail}")
 
 

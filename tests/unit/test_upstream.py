@@ -204,3 +204,61 @@ async def test_an_undecodable_answer_is_a_502_and_not_stored(proxy: Proxy) -> No
     assert first.json()["error"]["type"]
     assert (await proxy.chat(chat_body())).status_code == 502
     assert route.call_count == 2
+
+
+@pytest.mark.anyio
+async def test_a_key_in_the_upstream_url_never_reaches_clients_or_readyz() -> None:
+    """aiohttp's connect-timeout message names the whole request URL: a key in the upstream
+    URL's query (``?key=``, masked in stats and logs) went into every tenant's 502 body and the
+    unauthenticated ``/readyz``."""
+    import asyncio
+
+    from proxy.app import create_app
+    from proxy.settings import Settings
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepts, never answers the TLS hello
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = Settings(
+        upstream_url=f"https://127.0.0.1:{port}/v1?key=sk-live-SECRET123",
+        upstream_connect_timeout_seconds=0.3,
+    )
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                ready = await client.get("/readyz")
+                chat = await client.post("/v1/chat/completions", json=chat_body())
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    assert (ready.status_code, chat.status_code) == (503, 502)
+    assert "timeout" in chat.json()["error"]["message"]
+    for text in (ready.text, chat.text):
+        assert "SECRET123" not in text
+        assert f"127.0.0.1:{port}" in text or "upstream" in text  # still says what failed
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("Connection timeout to host https://h:1/v1/models?key=sk-1",
+         "Connection timeout to host https://h:1/v1/models?key=***"),
+        ("Cannot connect to host http://u:pw@h/v1 ssl:default", "http://u:***@h/v1 ssl:default"),
+        ("at https://x.openai.azure.com/o?api-version=2024-10-21&sig=abc.",
+         "at https://x.openai.azure.com/o?api-version=2024-10-21&sig=***"),
+        ("no url here", "no url here"),
+    ],
+)  # fmt: skip
+def test_urls_in_an_error_message_are_masked(message: str, shown: str) -> None:
+    from proxy.settings import mask_urls
+
+    assert shown in mask_urls(message)
+    assert "sk-1" not in mask_urls(message)
+    assert "pw@" not in mask_urls(message)
