@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
-from proxy.cache.feedback import Feedback
+from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
@@ -229,8 +229,9 @@ class ExactPipeline:
         if self._feedback is not None:
             partition = "" if semantic is None else semantic.partition
             await self._feedback.remember(
-                entry, key=key, partition=partition, ttl_seconds=control.ttl_seconds
-            )
+                entry, key=key, partition=partition, ttl_seconds=control.ttl_seconds,
+                kept_as=kept_id(self.format.route, request.body, completion),
+            )  # fmt: skip
         return entry
 
     async def _semantic_lookup(

@@ -14,6 +14,7 @@ key) or the admin token; anyone else gets the 404 an unknown id gets. Then:
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -37,6 +38,24 @@ pooled per model across tenants, and a report is the tenant's word, not an upstr
 one key cannot switch semantic hits off for everyone. Reports past it still stop the entry."""
 EVIDENCE_WINDOW_SECONDS = 3600.0
 TENANTS_KEPT = 10_000
+
+
+KEPT_REF = "kept:"
+"""Refs by the id of an object the upstream keeps (``kept:resp_...``); entry ids are hex."""
+KEPT_PATH = re.compile(r"/(?:responses|chat/completions)/([^/]+)")
+"""Where a client deletes such an object (``DELETE /v1/responses/{id}``, and a stored chat
+completion's ``DELETE /v1/chat/completions/{id}``)."""
+
+
+def kept_id(route: str, body: dict[str, Any], answer: dict[str, Any]) -> str | None:
+    """The id of the object the upstream keeps for ``answer``, if it keeps one: a response
+    unless the request said ``"store": false``; a chat completion only with ``"store": true``."""
+    if route == "responses":
+        kept = body.get("store") is not False
+    else:
+        kept = route == "chat" and body.get("store") is True
+    found = answer.get("id")
+    return found if kept and isinstance(found, str) and found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +88,36 @@ class Feedback:
         self._counted: OrderedDict[str, deque[float]] = OrderedDict()
         """namespace -> when its last reports were counted (the newest ``TENANTS_KEPT``)."""
 
-    async def remember(self, entry: Entry, *, key: str, partition: str, ttl_seconds: float) -> None:
-        """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``."""
+    async def remember(
+        self,
+        entry: Entry,
+        *,
+        key: str,
+        partition: str,
+        ttl_seconds: float,
+        kept_as: str | None = None,
+    ) -> None:
+        """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``; and
+        by ``kept_as``, the id of the object the upstream keeps for the answer (a stored
+        response or chat completion), so that deleting that object forgets the entry."""
         data = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition})
         await self._cache.put_ref(entry.id, data, ttl_seconds)
+        if kept_as is not None:
+            await self._cache.put_ref(KEPT_REF + kept_as, data, ttl_seconds)
+
+    async def deleted_upstream(self, kept_as: str) -> bool:
+        """The upstream deleted the object ``kept_as`` (a client's 2xx ``DELETE``): the entry
+        that serves its id is deleted too; it would hand out an id nobody can continue or fetch.
+        The upstream's own answer says the caller could delete it, so whose entry it is does not
+        matter (and a deleted entry exposes nothing)."""
+        ref = await self._cache.get_ref(KEPT_REF + kept_as)
+        where = json_or_none(ref) if ref is not None else None
+        if not isinstance(where, dict) or not isinstance(where.get("k"), str):
+            return False
+        if where.get("p"):
+            await self._cache.remove_vector(str(where["p"]), where["k"])
+        await self._cache.delete(where["k"])
+        return True
 
     def served(self, entry_id: str, group: str, margin: float | None) -> None:
         """A semantic hit on this entry was served here (bounded memory)."""

@@ -16,7 +16,7 @@ import orjson
 from starlette.responses import Response
 
 from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
-from proxy.cache.feedback import Feedback
+from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason
 from proxy.cache.policy import (
@@ -349,6 +349,7 @@ class ChatPipeline:
                 key=miss.key,
                 partition=partition,
                 ttl_seconds=miss.control.ttl_seconds,
+                kept_as=kept_id(ROUTE, miss.chat.body, completion),
             )
         candidate, auditor = miss.found.candidate, self._semantic.auditor
         if candidate is not None and auditor is not None:

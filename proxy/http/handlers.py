@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
-from proxy.cache.feedback import Feedback, parse_report
+from proxy.cache.feedback import KEPT_PATH, Feedback, parse_report
 from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
@@ -216,6 +216,10 @@ async def passthrough(request: Request) -> Response:
         svc.metrics.request("passthrough", "client_gone")
         return error_response(BadRequestError("the client went away while sending the body"))
     svc.metrics.request("passthrough", "relayed")
+    if request.method == "DELETE" and 200 <= response.status_code < 300:
+        kept = KEPT_PATH.fullmatch(path)
+        if kept is not None:  # a stored response or chat completion: its entry goes too
+            await svc.feedback.deleted_upstream(unquote(kept[1]))
     return relay(svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS)
 
 

@@ -15,7 +15,15 @@ import respx
 from proxy.cache.keys import SEMANTIC_MARK, semantic_partition, semantic_text
 from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
-from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
+from tests.unit.harness import (
+    QUESTION,
+    SAME_WORDS,
+    FakeClock,
+    Proxy,
+    chat_body,
+    completion,
+    make_proxy,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -291,3 +299,50 @@ async def test_a_hit_repeats_this_requests_bookkeeping_never_the_stored_ones(
     assert b"alice" not in streamed.content
     assert b'"end_user":"bob"' in streamed.content
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("store", [None, False], ids=["kept-upstream", "store-false"])
+async def test_a_response_deleted_upstream_is_not_served_again(
+    proxy: Proxy, store: bool | None
+) -> None:
+    """``DELETE /v1/responses/{id}`` is passed through; once the upstream says it deleted the
+    response, the entry serving that id goes too: a client continuing from it
+    (``previous_response_id``) would get a 404 it never gets from the upstream alone."""
+    made = proxy.upstream.post("/responses").mock(side_effect=answered)
+    proxy.upstream.delete("/responses/resp_1").respond(
+        200, json={"id": "resp_1", "object": "response", "deleted": True}
+    )
+    proxy.upstream.delete("/responses/resp_9").respond(404, json={"error": {"message": "no"}})
+    body = {"model": "gpt-test", "input": QUESTION} | ({} if store is None else {"store": store})
+    assert (await respond(proxy, body)).json()["id"] == "resp_1"
+    auth = {"authorization": "Bearer sk-test-a"}
+    # A failed delete (another id, a 404) forgets nothing.
+    assert (await proxy.client.delete("/v1/responses/resp_9", headers=auth)).status_code == 404
+    assert (await respond(proxy, body)).headers["x-cache"] == "HIT"
+    assert (await proxy.client.delete("/v1/responses/resp_1", headers=auth)).status_code == 200
+    again = await respond(proxy, body)
+    if store is False:  # nothing is kept upstream: the entry serves on
+        assert (again.headers["x-cache"], made.call_count) == ("HIT", 1)
+    else:
+        assert (again.headers["x-cache"], made.call_count) == ("MISS", 2)
+        assert again.json()["id"] == "resp_2"
+
+
+@pytest.mark.parametrize("store", [True, None], ids=["stored", "not-stored"])
+async def test_a_stored_chat_completion_deleted_upstream_is_not_served_again(
+    proxy: Proxy, store: bool | None
+) -> None:
+    """A ``"store": true`` chat completion can be fetched and deleted by id
+    (``DELETE /v1/chat/completions/{id}``); once deleted, its entry goes too."""
+    made = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    proxy.upstream.delete("/chat/completions/chatcmpl-1").respond(
+        200, json={"id": "chatcmpl-1", "object": "chat.completion.deleted", "deleted": True}
+    )
+    body = chat_body() | ({} if store is None else {"store": store})
+    auth = {"authorization": "Bearer sk-test-a"}
+    first = await proxy.client.post("/v1/chat/completions", json=body, headers=auth)
+    gone = await proxy.client.delete("/v1/chat/completions/chatcmpl-1", headers=auth)
+    again = await proxy.client.post("/v1/chat/completions", json=body, headers=auth)
+    assert (first.headers["x-cache"], gone.status_code) == ("MISS", 200)
+    expected = ("MISS", 2) if store else ("HIT", 1)
+    assert (again.headers["x-cache"], made.call_count) == expected
