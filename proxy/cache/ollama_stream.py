@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from proxy.cache.pieces import share_logprobs
 from proxy.http.validate import json_or_none
 
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -112,34 +113,13 @@ def replay(kind: str, result: dict[str, Any]) -> bytes:
             lines.append(line)
         final = {k: v for k, v in result.items() if k != "thinking"} | {"response": ""}
     if isinstance(logprobs, list) and logprobs:
-        shares = _share(logprobs, [str(line.get("message", line).get(TEXT_FIELD[kind], ""))
+        shares = share_logprobs(logprobs, [str(line.get("message", line).get(TEXT_FIELD[kind], ""))
                                    for line in lines])  # fmt: skip
         for line, share in zip(lines, shares, strict=True):
             if share:
                 line["logprobs"] = share
     lines.append(final)
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
-
-
-def _share(logprobs: list[Any], pieces: list[str]) -> list[list[Any]]:
-    """``logprobs`` handed to the lines whose text their tokens spell, in order: a token goes
-    with the line its text ends in; whatever is left over goes with the last line."""
-
-    def length(entry: Any) -> int:
-        token = entry.get("token") if isinstance(entry, dict) else None
-        return len(token) if isinstance(token, str) else 0
-
-    shares: list[list[Any]] = [[] for _ in pieces]
-    spelled, end, i = 0, 0, 0
-    for n, piece in enumerate(pieces):
-        end += len(piece)
-        while i < len(logprobs) and spelled + length(logprobs[i]) <= end:
-            spelled += length(logprobs[i])
-            shares[n].append(logprobs[i])
-            i += 1
-    if shares:
-        shares[-1] += logprobs[i:]
-    return shares
 
 
 def _pieces(text: str) -> list[str]:

@@ -4,9 +4,11 @@ and a stored response replayed as the typed events an upstream sends.
 A stream ends with ``response.completed`` (the whole response object), ``response.incomplete`` or
 ``response.failed``; only the first is stored. A replay sends ``response.created`` and
 ``response.in_progress``, then per output item ``response.output_item.added``, its text in
-``response.output_text.delta`` pieces (with the content part's ``added``/``done`` around them)
-or its function call's arguments, ``response.output_item.done``, and ``response.completed``.
-Every event carries its ``sequence_number``.
+``response.output_text.delta`` pieces (with the content part's ``added``/``done`` around them,
+each delta with the logprobs of the tokens it spells, an ``annotation.added`` per citation), a
+reasoning item's summary in ``response.reasoning_summary_*`` events, or a function call's
+arguments, ``response.output_item.done``, and ``response.completed``. Every event carries its
+``sequence_number``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from proxy.cache.pieces import share_logprobs
 from proxy.http.validate import json_or_none
 
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -61,25 +64,47 @@ def replay(response: dict[str, Any]) -> bytes:
             continue
         item_id = item.get("id", "")
         kind = item.get("type")
-        opened = {**item, "status": "in_progress"}
+        opened = {**item, "status": "in_progress"} if "status" in item else dict(item)
         if kind == "message":
             opened["content"] = []
         elif kind == "function_call":
             opened["arguments"] = ""
+        elif kind == "reasoning" and isinstance(item.get("summary"), list):
+            opened["summary"] = []
         send("response.output_item.added", output_index=index, item=opened)
         if kind == "message":
             for c, part in enumerate(item.get("content") or []):
                 where = {"item_id": item_id, "output_index": index, "content_index": c}
                 if isinstance(part, dict) and part.get("type") == "output_text":
                     text = str(part.get("text", ""))
+                    logprobs = part.get("logprobs")
+                    logprobs = logprobs if isinstance(logprobs, list) else []
                     empty = {**part, "text": "", "annotations": []}
+                    if "logprobs" in part:
+                        empty["logprobs"] = []
                     send("response.content_part.added", **where, part=empty)
-                    for piece in _pieces(text):
-                        send("response.output_text.delta", **where, delta=piece, logprobs=[])
-                    send("response.output_text.done", **where, text=text, logprobs=[])
+                    pieces = _pieces(text)
+                    for piece, share in zip(pieces, share_logprobs(logprobs, pieces), strict=True):
+                        send("response.output_text.delta", **where, delta=piece, logprobs=share)
+                    annotations = part.get("annotations")
+                    for a, annotation in enumerate(annotations or []):
+                        send("response.output_text.annotation.added", **where,
+                             annotation_index=a, annotation=annotation)  # fmt: skip
+                    send("response.output_text.done", **where, text=text, logprobs=logprobs)
                 else:
                     send("response.content_part.added", **where, part=part)
                 send("response.content_part.done", **where, part=part)
+        elif kind == "reasoning":
+            for n, part in enumerate(item.get("summary") or []):
+                if not isinstance(part, dict):
+                    continue
+                where = {"item_id": item_id, "output_index": index, "summary_index": n}
+                text = str(part.get("text", ""))
+                send("response.reasoning_summary_part.added", **where, part={**part, "text": ""})
+                for piece in _pieces(text):
+                    send("response.reasoning_summary_text.delta", **where, delta=piece)
+                send("response.reasoning_summary_text.done", **where, text=text)
+                send("response.reasoning_summary_part.done", **where, part=part)
         elif kind == "function_call":
             arguments = str(item.get("arguments", ""))
             step = ARGUMENT_CHARS_PER_DELTA

@@ -117,6 +117,56 @@ def test_a_replay_ends_with_the_response_and_spells_it_out(output: list[dict[str
     assert arguments == "".join(i["arguments"] for i in output if i["type"] == "function_call")
 
 
+def replayed(stored: dict[str, Any]) -> list[dict[str, Any]]:
+    parser = EventParser()
+    return [orjson.loads(data) for data in parser.feed(replay(stored))]
+
+
+def test_a_replay_hands_each_delta_the_logprobs_of_its_tokens() -> None:
+    """With ``include: ["message.output_text.logprobs"]`` an upstream's deltas carry their
+    tokens' logprobs and ``output_text.done`` all of them; a replay sent ``[]`` everywhere."""
+    tokens = ["Paris", " is", " the", " capital", " of", " France", "."]
+    logprobs = [{"token": t, "logprob": -0.1, "bytes": list(t.encode()), "top_logprobs": []}
+                for t in tokens]  # fmt: skip
+    part = {"type": "output_text", "annotations": [], "logprobs": logprobs,
+            "text": "Paris is the capital of France."}  # fmt: skip
+    events = replayed(response({**MESSAGE, "content": [part]}))
+    added = next(e for e in events if e["type"] == "response.content_part.added")
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    done = next(e for e in events if e["type"] == "response.output_text.done")
+    assert added["part"]["logprobs"] == []
+    assert len(deltas) > 1
+    for delta in deltas:  # each delta's own tokens
+        assert "".join(lp["token"] for lp in delta["logprobs"]).strip() == delta["delta"].strip()
+    assert done["logprobs"] == logprobs
+
+
+def test_a_replay_streams_a_reasoning_summary_and_announces_citations() -> None:
+    """A reasoning item's summary streams as ``reasoning_summary_*`` events (the item opens with
+    an empty summary), and each citation of a text as ``output_text.annotation.added``: a
+    streaming UI built from the events showed no summary and no sources."""
+    summary = {"type": "summary_text", "text": "The user asks for a capital city."}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [summary]}
+    citation = {"type": "url_citation", "start_index": 0, "end_index": 5,
+                "url": "https://example.org/paris", "title": "Paris"}  # fmt: skip
+    cited = {**MESSAGE, "content": [{**MESSAGE["content"][0], "annotations": [citation]}]}
+    events = replayed(response(reasoning, cited))
+    opened = next(e for e in events if e["type"] == "response.output_item.added")
+    assert opened["item"] == {**reasoning, "summary": []}  # no invented status either
+    kinds = [e["type"] for e in events if "reasoning_summary" in e["type"]]
+    assert kinds[0] == "response.reasoning_summary_part.added"
+    assert kinds[-2:] == ["response.reasoning_summary_text.done",
+                          "response.reasoning_summary_part.done"]  # fmt: skip
+    streamed = "".join(
+        e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta"
+    )
+    assert streamed == summary["text"]
+    announced = [e for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [(e["annotation_index"], e["annotation"]) for e in announced] == [(0, citation)]
+    parts = [e["part"] for e in events if e["type"] == "response.content_part.added"]
+    assert parts[0]["annotations"] == []
+
+
 def test_only_completed_responses_with_output_are_whole() -> None:
     assert is_whole(response(MESSAGE))
     assert not is_whole(response(MESSAGE, status="incomplete"))
