@@ -149,7 +149,8 @@ def test_a_replay_streams_a_reasoning_summary_and_announces_citations() -> None:
     reasoning = {"type": "reasoning", "id": "rs_1", "summary": [summary]}
     citation = {"type": "url_citation", "start_index": 0, "end_index": 5,
                 "url": "https://example.org/paris", "title": "Paris"}  # fmt: skip
-    cited = {**MESSAGE, "content": [{**MESSAGE["content"][0], "annotations": [citation]}]}
+    text_part = {"type": "output_text", "annotations": [citation], "text": TEXT}
+    cited = {**MESSAGE, "content": [text_part]}
     events = replayed(response(reasoning, cited))
     opened = next(e for e in events if e["type"] == "response.output_item.added")
     assert opened["item"] == {**reasoning, "summary": []}  # no invented status either
