@@ -289,6 +289,11 @@ class Settings:
             _check(len(self.secret) >= 16, "secret", "must be at least 16 characters")
         if self.client_keys is not None:
             _check(bool(self.client_key_set()), "client_keys", "must list at least one key")
+        if self.admin_token is not None:
+            # As for every optional setting, an empty variable means unset; an empty flag or
+            # file value (``--admin-token "$TOKEN"`` with TOKEN unset) is refused: the admin
+            # API would open to a bare ``Authorization: Bearer``.
+            _check(self.admin_token.strip() != "", "admin_token", "must not be empty")
         if self.cors_origins is not None:
             origins = self.cors_origin_list()
             _check(bool(origins), "cors_origins", "must list at least one origin, or *")

@@ -65,17 +65,18 @@ def _valid_session(value: str, token: str, now: float) -> bool:
 
 def signed_in(request: Request) -> bool:
     token = services(request).settings.admin_token
-    if token is None:
+    if not token:  # unset, or empty: an empty token signs no one in
         return False
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+    given = value.strip()
+    if scheme.lower() == "bearer" and given and hmac.compare_digest(given.encode(), token.encode()):
         return True
     cookie = request.cookies.get(COOKIE, "")
     return _valid_session(cookie, token, services(request).cache.clock())
 
 
 async def page(request: Request) -> Response:
-    if services(request).settings.admin_token is None:
+    if not services(request).settings.admin_token:
         return _page("off.html", 403)
     return _page("dashboard.html" if signed_in(request) else "login.html", 200)
 
@@ -83,11 +84,11 @@ async def page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     svc = services(request)
     token = svc.settings.admin_token
-    if token is None:
+    if not token:
         return _page("off.html", 403)
     raw = await read_body(request, 4096, header_fields(request.scope))
     given = parse_qs(raw.decode("latin-1")).get("token", [""])[0]
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
         return _page("login.html", 401, error=True)
     expires = int(svc.cache.clock()) + SESSION_SECONDS
     secure = "; Secure" if request.url.scheme == "https" else ""

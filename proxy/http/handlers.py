@@ -324,10 +324,11 @@ async def cache_feedback(request: Request) -> Response:
 def _is_admin(request: Request, svc: Services) -> bool:
     token = svc.settings.admin_token
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return (
-        token is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(value.strip().encode("latin-1"), token.encode())
+    given = value.strip()
+    if not token or not given:  # an empty token matches no one: a bare `Bearer` is not admin
+        return False
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.encode("latin-1"), token.encode()
     )
 
 

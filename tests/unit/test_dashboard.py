@@ -127,3 +127,25 @@ async def test_only_the_pages_own_files_are_served(
     async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
         response = await p.client.get(f"/dashboard/static/{name}")
     assert response.status_code == 404
+
+
+async def test_an_empty_admin_token_signs_no_one_in(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Must NOT: with an empty admin token (refused by the settings; here forced past them),
+    neither an empty sign-in, a bare ``Bearer`` nor a cookie signed with the empty key opens
+    the dashboard's data."""
+    made = make_proxy(upstream_mock, clock, admin_token=TOKEN)
+    object.__setattr__(made.settings, "admin_token", "")
+    async with made as p:
+        page = await p.client.get("/dashboard", headers={"authorization": "Bearer"})
+        login = await p.client.post("/dashboard/login", data={"token": ""})
+        bare = await p.client.get("/dashboard/data", headers={"authorization": "Bearer "})
+        forged = await p.client.get(
+            "/dashboard/data", headers={"cookie": f"{COOKIE}={session(clock, '')}"}
+        )
+    assert page.status_code == 403
+    assert login.status_code == 403
+    assert "set-cookie" not in login.headers
+    assert bare.status_code == 401
+    assert forged.status_code == 401

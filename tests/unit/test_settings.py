@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,38 @@ def test_missing_config_file() -> None:
 
 def test_empty_optional_variable_means_unset() -> None:
     assert Settings.load(environ={"SEMCACHE_REDIS_URL": ""}).redis_url is None
+
+
+def test_an_empty_admin_token_is_unset_from_the_environment_and_refused_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Must NOT start with an admin API a bare ``Authorization: Bearer`` opens: an empty
+    variable is unset (as for every optional setting); an empty flag (``--admin-token
+    "$TOKEN"`` with TOKEN unset) or file value is an error."""
+    assert Settings.load(environ={"SEMCACHE_ADMIN_TOKEN": ""}).admin_token is None
+    assert Settings.load(environ={"SEMCACHE_ADMIN_TOKEN": "  "}).admin_token is None
+    for value in ("", "  "):
+        with pytest.raises(SettingsError, match=r"^SEMCACHE_ADMIN_TOKEN must not be empty"):
+            Settings.load(flags={"admin_token": value}, environ={})
+    config = tmp_path / "empty-token.toml"
+    config.write_text('admin_token = ""\n')
+    with pytest.raises(SettingsError, match="SEMCACHE_ADMIN_TOKEN must not be empty"):
+        Settings.load(config_path=config)
+
+
+def test_serve_with_an_empty_admin_token_flag_does_not_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy import cli
+
+    seen: list[Settings] = []
+    monkeypatch.setattr(cli, "run", seen.append)
+    for name in [n for n in os.environ if n.startswith("SEMCACHE_")]:
+        monkeypatch.delenv(name)
+    result = CliRunner().invoke(main, ["serve", "--admin-token", ""])
+    assert result.exit_code == 2
+    assert result.output.strip() == "semcache: SEMCACHE_ADMIN_TOKEN must not be empty"
+    assert seen == []
 
 
 def test_public_view_masks_secrets() -> None:

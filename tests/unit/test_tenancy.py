@@ -215,3 +215,28 @@ async def test_a_non_ascii_admin_token_is_a_401_not_a_500(
             "/metrics", headers=[(b"authorization", b"Bearer \xe9t\xe9")]
         )
     assert response.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_an_empty_admin_token_never_opens_the_admin_routes(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Must NOT: settings refuse an empty admin token, and should one get past them a bare
+    ``Authorization: Bearer`` (or ``Bearer`` and spaces) is still no admin: no export of every
+    tenant's entries, no DELETE /cache."""
+    upstream_mock.post("/chat/completions").respond(200, json=completion("tenant A's answer"))
+    made = make_proxy(upstream_mock, clock, admin_token="admin-token-1")
+    object.__setattr__(made.settings, "admin_token", "")  # past the settings' own check
+    async with made as proxy:
+        await proxy.chat(chat_body("a private question"), authorization="Bearer sk-tenant-a")
+        for header in ("Bearer", "Bearer ", "Bearer   ", "bearer"):
+            bare = {"authorization": header}
+            export = await proxy.client.get("/cache/export", headers=bare)
+            assert export.status_code in (401, 403), (header, export.status_code)
+            assert b"tenant A's answer" not in export.content
+            for path in ("/cache/stats", "/metrics", "/cache/entries"):
+                assert (await proxy.client.get(path, headers=bare)).status_code in (401, 403)
+            assert (await proxy.client.delete("/cache", headers=bare)).status_code in (401, 403)
+        assert (await proxy.chat(chat_body("a private question"))).status_code == 200
+        hit = await proxy.chat(chat_body("a private question"), authorization="Bearer sk-tenant-a")
+        assert hit.headers["x-cache"] == "HIT"  # nothing was cleared
