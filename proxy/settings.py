@@ -238,6 +238,9 @@ class Settings:
                 "redis_cluster",
                 "needs a redis:// or rediss:// URL of one cluster node",
             )
+        # Not "unset means the default": an empty variable (a compose file's unset
+        # ${PREFIX}) would make every key of the database this cache's, and a flush unlink them.
+        _check(self.redis_prefix.strip() != "", "redis_prefix", "must not be empty")
         for name in (
             "upstream_timeout_seconds",
             "upstream_connect_timeout_seconds",

@@ -110,6 +110,30 @@ def test_an_empty_admin_token_is_unset_from_the_environment_and_refused_elsewher
         Settings.load(config_path=config)
 
 
+@pytest.mark.parametrize(
+    ("environ", "flag", "toml"),
+    [
+        ({"SEMCACHE_REDIS_PREFIX": ""}, None, None),
+        ({"SEMCACHE_REDIS_PREFIX": "  "}, None, None),
+        ({}, "", None),
+        ({}, None, 'redis_prefix = ""\n'),
+    ],
+)
+def test_an_empty_redis_prefix_is_refused_from_every_source(
+    tmp_path: Path, environ: dict[str, str], flag: str | None, toml: str | None
+) -> None:
+    """Must NOT flush other applications' keys: ``SEMCACHE_REDIS_PREFIX=`` (what a compose
+    file's unset variable expands to) made the prefix empty, every key of the database the
+    cache's, and ``semcache flush`` unlinked them all."""
+    config = None
+    if toml is not None:
+        config = tmp_path / "empty-prefix.toml"
+        config.write_text(toml)
+    with pytest.raises(SettingsError, match=r"^SEMCACHE_REDIS_PREFIX must not be empty"):
+        Settings.load(flags={"redis_prefix": flag}, environ=environ, config_path=config)
+    assert Settings.load(environ={"SEMCACHE_REDIS_PREFIX": "app1:"}).redis_prefix == "app1:"
+
+
 def test_serve_with_an_empty_admin_token_flag_does_not_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
