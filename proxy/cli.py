@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import httpx
@@ -55,8 +55,13 @@ def _settings(config_path: str | None, flags: dict[str, object]) -> Settings:
     try:
         return Settings.load(flags=flags, environ=os.environ, config_path=config_path)
     except SettingsError as exc:
-        click.echo(f"semcache: {exc}", err=True)
-        sys.exit(2)
+        _refuse(exc)
+
+
+def _refuse(exc: SettingsError) -> NoReturn:
+    """A setting that cannot work: one line, exit 2 (no traceback)."""
+    click.echo(f"semcache: {exc}", err=True)
+    sys.exit(2)
 
 
 @click.group()
@@ -85,7 +90,10 @@ def doctor(config_path: str | None, **flags: object) -> None:
 
     settings = _settings(config_path, flags)
     _load_local_embedder(settings)
-    checks = asyncio.run(diagnose(settings))
+    try:
+        checks = asyncio.run(diagnose(settings))
+    except SettingsError as exc:  # found while wiring the app (the store, the calibration...)
+        _refuse(exc)
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -173,8 +181,12 @@ def run(settings: Settings) -> None:
         except OSError as exc:
             click.echo(f"semcache: SEMCACHE_ADDRESS_FILE {settings.address_file}: {exc}", err=True)
             sys.exit(2)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # found while wiring the app (the store, the calibration...)
+        _refuse(exc)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from proxy.errors import SettingsError
 from proxy.settings_sources import parse_variable, read_toml
@@ -211,23 +211,13 @@ class Settings:
     def __post_init__(self) -> None:
         _check(self.host != "", "host", "must not be empty")
         _check(0 < self.port < 65536, "port", "must be between 1 and 65535")
-        url = urlsplit(self.upstream_url)
-        _check(
-            url.scheme in ("http", "https") and bool(url.netloc),
-            "upstream_url",
-            "must be an http:// or https:// URL",
-        )
+        _check_http_url(self.upstream_url, "upstream_url")
         object.__setattr__(self, "upstream_url", self.upstream_url.rstrip("/"))
         if self.ollama_url is not None:
-            ollama = urlsplit(self.ollama_url)
-            _check(
-                ollama.scheme in ("http", "https") and bool(ollama.netloc),
-                "ollama_url",
-                "must be an http:// or https:// URL",
-            )
+            _check_http_url(self.ollama_url, "ollama_url")
             object.__setattr__(self, "ollama_url", self.ollama_url.rstrip("/"))
         if self.redis_url is not None:
-            scheme = urlsplit(self.redis_url).scheme
+            scheme = _split(self.redis_url, "redis_url").scheme
             _check(
                 scheme in ("redis", "rediss", "unix", "redis+sentinel"),
                 "redis_url",
@@ -238,6 +228,12 @@ class Settings:
                 "redis_cluster",
                 "needs a redis:// or rediss:// URL of one cluster node",
             )
+            # Read as the store will (its port, options, sentinels, database): a typo is one
+            # line now, not a traceback when the store is built. Imported here: the stores
+            # import this module.
+            from proxy.stores.redis_clients import check_url
+
+            check_url(self.redis_url, cluster=self.redis_cluster)
         # Not "unset means the default": an empty variable (a compose file's unset
         # ${PREFIX}) would make every key of the database this cache's, and a flush unlink them.
         _check(self.redis_prefix.strip() != "", "redis_prefix", "must not be empty")
@@ -257,12 +253,7 @@ class Settings:
         ):
             _check(getattr(self, name) > 0, _name(name), "must be a positive integer")
         if self.embed_url is not None:
-            url = urlsplit(self.embed_url)
-            _check(
-                url.scheme in ("http", "https") and bool(url.netloc),
-                "embed_url",
-                "must be an http:// or https:// URL",
-            )
+            _check_http_url(self.embed_url, "embed_url")
         if self.embed_model is not None:
             kind, _, rest = self.embed_model.partition(":")
             _check(self.embed_model.strip() != "", "embed_model", "must not be empty")
@@ -409,6 +400,30 @@ def _field(name: str) -> dataclasses.Field[Any]:
 def _check(ok: bool, name: str, problem: str) -> None:
     if not ok:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()} {problem}")
+
+
+def _split(url: str, name: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()} is not a valid URL") from None
+
+
+def _check_http_url(url: str, name: str) -> None:
+    """An http(s) URL with a host and, if any, a port from 1 to 65535: urllib reads the port
+    only when asked, and a bad one (``:99999``, ``:8O80``) failed every request."""
+    parts = _split(url, name)
+    _check(
+        parts.scheme in ("http", "https") and bool(parts.netloc),
+        name,
+        "must be an http:// or https:// URL",
+    )
+    _check(bool(parts.hostname), name, "must name a host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    _check(port is None or 0 < port < 65536, name, "has a bad port (a number from 1 to 65535)")
 
 
 _URLS = frozenset({"redis_url", "upstream_url", "ollama_url", "embed_url"})

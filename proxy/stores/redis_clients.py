@@ -21,10 +21,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from proxy.errors import SettingsError
 from proxy.stores.cluster_routing import ClusterRouter, SlotMap
@@ -120,19 +122,45 @@ def connect(url: str, *, cluster: bool, timeout_seconds: float, search_connectio
         master = sentinel.master_for(service, redis_class=aioredis.Redis, retry=_retry(), **options)
         hot = PyClient(master)
         return Clients("sentinel", master, hot, (hot,), sentinel)
+    if cluster and urlsplit(url).scheme == "unix":
+        raise SettingsError("SEMCACHE_REDIS_CLUSTER needs a redis:// or rediss:// URL")
+    check_url(url, cluster=cluster)
+    try:  # the TLS options (ssl_cert_reqs, ssl_ca_certs...) are read here
+        address = Address.from_url(url)
+    except (ValueError, OSError, RedisError) as exc:
+        raise SettingsError(f"SEMCACHE_REDIS_URL: {exc}") from None
     if cluster:
-        if urlsplit(url).scheme == "unix":
-            raise SettingsError("SEMCACHE_REDIS_CLUSTER needs a redis:// or rediss:// URL")
         nodes = RedisCluster.from_url(url, retry=_retry(), **timeouts)
-        slots = SlotMap(Address.from_url(url), timeout_seconds=timeout_seconds)
+        slots = SlotMap(address, timeout_seconds=timeout_seconds)
         routers = [ClusterRouter(slots) for _ in range(search_connections)]
         return Clients("cluster", nodes, ClusterRouter(slots), routers, slot_map=slots)
     client = aioredis.Redis.from_url(url, retry=_retry(), **timeouts)
-    address = Address.from_url(url)
     entries = RespClient(address, timeout_seconds=timeout_seconds)
     searches = [RespClient(address, timeout_seconds=timeout_seconds)
                 for _ in range(search_connections)]  # fmt: skip
     return Clients("standalone", client, entries, searches)
+
+
+def check_url(url: str, *, cluster: bool) -> None:
+    """Read ``url`` as :func:`connect` will, without I/O: a malformed URL (a port that is not
+    a number, no sentinel port, ``?socket_timeout=abc``, a cluster URL naming a database) is a
+    :class:`SettingsError` when the settings are made, not a traceback when the store is."""
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        parse_sentinel_url(url)
+        return
+    try:
+        options = parse_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"SEMCACHE_REDIS_URL is not a valid Redis URL: {exc}") from None
+    parts = urlsplit(url)
+    path = unquote(parts.path).strip("/")
+    if parts.scheme != "unix" and path and not path.isdigit():
+        raise SettingsError("SEMCACHE_REDIS_URL: the path must be the database number: /0")
+    if cluster and options.get("db", 0) != 0:
+        raise SettingsError(
+            "SEMCACHE_REDIS_CLUSTER: a Redis Cluster has database 0 only; "
+            "the URL must not name another (/N or ?db=N)"
+        )
 
 
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
@@ -143,7 +171,7 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, 
     sentinels: list[tuple[str, int]] = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError("SEMCACHE_REDIS_URL: each sentinel must be host:port")
         sentinels.append((host.strip("[]"), int(port)))
     service = unquote(parts.path.strip("/"))

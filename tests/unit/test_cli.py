@@ -81,3 +81,36 @@ def test_probe_of_nothing_listening_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.main, ["probe"], env={"SEMCACHE_ADDRESS_FILE": str(address)})
     assert result.exit_code == 1
     assert "http://127.0.0.1:9" in result.output
+
+
+BAD_URLS = [
+    (["--upstream", "http://localhost:99999/v1"], "SEMCACHE_UPSTREAM_URL has a bad port"),
+    (["--upstream", "http://localhost:8O80/v1"], "SEMCACHE_UPSTREAM_URL has a bad port"),
+    (["--ollama-url", "http://localhost:0"], "SEMCACHE_OLLAMA_URL has a bad port"),
+    (["--embed-url", "http://[::1/v1"], "SEMCACHE_EMBED_URL is not a valid URL"),
+    (["--redis-url", "redis://localhost:port/0"], "SEMCACHE_REDIS_URL is not a valid Redis URL"),
+    (["--redis-url", "redis+sentinel://sentinel-a/mymaster"], "SEMCACHE_REDIS_URL: each sentinel"),
+    (
+        ["--redis-url", "redis://localhost:6379/0?socket_timeout=abc"],
+        "SEMCACHE_REDIS_URL is not a valid Redis URL: Invalid value for 'socket_timeout'",
+    ),
+    (["--redis-url", "redis://h:7000/1", "--redis-cluster"], "SEMCACHE_REDIS_CLUSTER: a Redis"),
+    # Read only when the store is built (redis-py's TLS options): caught around create_app.
+    (["--redis-url", "rediss://h:6380/0?ssl_cert_reqs=bogus"], "SEMCACHE_REDIS_URL: Invalid SSL"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_URLS)
+@pytest.mark.parametrize("command", ["serve", "doctor"])
+def test_a_bad_url_stops_with_one_line_not_a_traceback(
+    started: list[Any], command: str, args: list[str], message: str
+) -> None:
+    """Must NOT start (and answer every request with a 500) nor die with a traceback: each
+    of these passed the settings' scheme check."""
+    result = CliRunner().invoke(cli.main, [command, *args])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"semcache: {message}"), result.output
+    assert result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output
+    assert started == []

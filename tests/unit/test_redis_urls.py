@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from proxy.errors import SettingsError
@@ -67,3 +69,31 @@ def test_settings_accept_each_shape_and_mask_the_password() -> None:
     assert Settings(redis_url="redis://h:7000", redis_cluster=True).redis_cluster
     public = Settings(redis_url="redis+sentinel://app:hunter22@h:1,g:2/m").public()
     assert public["redis_url"] == "redis+sentinel://app:***@h:1,g:2/m"
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "message"),
+    [
+        ("redis://localhost:port/0", False, "not a valid Redis URL: Port could not be cast"),
+        ("redis://localhost:99999/0", False, "not a valid Redis URL: Port out of range"),
+        ("redis://h/0?socket_timeout=abc", False, "Invalid value for 'socket_timeout'"),
+        ("unix:///run/redis.sock?db=x", False, "Invalid value for 'db'"),
+        ("redis://h:6379/zero", False, "the path must be the database number"),
+        ("redis+sentinel://sentinel-a/mymaster", False, "each sentinel must be host:port"),
+        ("redis+sentinel://h:70000/m", False, "each sentinel must be host:port"),
+        ("redis://h:7000/1", True, "SEMCACHE_REDIS_CLUSTER: a Redis Cluster has database 0"),
+        ("redis://h:7000?db=2", True, "SEMCACHE_REDIS_CLUSTER: a Redis Cluster has database 0"),
+    ],
+)
+def test_settings_read_the_redis_url_as_the_store_will(
+    url: str, cluster: bool, message: str
+) -> None:
+    """A malformed URL is a SettingsError when the settings are made, not a traceback (or a
+    RedisClusterException) when the store is built."""
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings(redis_url=url, redis_cluster=cluster)
+
+
+def test_a_cluster_url_may_name_database_0() -> None:
+    for url in ("redis://h:7000/0", "redis://h:7000?db=0", "rediss://h:7000/"):
+        assert Settings(redis_url=url, redis_cluster=True).redis_cluster
