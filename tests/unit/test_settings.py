@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,62 @@ def test_missing_config_file() -> None:
 
 def test_empty_optional_variable_means_unset() -> None:
     assert Settings.load(environ={"SEMCACHE_REDIS_URL": ""}).redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggested"),
+    [
+        ("SEMCACHE_UPSTREAM", "SEMCACHE_UPSTREAM_URL"),  # the flag is --upstream
+        ("SEMCACHE_TTL_SECONDS", "SEMCACHE_TTL"),  # the Settings attribute is ttl_seconds
+        ("SEMCACHE_REDIS", "SEMCACHE_REDIS_URL"),
+        ("SEMCACHE_ADMIN_TOKENS", "SEMCACHE_ADMIN_TOKEN"),
+        ("SEMCACHE_CONFG", "SEMCACHE_CONFIG"),
+    ],
+)
+def test_a_misspelled_variable_is_an_error_as_in_the_config_file(
+    variable: str, suggested: str
+) -> None:
+    """Must NOT fall back to the default without a word (the default upstream is a local
+    Ollama): the TOML file refuses an unknown key, and so do the variables."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.load(environ={variable: "https://api.openai.com/v1"})
+    assert str(raised.value) == f"{variable} is not a semcache setting (did you mean {suggested}?)"
+    with pytest.raises(SettingsError, match=r"^SEMCACHE_XYZZY is not a semcache setting$"):
+        Settings.load(environ={"SEMCACHE_XYZZY": "1"})
+
+
+def test_the_variables_the_project_sets_and_kubernetes_service_links_are_accepted() -> None:
+    """The image's, compose's and the env example's variables are settings; Kubernetes puts
+    ``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_PORT=tcp://...`` and the like in every pod for each
+    Service (``semcache-redis`` gives ``SEMCACHE_REDIS_PORT``): none of them is an error."""
+    root = Path(__file__).parents[2]
+    texts = [
+        (root / name).read_text()
+        for name in ("Dockerfile", "compose.yaml", "config/semcache.env.example")
+    ]
+    used = {n for text in texts for n in re.findall(r"\b(SEMCACHE_[A-Z0-9_]*[A-Z0-9])\b", text)}
+    assert {"SEMCACHE_HOST", "SEMCACHE_CONFIG", "SEMCACHE_REDIS_URL"} <= used
+    refused: list[str] = []
+    for name in used:
+        try:
+            Settings.load(environ={name: ""})
+        except SettingsError as exc:  # an empty port, say: a bad value, not an unknown name
+            refused.append(str(exc))
+    assert not [message for message in refused if "not a semcache setting" in message]
+    links = {
+        "SEMCACHE_SERVICE_HOST": "10.0.0.1",
+        "SEMCACHE_SERVICE_PORT": "8080",
+        "SEMCACHE_SERVICE_PORT_HTTP": "8080",
+        "SEMCACHE_REDIS_PORT": "tcp://10.0.0.2:6379",
+        "SEMCACHE_REDIS_PORT_6379_TCP": "tcp://10.0.0.2:6379",
+        "SEMCACHE_REDIS_PORT_6379_TCP_PROTO": "tcp",
+        "SEMCACHE_REDIS_PORT_6379_TCP_PORT": "6379",
+        "SEMCACHE_REDIS_PORT_6379_TCP_ADDR": "10.0.0.2",
+        "SEMCACHE_REDIS_SERVICE_HOST": "10.0.0.2",
+    }
+    assert Settings.load(environ=links) == Settings()
+    with pytest.raises(SettingsError, match="SEMCACHE_REDIS_PORT is not a semcache setting"):
+        Settings.load(environ={"SEMCACHE_REDIS_PORT": "6379"})  # not a service link
 
 
 def test_an_empty_admin_token_is_unset_from_the_environment_and_refused_elsewhere(
