@@ -13,8 +13,12 @@ commands, each routed to its own slot's master.
     <prefix>secret                      the namespace secret when SEMCACHE_SECRET is unset
     <prefix>ref:<entry id>              where an entry lives, for POST /cache/feedback
     <prefix>counters:<group>            a hash of counters: the adaptive thresholds' evidence
-    <prefix>vset:<partition>            a Redis 8 vector set: one element per entry of the
+    <prefix>vset-rq8m32:<partition>     a Redis 8 vector set: one element per entry of the
                                         partition (element = entry key, attribute = its text)
+
+(and cmpl:, resp:, oll: entries as chat: ones). A flush removes the entries, their locks,
+refs and vector sets, and nothing else under the prefix: another deployment's prefix may
+extend this one (``semcache:staging:`` under ``semcache:``), and its keys are not ours.
 
 Values are packed :class:`Entry` bytes. A vector set expires with the latest entry added to
 it; an element whose entry expired earlier is removed the first time a search finds it.
@@ -44,12 +48,13 @@ from redis.exceptions import (
 from proxy.errors import StoreError
 from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.redis_clients import Clients, HotClient, connect
-from proxy.stores.redis_walk import Walk, glob_escape, text_of
+from proxy.stores.redis_walk import ENTRY_PREFIXES, Walk, glob_escape, text_of
 from proxy.stores.resp import Reply, ReplyError
 from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
     SEARCH_CONNECTIONS,
     VECTOR_SET,
+    VECTOR_SET_FORMATS,
     neighbors_from_reply,
     unit_query,
     vector_add_command,
@@ -57,8 +62,12 @@ from proxy.stores.vectorset import (
 )
 
 REF = "ref:"
+LOCK = "lock:"
 COUNTERS = "counters:"
 """Key infix of a counter group's hash (the adaptive thresholds' evidence)."""
+OWN_FAMILIES = (*ENTRY_PREFIXES, *(LOCK + p for p in ENTRY_PREFIXES), REF, *VECTOR_SET_FORMATS)
+"""The keys :meth:`RedisStore.clear` removes, after the prefix: entries, their locks, refs and
+vector sets (of every format an earlier version wrote too). Not the secret or the counters."""
 FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
 """What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
 client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
@@ -281,7 +290,7 @@ class RedisStore:
         return bool(await self._locking(b"EXISTS", self._lock_key(key)))
 
     def _lock_key(self, key: str) -> bytes:
-        return (self._prefix + "lock:" + key).encode()
+        return (self._prefix + LOCK + key).encode()
 
     async def _locking(self, *command: bytes) -> Reply:
         self._check_available()
@@ -352,16 +361,17 @@ class RedisStore:
 
     async def clear(self) -> int:
         """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its
-        slot. The namespace secret and the counters stay."""
+        slot: only the families this store writes (``OWN_FAMILIES``). The namespace secret and
+        the counters stay, and so does any other key under the prefix (another deployment's
+        whose prefix extends this one, another application's)."""
         self._check_available()
         removed = 0
-        secret = (self._prefix + "secret").encode()
-        counters = (self._prefix + COUNTERS).encode()
+        own = tuple((self._prefix + family).encode() for family in OWN_FAMILIES)
         try:
             async for key in self._client.scan_iter(
                 match=glob_escape(self._prefix) + "*", count=500
             ):
-                if key != secret and not key.startswith(counters):
+                if key.startswith(own):
                     removed += await self._client.unlink(key)
         except FAILURES as exc:
             raise self._failed(exc) from exc

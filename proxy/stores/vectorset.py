@@ -34,6 +34,8 @@ from proxy.stores.similarity import Neighbor
 # candidates per MiniLM query instead of 1.5.
 VECTOR_SET = "vset-rq8m32:"
 """Key infix of a partition's vector set (reduced, Q8, M 32: VADD refuses to mix formats)."""
+VECTOR_SET_FORMATS = ("vset:", "vset-q8:", "vset-rq8:", VECTOR_SET)
+"""Key infixes of the vector sets this version and earlier ones wrote: a flush removes them all."""
 MIN_REDUCE_DIMS = 192
 GRAPH_LINKS = 32
 """VADD M: links per node and layer (twice as many on the bottom layer)."""

@@ -243,6 +243,50 @@ async def test_counters_add_up_and_survive_clear(store: Store) -> None:
     assert await store.read_counters("group-b") == {"o3": 1}
 
 
+@pytest.mark.redis
+async def test_redis_flush_removes_its_own_keys_and_nothing_else(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Production on ``semcache:`` and staging on ``semcache:staging:`` in one database: a
+    flush of production removed every key under its prefix, staging's entries and namespace
+    secret among them (staging then made a new secret: every tenant's namespace changed)."""
+    vector = np.full(4, 0.5, dtype=np.float32)
+    prod = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    staging = RedisStore.from_url(redis_url, prefix=key_prefix + "staging:", timeout_seconds=1.0)
+    entry_keys = ("chat:ns:a", "emb:ns:b", "cmpl:ns:c", "resp:ns:d", "oll:ns:chat:e")
+    try:
+        secret = await staging.shared_secret(b"s" * 32)
+        await prod.shared_secret(b"p" * 32)
+        for store in (prod, staging):
+            for key in entry_keys:
+                await store.put(key, entry(), 60)
+            await store.add_vector("sem:ns:p", "chat:ns:a", vector, "the question", 60)
+            await store.put_ref("0123456789abcdef", b"{}", 60)
+            assert await store.try_lock("chat:ns:a", "me", 60)
+            await store.incr_counters("g", {"n": 1})
+        with redis.Redis.from_url(redis_url) as plain:
+            plain.set(f"{key_prefix}billing:invoice:1", "keep me")  # not semcache's
+            plain.set("other-app:1", "keep me")
+            old_vset = f"{key_prefix}vset-rq8:sem:ns:p"  # an earlier version's format
+            plain.execute_command("VADD", old_vset, "VALUES", 2, 1, 0, "chat:ns:old")
+            staging_keys = set(plain.scan_iter(match=f"{key_prefix}staging:*"))
+            assert await prod.clear() == len(entry_keys) + 4  # + vector sets, ref, lock
+            left = set(plain.scan_iter(match="*"))
+        kept = {f"{key_prefix}{k}".encode() for k in ("secret", "counters:g", "billing:invoice:1")}
+        assert left == staging_keys | kept | {b"other-app:1"}
+        for key in entry_keys:
+            assert await prod.get(key) is None
+            assert await staging.get(key) == entry()
+        assert await prod.get_ref("0123456789abcdef") is None
+        assert not await prod.is_locked("chat:ns:a")
+        assert await prod.nearest("sem:ns:p", vector, k=1, min_similarity=0.5) == []
+        assert await staging.nearest("sem:ns:p", vector, k=1, min_similarity=0.5) != []
+        assert await staging.shared_secret(b"t" * 32) == secret
+    finally:
+        await prod.close()
+        await staging.close()
+
+
 async def test_scan_pages_through_one_prefix_only(store: Store) -> None:
     mine = {f"chat:tenant-a:{i:04d}" for i in range(23)}
     for key in [*mine, "chat:tenant-b:0001", "emb:tenant-a:0001"]:
