@@ -219,6 +219,7 @@ class Metrics:
         if store is not None:
             family("semcache_store_entries", "gauge", "Entries in the store.")
             lines.append(f"semcache_store_entries {store.entries}")
-            family("semcache_store_bytes", "gauge", "Bytes held by the store.")
-            lines.append(f"semcache_store_bytes {store.bytes}")
+            if store.bytes is not None:
+                family("semcache_store_bytes", "gauge", "Bytes held by the store.")
+                lines.append(f"semcache_store_bytes {store.bytes}")
         return "\n".join(lines) + "\n"

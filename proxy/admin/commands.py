@@ -331,7 +331,7 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"by lookup: {_pairs(figures.get('hits_by_lookup', {}))}",
         f"tokens saved: {figures.get('tokens_saved', 0)}",
         f"store ({figures.get('store_kind', '?')}): {store.get('entries', '?')} entries, "
-        f"{store.get('bytes', '?')} bytes",
+        f"{'?' if store.get('bytes') is None else store['bytes']} bytes",
         _semantic_line(figures),
     ]
     if figures.get("miss_reasons"):

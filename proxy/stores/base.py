@@ -57,7 +57,8 @@ class Listed:
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     entries: int
-    bytes: int
+    bytes: int | None
+    """None: the store cannot tell (a Redis user whose ACL denies ``INFO``)."""
 
 
 class Store(Protocol):

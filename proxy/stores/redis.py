@@ -313,8 +313,10 @@ class RedisStore:
 
     async def ping(self) -> None:
         """Standalone and sentinel: ``INFO cluster`` answers like a PING and tells a cluster
-        node reached as a standalone server (each of its keys would answer ``MOVED``). A
-        cluster: every node answers PING and the cluster's state is ``ok``."""
+        node reached as a standalone server (each of its keys would answer ``MOVED``); for a
+        user whose ACL denies ``INFO`` (``-@dangerous``), a PING, and the server is taken for
+        the standalone one it was configured as. A cluster: every node answers PING and the
+        cluster's state is ``ok``."""
         try:
             if isinstance(self._client, RedisCluster):
                 await self._client.ping(target_nodes=RedisCluster.ALL_NODES)
@@ -322,7 +324,11 @@ class RedisStore:
                 if state.get("cluster_state") != "ok":
                     raise StoreError(f"redis cluster state is {state.get('cluster_state')}")
             else:
-                info = await self._client.info("cluster")
+                try:
+                    info = await self._client.info("cluster")
+                except NoPermissionError:
+                    info = {}
+                    await self._client.ping()
                 if int(info.get("cluster_enabled", 0)) == 1:
                     self._down_until = self._clock() + self._retry_seconds
                     raise StoreError(
@@ -334,19 +340,28 @@ class RedisStore:
 
     async def stats(self) -> StoreStats:
         """Whole-database figures (Redis keeps no cheap per-prefix count), summed over the
-        masters of a cluster."""
+        masters of a cluster. No bytes (None) when the ACL denies ``INFO`` (``-@dangerous``)."""
         self._check_available()
-        entries = used = 0
+        entries = 0
+        used: int | None = 0
         try:
             if isinstance(self._client, RedisCluster):
                 await self._client.initialize()  # learns the masters, once
                 for node in self._client.get_primaries():
                     entries += int(await self._client.dbsize(target_nodes=node))
-                    memory = await self._client.info("memory", target_nodes=node)
-                    used += int(memory.get("used_memory", 0))
+                    if used is not None:
+                        try:
+                            memory = await self._client.info("memory", target_nodes=node)
+                        except NoPermissionError:
+                            used = None
+                        else:
+                            used += int(memory.get("used_memory", 0))
             else:
                 entries = int(await self._client.dbsize())
-                used = int((await self._client.info("memory")).get("used_memory", 0))
+                try:
+                    used = int((await self._client.info("memory")).get("used_memory", 0))
+                except NoPermissionError:
+                    used = None
         except FAILURES as exc:
             raise self._failed(exc) from exc
         return StoreStats(entries=entries, bytes=used)

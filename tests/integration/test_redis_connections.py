@@ -11,14 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import numpy as np
 import pytest
 import redis
 import trustme
 
+from proxy.admin.doctor import diagnose
+from proxy.app import create_app
 from proxy.errors import StoreError
+from proxy.settings import Settings
 from proxy.stores.base import Entry
 from proxy.stores.redis import RedisStore
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -284,3 +289,71 @@ async def test_a_refused_command_fails_alone_while_an_outage_rests_the_store(
             await wrong.get("chat:ns:kept")  # resting: no second try within the window
     finally:
         await wrong.close()
+
+
+@pytest.fixture
+def no_info_user(redis_url: str, key_prefix: str) -> Iterator[str]:
+    """A common least-privilege ACL: every command but the ``@dangerous`` ones (``INFO`` among
+    them), this test's keys only. The URL of that user."""
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "cacheapp", "on", f">{PASSWORD}", f"~{key_prefix}*", "+@all",
+            "-@dangerous",
+        )  # fmt: skip
+        try:
+            yield redis_url.replace("redis://", f"redis://cacheapp:{quote(PASSWORD)}@", 1)
+        finally:
+            admin.execute_command("ACL", "DELUSER", "cacheapp")
+
+
+async def test_a_user_without_info_is_a_working_store_without_memory_figures(
+    no_info_user: str, key_prefix: str
+) -> None:
+    """The store's ping was ``INFO cluster`` and its stats ``INFO memory``: for this user every
+    entry command worked, yet the store was "unreachable" and had no stats."""
+    store = RedisStore.from_url(no_info_user, prefix=key_prefix, timeout_seconds=1.0)
+    try:
+        await store.ping()
+        await store.put("chat:ns:a", entry(), 60)
+        assert await store.get("chat:ns:a") == entry()
+        stats = await store.stats()
+        assert (stats.entries, stats.bytes) == (1, None)
+        assert await store.supports_vectors()
+    finally:
+        await store.close()
+
+
+async def test_an_app_on_a_user_without_info_is_healthy_hits_and_passes_doctor(
+    no_info_user: str, key_prefix: str, fake_upstream: FakeUpstream
+) -> None:
+    """/healthz and /readyz said store "unreachable", doctor said FAIL, and /metrics had no
+    store figures; now they are healthy, and only the memory figure is missing."""
+    settings = Settings(
+        upstream_url=fake_upstream.url,
+        redis_url=no_info_user,
+        redis_prefix=key_prefix,
+        embed_model="hash:64",
+    )
+    app = create_app(settings)
+    body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
+        states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+        health = (await c.get("/healthz")).json()
+        ready = await c.get("/readyz")
+        metrics = (await c.get("/metrics")).text
+        stats = (await c.get("/cache/stats")).json()
+    assert states == ["MISS", "HIT"]
+    assert (health["store"], health["store_errors_last_minute"]) == ("ok", 0)
+    assert (ready.status_code, ready.json()["status"]) == (200, "ready")
+    assert "semcache_store_entries " in metrics
+    assert "semcache_store_bytes" not in metrics
+    assert stats["store"]["bytes"] is None
+    assert stats["store"]["entries"] >= 1
+    assert stats["store_errors"] == {}
+    checks = await diagnose(settings)
+    assert all(check.ok for check in checks), checks
+    assert "redis: reachable, vector sets available" in [c.detail for c in checks]

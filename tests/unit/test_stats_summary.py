@@ -93,6 +93,12 @@ def test_semantic_matching_that_is_off_says_so() -> None:
     assert any(line.startswith("semantic: on, embedder hash:64") for line in on)
 
 
+def test_a_store_that_cannot_tell_its_bytes_shows_a_question_mark() -> None:
+    """A Redis user whose ACL denies INFO: the store's bytes are null, not "None bytes"."""
+    lines = summary({**FIGURES, "store_kind": "redis", "store": {"entries": 4, "bytes": None}})
+    assert "store (redis): 4 entries, ? bytes" in lines
+
+
 @pytest.mark.parametrize(
     ("status", "message", "hint"),
     [

@@ -158,7 +158,7 @@ function draw(d) {
   const ms = (v) => (v === null ? "–" : `${fmt.format(v)} ms`);
   text("latency", `${ms(hitMs)} / ${ms(missMs)}`);
   text("entries", s.store ? `${fmt.format(s.store.entries)} entries` : "unreachable");
-  text("store-bytes", s.store ? `${d.store_kind} · ${bytes(s.store.bytes)}` : d.store_kind);
+  text("store-bytes", s.store && s.store.bytes != null ? `${d.store_kind} · ${bytes(s.store.bytes)}` : d.store_kind);
   text("setup", `semantic matching ${d.semantic.state}`);
   text("updated", `updated ${new Date(now.t * 1000).toLocaleTimeString()}`);
   counts("miss-reasons", s.miss_reasons);
