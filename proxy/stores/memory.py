@@ -25,6 +25,10 @@ _EXPIRY = struct.Struct("<d")
 # node, the str and bytes object headers, the allocator), measured with bench/scaling.py, so
 # that the byte bound tracks real memory rather than payload alone.
 _SLOT_BYTES = 200
+# What a vector row costs beside its text, sketch and key and the index's arrays: its slots in
+# the index's id list, text list and row map and in ``_vector_of`` (about 230 bytes measured
+# with tracemalloc at 20,000 rows), and the text's and sketch's object headers.
+_ROW_BYTES = 300
 # Above this many rows a search may take over a millisecond: the scan runs in a worker thread.
 OFFLOAD_ROWS = 150_000
 MAX_COUNTER_GROUPS = 10_000
@@ -49,7 +53,10 @@ class MemoryStore:
         self._clock = clock
         self._indexes: dict[str, VectorIndex] = {}
         self._vector_of: dict[str, tuple[str, int]] = {}
-        """key -> (partition, bytes the row costs)"""
+        """key -> (partition, bytes the row costs beside the index's arrays)"""
+        self._index_bytes: dict[str, int] = {}
+        """partition -> bytes its index is charged: its arrays at their allocated size (they
+        grow ahead of the rows and shrink behind them) and ``INDEX_OVERHEAD_BYTES``"""
         self._counters: dict[str, dict[str, int]] = {}
         self._refs: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         """name -> (expiry, data): small records beside the entries, as many at most"""
@@ -97,11 +104,16 @@ class MemoryStore:
             for stale in [k for k, (p, _) in self._vector_of.items() if p == partition]:
                 self._drop_vector(stale)
             index = self._indexes.get(partition)
+        cost = len(text.encode()) + len(sketch) + len(key) + _ROW_BYTES
+        if index is not None:
+            self._make_room(index, cost)
+            if key not in self._entries:
+                return  # evicted itself: the bound holds nothing more
+            index = self._indexes.get(partition)  # gone if it emptied
         if index is None:
             index = self._indexes[partition] = VectorIndex(vector.shape[0])
-            self._bytes += INDEX_OVERHEAD_BYTES
         index.add(key, vector, text, sketch)
-        cost = index.nbytes_per_row() + len(text.encode()) + len(sketch) + len(key)
+        self._charge_index(partition, index)
         self._vector_of[key] = (partition, cost)
         self._bytes += cost
         self._evict()
@@ -200,6 +212,7 @@ class MemoryStore:
         self._entries.clear()
         self._indexes.clear()
         self._vector_of.clear()
+        self._index_bytes.clear()
         self._refs.clear()
         self._bytes = 0
         return removed
@@ -209,6 +222,19 @@ class MemoryStore:
 
     def _evict(self) -> None:
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            self._remove(next(iter(self._entries)))
+            self.evictions += 1
+
+    def _make_room(self, index: VectorIndex, cost: int) -> None:
+        """Before a full index grows: evict the least recently used entries while its growth
+        would not fit the bound, until it fits or a row of this index has gone. At the bound a
+        partition's arrays then reuse the rows of evicted entries instead of growing (and an
+        eviction frees only an entry's own bytes, not its row of the arrays)."""
+        while (
+            (growth := index.growth_bytes())
+            and self._bytes + growth + cost > self._max_bytes
+            and self._entries
+        ):
             self._remove(next(iter(self._entries)))
             self.evictions += 1
 
@@ -226,7 +252,16 @@ class MemoryStore:
         self._bytes -= cost
         if not len(index):
             del self._indexes[partition]
-            self._bytes -= INDEX_OVERHEAD_BYTES
+            self._bytes -= self._index_bytes.pop(partition)
+        else:
+            self._charge_index(partition, index)
+
+    def _charge_index(self, partition: str, index: VectorIndex) -> None:
+        """Charge what ``index`` holds now, after a row came or went (its arrays may have grown
+        or shrunk)."""
+        charge = INDEX_OVERHEAD_BYTES + index.nbytes()
+        self._bytes += charge - self._index_bytes.get(partition, 0)
+        self._index_bytes[partition] = charge
 
 
 def _cost(key: str, packed_bytes: int) -> int:

@@ -25,9 +25,12 @@ MAX_PREFILTER_CANDIDATES = 512
 # probability below 1e-9 per row.
 _MARGIN_SIGMAS = 6.0
 _INITIAL_CAPACITY = 1
+DOUBLING_ROWS = 1024
+"""The arrays double while they hold fewer rows, then grow by an eighth: a full index at most
+an eighth larger than its rows (amortized O(1) either way). They halve when a quarter full."""
 INDEX_OVERHEAD_BYTES = 1024
-"""What an index costs beside its rows (its arrays' and maps' own objects): charged once per
-partition by the memory store, which may hold one index per tenant and context."""
+"""What an index costs beside its arrays and rows (the arrays' and maps' own objects): charged
+once per partition by the memory store, which may hold one index per tenant and context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,9 @@ class VectorIndex:
             self._rows[moved] = row
         self._ids.pop()
         self._texts.pop()
+        capacity = self._vectors.shape[0]
+        if capacity > _INITIAL_CAPACITY and len(self._ids) <= capacity // 4:
+            self._resize(max(_INITIAL_CAPACITY, capacity // 2))
 
     def candidate_rows(self, query: Vector, min_similarity: float) -> npt.NDArray[np.intp]:
         """Rows that may reach ``min_similarity``; safe to run in a worker thread (it only
@@ -125,8 +131,17 @@ class VectorIndex:
             query, self.candidate_rows(query, min_similarity), k=k, min_similarity=min_similarity
         )
 
-    def nbytes_per_row(self) -> int:
-        return self.dims * 4 + CODE_BITS // 8
+    def growth_bytes(self) -> int:
+        """What the arrays would add were a row added now: 0 while they have room."""
+        capacity = self._vectors.shape[0]
+        if len(self._ids) < capacity:
+            return 0
+        return (_grown(capacity) - capacity) * (self.dims * 4 + CODE_BITS // 8)
+
+    def nbytes(self) -> int:
+        """What the vector and code arrays hold, at their allocated size (not only the rows in
+        use): what the memory store charges against its byte bound."""
+        return self._vectors.nbytes + self._codes.nbytes
 
     def _code(self, vector: Vector) -> npt.NDArray[np.uint64]:
         bits = np.packbits(self._planes @ vector > 0)
@@ -134,20 +149,29 @@ class VectorIndex:
 
     def _hamming(self, query: Vector, n: int) -> npt.NDArray[np.uint16]:
         code = self._code(query)
+        codes = self._codes  # one array throughout: a remove meanwhile may shrink them
+        n = min(n, codes.shape[1])
         total = np.zeros(n, dtype=np.uint16)
         word = np.empty(n, dtype=np.uint64)
-        for j in range(self._codes.shape[0]):
-            np.bitwise_xor(self._codes[j, :n], code[j], out=word)
+        for j in range(codes.shape[0]):
+            np.bitwise_xor(codes[j, :n], code[j], out=word)
             total += np.bitwise_count(word)
         return total
 
     def _grow(self) -> None:
-        capacity = self._vectors.shape[0] * 2
+        self._resize(_grown(self._vectors.shape[0]))
+
+    def _resize(self, capacity: int) -> None:
+        n = len(self._ids)
         vectors = np.empty((capacity, self.dims), dtype=np.float32)
-        vectors[: len(self._ids)] = self._vectors[: len(self._ids)]
+        vectors[:n] = self._vectors[:n]
         codes = np.empty((self._codes.shape[0], capacity), dtype=np.uint64)
-        codes[:, : len(self._ids)] = self._codes[:, : len(self._ids)]
+        codes[:, :n] = self._codes[:, :n]
         self._vectors, self._codes = vectors, codes
+
+
+def _grown(capacity: int) -> int:
+    return capacity * 2 if capacity < DOUBLING_ROWS else capacity + capacity // 8
 
 
 @functools.lru_cache(maxsize=8)

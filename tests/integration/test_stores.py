@@ -352,6 +352,69 @@ async def test_memory_many_one_row_partitions_cost_what_the_store_counts() -> No
     assert (await store.stats()).bytes == 0
 
 
+async def test_memory_byte_bound_counts_the_vector_arrays_as_allocated() -> None:
+    """One tenant and one model (one partition), 1536-dim vectors: the index's arrays grew
+    ahead of their rows (doubling) and never shrank, but only the rows in use were counted. At
+    an 8 MiB bound the store held ~1.6x that; after all but one entry were removed it counted
+    ~8 KB and held the arrays at their peak. Now the arrays are counted as allocated, grow only
+    into what the bound leaves, and shrink behind their rows."""
+    import tracemalloc
+
+    from proxy.stores.similarity import CODE_BITS, _planes
+
+    dims, bound = 1536, 8 << 20
+    row_bytes = dims * 4 + CODE_BITS // 8
+    _planes(dims)  # shared, made once: not the store's
+    vectors = np.random.default_rng(0).standard_normal((2000, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = MemoryStore(max_entries=1_000_000, max_bytes=bound)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2000):
+            key = f"chat:ns:{i:064x}"
+            body = Entry(id=f"{i:016x}", body=b"x" * 300, created_at=1.0, meta=b'{"model":"m"}')
+            await store.put(key, body, 3600)
+            await store.add_vector("p", key, vectors[i], f"question {i}", 3600)
+            counted = (await store.stats()).bytes
+            assert counted is not None
+            assert store._indexes["p"].nbytes() <= counted <= bound
+        held = tracemalloc.get_traced_memory()[0] - before
+        kept = len(store._entries)
+        found = await store.nearest("p", vectors[1999], k=1, min_similarity=0.99)
+        for key in list(store._entries)[:-1]:
+            await store.delete(key)
+        left = tracemalloc.get_traced_memory()[0] - before
+        counted_left = (await store.stats()).bytes
+    finally:
+        tracemalloc.stop()
+    assert held <= 1.1 * bound, (held, bound)
+    assert kept >= 0.9 * bound / (row_bytes + 1000), kept  # the bound holds rows, not spare room
+    assert [n.id for n in found] == [f"chat:ns:{1999:064x}"]
+    assert store._indexes["p"].nbytes() <= 2 * row_bytes  # shrunk behind its rows
+    assert counted_left is not None
+    assert left <= 20 * counted_left + (1 << 20), (left, counted_left)
+
+
+async def test_memory_index_shrinks_when_a_quarter_full_and_searches_alike() -> None:
+    from proxy.stores.similarity import VectorIndex
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((3000, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = VectorIndex(16)
+    for i, row in enumerate(rows):
+        index.add(f"k{i}", row, f"text {i}")
+    peak = index.nbytes()
+    for i in range(2990):
+        index.remove(f"k{i}")
+    assert len(index) == 10
+    assert index.nbytes() <= peak / 64
+    for i in range(2990, 3000):
+        found = index.search(rows[i], k=1, min_similarity=0.99)
+        assert [n.id for n in found] == [f"k{i}"]
+
+
 async def test_redis_counter_hashes_expire_unless_added_to(redis_url: str, key_prefix: str) -> None:
     """A hash per group, named after a request's model: one nobody adds to for 30 days goes."""
     store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
