@@ -148,7 +148,9 @@ async def _import_line(
 
 async def _restore(svc: Services, row: dict[str, Any]) -> None:
     """A line of ``GET /cache/export``: the entry back under its own key (the same deployment's
-    secret makes the same namespaces). Its semantic vector is not restored."""
+    secret makes the same namespaces), with the ref its id is found by (``/cache/entries/{id}``,
+    ``POST /cache/feedback``), as a miss leaves one for every route but embeddings. Its
+    semantic vector is not restored, so the ref names no partition."""
     key = _field(row, "key", str, required=True)
     if not key.startswith(tuple(ROUTES.values())) or key.count(":") < 2:
         raise BadRequestError("'key' is not an entry key", param="key")
@@ -173,5 +175,8 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
         raise BadRequestError(f"'entry' is not an exported entry: {exc}", param="entry") from exc
     ttl = row.get("ttl_seconds")
     ttl_seconds = svc.settings.ttl_seconds if not isinstance(ttl, int | float) else ttl
-    if not await svc.cache.put(key, entry, max(1.0, float(ttl_seconds)), kind="import"):
+    ttl_seconds = max(1.0, float(ttl_seconds))
+    if not await svc.cache.put(key, entry, ttl_seconds, kind="import"):
         raise BadRequestError("not stored (too large, or the store failed)")
+    if not key.startswith(ROUTES["embeddings"]):
+        await svc.feedback.remember(entry, key=key, partition="", ttl_seconds=ttl_seconds)

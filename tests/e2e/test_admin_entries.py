@@ -108,6 +108,8 @@ def test_commands_ls_show_rm_and_export_then_restore(
     assert cli("ls", "--url", url, "--key", "sk-ent-c").stdout == ""
     no_filter = cli("rm", "--url", url, "--yes")
     assert no_filter.returncode != 0  # refuses to remove everything without a filter
+    # Their refs too (rm leaves them to expire): the restore below is into an empty store.
+    assert cli("flush", "--url", url, "--yes").returncode == 0
 
     restored = cli("import", str(dump), "--url", url, "--no-progress")
     assert restored.stdout.strip() == "import: 3 lines: 3 stored, 0 failed"
@@ -115,6 +117,13 @@ def test_commands_ls_show_rm_and_export_then_restore(
     hit = chat(admin_proxy, f"{question} cli 1", "sk-ent-c")
     assert hit.headers["x-cache"] == "HIT"
     assert fake_upstream.calls("/v1/chat/completions") == calls
+    # A restored entry is found by its id (the import writes its ref): show, then rm.
+    restored_id = hit.headers["x-cache-entry-id"]
+    shown = cli("show", restored_id, "--url", url)
+    assert shown.returncode == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["id"] == restored_id
+    assert cli("rm", restored_id, "--url", url).stdout.strip() == "removed 1 entries"
+    assert chat(admin_proxy, f"{question} cli 1", "sk-ent-c").headers["x-cache"] == "MISS"
 
 
 def test_entry_routes_need_the_admin_token(admin_proxy: ProxyProcess) -> None:

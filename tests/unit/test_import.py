@@ -84,3 +84,40 @@ async def test_import_needs_the_admin_token(
     assert route.call_count == 1
     async with make_proxy(upstream_mock, clock) as off:
         assert (await off.client.post("/cache/import", content=row("q", "a"))).status_code == 403
+
+
+async def test_an_entry_restored_from_an_export_is_found_by_its_id(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """export, flush (or a new store), import: the entries hit again, and the id a hit carries
+    in X-Cache-Entry-Id (and `semcache ls` lists) must work with `show`, `rm` and feedback.
+    The restore wrote the entry without the ref an id is looked up by: all three said 404."""
+    route = upstream_mock.post("/chat/completions").respond(200, json=completion("Paris."))
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        await p.chat(chat_body("What is the capital of France?"))
+        await p.chat(chat_body("How many legs has a spider?"))
+        dump = (await p.client.get("/cache/export", headers=ADMIN)).content
+        assert (await p.client.delete("/cache", headers=ADMIN)).status_code == 200
+        result = (await p.client.post("/cache/import", content=dump, headers=ADMIN)).json()
+        france = await p.chat(chat_body("What is the capital of France?"))
+        spider = await p.chat(chat_body("How many legs has a spider?"))
+        france_id = france.headers["x-cache-entry-id"]
+        shown = await p.client.get(f"/cache/entries/{france_id}", headers=ADMIN)
+        reported = await p.client.post(
+            "/cache/feedback",
+            json={"entry_id": spider.headers["x-cache-entry-id"], "scope": "all"},
+            headers={"authorization": "Bearer sk-test-a"},  # the entry's own tenant
+        )
+        removed = await p.client.delete(f"/cache/entries/{france_id}", headers=ADMIN)
+        after = [
+            (await p.chat(chat_body(text))).headers["x-cache"]
+            for text in ("What is the capital of France?", "How many legs has a spider?")
+        ]
+    assert (result["imported"], result["failed"]) == (2, 0)
+    assert (france.headers["x-cache"], spider.headers["x-cache"]) == ("HIT", "HIT")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["id"] == france_id
+    assert reported.status_code == 200, reported.text
+    assert removed.json() == {"removed": 1}, removed.text
+    assert after == ["MISS", "MISS"]  # both gone: asked upstream again
+    assert route.call_count == 4
