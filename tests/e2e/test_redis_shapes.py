@@ -98,12 +98,12 @@ def test_semantic_hits_with_vector_sets_on_every_master(
     for tenant in range(8):
         key = f"sk-sem-{tenant}-{uuid.uuid4().hex[:6]}"
         with OpenAI(base_url=semantic_cluster_proxy.base_url, api_key=key, max_retries=0) as sdk:
-            firsts.append(chat(sdk, "How do I reverse a list in Python?")[2])
-            served.append(chat(sdk, "How can I reverse a Python list?"))
+            firsts.append(chat(sdk, "What is the best way to learn Python?")[2])
+            served.append(chat(sdk, "What's the best way to learn Python?"))
     with OpenAI(
         base_url=semantic_cluster_proxy.base_url, api_key="sk-sem-outsider", max_retries=0
     ) as outsider:
-        foreign = chat(outsider, "How can I reverse a Python list?")
+        foreign = chat(outsider, "What's the best way to learn Python?")
 
     def vector_sets() -> dict[int, list[bytes]]:
         return {

@@ -30,12 +30,12 @@ def test_paraphrase_hits_and_look_alike_misses(
     semantic_proxy: ProxyProcess, fake_upstream: FakeUpstream
 ) -> None:
     with OpenAI(base_url=semantic_proxy.base_url, api_key="sk-sem", max_retries=0) as sdk:
-        first = ask(sdk, "How do I reverse a list in Python?")
-        paraphrase = ask(sdk, "How can I reverse a Python list?")
-        look_alike = ask(sdk, "How do I reverse a list in Java?")
+        first = ask(sdk, "What is the best way to learn Python?")
+        paraphrase = ask(sdk, "What's the best way to learn Python?")
+        look_alike = ask(sdk, "What is the best way to learn Java?")
         other_tenant = OpenAI(base_url=semantic_proxy.base_url, api_key="sk-other", max_retries=0)
         with other_tenant:
-            foreign = ask(other_tenant, "How can I reverse a Python list?")
+            foreign = ask(other_tenant, "What's the best way to learn Python?")
     assert first[0] == "MISS"
     assert paraphrase == ("HIT", "semantic", first[2])
     assert look_alike[:2] == ("MISS", "")

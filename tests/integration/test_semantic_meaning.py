@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 
 PARAPHRASES = [
     ("What is the capital of France?", "What's the capital of France?"),
-    ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
+    ("What is the best way to learn Python?", "What's the best way to learn Python?"),
     ("What are some good ways to improve my sleep?", "What are good ways to improve sleep?"),
 ]
 LOOK_ALIKES = [
