@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 import pytest
 import redis
@@ -23,6 +22,7 @@ from proxy.errors import StoreError
 from proxy.settings import Settings
 from proxy.stores.base import Entry
 from proxy.stores.redis import RedisStore
+from tests.support.asgi import asked_twice, running
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer
 
@@ -335,13 +335,8 @@ async def test_an_app_on_a_user_without_info_is_healthy_hits_and_passes_doctor(
         embed_model="hash:64",
     )
     app = create_app(settings)
-    body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-    ):
-        states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
-        states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+    async with running(app) as c:
+        states = await asked_twice(c)
         health = (await c.get("/healthz")).json()
         ready = await c.get("/readyz")
         metrics = (await c.get("/metrics")).text

@@ -6,7 +6,6 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 
-import httpx
 import numpy as np
 import orjson
 import pytest
@@ -18,6 +17,7 @@ from proxy.stores.base import Entry, Store, Vector
 from proxy.stores.memory import MemoryStore
 from proxy.stores.redis import RedisStore
 from proxy.stores.vectorset import GRAPH_LINKS, SEARCH_CONNECTIONS, VECTOR_SET
+from tests.support.asgi import asked_twice, running
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer, find_redis_server
 
@@ -309,13 +309,8 @@ async def test_app_on_redis_without_vector_sets_is_exact_only(
             upstream_url=fake_upstream.url, redis_url=server.url, embed_model="hash:64"
         )
         app = create_app(settings)
-        body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-        ):
-            states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
-            states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+        async with running(app) as c:
+            states = await asked_twice(c)
             stats = (await c.get("/cache/stats")).json()
     assert states == ["MISS", "HIT"]
     assert stats["semantic_enabled"] is False
@@ -359,17 +354,12 @@ async def test_app_started_while_redis_is_down_keeps_semantic_matching_on(
         server.url, prefix="semcache:", timeout_seconds=1.0, clock=lambda: now[0]
     )
     app = create_app(settings, store=store)
-    body = {"model": "m", "messages": [{"role": "user", "content": "What is the capital?"}]}
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-        ):
+        async with running(app) as c:
             down = (await c.get("/cache/stats")).json()
             server.start()
             now[0] += 2.0  # past the store's retry window after the failed probe
-            states = [(await c.post("/v1/chat/completions", json=body)).headers["x-cache"]]
-            states.append((await c.post("/v1/chat/completions", json=body)).headers["x-cache"])
+            states = await asked_twice(c)
             with redis.Redis.from_url(server.url) as admin:
                 vector_sets = admin.keys(f"*{VECTOR_SET}*")
     finally:

@@ -15,15 +15,8 @@ import respx
 from proxy.cache.keys import SEMANTIC_MARK, semantic_partition, semantic_text
 from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
-from tests.unit.harness import (
-    QUESTION,
-    SAME_WORDS,
-    FakeClock,
-    Proxy,
-    chat_body,
-    completion,
-    make_proxy,
-)
+from tests.unit import harness
+from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -334,7 +327,7 @@ async def test_a_stored_chat_completion_deleted_upstream_is_not_served_again(
 ) -> None:
     """A ``"store": true`` chat completion can be fetched and deleted by id
     (``DELETE /v1/chat/completions/{id}``); once deleted, its entry goes too."""
-    made = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    made = proxy.upstream.post("/chat/completions").respond(200, json=harness.completion())
     proxy.upstream.delete("/chat/completions/chatcmpl-1").respond(
         200, json={"id": "chatcmpl-1", "object": "chat.completion.deleted", "deleted": True}
     )
