@@ -71,6 +71,12 @@ async def delete_entries(request: Request) -> Response:
     f = _filters(request, svc)
     if not f.any:
         raise BadRequestError("give a filter (DELETE /cache removes everything)")
+    removed = await remove_matching(svc, f)
+    return raw_response(orjson.dumps({"removed": removed}), 200, [JSON])
+
+
+async def remove_matching(svc: Services, f: catalog.Filters) -> int:
+    """Remove every entry ``f`` matches, with its vector; how many. A store failure is a 503."""
     removed = 0
     try:
         async for item in catalog.every(svc.cache.store, f, svc.cache.clock()):
@@ -78,7 +84,7 @@ async def delete_entries(request: Request) -> Response:
             removed += 1
     except StoreError as exc:
         raise _unavailable(exc) from exc
-    return raw_response(orjson.dumps({"removed": removed}), 200, [JSON])
+    return removed
 
 
 async def export(request: Request) -> Response:

@@ -5,22 +5,35 @@ Ollama's shape, ``{"error": "..."}``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from proxy.cache.catalog import Filters
 from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
+from proxy.http.entries import remove_matching
 from proxy.http.handlers import header_fields, read_body, services
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import has_duplicate_keys, parse_object
+from proxy.http.validate import has_duplicate_keys, json_or_none, parse_object
+
+log = logging.getLogger("semcache.ollama")
 
 NEEDS = {"chat": "messages", "generate": "prompt", "embed": "input", "embeddings": "prompt"}
+CHANGES_A_MODEL = {
+    ("POST", "/api/create"): ("model", "name"),
+    ("POST", "/api/pull"): ("model", "name"),
+    ("POST", "/api/copy"): ("destination",),
+    ("DELETE", "/api/delete"): ("model", "name"),
+}
+"""Routes after whose success a model name answers differently (or not at all), and the body
+fields that name it: entries are keyed by the name, so that model's entries go."""
 PASSED = cache_headers("BYPASS", reason="not-cacheable:route")
 
 
@@ -35,6 +48,10 @@ async def ollama_api(request: Request) -> Response:
     try:
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
+        if (request.method, path) in CHANGES_A_MODEL:
+            raw = await read_body(request, svc.settings.max_body_bytes, fields)
+            names = _model_names(raw, CHANGES_A_MODEL[request.method, path])
+            return await _send_raw(request, pipeline.base + path, raw, changes=names)
         if kind is None:
             return await _pass(request, pipeline.base + path)
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
@@ -91,15 +108,53 @@ async def _pass(request: Request, url: str) -> Response:
     return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)
 
 
-async def _send_raw(request: Request, url: str, raw: bytes) -> Response:
+async def _send_raw(
+    request: Request, url: str, raw: bytes, *, changes: tuple[str, ...] = ()
+) -> Response:
+    """``raw`` sent on; when it ``changes`` models (and the upstream said 2xx), their entries
+    are removed once the answer ended cleanly (a pull streams its progress until it is done)."""
     svc = services(request)
     response = await svc.upstream.send(
-        "POST",
+        request.method,
         url,
         headers=svc.upstream.forward_headers(request.headers.raw, to=url),
         content=raw,
     )
-    return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)
+    forget: Callable[[], Awaitable[None]] | None = None
+    if changes and 200 <= response.status_code < 300:
+
+        async def forget_changed() -> None:
+            for name in changes:
+                try:
+                    removed = await remove_matching(svc, Filters(model=name))
+                except HTTPError:  # the store failed: the entries stay, the answer stands
+                    log.warning("entries of model %s not removed: the store failed", name)
+                    continue
+                if removed:
+                    log.info("model %s changed upstream: %d entries removed", name, removed)
+
+        forget = forget_changed
+
+    return relay(
+        svc.upstream, response, extra_headers=PASSED, on_complete=forget, openai_errors=False
+    )
+
+
+def _model_names(raw: bytes, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The model names a management request's body gives, each as Ollama spells it both ways
+    (``llama3.2`` is ``llama3.2:latest``)."""
+    body = json_or_none(raw)
+    names: list[str] = []
+    for field in fields:
+        name = body.get(field) if isinstance(body, dict) else None
+        if isinstance(name, str) and name.strip():
+            name = name.strip()
+            names.append(name)
+            if name.endswith(":latest"):
+                names.append(name.removesuffix(":latest"))
+            elif ":" not in name.rsplit("/", 1)[-1]:
+                names.append(name + ":latest")
+    return tuple(dict.fromkeys(names))
 
 
 def _with_query(url: str, query: bytes) -> str:

@@ -18,6 +18,7 @@ from tests.unit.harness import (
     UPSTREAM,
     FakeClock,
     Held,
+    chat_body,
     completion,
     make_proxy,
 )
@@ -249,3 +250,57 @@ async def test_a_streamed_miss_keeps_its_logprobs_for_the_whole_answer_a_hit_ser
     )  # fmt: skip
     assert [t["token"] for t in hit.json()["logprobs"]] == ["Paris", " is", "."]
     assert hit.json()["message"]["content"] == "Paris is."
+
+
+def _answer(model: str, content: str) -> dict[str, Any]:
+    return {**CHAT, "model": model, "message": {"role": "assistant", "content": content}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "forgotten"),
+    [
+        ("POST", "/api/create", {"model": "tutor", "from": "llama3.2", "system": "In French."},
+         200, True),
+        ("POST", "/api/pull", {"model": "tutor:latest"}, 200, True),
+        ("POST", "/api/copy", {"source": "llama3.2", "destination": "tutor"}, 200, True),
+        ("DELETE", "/api/delete", {"model": "tutor"}, 200, True),
+        ("DELETE", "/api/delete", {"model": "tutor"}, 404, False),  # nothing changed
+        ("POST", "/api/pull", {"model": "other"}, 200, False),  # another model's
+    ],
+    ids=["created", "pulled", "copied-onto", "deleted", "delete-failed", "other-model"],
+)  # fmt: skip
+async def test_a_model_changed_through_the_proxy_takes_its_entries_with_it(
+    clock: FakeClock,
+    method: str,
+    path: str,
+    payload: dict[str, Any],
+    status: int,
+    forgotten: bool,
+) -> None:
+    """Entries are keyed by the model's name, which ``ollama create``, ``pull``, ``cp`` and
+    ``rm`` rewrite: after one succeeds through semcache, that name's entries (Ollama's and the
+    OpenAI-compatible routes', ``tutor`` and ``tutor:latest`` alike) are removed; straight from
+    Ollama the next chat is the new model's answer, or a 404."""
+    ask = {"model": "tutor", "messages": [{"role": "user", "content": QUESTION}], "stream": False}
+    with respx.mock(assert_all_called=False) as router:
+        chat = router.post(f"{OLLAMA}/chat").mock(
+            side_effect=[httpx.Response(200, json=_answer("tutor", f"answer {n}")) for n in (1, 2)]
+        )
+        v1 = router.post(f"{UPSTREAM}/chat/completions").mock(
+            side_effect=[httpx.Response(200, json=completion(f"v1 {n}")) for n in (1, 2)]
+        )
+        router.route(method=method, url=f"http://upstream.test{path}").respond(
+            status, json={"status": "success"} if status == 200 else {"error": "not found"}
+        )
+        async with make_proxy(router, clock) as p:
+            await p.client.post("/api/chat", json=ask)
+            await p.client.post("/v1/chat/completions", json=chat_body(model="tutor:latest"))
+            changed = await p.client.request(method, path, json=payload)
+            again = await p.client.post("/api/chat", json=ask)
+            again_v1 = await p.client.post(
+                "/v1/chat/completions", json=chat_body(model="tutor:latest")
+            )
+    assert changed.status_code == status
+    expected = "MISS" if forgotten else "HIT"
+    assert (again.headers["x-cache"], again_v1.headers["x-cache"]) == (expected, expected)
+    assert (chat.call_count, v1.call_count) == ((2, 2) if forgotten else (1, 1))
