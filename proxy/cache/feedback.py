@@ -103,7 +103,8 @@ class Feedback:
         data = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition})
         await self._cache.put_ref(entry.id, data, ttl_seconds)
         if kept_as is not None:
-            await self._cache.put_ref(KEPT_REF + kept_as, data, ttl_seconds)
+            kept = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition, "i": entry.id})
+            await self._cache.put_ref(KEPT_REF + kept_as, kept, ttl_seconds)
 
     async def deleted_upstream(self, kept_as: str) -> bool:
         """The upstream deleted the object ``kept_as`` (a client's 2xx ``DELETE``): the entry
@@ -114,6 +115,9 @@ class Feedback:
         where = json_or_none(ref) if ref is not None else None
         if not isinstance(where, dict) or not isinstance(where.get("k"), str):
             return False
+        entry = await self._cache.get(where["k"])
+        if entry is None or entry.id != where.get("i"):
+            return False  # gone already, or a newer answer (a refresh) lives at that key now
         if where.get("p"):
             await self._cache.remove_vector(str(where["p"]), where["k"])
         await self._cache.delete(where["k"])

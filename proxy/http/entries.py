@@ -14,7 +14,7 @@ here a failure is news, not a miss.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -75,11 +75,16 @@ async def delete_entries(request: Request) -> Response:
     return raw_response(orjson.dumps({"removed": removed}), 200, [JSON])
 
 
-async def remove_matching(svc: Services, f: catalog.Filters) -> int:
-    """Remove every entry ``f`` matches, with its vector; how many. A store failure is a 503."""
+async def remove_matching(
+    svc: Services, f: catalog.Filters, where: Callable[[Listed], bool] | None = None
+) -> int:
+    """Remove every entry ``f`` (and ``where``) matches, with its vector; how many. A store
+    failure is a 503."""
     removed = 0
     try:
         async for item in catalog.every(svc.cache.store, f, svc.cache.clock()):
+            if where is not None and not where(item):
+                continue
             await _remove(svc, item.key, await _partition(svc, item.entry.id))
             removed += 1
     except StoreError as exc:

@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from proxy.cache.catalog import Filters
+from proxy.cache.catalog import Filters, meta_of
 from proxy.cache.keys import api_key_from, scoped_namespace
 from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
@@ -124,14 +124,17 @@ async def _send_raw(
     if changes and 200 <= response.status_code < 300:
 
         async def forget_changed() -> None:
-            for name in changes:
-                try:
-                    removed = await remove_matching(svc, Filters(model=name))
-                except HTTPError:  # the store failed: the entries stay, the answer stands
-                    log.warning("entries of model %s not removed: the store failed", name)
-                    continue
-                if removed:
-                    log.info("model %s changed upstream: %d entries removed", name, removed)
+            # One walk of the store for every spelling; it pauses between pages, and this
+            # answer ends when it is done (the client's next request sees the new model).
+            try:
+                removed = await remove_matching(
+                    svc, Filters(), lambda item: meta_of(item).get("model") in changes
+                )
+            except HTTPError:  # the store failed: the entries stay, the answer stands
+                log.warning("entries of model %s not removed: the store failed", changes[0])
+                return
+            if removed:
+                log.info("model %s changed upstream: %d entries removed", changes[0], removed)
 
         forget = forget_changed
 

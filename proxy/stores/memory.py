@@ -10,6 +10,7 @@ A vector row lives and dies with its entry: eviction, expiry and replacement rem
 
 from __future__ import annotations
 
+import heapq
 import struct
 import time
 from collections import OrderedDict
@@ -33,6 +34,9 @@ _ROW_BYTES = 300
 OFFLOAD_ROWS = 150_000
 MAX_COUNTER_GROUPS = 10_000
 """Counter groups kept (the oldest go first): they are a few hundred bytes each."""
+REFS_PER_ENTRY = 2
+"""Refs kept per entry the store may hold: an entry's id and the id of the object the upstream
+keeps for it (:mod:`proxy.cache.feedback`)."""
 
 
 class MemoryStore:
@@ -139,7 +143,10 @@ class MemoryStore:
     async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
         """In key order from ``cursor`` (the last key of the previous page): LRU order moves
         with every hit, key order does not."""
-        keys = sorted(k for k in self._entries if k.startswith(prefix) and k > cursor)
+        # The next count + 1 keys in order, without sorting all of them on every page.
+        keys = heapq.nsmallest(
+            count + 1, (k for k in self._entries if k.startswith(prefix) and k > cursor)
+        )
         page: list[Listed] = []
         for key in keys[:count]:
             found = await self.listed(key)
@@ -160,7 +167,9 @@ class MemoryStore:
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
         self._refs[name] = (self._clock() + ttl_seconds, data)
         self._refs.move_to_end(name)
-        while len(self._refs) > self._max_entries:
+        # Two refs at most per entry (its id; the id of the object the upstream keeps for it):
+        # a bound of one per entry dropped the id refs of live entries.
+        while len(self._refs) > REFS_PER_ENTRY * self._max_entries:
             self._refs.popitem(last=False)
 
     async def get_ref(self, name: str) -> bytes | None:

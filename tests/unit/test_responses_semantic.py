@@ -339,3 +339,46 @@ async def test_a_stored_chat_completion_deleted_upstream_is_not_served_again(
     assert (first.headers["x-cache"], gone.status_code) == ("MISS", 200)
     expected = ("MISS", 2) if store else ("HIT", 1)
     assert (again.headers["x-cache"], made.call_count) == expected
+
+
+async def test_deleting_an_old_response_keeps_the_entry_that_replaced_it(proxy: Proxy) -> None:
+    """A refresh (``Cache-Control: no-cache``) stores resp_2 where resp_1 was: deleting resp_1
+    upstream must not take resp_2's entry with it."""
+    made = proxy.upstream.post("/responses").mock(side_effect=answered)
+    proxy.upstream.delete("/responses/resp_1").respond(
+        200, json={"id": "resp_1", "object": "response", "deleted": True}
+    )
+    body = {"model": "gpt-test", "input": QUESTION}
+    assert (await respond(proxy, body)).json()["id"] == "resp_1"
+    fresh = await proxy.client.post(
+        "/v1/responses", json=body,
+        headers={"authorization": "Bearer sk-test-a", "cache-control": "no-cache"},
+    )  # fmt: skip
+    assert fresh.json()["id"] == "resp_2"
+    auth = {"authorization": "Bearer sk-test-a"}
+    assert (await proxy.client.delete("/v1/responses/resp_1", headers=auth)).status_code == 200
+    again = await respond(proxy, body)
+    assert (again.headers["x-cache"], again.json()["id"], made.call_count) == ("HIT", "resp_2", 2)
+
+
+async def test_a_full_store_keeps_the_id_of_every_entry_it_holds(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A stored response leaves two refs (its entry id's, its response id's): a memory store
+    keeping one ref per entry dropped the id refs of live entries, whose
+    ``/cache/entries/{id}`` and feedback then answered 404."""
+    upstream_mock.post("/responses").mock(side_effect=answered)
+    admin = {"authorization": "Bearer admin-token-0123456789"}
+    async with make_proxy(
+        upstream_mock, clock, admin_token="admin-token-0123456789", memory_max_entries=4
+    ) as p:
+        asked = [{"model": "gpt-test", "input": f"question {n}"} for n in range(4)]
+        for body in asked:
+            await respond(p, body)
+        hits = [await respond(p, body) for body in asked]
+        assert [h.headers["x-cache"] for h in hits] == ["HIT"] * 4
+        shown = [
+            (await p.client.get(f"/cache/entries/{h.headers['x-cache-entry-id']}", headers=admin))
+            for h in hits
+        ]
+    assert [s.status_code for s in shown] == [200] * 4
