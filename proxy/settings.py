@@ -9,7 +9,6 @@ command line (underscores become dashes). ``config/semcache.example.toml`` docum
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from proxy.errors import SettingsError
-from proxy.settings_sources import parse_variable, read_toml
+from proxy.settings_sources import parse_variable, read_toml, refuse_unknown_variables
 
 ENV_PREFIX = "SEMCACHE_"
 DEFAULT_SIMILARITY = 0.75
@@ -328,7 +327,9 @@ class Settings:
         ``flags`` maps setting names (``upstream_url``) to typed values; ``None`` means unset.
         """
         environ = {} if environ is None else environ
-        _refuse_unknown_variables(environ)
+        refuse_unknown_variables(
+            environ, dataclasses.fields(Settings), ENV_PREFIX, also=(ENV_PREFIX + "CONFIG",)
+        )
         if config_path is None:
             config_path = environ.get(ENV_PREFIX + "CONFIG") or None
         values: dict[str, object] = {}
@@ -397,40 +398,6 @@ def _field(name: str) -> dataclasses.Field[Any]:
         if name in (f.name, f.metadata["name"]):
             return f
     raise SettingsError(f"unknown setting {name!r}")
-
-
-_NOT_SETTINGS = frozenset({ENV_PREFIX + "CONFIG"})
-"""``SEMCACHE_*`` variables semcache reads that are not settings."""
-_SERVICE_LINK = re.compile(
-    ENV_PREFIX + r"(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_\w+)?)"
-)
-"""What Kubernetes puts in every pod for a Service named ``semcache-...`` (service links)."""
-_SERVICE_LINK_PORT = re.compile(r"(tcp|udp|sctp)://", re.IGNORECASE)
-
-
-def _refuse_unknown_variables(environ: Mapping[str, str]) -> None:
-    """A ``SEMCACHE_*`` variable that names no setting is an error, as an unknown key of the
-    TOML file is: a misspelling (``SEMCACHE_UPSTREAM``) would leave the default in force
-    without a word. Kubernetes' service-link variables are not semcache's and are left be."""
-    by_alias: dict[str, str] = {}
-    for f in dataclasses.fields(Settings):
-        var = ENV_PREFIX + f.metadata["name"].upper()
-        by_alias[var] = var
-        by_alias[ENV_PREFIX + f.name.upper()] = var  # the attribute: SEMCACHE_TTL_SECONDS
-    for name in environ:
-        if not name.startswith(ENV_PREFIX) or name in by_alias.values() or name in _NOT_SETTINGS:
-            continue
-        if _SERVICE_LINK.fullmatch(name) or (
-            name.endswith("_PORT") and _SERVICE_LINK_PORT.match(environ[name])
-        ):
-            continue
-        known = by_alias.get(name)
-        if known is None:  # compared without the prefix, which every name shares
-            names = {n.removeprefix(ENV_PREFIX): n for n in [*by_alias, *_NOT_SETTINGS]}
-            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), names, n=1)
-            known = by_alias.get(names[close[0]], names[close[0]]) if close else None
-        hint = f" (did you mean {known}?)" if known else ""
-        raise SettingsError(f"{name} is not a semcache setting{hint}")
 
 
 def _check(ok: bool, name: str, problem: str) -> None:

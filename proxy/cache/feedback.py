@@ -100,10 +100,10 @@ class Feedback:
         """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``; and
         by ``kept_as``, the id of the object the upstream keeps for the answer (a stored
         response or chat completion), so that deleting that object forgets the entry."""
-        data = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition})
-        await self._cache.put_ref(entry.id, data, ttl_seconds)
-        if kept_as is not None:
-            kept = orjson.dumps({"n": namespace_of(key), "k": key, "p": partition, "i": entry.id})
+        where = {"n": namespace_of(key), "k": key, "p": partition}
+        await self._cache.put_ref(entry.id, orjson.dumps(where), ttl_seconds)
+        if kept_as is not None:  # with the entry's id: a refresh may replace it under the key
+            kept = orjson.dumps({**where, "i": entry.id})
             await self._cache.put_ref(KEPT_REF + kept_as, kept, ttl_seconds)
 
     async def deleted_upstream(self, kept_as: str) -> bool:

@@ -48,12 +48,12 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# Encodings semcache decodes (zlib), asked for when it reads a body whole.
 KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key", "ocp-apim-subscription-key")
 """Keys other APIs take instead of ``Authorization: Bearer``: Azure OpenAI's ``api-key``,
 ``x-api-key``, Google's ``x-goog-api-key``, Azure API Management's subscription key."""
 CREDENTIAL_HEADERS = frozenset({b"authorization", *(name.encode() for name in KEY_HEADERS)})
 
+# Encodings semcache decodes (zlib), asked for when it reads a body whole.
 DECODABLE_ENCODINGS = b"gzip, deflate"
 # A stream semcache parses while relaying must arrive uncompressed, event by event.
 IDENTITY = b"identity"
