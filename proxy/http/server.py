@@ -22,21 +22,29 @@ at 4 x 8 KB). uvicorn's httptools protocol has no bound: a client could grow one
 class CoalescingProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a :class:`_HeadJoiningTransport`, with the size of a
     request's head bounded (:data:`MAX_HEAD_BYTES`): counted per read while the head is
-    incomplete, not per header (the hot path pays one check per read)."""
+    incomplete, not per header (the hot path pays one addition per read). Only a read that
+    would take the count past the bound is searched for the head's end, so a head that ends
+    in the read that passes the bound is refused as well, and a body arriving with its head is
+    not counted."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._joining = _HeadJoiningTransport(transport, self.loop)
         self._in_head = True
         self._head_bytes = 0
+        self._heads = 0  # heads completed on this connection
         super().connection_made(self._joining)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         in_head = self._in_head
-        super().data_received(data)
-        if in_head and self._in_head:  # all of it was head, and the head goes on
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+        room = MAX_HEAD_BYTES - self._head_bytes
+        if in_head and len(data) > room and not _head_ends_within(data, room):
+            if not self.transport.is_closing():
                 self.send_400_response("Request head too large.")
+            return
+        heads = self._heads
+        super().data_received(data)
+        if in_head and self._heads == heads:  # all of it was head, and the head goes on
+            self._head_bytes += len(data)
 
     def on_message_begin(self) -> None:
         self._in_head = True
@@ -45,11 +53,26 @@ class CoalescingProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads += 1
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # what comes next on this connection is the next request's head
+        self._head_bytes = 0
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self._joining.next_response()
         super().on_response_complete()
+
+
+def _head_ends_within(data: bytes, room: int) -> bool:
+    """Whether the blank line ending a head is in the first ``room`` bytes of ``data``. A blank
+    line begun in the read before is taken as ending here (a head at most 3 bytes over the
+    bound gets through; none within it is refused)."""
+    if room <= 0:
+        return False
+    return data.find(b"\r\n\r\n", 0, room) >= 0 or data.startswith((b"\n", b"\r\n", b"\n\r\n"))
 
 
 class _HeadJoiningTransport:

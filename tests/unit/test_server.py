@@ -35,6 +35,12 @@ class Recorder:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 8080) if name == "sockname" else default
 
@@ -102,3 +108,84 @@ async def test_other_transport_calls_reach_the_socket() -> None:
     assert transport.get_extra_info("sockname") == ("127.0.0.1", 8080)
     transport.write(b"")  # uvicorn's empty final body: nothing to write, nothing released
     assert inner.writes == []
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    """The app behind the protocol: reads the body, answers 200 with how many bytes it read."""
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = str(size).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def protocol() -> tuple[Any, Recorder]:
+    """semcache's serving protocol on a recording socket, as uvicorn makes one per connection."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from proxy.http.server import CoalescingProtocol
+
+    config = Config(_ok, http=CoalescingProtocol, log_level="warning", lifespan="off")
+    config.load()
+    made = CoalescingProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    inner = Recorder()
+    made.connection_made(inner)  # type: ignore[arg-type]
+    return made, inner
+
+
+def head(*lines: bytes, method: bytes = b"GET", body: bytes = b"") -> bytes:
+    fields = [method + b" /healthz HTTP/1.1", b"Host: x", *lines]
+    if body:
+        fields.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(fields) + b"\r\n\r\n" + body
+
+
+async def answers(inner: Recorder) -> bytes:
+    for _ in range(20):
+        await asyncio.sleep(0)
+    return b"".join(inner.writes)
+
+
+@pytest.mark.parametrize("reads", [1, 2, 7])
+async def test_a_head_past_the_bound_is_refused_however_it_is_read(reads: int) -> None:
+    """In one read (the head ends in the read that passes the bound), or spread over several:
+    a 400 and the connection closed, the app never called."""
+    made, inner = protocol()
+    data = head(*[b"X-A: " + b"a" * 1000] * 100)
+    step = -(-len(data) // reads)
+    for start in range(0, len(data), step):
+        if not inner.closed:
+            made.data_received(data[start : start + step])
+    sent = await answers(inner)
+    assert sent.startswith(b"HTTP/1.1 400")
+    assert b"Request head too large." in sent
+    assert inner.closed
+
+
+async def test_a_head_within_the_bound_with_a_larger_body_in_the_same_read_is_served() -> None:
+    made, inner = protocol()
+    made.data_received(head(b"X-Big: " + b"a" * 60_000, method=b"POST", body=b"b" * 300_000))
+    sent = await answers(inner)
+    assert sent.startswith(b"HTTP/1.1 200")
+    assert b"\r\n300000\r\n" in sent
+    assert not inner.closed
+
+
+async def test_the_next_head_on_a_kept_connection_is_counted_from_its_first_byte() -> None:
+    """After a first request the count starts again: the second's ordinary head is served, and
+    a third's oversized one, sent in one read, is refused."""
+    made, inner = protocol()
+    made.data_received(head(b"X-Big: " + b"a" * 50_000))
+    assert (await answers(inner)).startswith(b"HTTP/1.1 200")
+    made.data_received(head(b"X-Big: " + b"a" * 50_000))
+    assert (await answers(inner)).count(b"HTTP/1.1 200") == 2
+    made.data_received(head(b"X-Big: " + b"a" * 70_000))
+    sent = await answers(inner)
+    assert sent.count(b"HTTP/1.1 200") == 2
+    assert b"HTTP/1.1 400" in sent
+    assert inner.closed
