@@ -56,12 +56,32 @@ def test_no_two_tenants_ever_share_a_key(a: str, b: str, text: str) -> None:
     assert same == (a == b)
 
 
+class KeepingStore(MemoryStore):
+    """Keeps the first secret offered, as Redis does (``SET NX``) for every replica."""
+
+    kept: bytes | None = None
+
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        if self.kept is None:
+            self.kept = candidate
+        return self.kept
+
+
 @pytest.mark.anyio
 async def test_generated_secret_is_stable_per_store() -> None:
-    cache = Cache(MemoryStore(max_entries=10, max_bytes=10_000), Metrics())
-    t = Tenancy(secret=None, shared=False, allowed_keys=frozenset())
-    await t.start(cache)
-    assert len(t.namespace("sk-1")) == 32
+    """Without SEMCACHE_SECRET, every process on one store (a replica, a restart) derives a
+    key's namespace from the secret kept there; on another store it differs."""
+    store, other = (KeepingStore(max_entries=10, max_bytes=10_000) for _ in range(2))
+
+    async def started(on: MemoryStore) -> Tenancy:
+        t = Tenancy(secret=None, shared=False, allowed_keys=frozenset())
+        await t.start(Cache(on, Metrics()))
+        return t
+
+    first, second, elsewhere = await started(store), await started(store), await started(other)
+    assert len(first.namespace("sk-1")) == 32
+    assert second.namespace("sk-1") == first.namespace("sk-1")
+    assert elsewhere.namespace("sk-1") != first.namespace("sk-1")
 
 
 def test_client_keys_restrict_who_may_call() -> None:
