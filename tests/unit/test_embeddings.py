@@ -174,11 +174,18 @@ async def test_answer_with_wrong_item_count_is_relayed_not_stored(proxy: Proxy) 
 async def test_bypass_relays_untouched(proxy: Proxy) -> None:
     route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
     await embed(proxy, input="x")
+    raw = b'{"model": "emb-test",  "input": "x"}'  # as the client spelled it, spaces and all
     response = await proxy.client.post(
-        "/v1/embeddings", json={"model": "emb-test", "input": "x"}, headers={"x-cache-bypass": "1"}
+        "/v1/embeddings",
+        content=raw,
+        headers={"authorization": "Bearer sk-test-a", "x-cache-bypass": "1"},
     )
     assert response.headers["x-cache"] == "BYPASS"
     assert route.call_count == 2
+    sent = route.calls.last.request
+    assert sent.content == raw
+    assert "x-cache-bypass" not in sent.headers
+    assert response.content == route.calls.last.response.content
 
 
 @pytest.mark.parametrize(
