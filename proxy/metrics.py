@@ -45,6 +45,17 @@ class Histogram:
         self.count += 1
 
 
+class ServerCounters:
+    """What the HTTP server counts below the app, for the whole process (one per process: the
+    server does not know the app's :class:`Metrics`)."""
+
+    def __init__(self) -> None:
+        self.request_heads_refused = 0
+
+
+SERVER = ServerCounters()
+
+
 class Metrics:
     """Counters only; nothing here does I/O or knows about requests."""
 
@@ -187,6 +198,12 @@ class Metrics:
         family("semcache_store_errors_total", "counter", "Store operations that failed.")
         for op, n in sorted(self.store_errors.items()):
             lines.append(f'semcache_store_errors_total{{op="{op}"}} {n}')
+        family(
+            "semcache_request_heads_refused_total",
+            "counter",
+            "Requests refused before any route: a request line and headers over 64 KB.",
+        )
+        lines.append(f"semcache_request_heads_refused_total {SERVER.request_heads_refused}")
         family("semcache_upstream_errors_total", "counter", "Upstream requests that failed.")
         for kind, n in sorted(self.upstream_errors.items()):
             lines.append(f'semcache_upstream_errors_total{{kind="{kind}"}} {n}')

@@ -12,11 +12,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from proxy.errors import error_body
+from proxy.metrics import SERVER
 
 MAX_HEAD_BYTES = 64 * 1024
 """A request's line and headers together (h11, uvicorn's other parser, stops at 16 KB; nginx
 at 4 x 8 KB). uvicorn's httptools protocol has no bound: a client could grow one head forever."""
+HEAD_TOO_LARGE = error_body(
+    f"Request head too large: the request line and headers take at most {MAX_HEAD_BYTES // 1024} "
+    "KB.",
+    "invalid_request_error",
+    code="request_head_too_large",
+)
 
 
 class CoalescingProtocol(HttpToolsProtocol):
@@ -39,12 +48,31 @@ class CoalescingProtocol(HttpToolsProtocol):
         room = MAX_HEAD_BYTES - self._head_bytes
         if in_head and len(data) > room and not _head_ends_within(data, room):
             if not self.transport.is_closing():
-                self.send_400_response("Request head too large.")
+                self._refuse_head()
             return
         heads = self._heads
         super().data_received(data)
         if in_head and self._heads == heads:  # all of it was head, and the head goes on
             self._head_bytes += len(data)
+
+    def _refuse_head(self) -> None:
+        """A 400 in OpenAI's error format, then the connection closed (the rest of the head is
+        never read, so the connection cannot carry on)."""
+        SERVER.request_heads_refused += 1
+        body = HEAD_TOO_LARGE
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         self._in_head = True

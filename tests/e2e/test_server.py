@@ -6,6 +6,7 @@ import contextlib
 import socket
 
 import httpx
+import orjson
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy_process import ProxyProcess
@@ -41,6 +42,10 @@ def test_a_request_head_is_bounded_in_size(fake_upstream: FakeUpstream) -> None:
         assert ordinary.startswith(b"HTTP/1.1 200")
         too_long = head_with(proxy, [b"X-A: " + b"a" * 1000] * 100)
         assert too_long.startswith(b"HTTP/1.1 400")
+        error = orjson.loads(too_long.partition(b"\r\n\r\n")[2])["error"]
+        assert error["code"] == "request_head_too_large"
+        metrics = httpx.get(proxy.url + "/metrics").text
+        assert "semcache_request_heads_refused_total 1\n" in metrics
         body = b'{"model": "m", "input": "' + b"a" * 300_000 + b'"}'
         large = httpx.post(proxy.url + "/v1/embeddings", content=body, timeout=30,
                            headers={"content-type": "application/json"})  # fmt: skip

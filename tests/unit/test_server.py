@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from proxy.http.server import _HeadJoiningTransport
+from proxy.metrics import SERVER
 
 pytestmark = pytest.mark.anyio
 
@@ -154,8 +156,10 @@ async def answers(inner: Recorder) -> bytes:
 @pytest.mark.parametrize("reads", [1, 2, 7])
 async def test_a_head_past_the_bound_is_refused_however_it_is_read(reads: int) -> None:
     """In one read (the head ends in the read that passes the bound), or spread over several:
-    a 400 and the connection closed, the app never called."""
+    a 400 in OpenAI's error format and the connection closed, the app never called, the refusal
+    counted."""
     made, inner = protocol()
+    refused = SERVER.request_heads_refused
     data = head(*[b"X-A: " + b"a" * 1000] * 100)
     step = -(-len(data) // reads)
     for start in range(0, len(data), step):
@@ -163,8 +167,13 @@ async def test_a_head_past_the_bound_is_refused_however_it_is_read(reads: int) -
             made.data_received(data[start : start + step])
     sent = await answers(inner)
     assert sent.startswith(b"HTTP/1.1 400")
-    assert b"Request head too large." in sent
+    head_part, _, body = sent.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head_part
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "request_head_too_large"
+    assert error["type"] == "invalid_request_error"
     assert inner.closed
+    assert SERVER.request_heads_refused == refused + 1
 
 
 async def test_a_head_within_the_bound_with_a_larger_body_in_the_same_read_is_served() -> None:
