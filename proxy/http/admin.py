@@ -179,4 +179,20 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
     if not await svc.cache.put(key, entry, ttl_seconds, kind="import"):
         raise BadRequestError("not stored (too large, or the store failed)")
     if not key.startswith(ROUTES["embeddings"]):
-        await svc.feedback.remember(entry, key=key, partition="", ttl_seconds=ttl_seconds)
+        await svc.feedback.remember(
+            entry, key=key, partition="", ttl_seconds=ttl_seconds, kept_as=_kept_as(key, entry)
+        )
+
+
+def _kept_as(key: str, entry: Entry) -> str | None:
+    """The id the upstream may keep a restored chat completion or response by, so a client's
+    ``DELETE`` of it still removes the entry. The export does not say whether the request asked
+    the upstream to keep it; the ref is written either way: a delete removes an entry only when
+    the upstream answers 2xx, which it does only for an object it kept."""
+    if not key.startswith((ROUTES["chat"], ROUTES["responses"])):
+        return None
+    try:
+        found = orjson.loads(entry.body).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) and found else None

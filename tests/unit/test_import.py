@@ -121,3 +121,35 @@ async def test_an_entry_restored_from_an_export_is_found_by_its_id(
     assert removed.json() == {"removed": 1}, removed.text
     assert after == ["MISS", "MISS"]  # both gone: asked upstream again
     assert route.call_count == 4
+
+
+async def test_a_restored_entry_follows_a_delete_at_the_upstream(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A stored chat completion's entry, exported and imported back, still goes when the client
+    deletes that completion at the upstream (``DELETE /v1/chat/completions/{id}``): the restore
+    wrote no ref by that id, so the deleted answer kept being served. A failed delete (404: the
+    upstream kept nothing by that id) removes nothing."""
+    made = upstream_mock.post("/chat/completions").respond(200, json=completion("Paris."))
+    upstream_mock.delete("/chat/completions/chatcmpl-1").respond(
+        200, json={"id": "chatcmpl-1", "object": "chat.completion.deleted", "deleted": True}
+    )
+    upstream_mock.delete("/chat/completions/chatcmpl-9").respond(404, json={"error": {}})
+    auth = {"authorization": "Bearer sk-test-a"}
+    kept = chat_body("What is the capital of France?") | {"store": True}
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        first = await p.client.post("/v1/chat/completions", json=kept, headers=auth)
+        dump = (await p.client.get("/cache/export", headers=ADMIN)).content
+        assert (await p.client.delete("/cache", headers=ADMIN)).status_code == 200
+        result = (await p.client.post("/cache/import", content=dump, headers=ADMIN)).json()
+        restored = await p.client.post("/v1/chat/completions", json=kept, headers=auth)
+        other = await p.client.delete("/v1/chat/completions/chatcmpl-9", headers=auth)
+        still = await p.client.post("/v1/chat/completions", json=kept, headers=auth)
+        gone = await p.client.delete("/v1/chat/completions/chatcmpl-1", headers=auth)
+        again = await p.client.post("/v1/chat/completions", json=kept, headers=auth)
+    assert first.json()["id"] == "chatcmpl-1"
+    assert (result["imported"], result["failed"]) == (1, 0)
+    assert (restored.headers["x-cache"], other.status_code) == ("HIT", 404)
+    assert (still.headers["x-cache"], gone.status_code) == ("HIT", 200)
+    assert again.headers["x-cache"] == "MISS"
+    assert made.call_count == 2
