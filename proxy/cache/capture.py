@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from starlette.responses import Response
 
 from proxy.cache.coalesce import EntryPublish
-from proxy.http.responses import relay
+from proxy.http.responses import Rewrite, relay
 from proxy.stores.base import Entry
 from proxy.upstream import Headers, Upstream, UpstreamResponse
 
@@ -52,9 +52,11 @@ def relay_miss(
     capture: Capture | None,
     publish: EntryPublish | None,
     openai_errors: bool = True,
+    rewrite: Rewrite | None = None,
 ) -> Response:
     """Relay ``response``; with ``capture``, store the joined answer once the body is whole.
-    The single flight (``publish``) gets the stored entry, or None, however the relay ends."""
+    The single flight (``publish``) gets the stored entry, or None, however the relay ends.
+    ``rewrite`` changes what the client gets; ``capture`` still reads the upstream's bytes."""
     stored: list[Entry] = []
 
     async def finish() -> None:
@@ -63,7 +65,7 @@ def relay_miss(
 
     if capture is None:
         return relay(upstream, response, extra_headers=extra_headers, on_finish=finish,
-                     openai_errors=openai_errors)  # fmt: skip
+                     rewrite=rewrite, openai_errors=openai_errors)  # fmt: skip
     parser, joiner = capture.parser, capture.joiner
 
     def observe(chunk: bytes) -> bool:
@@ -77,4 +79,5 @@ def relay_miss(
             stored.append(entry)
 
     return relay(upstream, response, extra_headers=extra_headers, observe=observe,
-                 on_complete=complete, on_finish=finish, openai_errors=openai_errors)  # fmt: skip
+                 rewrite=rewrite, on_complete=complete, on_finish=finish,
+                 openai_errors=openai_errors)  # fmt: skip

@@ -161,4 +161,5 @@ COMPLETIONS = Format(
     tokens=completion_tokens_saved,
     joiner=Joined,
     replay=_replay,
+    asks_usage=True,
 )

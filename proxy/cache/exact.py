@@ -35,13 +35,20 @@ from proxy.http.responses import (
     is_plain_event_stream,
     raw_response,
     relay,
+    upstream_answer,
 )
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
-from proxy.upstream import EventParser, Upstream, response_headers
+from proxy.upstream import (
+    EventParser,
+    Upstream,
+    UsageStripper,
+    open_stream,
+    response_headers,
+)
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -62,6 +69,11 @@ class Format:
     echo: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
     """A stored answer as served to this request (the request's body second): for a format
     whose answers repeat request fields the key leaves out (the Responses API's ``metadata``)."""
+    asks_usage: bool = False
+    """A streamed miss asks the upstream for usage (``stream_options.include_usage``) as chat's
+    does, and a client that did not ask gets the stream without it: for a format whose streams
+    carry usage only when asked, so that an entry made by one still has it for the hits that
+    get it (a non-streamed answer always has it)."""
 
 
 class ExactPipeline:
@@ -186,7 +198,18 @@ class ExactPipeline:
         publish: EntryPublish | None,
         semantic: SemanticQuery | None,
     ) -> Response:
-        response = await self._upstream.post(url, headers, request.raw, decoded=False)
+        rewrite: UsageStripper | None = None
+        if self.format.asks_usage:
+            opened = await open_stream(self._upstream, url, headers, request, ask=control.store)
+            response = opened.response
+            if opened.refused is not None:  # a client error, read to tell it apart
+                if publish is not None:
+                    await publish(None)
+                out_headers = [*response_headers(response, decoded=True), *extra]
+                return upstream_answer(opened.refused, response.status_code, out_headers)
+            rewrite = UsageStripper() if opened.asked else None
+        else:
+            response = await self._upstream.post(url, headers, request.raw, decoded=False)
         capture = None
         if control.store and response.status_code == 200 and is_plain_event_stream(response):
 
@@ -195,8 +218,9 @@ class ExactPipeline:
 
             capture = Capture(EventParser(), self.format.joiner(), store)
         return relay_miss(
-            self._upstream, response, extra_headers=extra, capture=capture, publish=publish
-        )
+            self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
+            rewrite=rewrite,
+        )  # fmt: skip
 
     async def _store(
         self,

@@ -274,3 +274,51 @@ def test_an_azure_first_chunk_does_not_blank_the_stored_id_and_model() -> None:
     out = joined.result()
     assert out is not None
     assert (out["id"], out["created"], out["model"]) == ("cmpl-s", 1, "m")
+
+
+USAGE = {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+
+
+def usage_aware_stream(request: httpx.Request) -> httpx.Response:
+    """An upstream that streams usage (a ``choices: []`` chunk, ``"usage": null`` on the
+    others) only when ``stream_options.include_usage`` asks for it, as OpenAI does."""
+    asked = (orjson.loads(request.content).get("stream_options") or {}).get("include_usage")
+    chunks = []
+    for i, text in enumerate([" there", " was a", " cat."]):
+        choice = {"text": text, "index": 0, "logprobs": None,
+                  "finish_reason": "stop" if i == 2 else None}  # fmt: skip
+        chunk: dict[str, Any] = {"id": "cmpl-s", "object": "text_completion", "created": 1,
+                                 "model": "m", "choices": [choice]}  # fmt: skip
+        if asked:
+            chunk["usage"] = None
+        chunks.append(chunk)
+    if asked:
+        chunks.append({"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
+                       "choices": [], "usage": USAGE})  # fmt: skip
+    content = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+    return httpx.Response(
+        200, content=content + b"data: [DONE]\n\n", headers={"content-type": "text/event-stream"}
+    )
+
+
+async def test_a_stream_that_did_not_ask_for_usage_still_serves_hits_with_usage(
+    proxy: Proxy,
+) -> None:
+    """A streamed miss whose client did not ask for usage makes an entry that later serves a
+    non-streamed request (whose answer always has ``usage``) and a stream that asks for it
+    (``include_usage``): as on chat, the upstream is asked for usage and the client that did
+    not ask gets the stream without it."""
+    route = proxy.upstream.post("/completions").mock(side_effect=usage_aware_stream)
+    first = await post(proxy, body(stream=True))
+    assert first.headers["x-cache"] == "MISS"
+    assert b'"usage"' not in first.content  # the stream as this client would have had it
+    assert first.content == usage_aware_stream(httpx.Request("POST", "http://u", json={})).content
+    plain = await post(proxy, body())
+    assert plain.headers["x-cache"] == "HIT"
+    assert plain.json()["usage"] == USAGE
+    streamed = await post(proxy, body(stream=True, stream_options={"include_usage": True}))
+    assert streamed.headers["x-cache"] == "HIT"
+    events = [e.removeprefix(b"data: ") for e in streamed.content.split(b"\n\n") if e]
+    usage_chunk = orjson.loads(events[-2])
+    assert (usage_chunk["choices"], usage_chunk["usage"]) == ([], USAGE)
+    assert route.call_count == 1
