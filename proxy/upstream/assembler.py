@@ -20,6 +20,8 @@ DONE = b"[DONE]"
 _ENVELOPE = ("id", "created", "model", "system_fingerprint", "service_tier")
 UNSAID = (None, "", 0)
 """Envelope values that say nothing (Azure's opening prompt-filter chunk has them)."""
+CHUNK_FIELDS = frozenset({*_ENVELOPE, "object", "choices", "usage", "obfuscation"})
+"""Chunk fields that are not an upstream's own additions (``obfuscation`` is per chunk noise)."""
 
 
 @dataclass
@@ -45,6 +47,9 @@ class StreamAssembler:
         self.done = False
         self.failed = False
         self._envelope: dict[str, Any] = {}
+        self._extras: dict[str, Any] = {}
+        """Fields an upstream adds beside the envelope (Perplexity's ``citations``, Azure's
+        ``prompt_filter_results``): the first value each has, kept in the completion."""
         self._choices: dict[int, _Choice] = {}
         self._usage: Any = None
 
@@ -68,6 +73,9 @@ class StreamAssembler:
             # "" and created 0: the envelope comes from the first chunk that says something.
             if chunk.get(key) not in UNSAID and key not in self._envelope:
                 self._envelope[key] = chunk[key]
+        for key, value in chunk.items():
+            if key not in CHUNK_FIELDS and value is not None:
+                self._extras.setdefault(key, value)
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]
         choices = chunk.get("choices") or []
@@ -99,6 +107,7 @@ class StreamAssembler:
         for key in ("system_fingerprint", "service_tier"):
             if key in self._envelope:
                 out[key] = self._envelope[key]
+        out.update(self._extras)
         out["choices"] = [self._message(i, c) for i, c in sorted(self._choices.items())]
         if self._usage is not None:
             out["usage"] = self._usage

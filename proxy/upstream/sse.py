@@ -67,9 +67,11 @@ def replay(completion: dict[str, Any], boundaries: dict[str, Any], *, include_us
         "created": completion.get("created", 0),
         "model": completion.get("model", ""),
     }
-    for key in ("system_fingerprint", "service_tier"):
-        if key in completion:
-            envelope[key] = completion[key]
+    for key, value in completion.items():
+        # system_fingerprint, service_tier, and any field an upstream adds (Perplexity's
+        # ``citations``, Azure's ``prompt_filter_results``): on every chunk, as they came.
+        if key not in _NOT_ENVELOPE:
+            envelope[key] = value
     if include_usage:
         envelope["usage"] = None
     out: list[bytes] = []
@@ -149,6 +151,7 @@ def _choice_deltas(
 
 
 _REPLAYED = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+_NOT_ENVELOPE = frozenset({"id", "object", "created", "model", "choices", "usage"})
 
 
 def _split(text: str, lengths: list[int] | None, fallback: Any) -> list[str]:

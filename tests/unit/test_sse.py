@@ -349,3 +349,32 @@ def test_an_azure_stream_takes_its_envelope_from_the_first_chunk_that_says_somet
         123,
         "m",
     )
+
+
+def test_top_level_fields_an_upstream_adds_survive_the_entry_and_its_replays() -> None:
+    """Must NOT drop: fields an upstream adds beside the envelope (Perplexity's ``citations``
+    and ``search_results`` on every chunk, Azure's ``prompt_filter_results``) reach the client
+    on a miss, and the SDK keeps them (its final completion takes the first chunk's fields):
+    a hit, streamed or not, carries them too."""
+    citations = ["https://example.org/paris"]
+    extra: dict[str, Any] = {"citations": citations, "search_results": [{"url": citations[0]}]}
+    stream = [
+        chunk({"role": "assistant", "content": ""}, **extra),
+        chunk({"content": "Paris."}, **extra),
+        chunk({}, "stop", **extra),
+        b"[DONE]",
+    ]
+    a = assemble(stream)
+    completion = a.completion()
+    assert {k: completion.get(k) for k in extra} == extra
+    for stored in (completion, {**completion, "usage": {"total_tokens": 3}}):
+        for usage in (False, True):
+            chunks = replayed(stored, a.boundaries(), usage=usage)
+            assert all({k: c.get(k) for k in extra} == extra for c in chunks)
+    filters = {"prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+    opening = orjson.dumps({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                            **filters})  # fmt: skip
+    azure = assemble([opening, *TEXT_STREAM]).completion()
+    assert azure["prompt_filter_results"] == filters["prompt_filter_results"]
+    noise = assemble([chunk({"content": "Hi"}, "stop", obfuscation="x"), b"[DONE]"])
+    assert "obfuscation" not in noise.completion()
