@@ -208,8 +208,10 @@ class ExactPipeline:
                 out_headers = [*response_headers(response, decoded=True), *extra]
                 return upstream_answer(opened.refused, response.status_code, out_headers)
             rewrite = UsageStripper() if opened.asked else None
-        else:
-            response = await self._upstream.post(url, headers, request.raw, decoded=False)
+        else:  # uncompressed, to be read as it is relayed (as chat's streams are)
+            response = await self._upstream.post(
+                url, headers, request.raw, decoded=False, identity=control.store
+            )
         capture = None
         if control.store and response.status_code == 200 and is_plain_event_stream(response):
 

@@ -152,14 +152,17 @@ class OllamaPipeline:
         extra = cache_headers("MISS", reason=reason)
         if reason == "shadow":  # as on chat completions: a semantic hit would have been served
             extra.append((b"x-cache-shadow", b"HIT"))
-        if stream:
-            response = await self._upstream.post(url, headers, raw, decoded=False)
+        if stream:  # uncompressed, to be read as it is relayed
+            response = await self._upstream.post(
+                url, headers, raw, decoded=False, identity=control.store
+            )
             content_type = header(response, b"content-type") or b""
             capture = None
             if (
                 control.store
                 and response.status_code == 200
                 and content_type.startswith(b"application/x-ndjson")
+                and header(response, b"content-encoding") is None
             ):
 
                 async def store_joined(result: dict[str, Any]) -> Entry | None:

@@ -177,11 +177,18 @@ class Upstream:
         return out
 
     async def post(
-        self, url: str, headers: Iterable[tuple[bytes, bytes]], content: bytes, *, decoded: bool
+        self,
+        url: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        content: bytes,
+        *,
+        decoded: bool,
+        identity: bool = False,
     ) -> UpstreamResponse:
         """A client's POST forwarded: its headers as :meth:`forward_headers` keeps them, with an
-        ``Accept-Encoding`` semcache can decode when ``decoded`` (it reads the body itself)."""
-        accept = DECODABLE_ENCODINGS if decoded else None
+        ``Accept-Encoding`` semcache can decode when ``decoded`` (it reads the body itself), or
+        ``identity`` when it reads a stream as it relays it."""
+        accept = IDENTITY if identity else DECODABLE_ENCODINGS if decoded else None
         return await self.send(
             "POST", url, headers=self.forward_headers(headers, accept_encoding=accept, to=url),
             content=content,

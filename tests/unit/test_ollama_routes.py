@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import anyio
@@ -304,3 +305,34 @@ async def test_a_model_changed_through_the_proxy_takes_its_entries_with_it(
     expected = "MISS" if forgotten else "HIT"
     assert (again.headers["x-cache"], again_v1.headers["x-cache"]) == (expected, expected)
     assert (chat.call_count, v1.call_count) == ((2, 2) if forgotten else (1, 1))
+
+
+async def test_a_streamed_miss_asks_for_a_stream_it_can_read_and_stores_no_encoded_one(
+    clock: FakeClock,
+) -> None:
+    """A streamed miss is read as it is relayed: the upstream is asked for it uncompressed
+    (the client's ``Accept-Encoding: gzip`` was forwarded, and a compressing Ollama, or a proxy
+    before it, made the stream unreadable). A stream that comes encoded anyway is relayed
+    untouched and never stored."""
+    line = orjson.dumps(CHAT) + b"\n"
+    body = {"model": "m", "messages": [{"role": "user", "content": QUESTION}]}
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(
+            200, content=line, headers={"content-type": "application/x-ndjson"}
+        )
+        async with make_proxy(router, clock) as p:
+            first = await p.client.post("/api/chat", json=body, headers={"accept-encoding": "gzip"})
+            assert route.calls[0].request.headers["accept-encoding"] == "identity"
+            assert first.headers["x-cache"] == "MISS"
+            assert (await p.client.post("/api/chat", json=body)).headers["x-cache"] == "HIT"
+            other = {**body, "messages": [{"role": "user", "content": "Another question?"}]}
+            route.respond(
+                200,
+                content=gzip.compress(line),
+                headers={"content-type": "application/x-ndjson", "content-encoding": "gzip"},
+            )
+            relayed = await p.client.post("/api/chat", json=other)
+            assert orjson.loads(relayed.content) == CHAT  # the client decodes it as sent
+            again = await p.client.post("/api/chat", json=other)
+    assert again.headers["x-cache"] == "MISS"
+    assert route.call_count == 3

@@ -382,3 +382,27 @@ async def test_a_full_store_keeps_the_id_of_every_entry_it_holds(
             for h in hits
         ]
     assert [s.status_code for s in shown] == [200] * 4
+
+
+async def test_a_streamed_miss_asks_for_a_stream_it_can_read(proxy: Proxy) -> None:
+    """A streamed miss is read as it is relayed, so the upstream is asked for it uncompressed,
+    as on chat completions: the client's ``Accept-Encoding: gzip`` was forwarded, and a stream
+    the upstream compressed was relayed but never stored."""
+    done = answered(httpx.Request("POST", "http://u"), respx.Route()).json()
+    stream = (
+        b"event: response.completed\ndata: "
+        + orjson.dumps({"type": "response.completed", "sequence_number": 1, "response": done})
+        + b"\n\n"
+    )
+    route = proxy.upstream.post("/responses").respond(
+        200, content=stream, headers={"content-type": "text/event-stream"}
+    )
+    asked = await proxy.client.post(
+        "/v1/responses",
+        json=ask(QUESTION, stream=True),
+        headers={"authorization": "Bearer sk-test-a", "accept-encoding": "gzip"},
+    )
+    assert route.calls[0].request.headers["accept-encoding"] == "identity"
+    assert asked.headers["x-cache"] == "MISS"
+    assert (await respond(proxy, ask(QUESTION))).headers["x-cache"] == "HIT"
+    assert route.call_count == 1
