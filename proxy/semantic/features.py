@@ -103,27 +103,62 @@ def features(q: Sketch, c: Sketch, vocab: Vocabulary) -> Floats:
 
 
 SENTENCE_MARKS = frozenset(".,!?;:'\"")
-"""The only symbols :func:`same_words` sets aside. Every other one (``+ - * / ^ < > = %``,
-brackets, ``#``, ``@``...) can be what a prompt is about: 10 + 3 is not 10 - 3, C++ is not C#."""
+"""The only symbols :func:`same_words` sets aside, the first six only where they punctuate a
+sentence (:func:`_prose_marks`). Every other one (``+ - * / ^ < > = %``, brackets, ``#``,
+``@``...) can be what a prompt is about: 10 + 3 is not 10 - 3, C++ is not C#."""
 _PIECES = re.compile(r"\d+(?:[.,]\d+)*['\"]?|\w+|[^\w\s]")
 """A number keeps its separators and a unit mark after it (1,000 is not 1.000, 5' is not 5")."""
 _WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010\u2011](?=[^\W\d_])")
 _QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
+_MARK_RUN = re.compile(r"[.,!?;:]+")
 
 
 def same_words(q_text: str, c_text: str) -> bool:
     """The same words, numbers and symbols in the same order, once case, spacing, sentence
-    punctuation (:data:`SENTENCE_MARKS`, but not inside or right after a number), curly quotes and
-    hyphens inside words (mind-blowing, mind blowing) are set aside: the same prompt written
-    differently. Such a pair is accepted without the
-    model, which learned from look-alikes one word apart to doubt pairs this close."""
+    punctuation (:data:`SENTENCE_MARKS`, where it punctuates a sentence: not ``my_list[:3]``
+    against ``my_list[3:]``, ``(1,)`` against ``(1)``, ``cd ..`` against ``cd .``, ``x != 5``
+    against ``x = 5``, ``.*?`` against ``.*``), curly quotes and hyphens inside words
+    (mind-blowing, mind blowing) are set aside: the same prompt written differently. Such a
+    pair is accepted without the model, which learned from look-alikes one word apart to doubt
+    pairs this close."""
     words = _words(q_text)
     return bool(words) and words == _words(c_text)
 
 
 def _words(text: str) -> list[str]:
     text = _WORD_HYPHEN.sub(" ", text.casefold().translate(_QUOTES))
-    return [piece for piece in _PIECES.findall(text) if piece not in SENTENCE_MARKS]
+    prose = _prose_marks(text)
+    words = []
+    for m in _PIECES.finditer(text):
+        piece = m.group()
+        if piece in SENTENCE_MARKS and (piece in "'\"" or m.start() in prose):
+            continue  # quotes always; the other marks where they punctuate a sentence
+        words.append(piece)
+    return words
+
+
+def _prose_marks(text: str) -> set[int]:
+    """Where ``. , ! ? ; :`` punctuate a sentence: a run of them after a word (``!`` after a
+    letter only: ``5!`` is a factorial), a closing bracket, or (``. ? !`` only) a closing
+    quote; or ``?`` and ``!`` standing alone (``France ?``); followed by a space, a quote or
+    the end; and outside ``[...]`` and ``{...}``, where they are code (``x[1:]``, ``{1: 2}``)."""
+    out: set[int] = set()
+    for run in _MARK_RUN.finditer(text):
+        start, end = run.span()
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        first = run.group()[0]
+        attached = (
+            (before.isalpha() or (before.isdigit() and first != "!"))
+            or before in ")]}"
+            or (before in "'\"" and first in ".?!")
+        )
+        alone = before.isspace() and set(run.group()) <= {"?", "!"}
+        head = text[:start]
+        in_code = head.count("[") > head.count("]") or head.count("{") > head.count("}")
+        if (attached or alone) and (after.isspace() or after in "'\"") and not in_code:
+            out.update(range(start, end))
+    return out
 
 
 def bucket(q_text: str, c_text: str, row: Floats) -> int:

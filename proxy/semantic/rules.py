@@ -10,9 +10,11 @@ rule, the label-0 and label-1 pairs it rejects above the retrieval floor on sets
 written from (traps-dev, qqp-dev); a rule that cost more paraphrases than it stopped
 look-alikes there was dropped (a rule for a wh-word that is subject on one side and object on
 the other, "Who reports to X?" vs "Who does X report to?", refused 2 look-alikes and 5
-paraphrases of qqp-dev and 1 paraphrase of traps-dev). Every rule but :func:`numbers` reads
-English only and is skipped unless both prompts are English (:mod:`proxy.semantic.language`):
-"no" is Spanish too.
+paraphrases of qqp-dev and 1 paraphrase of traps-dev). :func:`case` is the exception: those
+sets hold no look-alike of its kind, and the one qqp-dev paraphrase it refuses the model
+refuses too; it is kept for flags, units and symbols (tested). Every rule but
+:func:`numbers` and :func:`case` reads English only and is skipped unless both prompts are
+English (:mod:`proxy.semantic.language`): "no" is Spanish too.
 """
 
 from __future__ import annotations
@@ -88,6 +90,44 @@ def antonym_prefix(a: str, b: str) -> bool:
     return False
 
 
+_CASE_TOKEN = re.compile(r"(?:(?P<flag>(?<![\w-])-|\\)|(?P<number>\d) ?)?(?P<word>[^\W\d_]+)")
+_FLAG, _UNIT, _WORD_ONLY = 2, 1, 0
+
+
+def _case_forms(text: str) -> dict[str, set[tuple[str, int]]]:
+    """Each word by its case-folded form: how it is written, and where (a one-letter flag or
+    escape, ``ls -R``, ``\\S``; right after a number, ``10 mW``; elsewhere)."""
+    forms: dict[str, set[tuple[str, int]]] = {}
+    for m in _CASE_TOKEN.finditer(text):
+        word = m["word"]
+        where = _WORD_ONLY
+        if m["flag"] is not None and len(word) == 1:
+            where = _FLAG
+        elif m["number"] is not None:
+            where = _UNIT
+        forms.setdefault(word.casefold(), set()).add((word, where))
+    return forms
+
+
+def case(a: str, b: str) -> bool:
+    """A word written in another case where case is its meaning, not the writer's habit: a
+    one-letter flag or escape (``ls -R`` vs ``ls -r``, ``\\S`` vs ``\\s``); with a capital on
+    both sides, a unit after a number (``10 MW`` vs ``10 mW``) or a word of one or two letters
+    (``CO`` vs ``Co``, ``MB`` vs ``Mb``). A prompt with no lowercase letter (written in capitals
+    throughout) says nothing about case."""
+    if not any(c.islower() for c in a) or not any(c.islower() for c in b):
+        return False
+    fa, fb = _case_forms(a), _case_forms(b)
+    for key in fa.keys() & fb.keys():
+        for x, x_where in fa[key] - fb[key]:
+            for y, y_where in fb[key] - fa[key]:
+                where = max(x_where, y_where)
+                capitals = not x.islower() and not y.islower()
+                if x != y and (where == _FLAG or (capitals and (where == _UNIT or len(key) <= 2))):
+                    return True
+    return False
+
+
 def opposite(a: str, b: str) -> bool:
     """A closed-class opposite in place of the other (before/after, more/less, with/without,
     buy/sell, encode/decode, pros/cons...)."""
@@ -100,6 +140,7 @@ RULES: tuple[tuple[str, Rule, bool], ...] = (
     ("negation", negation, True),
     ("antonym_prefix", antonym_prefix, True),
     ("opposite", opposite, True),
+    ("case", case, False),
 )
 """(name, rule, English only), in the order they run."""
 

@@ -34,6 +34,8 @@ LOOK_ALIKES = [
     ("Encrypt this file with my public key", "Decrypt this file with my public key"),
     ("What is 10 + 3?", "What is 10 - 3?"),  # the same words, another operator
     ("Is 7 > 5?", "Is 7 < 5?"),
+    ("What does ls -R do?", "What does ls -r do?"),  # the same words, another case of a flag
+    ("What does my_list[:3] return?", "What does my_list[3:] return?"),  # a colon as code
     # Other languages: the English model and rules never judge them, so no semantic hit.
     ("Quelle est la capitale de l'Australie ?", "Quelle est la capitale de l'Autriche ?"),
     ("¿Es malo el café para la salud?", "¿No es malo el café para la salud?"),

@@ -77,10 +77,67 @@ SYMBOL_LOOK_ALIKES = [  # these went through the same-words shortcut (margin 1.0
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("stored", "asked"), [*MODEL_LOOK_ALIKES, *SYMBOL_LOOK_ALIKES])
+SHORTCUT_LOOK_ALIKES = [  # the same words once case and . , ! ? ; : were set aside: served
+    # with margin 1.0, no model, until the case rule and same_words' prose-only punctuation
+    ("What does ls -R do?", "What does ls -r do?"),  # recursive, or reverse order
+    ("What does git branch -d do?", "What does git branch -D do?"),  # delete, or force it
+    ("What does ssh -X do?", "What does ssh -x do?"),  # X11 forwarding on, or off
+    ("In Python regex, what does \\S match?", "In Python regex, what does \\s match?"),
+    ("Is 10 MW a lot of power?", "Is 10 mW a lot of power?"),  # megawatts, or milliwatts
+    ("How long does it take to download 4 GB at 100 Mbps?",
+     "How long does it take to download 4 GB at 100 MBps?"),
+    ("What is the molar mass of CO?", "What is the molar mass of Co?"),  # a gas, or cobalt
+    ("Is HF dangerous to touch?", "Is Hf dangerous to touch?"),  # an acid, or hafnium
+    ("What does my_list[:3] return in Python?", "What does my_list[3:] return in Python?"),
+    ("What does s[::-1] do in Python?", "What does s[:-1] do in Python?"),
+    ("What does nums[::2] return?", "What does nums[:2] return?"),
+    ("What is the type of {1: 2} in Python?", "What is the type of {1, 2} in Python?"),
+    ("What is the type of (1,) in Python?", "What is the type of (1) in Python?"),
+    ("What does x != 5 mean?", "What does x = 5 mean?"),
+    ("What does cd .. do?", "What does cd . do?"),
+    ("What does the regex .*? match?", "What does the regex .* match?"),  # lazy, or greedy
+    ("In JavaScript, what does user?.name return if user is null?",
+     "In JavaScript, what does user.name return if user is null?"),
+    ("What does if !done mean in JavaScript?", "What does if done mean in JavaScript?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"), [*MODEL_LOOK_ALIKES, *SYMBOL_LOOK_ALIKES, *SHORTCUT_LOOK_ALIKES]
+)
 def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
-    """One detail apart, among them the same words with another operator, sign, bracket or
-    number written otherwise."""
+    """One detail apart, among them the same words with another operator, sign, bracket,
+    number written otherwise, case where case is the meaning, or . , ! ? ; : that are code."""
+    verdict = judge(stored, asked)
+    assert not verdict.accepted, verdict
+
+
+_QUOTES = "served: quotes are set aside everywhere (in prose they only mark a mention)"
+_LOWER = "served: case counts where both forms hold a capital, or in a flag"
+_MODEL = "served by the model, margin about +0.01, once same_words no longer accepts it"
+STILL_SERVED = [  # findings left open: no narrow rule tells them from paraphrases
+    # Quora's paraphrases differ in quotes ('What is the meaning of "Ayodhya"?'), which the
+    # model refuses without the same-words shortcut; in code a quote makes a literal.
+    pytest.param("What does SELECT 'name' FROM users return?",
+                 "What does SELECT name FROM users return?",
+                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
+    pytest.param("What does echo '$HOME' print in bash?", "What does echo $HOME print in bash?",
+                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
+    pytest.param("In Python, what is x after x = 'abc'?", "In Python, what is x after x = abc?",
+                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
+    # A lowercase side may be only the writer's habit ("what is nasa?").
+    pytest.param("What does IT stand for?", "What does it stand for?",
+                 marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
+    pytest.param("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?",
+                 marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
+    pytest.param("What does print('a' 'b') output in Python?",
+                 "What does print('a', 'b') output in Python?",
+                 marks=pytest.mark.xfail(strict=True, reason=_MODEL)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stored", "asked"), STILL_SERVED)
+def test_look_alikes_still_served(judge: Judge, stored: str, asked: str) -> None:
     verdict = judge(stored, asked)
     assert not verdict.accepted, verdict
 
@@ -131,6 +188,14 @@ def test_paraphrases_are_accepted(judge: Judge, stored: str, asked: str) -> None
         ("What is the capital of France?", "What is the capital of France ?"),
         ("How do I center a div in CSS?", "how do i center a div in css?"),
         ("Explain how photosynthesis works", "Explain how photosynthesis works."),
+        ("HOW DO I RESET MY PASSWORD?", "How do I reset my password?"),
+        ("What is NASA?", "what is nasa?"),
+        ("Is PYTHON hard to learn?", "Is Python hard to learn?"),
+        ("Hi, how do I reset my password?", "Hi how do I reset my password"),
+        ("Who is better: Messi or Ronaldo?", "Who is better, Messi or Ronaldo?"),
+        ("In 2019, who won the World Cup?", "In 2019 who won the World Cup?"),
+        ("How do I use list.sort() in Python?", "How do I use list.sort() in Python"),
+        ("What does 'ephemeral' mean?", "What does ephemeral mean?"),
     ],
 )
 def test_the_same_prompt_written_slightly_otherwise_is_accepted(

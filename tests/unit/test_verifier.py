@@ -50,6 +50,11 @@ from proxy.stores.similarity import Neighbor
             "opposite",
             id="before-after",
         ),
+        pytest.param("What does ls -R do?", "What does ls -r do?", "case", id="flag"),
+        pytest.param(r"What does \S match?", r"What does \s match?", "case", id="escape"),
+        pytest.param("Is 10 MW a lot?", "Is 10 mW a lot?", "case", id="unit"),
+        pytest.param("How many MB is 500 Mb?", "How many Mb is 500 MB?", "case", id="units"),
+        pytest.param("Molar mass of CO", "Molar mass of Co", "case", id="symbol"),
     ],
 )
 def test_each_rule_refuses_its_look_alike(a: str, b: str, rule: str) -> None:
@@ -65,6 +70,13 @@ def test_each_rule_refuses_its_look_alike(a: str, b: str, rule: str) -> None:
         ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
         ("Give me 3 tips for sleeping better", "Share three tips for better sleep"),
         ("Why shouldn't I go?", "Why shouldn\u2019t I go?"),  # a curly apostrophe: one negation
+        # Case that is the writer's habit: one side lowercase, shouting, or a long word.
+        ("What is the capital of France?", "what is the capital of france?"),
+        ("HOW DO I RESET MY PASSWORD?", "How do I reset my password?"),
+        ("What is NASA?", "what is nasa?"),
+        ("Is PYTHON hard to learn?", "Is Python hard to learn?"),
+        ("Give me 5 Tips for sleep", "give me 5 tips for sleep"),
+        ("Some mind-blowing facts", "some Mind-Blowing facts"),
     ],
 )
 def test_rules_let_paraphrases_through(a: str, b: str) -> None:
@@ -246,6 +258,13 @@ def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
         ("Some mind-blowing facts", "some mind blowing facts"),  # a hyphen inside a word
         ("Explain how photosynthesis works", "Explain how photosynthesis works..."),
         ("Is 10 bigger than 9?", "is 10 bigger than 9"),  # a number at the end of a sentence
+        ("Hi, how do I reset my password?", "Hi how do I reset my password"),
+        ("Who is better: Messi or Ronaldo?", "Who is better, Messi or Ronaldo?"),
+        ("I love pizza! What goes with it?", "I love pizza. What goes with it?"),
+        ("In 2019, who won?", "In 2019 who won?"),
+        ("How do I use list.sort() in Python?", "How do I use list.sort() in Python"),
+        ('What does "serendipity" mean?', "What does serendipity mean?"),
+        ('What is the meaning of "Ayodhya"?', "What is the meaning of Ayodhya"),
     ],
 )
 def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: str) -> None:
@@ -268,6 +287,17 @@ def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: 
         ("Is 1,000 greater than 999?", "Is 1.000 greater than 999?"),  # a thousand, or one
         ("Convert 5' to cm", 'Convert 5" to cm'),  # feet, or inches
         ("What is 1.5 squared?", "What is 15 squared?"),
+        # . , ! ? ; : that are code, not a sentence's punctuation
+        ("What does my_list[:3] return?", "What does my_list[3:] return?"),
+        ("What does s[::-1] do?", "What does s[:-1] do?"),
+        ("What is the type of {1: 2}?", "What is the type of {1, 2}?"),
+        ("What is the type of (1,)?", "What is the type of (1)?"),
+        ("What does x != 5 mean?", "What does x = 5 mean?"),
+        ("What does cd .. do?", "What does cd . do?"),
+        ("What does the regex .*? match?", "What does the regex .* match?"),
+        ("What does user?.name return?", "What does user.name return?"),
+        ("What does print('a' 'b') print?", "What does print('a', 'b') print?"),
+        ("How is 0! = 1?", "How is 0 = 1?"),  # a factorial
         ("", ""),  # no words: nothing to call the same
     ],
 )
