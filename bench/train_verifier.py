@@ -1,6 +1,7 @@
 """Build the verifier's model file, reproducibly, from labelled pairs.
 
     python bench/train_verifier.py [--data-dir ../shared/data] [--out proxy/semantic/verifier.npz]
+                                   [--seed 0]
 
 Domains (TSV ``q1 q2 label [kind]``, label 1 = same meaning):
 
@@ -506,7 +507,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "proxy" / "semantic" / "verifier.npz")
+    parser.add_argument(
+        "--seed", type=int, default=SEED,
+        help="another seed than the shipped model's (0), to see how far builds spread",
+    )  # fmt: skip
     args = parser.parse_args()
+    globals()["SEED"] = args.seed  # read by every seeded step of the build
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     built = build(training_paths(args.data_dir))
     np.savez_compressed(args.out, **built.arrays)  # type: ignore[arg-type]

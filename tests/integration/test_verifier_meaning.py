@@ -62,6 +62,9 @@ MODEL_LOOK_ALIKES = [
     ("Who trains the new interns?", "Who do the new interns train?"),
     ("How many grams are in 3 pounds?", "How many grams are in 3 ounces?"),
     ("Translate 'good morning' into French", "Translate 'good morning' into Spanish"),
+    # the same words once quotes are set aside, one comma apart: left to the model since
+    # same_words keeps a comma that is code
+    ("What does print('a' 'b') output in Python?", "What does print('a', 'b') output in Python?"),
 ]  # fmt: skip
 
 
@@ -114,7 +117,6 @@ def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
 
 _QUOTES = "served: quotes are set aside everywhere (in prose they only mark a mention)"
 _LOWER = "served: case counts where both forms hold a capital, or in a flag"
-_MODEL = "served by the model, margin about +0.01, once same_words no longer accepts it"
 STILL_SERVED = [  # findings left open: no narrow rule tells them from paraphrases
     # Quora's paraphrases differ in quotes ('What is the meaning of "Ayodhya"?'), which the
     # model refuses without the same-words shortcut; in code a quote makes a literal.
@@ -130,9 +132,6 @@ STILL_SERVED = [  # findings left open: no narrow rule tells them from paraphras
                  marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
     pytest.param("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?",
                  marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
-    pytest.param("What does print('a' 'b') output in Python?",
-                 "What does print('a', 'b') output in Python?",
-                 marks=pytest.mark.xfail(strict=True, reason=_MODEL)),
 ]  # fmt: skip
 
 
