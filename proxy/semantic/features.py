@@ -143,8 +143,14 @@ def _prose_marks(text: str) -> set[int]:
     quote; or ``?`` and ``!`` standing alone (``France ?``); followed by a space, a quote or
     the end; and outside ``[...]`` and ``{...}``, where they are code (``x[1:]``, ``{1: 2}``)."""
     out: set[int] = set()
+    seen = 0  # the brackets before each run are counted once, as the runs go (linear time)
+    square = curly = 0  # open minus closed, as in ``text[:start].count``
     for run in _MARK_RUN.finditer(text):
         start, end = run.span()
+        head = text[seen:start]
+        square += head.count("[") - head.count("]")
+        curly += head.count("{") - head.count("}")
+        seen = start
         before = text[start - 1] if start else " "
         after = text[end] if end < len(text) else " "
         first = run.group()[0]
@@ -154,8 +160,7 @@ def _prose_marks(text: str) -> set[int]:
             or (before in "'\"" and first in ".?!")
         )
         alone = before.isspace() and set(run.group()) <= {"?", "!"}
-        head = text[:start]
-        in_code = head.count("[") > head.count("]") or head.count("{") > head.count("}")
+        in_code = square > 0 or curly > 0
         if (attached or alone) and (after.isspace() or after in "'\"") and not in_code:
             out.update(range(start, end))
     return out
