@@ -20,7 +20,7 @@ from proxy.cache.policy import MAX_TTL_SECONDS, cache_control, completion_is_sto
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.responses import JSON, raw_response
-from proxy.http.validate import chat_request, parse_object
+from proxy.http.validate import chat_request, json_or_none, parse_object
 from proxy.stores.base import Entry
 from proxy.upstream import CREDENTIAL_HEADERS
 
@@ -191,8 +191,6 @@ def _kept_as(key: str, entry: Entry) -> str | None:
     the upstream answers 2xx, which it does only for an object it kept."""
     if not key.startswith((ROUTES["chat"], ROUTES["responses"])):
         return None
-    try:
-        found = orjson.loads(entry.body).get("id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
+    answer = json_or_none(entry.body)
+    found = answer.get("id") if isinstance(answer, dict) else None
     return found if isinstance(found, str) and found else None
