@@ -121,18 +121,35 @@ def same_words(q_text: str, c_text: str) -> bool:
     (mind-blowing, mind blowing) are set aside: the same prompt written differently. Such a
     pair is accepted without the model, which learned from look-alikes one word apart to doubt
     pairs this close."""
-    words = _words(q_text)
-    return bool(words) and words == _words(c_text)
+    code = looks_like_code(q_text) or looks_like_code(c_text)
+    words = _words(q_text, code=code)
+    return bool(words) and words == _words(c_text, code=code)
 
 
-def _words(text: str) -> list[str]:
+_CODE = re.compile(
+    r"[=$`{}\[\]\\|<>]|\w_\w|\w\(|\b(?:SELECT|FROM|WHERE|INSERT|UPDATE|DELETE|JOIN)\b"
+    r"|(?i:\b(?:python|javascript|typescript|bash|shell|zsh|powershell|sql|java|ruby|php|perl"
+    r"|regex|json|yaml|rust|golang|kotlin|swift|c\+\+|c#)\b)"
+)
+"""What makes a prompt read as code, or as about code: a code symbol (``= $ ` { } [ ] \\ | <
+>``), ``snake_case``, a call (``len(``), an SQL keyword in capitals, or a language's name."""
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether quotes in ``text`` may make a literal (``SELECT 'name'`` is not ``SELECT name``,
+    ``x = 'abc'`` is not ``x = abc``, ``echo '$HOME'`` is not ``echo $HOME``) rather than only
+    mark a mention (``the meaning of "RMS"``)."""
+    return _CODE.search(text.translate(_QUOTES)) is not None
+
+
+def _words(text: str, *, code: bool) -> list[str]:
     text = _WORD_HYPHEN.sub(" ", text.casefold().translate(_QUOTES))
     prose = _prose_marks(text)
     words = []
     for m in _PIECES.finditer(text):
         piece = m.group()
-        if piece in SENTENCE_MARKS and (piece in "'\"" or m.start() in prose):
-            continue  # quotes always; the other marks where they punctuate a sentence
+        if piece in SENTENCE_MARKS and ((piece in "'\"" and not code) or m.start() in prose):
+            continue  # quotes unless in code; the other marks where they punctuate a sentence
         words.append(piece)
     return words
 

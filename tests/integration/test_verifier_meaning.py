@@ -102,6 +102,11 @@ SHORTCUT_LOOK_ALIKES = [  # the same words once case and . , ! ? ; : were set as
     ("In JavaScript, what does user?.name return if user is null?",
      "In JavaScript, what does user.name return if user is null?"),
     ("What does if !done mean in JavaScript?", "What does if done mean in JavaScript?"),
+    # quotes that make a literal in code (set aside everywhere until they were kept in code)
+    ("What does SELECT 'name' FROM users return?", "What does SELECT name FROM users return?"),
+    ("What does echo '$HOME' print in bash?", "What does echo $HOME print in bash?"),
+    ("In Python, what is x after x = 'abc'?", "In Python, what is x after x = abc?"),
+    ("What does echo '$HOME' print?", 'What does echo "$HOME" print?'),  # single: no expansion
 ]  # fmt: skip
 
 
@@ -115,18 +120,8 @@ def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
     assert not verdict.accepted, verdict
 
 
-_QUOTES = "served: quotes are set aside everywhere (in prose they only mark a mention)"
 _LOWER = "served: case counts where both forms hold a capital, or in a flag"
 STILL_SERVED = [  # findings left open: no narrow rule tells them from paraphrases
-    # Quora's paraphrases differ in quotes ('What is the meaning of "Ayodhya"?'), which the
-    # model refuses without the same-words shortcut; in code a quote makes a literal.
-    pytest.param("What does SELECT 'name' FROM users return?",
-                 "What does SELECT name FROM users return?",
-                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
-    pytest.param("What does echo '$HOME' print in bash?", "What does echo $HOME print in bash?",
-                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
-    pytest.param("In Python, what is x after x = 'abc'?", "In Python, what is x after x = abc?",
-                 marks=pytest.mark.xfail(strict=True, reason=_QUOTES)),
     # A lowercase side may be only the writer's habit ("what is nasa?").
     pytest.param("What does IT stand for?", "What does it stand for?",
                  marks=pytest.mark.xfail(strict=True, reason=_LOWER)),

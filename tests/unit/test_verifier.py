@@ -265,6 +265,7 @@ def test_a_calibration_file_maps_the_rate_to_a_cosine(tmp_path: Path) -> None:
         ("How do I use list.sort() in Python?", "How do I use list.sort() in Python"),
         ('What does "serendipity" mean?', "What does serendipity mean?"),
         ('What is the meaning of "Ayodhya"?', "What is the meaning of Ayodhya"),
+        ("How was this scene shot in 'The Matrix'?", "How was this scene shot in The Matrix?"),
     ],
 )
 def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: str) -> None:
@@ -298,6 +299,13 @@ def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: 
         ("What does user?.name return?", "What does user.name return?"),
         ("What does print('a' 'b') print?", "What does print('a', 'b') print?"),
         ("How is 0! = 1?", "How is 0 = 1?"),  # a factorial
+        # quotes that make a literal where the prompt reads as code
+        ("What does SELECT 'name' FROM users return?", "What does SELECT name FROM users return?"),
+        ("What does echo '$HOME' print?", "What does echo $HOME print?"),
+        ("What does echo '$HOME' print?", 'What does echo "$HOME" print?'),
+        ("What is x after x = 'abc'?", "What is x after x = abc?"),
+        ('What does print("a") print?', "What does print(a) print?"),
+        ("In Python, what is 'self'?", "In Python, what is self?"),
         ("", ""),  # no words: nothing to call the same
     ],
 )
