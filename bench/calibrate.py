@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.train_verifier import allowed_wrong_hits, read_pairs  # noqa: E402
 from proxy.semantic.embedders import HashEmbedder, LocalEmbedder, unit  # noqa: E402
 from proxy.semantic.language import is_english  # noqa: E402
-from proxy.semantic.rules import first_objection  # noqa: E402
+from proxy.semantic.rules import objection  # noqa: E402
 
 RISKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 Floats = npt.NDArray[np.float32]
@@ -95,7 +95,7 @@ def main() -> None:
                               for a, b in zip(q1, q2, strict=True)], dtype=np.float32))  # fmt: skip
         labels.append(label)
         refused.append(np.array([
-            first_objection(b, a, english=is_english(a) and is_english(b)) is not None
+            objection(b, a, english=is_english(a) and is_english(b)) is not None
             for a, b in zip(q1, q2, strict=True)
         ]))  # fmt: skip
     fitted = table(sims, labels, refused)

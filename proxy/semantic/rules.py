@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from proxy.semantic.features import same_words
 from proxy.semantic.language import is_english
 
 Rule = Callable[[str, str], bool]
@@ -128,6 +129,44 @@ def case(a: str, b: str) -> bool:
     return False
 
 
+_ACRONYM_WORDS = frozenset({
+    "it", "us", "am", "as", "or", "and", "on", "in", "at", "me", "who", "go", "up", "we", "he",
+    "if", "of", "to", "by", "my", "an", "be",
+})  # fmt: skip
+"""English function words that are also acronyms in capitals (IT, US, WHO, OR, ME, UP...)."""
+_CASE_WORD = re.compile(r"(?P<number>\d ?)?(?P<word>[^\W\d_]+)")
+
+
+def capitals(a: str, b: str, *, english: bool = True) -> bool:
+    """For two prompts with the same words (:func:`proxy.semantic.features.same_words`), where
+    case alone is the meaning and :func:`case` lets it by because one side is lowercase: an
+    acronym in capitals that is an English function word on the other side (``IT`` vs ``it``,
+    ``US`` vs ``us``, ``WHO`` vs ``who``; with ``english`` only), unless it sits among other
+    words in capitals (shouting); or a unit of two or three letters after a number whose
+    prefix is mega or milli, peta or pico (``1 Mg`` vs ``1 mg``, ``5 Mb`` vs ``5 mb``)."""
+    wa, wb = list(_CASE_WORD.finditer(a)), list(_CASE_WORD.finditer(b))
+    if len(wa) != len(wb):
+        return False
+    for i, (ma, mb) in enumerate(zip(wa, wb, strict=True)):
+        x, y = ma["word"], mb["word"]
+        if x == y or x.casefold() != y.casefold():
+            continue
+        unit = ma["number"] is not None and mb["number"] is not None and 2 <= len(x) <= 3
+        if unit and x[0] != y[0] and x[1:] == y[1:] and x[0] in "MmPp":
+            return True
+        if english and x.casefold() in _ACRONYM_WORDS:
+            for caps, lower, words in ((x, y, wa), (y, x, wb)):
+                if caps.isupper() and lower.islower() and not _shouting(words, i):
+                    return True
+    return False
+
+
+def _shouting(words: list[re.Match[str]], i: int) -> bool:
+    """Whether a word in capitals has another word in capitals beside it."""
+    near = [words[j]["word"] for j in (i - 1, i + 1) if 0 <= j < len(words)]
+    return any(len(w) > 1 and w.isupper() for w in near)
+
+
 def opposite(a: str, b: str) -> bool:
     """A closed-class opposite in place of the other (before/after, more/less, with/without,
     buy/sell, encode/decode, pros/cons...)."""
@@ -147,6 +186,16 @@ RULES: tuple[tuple[str, Rule, bool], ...] = (
 
 _QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 """Curly quotes as straight ones: "shouldn\u2019t" has the negation "shouldn't" has."""
+
+
+def objection(a: str, b: str, *, english: bool) -> str | None:
+    """The name of the rule that refuses ``a`` against ``b``, if any: :func:`first_objection`,
+    or ``case`` for prompts with the same words that :func:`capitals` tells apart (a check
+    only such pairs get: elsewhere the words themselves differ)."""
+    reason = first_objection(a, b, english=english)
+    if reason is None and same_words(a, b) and capitals(a, b, english=english):
+        return "case"
+    return reason
 
 
 def first_objection(a: str, b: str, *, english: bool) -> str | None:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from proxy.errors import SettingsError
 from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features, same_words
 from proxy.semantic.language import is_english
-from proxy.semantic.rules import first_objection
+from proxy.semantic.rules import objection
 from proxy.semantic.sketch import Projection, Sketch, unpack
 from proxy.semantic.trees import Trees
 from proxy.stores.similarity import Neighbor
@@ -177,7 +177,7 @@ class LearnedVerifier:
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
         # The rules first: a number written otherwise (1,000 vs 1.000) is no spelling variant.
-        reason = first_objection(text, neighbor.text, english=True)
+        reason = objection(text, neighbor.text, english=True)
         if reason is not None:
             return Verdict(False, reason)
         if same_words(text, neighbor.text):
@@ -214,7 +214,7 @@ class CosineVerifier:
         # The rules judge every candidate a line could serve, not only those above the
         # calibrated one: a refusal of theirs is final (no margin).
         english = is_english(text) and is_english(neighbor.text)
-        reason = first_objection(text, neighbor.text, english=english)
+        reason = objection(text, neighbor.text, english=english)
         if reason is not None:
             return Verdict(False, reason)
         margin = neighbor.similarity - max(self.min_cosine, floor)

@@ -107,6 +107,9 @@ SHORTCUT_LOOK_ALIKES = [  # the same words once case and . , ! ? ; : were set as
     ("What does echo '$HOME' print in bash?", "What does echo $HOME print in bash?"),
     ("In Python, what is x after x = 'abc'?", "In Python, what is x after x = abc?"),
     ("What does echo '$HOME' print?", 'What does echo "$HOME" print?'),  # single: no expansion
+    # case with a lowercase side, where the capitals are an acronym or a unit's prefix
+    ("What does IT stand for?", "What does it stand for?"),
+    ("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?"),
 ]  # fmt: skip
 
 
@@ -116,22 +119,6 @@ SHORTCUT_LOOK_ALIKES = [  # the same words once case and . , ! ? ; : were set as
 def test_look_alikes_are_refused(judge: Judge, stored: str, asked: str) -> None:
     """One detail apart, among them the same words with another operator, sign, bracket,
     number written otherwise, case where case is the meaning, or . , ! ? ; : that are code."""
-    verdict = judge(stored, asked)
-    assert not verdict.accepted, verdict
-
-
-_LOWER = "served: case counts where both forms hold a capital, or in a flag"
-STILL_SERVED = [  # findings left open: no narrow rule tells them from paraphrases
-    # A lowercase side may be only the writer's habit ("what is nasa?").
-    pytest.param("What does IT stand for?", "What does it stand for?",
-                 marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
-    pytest.param("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?",
-                 marks=pytest.mark.xfail(strict=True, reason=_LOWER)),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("stored", "asked"), STILL_SERVED)
-def test_look_alikes_still_served(judge: Judge, stored: str, asked: str) -> None:
     verdict = judge(stored, asked)
     assert not verdict.accepted, verdict
 

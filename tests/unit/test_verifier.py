@@ -13,7 +13,7 @@ import pytest
 from proxy.errors import SettingsError
 from proxy.semantic.features import _median, same_words
 from proxy.semantic.language import is_english
-from proxy.semantic.rules import first_objection
+from proxy.semantic.rules import first_objection, objection
 from proxy.semantic.sketch import MAX_TOKENS, Projection, make_sketch, unpack
 from proxy.semantic.trees import Trees
 from proxy.semantic.verifier import (
@@ -81,6 +81,49 @@ def test_each_rule_refuses_its_look_alike(a: str, b: str, rule: str) -> None:
 )
 def test_rules_let_paraphrases_through(a: str, b: str) -> None:
     assert first_objection(a, b, english=True) is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What does IT stand for?", "What does it stand for?"),
+        ("How do I get into IT?", "how do I get into it?"),
+        ("Is the US safe to visit?", "Is the us safe to visit?"),
+        ("What does WHO say about masks?", "What does who say about masks?"),
+        ("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?"),  # mega, milli
+        ("Is 5 Mb enough for a photo?", "is 5 mb enough for a photo?"),
+        ("Is 3 Pa a lot?", "Is 3 pa a lot?"),  # pascal, or not a unit
+    ],
+)
+def test_same_words_with_case_as_the_meaning_are_refused(a: str, b: str) -> None:
+    """Pairs the same-words shortcut would accept, where one side's capitals are an acronym that
+    is a function word on the other, or a mega/milli unit prefix; :func:`case` lets them by
+    because one side is lowercase."""
+    assert same_words(a, b)
+    assert first_objection(a, b, english=True) is None
+    assert objection(a, b, english=True) == objection(b, a, english=True) == "case"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("HOW DO I GET INTO IT?", "How do I get into it?"),  # shouting
+        ("Why is IT SO slow?", "Why is it so slow?"),
+        ("What is NASA?", "what is nasa?"),  # an acronym, but no other word
+        ("Give me 5 Tips for sleep", "give me 5 tips for sleep"),  # not a unit prefix
+        ("Is 5 Kg heavy?", "Is 5 kg heavy?"),  # kilo either way
+        ("Is 6 M enough?", "Is 6 m enough?"),  # one letter: not read as a prefix
+    ],
+)
+def test_same_words_with_case_as_habit_are_accepted(a: str, b: str) -> None:
+    assert same_words(a, b)
+    assert objection(a, b, english=True) is None
+
+
+def test_acronyms_are_read_in_english_only() -> None:
+    a, b = "¿Qué significa IT en inglés?", "¿Qué significa it en inglés?"
+    assert objection(a, b, english=False) is None
+    assert objection("¿Es 1 Mg mucho?", "¿Es 1 mg mucho?", english=False) == "case"
 
 
 def test_english_rules_are_not_applied_to_other_languages() -> None:
