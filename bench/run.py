@@ -87,8 +87,9 @@ TARGETS = [
     Target("exact_hit_ratio_memory", "exact hit, memory: throughput vs baseline", 0.50, True),
     Target("exact_hit_added_p50_ms_memory", "exact hit, memory: added p50 at c1 (ms)", 0.5),
     Target("exact_hit_ratio_redis", "exact hit, redis: throughput vs baseline", 0.35, True),
-    Target("miss_added_p50_ms", "miss: added p50 (ms)", 1.0),
-    Target("ttfb_added_ms", "streamed miss: added TTFB p50 (ms)", 1.0),
+    # 1.5 ms since the upstream client is httpx (issue 15); 1.0 ms before it.
+    Target("miss_added_p50_ms", "miss: added p50 (ms)", 1.5),
+    Target("ttfb_added_ms", "streamed miss: added TTFB p50 (ms)", 1.5),
     Target("semantic_p50_ms_100k", "semantic lookup, memory, 100k: p50 (ms)", 1.0),
     Target("semantic_p99_ms_100k_redis", "semantic lookup, redis, 100k: p99 (ms)", 3.0),
     Target("overhead_bytes_per_entry", "memory store: bytes per entry above payload", 512),

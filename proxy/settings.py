@@ -192,7 +192,9 @@ class Settings:
         "client_keys", None, "Comma-separated API keys allowed to use the proxy; unset = any."
     )
     admin_token: str | None = _setting(
-        "admin_token", None, "Bearer token for /cache/stats, /metrics and DELETE /cache."
+        "admin_token",
+        None,
+        "Bearer token for the admin routes, /cache/stats and /metrics; unset = admin routes off.",
     )
     cors_origins: str | None = _setting(
         "cors_origins",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from proxy.semantic.rules import objection
 from proxy.semantic.sketch import Projection, Sketch, unpack
 from proxy.semantic.trees import Trees
 from proxy.stores.similarity import Neighbor
+
+log = logging.getLogger("semcache.verifier")
 
 MODEL_FILE = Path(__file__).with_name("verifier.npz")
 UNCALIBRATED_COSINE = 0.95
@@ -156,6 +159,13 @@ class LearnedVerifier:
         self.scale = f"{self.name}@{max_wrong_hit_rate:g}"
         self._thresholds = model.threshold_row(max_wrong_hit_rate)
         assert self._thresholds.shape == (BUCKETS,)
+        strictest = float(model.risks.min())
+        if max_wrong_hit_rate < strictest:
+            log.warning(
+                "SEMCACHE_MAX_WRONG_HIT_RATE %g is below the verifier's strictest calibrated "
+                "rate, %g: its thresholds are used, so expect up to %g",
+                max_wrong_hit_rate, strictest, strictest,
+            )  # fmt: skip
 
     def judge(
         self,

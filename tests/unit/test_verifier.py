@@ -240,6 +240,16 @@ def test_the_table_row_is_the_largest_rate_not_above_the_one_asked() -> None:
     assert np.array_equal(LearnedVerifier(model, 1e-6)._thresholds, model.thresholds[0])
 
 
+def test_a_rate_below_every_calibrated_one_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    model = load_model()
+    with caplog.at_level("WARNING", logger="semcache.verifier"):
+        LearnedVerifier(model, float(model.risks.min()))
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="semcache.verifier"):
+        LearnedVerifier(model, 1e-4)
+    assert "below the verifier's strictest calibrated rate, 0.001" in caplog.text
+
+
 def test_the_learned_verifier_refuses_what_it_cannot_read() -> None:
     verifier = LearnedVerifier(load_model(), 0.005)
     neighbor = Neighbor("k", 0.99, "What is AI?", b"")
