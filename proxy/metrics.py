@@ -221,7 +221,7 @@ class Metrics:
         family(
             "semcache_response_seconds",
             "histogram",
-            "Chat and embeddings requests: time to the response head, by X-Cache.",
+            "Cached OpenAI-format routes: time to the response head, by X-Cache.",
         )
         for state, hist in sorted(self.response_latency.items()):
             cumulative = 0
