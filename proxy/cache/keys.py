@@ -175,9 +175,11 @@ def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
 
 OLLAMA_IGNORED_FIELDS = frozenset({"stream", "keep_alive"})
 """How an Ollama result is delivered, and how long the model stays loaded after it."""
-OLLAMA_EMPTY_IS_ABSENT = frozenset({"options", "tools", "images", "context"})
+OLLAMA_EMPTY_IS_ABSENT = frozenset({"options", "tools", "images"})
 """Fields Ollama reads the same whether empty (``{}``, ``[]``) or absent (the ``ollama``
-libraries send ``"tools": []``). Not ``format``: ``{}`` is a JSON schema there (an object)."""
+libraries send ``"tools": []``). Not ``format``: ``{}`` is a JSON schema there (an object). Not
+``context``: Go decodes ``[]`` to an empty slice that is not nil, and ``/api/generate`` then
+leaves out the model's own ``MESSAGE`` history (server/routes.go, ``if req.Context == nil``)."""
 
 
 def ollama_fields(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -336,3 +336,21 @@ async def test_a_streamed_miss_asks_for_a_stream_it_can_read_and_stores_no_encod
             again = await p.client.post("/api/chat", json=other)
     assert again.headers["x-cache"] == "MISS"
     assert route.call_count == 3
+
+
+async def test_an_empty_context_is_not_an_absent_one(clock: FakeClock) -> None:
+    """Go decodes ``"context": []`` to an empty slice that is not nil, and ``/api/generate``
+    leaves out the model's ``MESSAGE`` history when ``req.Context != nil`` (Ollama's
+    server/routes.go): the two prompts differ. Must NOT share an entry."""
+    generated = {"model": "m", "created_at": "t", "response": "Hi.", "done": True,
+                 "done_reason": "stop", "context": [1, 2]}  # fmt: skip
+    plain = {"model": "m", "prompt": "Hi", "stream": False}
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/generate").respond(200, json=generated)
+        async with make_proxy(router, clock) as p:
+            first = await p.client.post("/api/generate", json=plain)
+            second = await p.client.post("/api/generate", json={**plain, "context": []})
+            again = await p.client.post("/api/generate", json={**plain, "context": []})
+    assert first.headers["x-cache"] == second.headers["x-cache"] == "MISS"
+    assert again.headers["x-cache"] == "HIT"  # its own entry
+    assert route.call_count == 2

@@ -92,7 +92,7 @@ BASE = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}]}
         {**BASE, "stream": False},
         {**BASE, "keep_alive": "10m"},
         {**BASE, "tools": [], "options": None, "format": None},
-        {**BASE, "options": {}, "images": [], "context": []},
+        {**BASE, "options": {}, "images": []},
         {**BASE, "messages": [{"role": "user", "content": "Hi \r\n"}]},
     ],
     ids=["stream", "keep_alive", "nulls-and-empties", "empty-options", "whitespace"],
