@@ -41,6 +41,7 @@ from proxy.http.validate import (
     completion_request,
     embedding_request,
     has_duplicate_keys,
+    has_inexact_numbers,
     responses_request,
 )
 from proxy.metrics import Metrics
@@ -184,6 +185,8 @@ async def _cached(
         )
         if has_duplicate_keys(raw, parsed.body):
             control = control.bypassed("duplicate-keys")
+        elif has_inexact_numbers(raw, parsed.body):
+            control = control.bypassed("big-number")
         asked = Asked(raw, namespace, api_key, control, scope["headers"], scope["query_string"])
         response = await handle(svc, parsed, asked)
     except HTTPError as exc:

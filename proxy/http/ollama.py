@@ -21,7 +21,12 @@ from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
 from proxy.http.handlers import header_fields, read_body, services
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import has_duplicate_keys, json_or_none, parse_object
+from proxy.http.validate import (
+    has_duplicate_keys,
+    has_inexact_numbers,
+    json_or_none,
+    parse_object,
+)
 
 log = logging.getLogger("semcache.ollama")
 
@@ -68,6 +73,8 @@ async def ollama_api(request: Request) -> Response:
         )
         if has_duplicate_keys(raw, body):
             control = control.bypassed("duplicate-keys")
+        elif has_inexact_numbers(raw, body):
+            control = control.bypassed("big-number")
         identity = svc.tenancy.identity(request.scope["headers"])
         namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])
         return await pipeline.handle(

@@ -54,9 +54,48 @@ class _Duplicate(Exception):
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
-    if len(out) != len(pairs):
+    if len(out) != len(pairs) or _folded_twice(out):
         raise _Duplicate
     return out
+
+
+def _folded_twice(obj: dict[str, Any]) -> bool:
+    """Whether two keys of ``obj`` are one name to Go's encoding/json (Ollama's reader), which
+    matches a struct's fields case-insensitively, Unicode folding included (``Model`` and
+    ``model``; ``system`` spelled with a long s, U+017F, and ``system``), the last one written
+    winning. Python's ``casefold`` folds at least as much as Go does (folding more never caches
+    a wrong answer, it only passes a request through)."""
+    if len(obj) < 2:
+        return False
+    folded = {k.casefold() for k in obj}
+    return len(folded) != len(obj) or len({k.upper().casefold() for k in obj}) != len(obj)
+
+
+def _folds_twice(value: Any) -> bool:
+    """:func:`_folded_twice` for any object in ``value``, at any depth. First the cheap way (one
+    walk gathering every key name of the body): when no two names anywhere fold alike, no two in
+    one object do, which is nearly every body; else each object is looked at."""
+    names: set[str] = set()
+    objects: list[dict[str, Any]] = []
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        if type(item) is dict:
+            names.update(item)
+            objects.append(item)
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push(child)
+    if len(names) < 2 or not _folded_twice(dict.fromkeys(names)):
+        return False
+    return any(_folded_twice(obj) for obj in objects)
 
 
 _SPACED_KEY_END = re.compile(rb'"\s+:')
@@ -65,10 +104,13 @@ _FAST_CHECK_BYTES = 8192
 
 
 def has_duplicate_keys(raw: bytes, parsed: Any = None) -> bool:
-    r"""Whether an object in ``raw`` (valid JSON) names a key twice. Servers disagree on what
-    that means: the last value wins in Python's and orjson's reading, Go decodes both into one
-    map (Ollama's ``options``). The key semcache derives may then not be the request the
-    upstream reads, so such a request is passed through, never cached.
+    r"""Whether an object in ``raw`` (valid JSON) names a key twice, exactly or but for case.
+    Servers disagree on what that means: the last value wins in Python's and orjson's reading,
+    Go decodes both into one map (Ollama's ``options``), and Go reads ``"Model"`` as ``model``
+    (case-insensitive field names, the last one written winning), so ``{"model": A, "Model": B}``
+    is B to Ollama and ``{"Model": B, "model": A}`` is A, while semcache's key, of the keys
+    sorted, is one. The key semcache derives may then not be the request the upstream reads,
+    so such a request is passed through, never cached.
 
     Fast path (``parsed``: orjson's reading of ``raw``): when no key of ``raw`` has space
     before its colon, every key ends in ``":``, and so do the string contents' own ``":``;
@@ -84,11 +126,46 @@ def has_duplicate_keys(raw: bytes, parsed: Any = None) -> bool:
         and _SPACED_KEY_END.search(raw) is None
         and raw.count(b'":') == _key_ends(parsed)
     ):
-        return False
+        return _folds_twice(parsed)
     try:
         json.loads(raw, object_pairs_hook=_unique)
     except (_Duplicate, ValueError, RecursionError):
         return True  # a body Python's reader takes otherwise than orjson's: not cached either
+    return False
+
+
+_DIGITS_AS_ONES = bytes(49 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"1" * 19
+"""An integer orjson reads exactly is in [-2**63, 2**64): 20 digits at most, 19 when negative.
+A run of 19 digits is looked for with ``translate`` and ``in`` (a regex is ten times dearer)."""
+
+
+def has_inexact_numbers(raw: bytes, parsed: Any) -> bool:
+    """Whether ``raw`` (valid JSON) spells an integer orjson cannot hold (beyond 64 bits): orjson
+    reads it as the nearest float, so ``12345678901234567890123`` and ``...124`` make one key,
+    while Python's reader (the upstream's, a vLLM's) keeps each exactly: a JSON schema's
+    ``const`` or ``enum``, a tool's parameter, a ``seed``, answered differently. Such a request
+    is passed through, never cached. Only a body with a run of 19 digits is read a second time."""
+    if _LONG_RUN not in raw.translate(_DIGITS_AS_ONES):
+        return False
+    try:
+        exact = json.loads(raw)
+    except (ValueError, RecursionError):
+        return True
+    return _has_big_int(exact)
+
+
+def _has_big_int(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is int and not -(2**63) <= item < 2**64:
+            return True
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
     return False
 
 

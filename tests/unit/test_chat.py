@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import orjson
 import pytest
 
 from proxy.errors import StoreError
-from proxy.http.validate import has_duplicate_keys
+from proxy.http.validate import has_duplicate_keys, has_inexact_numbers
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -276,11 +277,88 @@ async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(
         (b'{"s":"x\\" :y"}', False),  # a quote and a colon inside a string, spaced
         (b'{"a":1,"a":2,"s":"\\u0022:"}', True),  # an escaped quote balancing the count
         (b'{"k\\u0061":1,"ka":2}', True),  # the same key written two ways
+        (b'{"model":"a","Model":"b"}', True),  # one field to Go, which folds case
+        (b'{"m":[{"role":"user","Content":"x","content":"y"}]}', True),  # deep
+        (b'{"system":"a","\xc5\xbfystem":"b"}', True),  # long s folds to s in Go
+        (b'{"model":"a","models":"b","mode":"c"}', False),
     ],
 )
 @pytest.mark.parametrize("fast", [True, False], ids=["with-the-parse", "alone"])
 def test_duplicate_keys_are_found_at_any_depth(raw: bytes, doubled: bool, fast: bool) -> None:
     assert has_duplicate_keys(raw, orjson.loads(raw) if fast else None) is doubled
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (b'"model":"gpt-a","Model":"gpt-b"', b'"Model":"gpt-b","model":"gpt-a"'),
+        (
+            b'"model":"m","temperature":0,"TEMPERATURE":1.5',
+            b'"model":"m","TEMPERATURE":1.5,"temperature":0',
+        ),
+    ],
+    ids=["model", "temperature"],
+)
+async def test_keys_that_differ_only_in_case_are_passed_through(
+    proxy: Proxy, first: bytes, then: bytes
+) -> None:
+    """Go's encoding/json (Ollama, its OpenAI API included) reads ``Model`` as ``model``, the
+    last one written winning: these two bodies are two requests to it (gpt-b, then gpt-a), but
+    one key to semcache, which sorts the keys it read. Must NOT be stored, nor served."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    messages = b'"messages":[{"role":"user","content":"Hi"}]'
+    answers = [
+        await proxy.client.post(
+            "/v1/chat/completions", content=b"{" + fields + b"," + messages + b"}",
+            headers={"content-type": "application/json"},
+        )
+        for fields in (first, then)
+    ]  # fmt: skip
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert answers[0].headers["x-cache-reason"] == "bypass:duplicate-keys"
+    assert answers[1].json()["choices"][0]["message"]["content"] == "answer 2"
+    assert route.call_count == 2
+
+
+def _schema(const: int) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "id", "strict": True, "schema": {
+        "type": "object", "properties": {"id": {"const": const}}, "required": ["id"]}}}  # fmt: skip
+
+
+async def test_integers_beyond_64_bits_are_passed_through(proxy: Proxy) -> None:
+    """orjson reads an integer beyond 64 bits as the nearest float: these two schemas (each
+    answer must be its own number) made one key. Python's reader, the upstream's, keeps them
+    apart. Must NOT share an entry: both are passed through."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    bodies = [{**chat_body(), "response_format": _schema(n)}
+              for n in (12345678901234567890123, 12345678901234567890124)]  # fmt: skip
+    answers = []
+    for body in bodies:
+        raw = json.dumps(body).encode()
+        answers.append(await proxy.client.post(
+            "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+        ))  # fmt: skip
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert answers[1].headers["x-cache-reason"] == "bypass:big-number"
+    assert answers[1].json()["choices"][0]["message"]["content"] == "answer 2"
+    assert route.call_count == 2
+    assert route.calls[1].request.content == json.dumps(bodies[1]).encode()  # as sent
+
+
+@pytest.mark.parametrize(
+    ("raw", "inexact"),
+    [
+        (b'{"seed":18446744073709551615}', False),  # 2**64 - 1: orjson holds it
+        (b'{"seed":18446744073709551616}', True),  # 2**64
+        (b'{"seed":-9223372036854775808}', False),
+        (b'{"seed":-9223372036854775809}', True),
+        (b'{"a":[{"b":123456789012345678901234567890}]}', True),
+        (b'{"s":"1234567890123456789012345"}', False),  # digits in a string
+        (b'{"x":1.2345678901234567890123e5}', False),  # a float: read alike by both
+    ],
+)
+def test_inexact_integers_are_found(raw: bytes, inexact: bool) -> None:
+    assert has_inexact_numbers(raw, orjson.loads(raw)) is inexact
 
 
 async def test_azure_on_your_data_is_passed_through(proxy: Proxy) -> None:

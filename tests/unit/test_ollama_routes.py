@@ -354,3 +354,22 @@ async def test_an_empty_context_is_not_an_absent_one(clock: FakeClock) -> None:
     assert first.headers["x-cache"] == second.headers["x-cache"] == "MISS"
     assert again.headers["x-cache"] == "HIT"  # its own entry
     assert route.call_count == 2
+
+
+async def test_keys_that_differ_only_in_case_are_passed_through(clock: FakeClock) -> None:
+    """Go reads ``System`` (and ``system`` with a long s: Unicode folding) as ``system``, the
+    last one written winning: a poet's answer, then a pirate's, from two bodies semcache keyed
+    as one. Must NOT be stored, nor served."""
+    bodies = [
+        '{"model":"m","prompt":"Hi","stream":false,"system":"pirate","\u017fystem":"poet"}',
+        '{"model":"m","prompt":"Hi","stream":false,"\u017fystem":"poet","system":"pirate"}',
+    ]
+    generated = {"model": "m", "created_at": "t", "response": "Hi.", "done": True,
+                 "done_reason": "stop"}  # fmt: skip
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/generate").respond(200, json=generated)
+        async with make_proxy(router, clock) as p:
+            answers = [await p.client.post("/api/generate", content=b.encode()) for b in bodies]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert answers[0].headers["x-cache-reason"] == "bypass:duplicate-keys"
+    assert route.call_count == 2
