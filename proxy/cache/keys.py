@@ -243,13 +243,7 @@ def _normalize_item(item: Any) -> Any:
     if isinstance(content, str):
         return {**item, "content": normalize_text(content)}
     if isinstance(content, list):
-        parts = [
-            {**part, "text": normalize_text(part["text"])}
-            if isinstance(part, dict) and part.get("type") in ("input_text", "output_text")
-            and isinstance(part.get("text"), str) else part
-            for part in content
-        ]  # fmt: skip
-        return {**item, "content": parts}
+        return {**item, "content": _normalize_parts(content, ("input_text", "output_text"))}
     return item
 
 
@@ -260,10 +254,11 @@ def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[in
     return f"emb:{namespace}:{_digest(canonical)}"
 
 
-def normalize_text(text: str) -> str:
-    """NFC, CRLF -> LF, trailing whitespace trimmed. Leading whitespace stays: it can be the
-    indentation of code the prompt asks about."""
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).rstrip()
+def normalize_text(text: str, *, trim: bool = True) -> str:
+    """NFC, CRLF -> LF, trailing whitespace trimmed (with ``trim``). Leading whitespace stays:
+    it can be the indentation of code the prompt asks about."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+    return text.rstrip() if trim else text
 
 
 def normalize_messages(messages: list[Any]) -> list[Any]:
@@ -281,21 +276,32 @@ def _but_a_prefill(messages: list[Any], normalize: Callable[[Any], Any]) -> list
 
 
 def normalize_message(message: Any) -> Any:
-    if not isinstance(message, dict):
+    """A message's text normalized (:func:`normalize_text`), but a tool's result: that is data,
+    where a trailing tab or space can be an empty column or the very thing asked about."""
+    if not isinstance(message, dict) or message.get("role") == "tool":
         return message
     out = dict(message)
     content = out.get("content")
     if isinstance(content, str):
         out["content"] = normalize_text(content)
     elif isinstance(content, list):
-        out["content"] = [_normalize_part(part) for part in content]
+        out["content"] = _normalize_parts(content, ("text",))
     return out
 
 
-def _normalize_part(part: Any) -> Any:
-    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-        return {**part, "text": normalize_text(part["text"])}
-    return part
+def _normalize_parts(parts: list[Any], kinds: tuple[str, ...]) -> list[Any]:
+    """Each text part normalized, but only the last one trimmed: an upstream joins the parts
+    without a separator, so ``["in 'a ", "b'"]`` asks about ``'a b'`` and ``["in 'a", "b'"]``
+    about ``'ab'``."""
+    texts = [
+        i for i, part in enumerate(parts)
+        if isinstance(part, dict) and part.get("type") in kinds
+        and isinstance(part.get("text"), str)
+    ]  # fmt: skip
+    out = list(parts)
+    for i in texts:
+        out[i] = {**parts[i], "text": normalize_text(parts[i]["text"], trim=i == texts[-1])}
+    return out
 
 
 def _digest(value: object) -> str:

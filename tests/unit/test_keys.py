@@ -100,6 +100,33 @@ def test_indentation_and_a_prefill_change_the_key() -> None:
     assert chat(*earlier) == chat({"role": "assistant", "content": "Hello"}, earlier[1])
 
 
+def test_a_tool_result_and_inner_parts_keep_their_trailing_whitespace() -> None:
+    """Must NOT share: a tool's result is data (a trailing tab is an empty column), and parts
+    are joined without a separator, so a space at the end of an inner part is inside the text."""
+
+    def chat(*messages: dict[str, Any]) -> str:
+        return chat_key("ns", {**BODY, "messages": list(messages)})
+
+    call = {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "read", "arguments": "{}"}}]}  # fmt: skip
+    ask = {"role": "user", "content": "How many columns has the row?"}
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "a\tb\t"}
+    assert chat(ask, call, tool, ask) != chat(ask, call, {**tool, "content": "a\tb"}, ask)
+
+    def parts(*texts: str) -> str:
+        return chat({"role": "user", "content": [{"type": "text", "text": t} for t in texts]})
+
+    assert parts("Count the spaces in 'a ", "b'") != parts("Count the spaces in 'a", "b'")
+    assert parts("Hi ", "there \n") == parts("Hi ", "there")  # the end is still trimmed
+
+    def responses(*texts: str) -> str:
+        content = [{"type": "input_text", "text": t} for t in texts]
+        return responses_key("ns", {"model": "m", "input": [{"role": "user", "content": content}]})
+
+    assert responses("in 'a ", "b'") != responses("in 'a", "b'")
+    assert responses("Hi", "there \n") == responses("Hi", "there")
+
+
 def test_a_responses_prefill_changes_the_key() -> None:
     def responses(last: str) -> str:
         items = [
