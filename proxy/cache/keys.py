@@ -95,12 +95,33 @@ def namespace_of(key: str) -> str:
     return parts[1] if len(parts) == 3 else ""
 
 
-def scoped_namespace(namespace: str, query: bytes) -> str:
+ROUTING_HEADERS = frozenset({
+    b"openai-beta", b"anthropic-version", b"anthropic-beta",
+    b"x-portkey-config", b"x-portkey-provider", b"x-portkey-virtual-key",
+    b"helicone-target-url", b"x-litellm-model",
+})  # fmt: skip
+"""Headers an upstream or a gateway in front of it reads to choose the provider, the model, the
+API version or its features (OpenAI's and Anthropic's beta and version headers; Portkey's config,
+provider and virtual key; Helicone's target; LiteLLM's model): the same body with another value
+may get another answer. Others are named with ``SEMCACHE_IDENTITY_HEADERS``."""
+
+
+def scoped_namespace(
+    namespace: str, query: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> str:
     """The URL's query string goes upstream with the body and may carry a key (``?key=``) or
-    change the answer (``?api-version=``): requests with different ones never share entries."""
-    if not query:
+    change the answer (``?api-version=``), and so may a :data:`ROUTING_HEADERS` header: requests
+    with different ones never share entries. (Without a routing header the scope is that of the
+    query alone, as before they were read.)"""
+    routing = sorted(
+        (name.lower(), value) for name, value in headers if name.lower() in ROUTING_HEADERS
+    )
+    if not query and not routing:
         return namespace
-    return f"{namespace}~{hashlib.sha256(query).hexdigest()[:16]}"
+    scope = hashlib.sha256(query)
+    for name, value in routing:
+        scope.update(b"\n" + name + b":" + value)
+    return f"{namespace}~{scope.hexdigest()[:16]}"
 
 
 def chat_key(namespace: str, body: Mapping[str, Any]) -> str:

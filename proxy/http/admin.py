@@ -54,7 +54,7 @@ async def cache_explain(request: Request) -> Response:
     sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if api_key is not None and not any(k in CREDENTIAL_HEADERS for k, _ in sent):
         sent.insert(0, (b"authorization", b"Bearer " + api_key.encode("latin-1")))
-    namespace = scoped_namespace(svc.tenancy.namespace(svc.tenancy.identity(sent)), query)
+    namespace = scoped_namespace(svc.tenancy.namespace(svc.tenancy.identity(sent)), query, sent)
     answer = await explain(
         chat,
         namespace=namespace,

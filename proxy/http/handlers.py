@@ -173,7 +173,9 @@ async def _cached(
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
         identity = svc.tenancy.identity(scope["headers"])
-        namespace = scoped_namespace(svc.tenancy.namespace(identity), scope["query_string"])
+        namespace = scoped_namespace(
+            svc.tenancy.namespace(identity), scope["query_string"], scope["headers"]
+        )
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None

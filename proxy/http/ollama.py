@@ -76,7 +76,9 @@ async def ollama_api(request: Request) -> Response:
         elif has_inexact_numbers(raw, body):
             control = control.bypassed("big-number")
         identity = svc.tenancy.identity(request.scope["headers"])
-        namespace = scoped_namespace(svc.tenancy.namespace(identity), request.scope["query_string"])
+        namespace = scoped_namespace(
+            svc.tenancy.namespace(identity), request.scope["query_string"], request.scope["headers"]
+        )
         return await pipeline.handle(
             kind, body, raw, namespace=namespace, control=control,
             headers=request.scope["headers"], path=path,

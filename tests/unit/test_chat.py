@@ -621,6 +621,34 @@ async def test_a_different_query_string_never_shares_an_entry(
 
 
 @pytest.mark.parametrize(
+    ("header", "first", "second"),
+    [
+        ("x-portkey-provider", "openai", "anthropic"),
+        ("x-portkey-config", "pc-fast", "pc-smart"),
+        ("anthropic-version", "2023-06-01", "2024-10-22"),
+        ("openai-beta", "assistants=v1", "assistants=v2"),
+    ],
+)
+async def test_a_routing_header_never_shares_an_entry(
+    proxy: Proxy, header: str, first: str, second: str
+) -> None:
+    """Must NOT share: a gateway's provider or config, or an API's version, picks the answer."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    for value in (first, second):
+        sent = await proxy.client.post(
+            "/v1/chat/completions", json=chat_body(), headers={header: value}
+        )
+        assert sent.headers["x-cache"] == "MISS"
+    without = await proxy.client.post("/v1/chat/completions", json=chat_body())
+    again = await proxy.client.post(
+        "/v1/chat/completions", json=chat_body(), headers={header.upper(): second}
+    )
+    assert without.headers["x-cache"] == "MISS"
+    assert again.headers["x-cache"] == "HIT"
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
     "header", ["x-api-key", "x-goog-api-key", "api-key", "ocp-apim-subscription-key"]
 )
 async def test_keys_in_other_headers_separate_tenants(proxy: Proxy, header: str) -> None:
