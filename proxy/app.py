@@ -46,7 +46,7 @@ request_log = logging.getLogger("semcache.requests")
 # What a browser's script may read of an answer besides the CORS-safelisted headers.
 CORS_EXPOSED_HEADERS = [
     "x-cache", "x-cache-lookup", "x-cache-similarity", "x-cache-entry-id", "x-cache-reason", "age",
-    "x-request-id", "retry-after",
+    "x-cache-hit-items", "x-cache-shadow", "x-request-id", "retry-after",
 ]  # fmt: skip
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 

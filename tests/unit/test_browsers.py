@@ -45,7 +45,9 @@ async def test_answers_carry_cors_headers_and_expose_the_cache_headers(cors_prox
         assert response.headers["x-cache"] == state
         assert response.headers["access-control-allow-origin"] == APP
         exposed = response.headers["access-control-expose-headers"].lower()
-        assert {"x-cache", "x-cache-entry-id", "age"} <= {h.strip() for h in exposed.split(",")}
+        names = {h.strip() for h in exposed.split(",")}
+        assert {"x-cache", "x-cache-entry-id", "age", "x-cache-hit-items"} <= names
+        assert "x-cache-shadow" in names
     assert len(cors_proxy.upstream.calls) == 1
 
 
