@@ -37,12 +37,6 @@ EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
 _MAX_EXACT_INT_FLOAT = 2.0**53
 
 
-SEMANTIC_MARK = "__semcache_api"
-"""Where a partition names the API of a request that is not a chat completion (Ollama chat, the
-Responses API): each API's entries live in partitions of their own, as their stored answers are
-each in their own format. Set from the route, never read from a body: a client's field of that
-name is no way into another API's partitions."""
-
 ACCOUNT_HEADERS = ("openai-organization", "openai-project")
 """Which of the caller's organizations and projects answers (OpenAI API reference,
 "Authentication"): what a key may use, and where a stored response lives, differ by project."""
@@ -176,15 +170,17 @@ def semantic_partition(
 ) -> str:
     """Entries compared semantically share everything but the last user message's content:
     tenant, embedder, API (``api``: None for chat completions), model, every answer-changing
-    parameter, tools, system prompt, earlier turns, and the last message's other fields."""
+    parameter, tools, system prompt, earlier turns, and the last message's other fields.
+
+    The API and embedder are hashed beside the body, never written into it: a name semcache
+    set in the body (or took out of it) would be one a client can send too, and a body carrying
+    it, which the upstream refuses as an unknown field, would share the partition of one that
+    does not."""
     canonical = _canonical_chat(body)
     messages = canonical["messages"]
     messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
-    canonical.pop(SEMANTIC_MARK, None)
-    if api is not None:
-        canonical[SEMANTIC_MARK] = api
-    canonical["\x00embedder"] = embedder
-    return f"sem:{namespace}:{_digest(canonical)}"
+    scope = {"api": api, "embedder": embedder, "body": canonical}
+    return f"sem:{namespace}:{_digest(scope)}"
 
 
 def completion_key(namespace: str, body: Mapping[str, Any]) -> str:

@@ -11,7 +11,6 @@ import orjson
 import pytest
 import respx
 
-from proxy.cache.keys import SEMANTIC_MARK
 from proxy.semantic.embedders import HashEmbedder
 from tests.unit.harness import (
     QUESTION,
@@ -100,7 +99,7 @@ async def test_a_chat_completion_cannot_plant_its_answer_in_ollamas_partitions(
         ollama = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
         async with make_proxy(router, clock, embedder=HashEmbedder(64)) as p:
             forged = {"model": "m", "messages": [{"role": "user", "content": QUESTION}],
-                      SEMANTIC_MARK: "chat"}  # fmt: skip
+                      "__semcache_api": "chat"}  # fmt: skip
             planted = await p.client.post("/v1/chat/completions", json=forged)
             assert planted.headers["x-cache"] == "MISS"
             asked = {"model": "m", "stream": False,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import respx
 
-from proxy.cache.keys import SEMANTIC_MARK, semantic_partition, semantic_text
+from proxy.cache.keys import semantic_partition, semantic_text
 from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
 from tests.unit import harness
@@ -246,8 +246,10 @@ def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition()
     assert renamed is not None
     assert semantic_partition("ns", renamed, "e", api="responses") != base
     assert semantic_partition("ns", chat, "e") != base  # the same body on chat completions
-    forged = {**chat, SEMANTIC_MARK: "responses"}  # a chat client's field cannot forge it
-    assert semantic_partition("ns", forged, "e") == semantic_partition("ns", chat, "e")
+    # A chat client's field cannot forge a partition's API, nor share a partition of a body
+    # without it (the upstream refuses the field it does not know).
+    forged = {**chat, "__semcache_api": "responses"}
+    assert semantic_partition("ns", forged, "e") not in (base, semantic_partition("ns", chat, "e"))
     assert semantic_body({**body, "store": True}) is None
     assert semantic_body({k: v for k, v in body.items() if k != "store"}) is None
 

@@ -99,6 +99,29 @@ async def test_other_context_never_hits(
     assert route.call_count == 2
 
 
+def refusing_unknown_fields(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """As the API does: a body with a field it does not know is a 400."""
+    if b"__semcache_api" in request.content:
+        return httpx.Response(400, json={"error": {"message": "Unrecognized request argument "
+                                                   "supplied: __semcache_api"}})  # fmt: skip
+    return numbered(request, route)
+
+
+@pytest.mark.parametrize("value", ["x", None])
+async def test_a_body_with_semcaches_partition_field_never_hits_one_without(
+    proxy: Proxy, value: str | None
+) -> None:
+    """Must NOT hit: ``__semcache_api`` was the name semcache wrote a partition's API under, and
+    took out of a chat body; a body carrying it is one the upstream refuses, and was served the
+    answer to the same words without it."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=refusing_unknown_fields)
+    await proxy.chat(chat_body(QUESTION))
+    response = await proxy.chat(chat_body(SAME_WORDS, __semcache_api=value))
+    assert response.status_code == 400
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
 def with_context(text: str, context: dict[str, Any]) -> dict[str, Any]:
     context = dict(context)
     messages: list[dict[str, Any]] = []
