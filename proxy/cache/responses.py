@@ -25,9 +25,9 @@ for the first wording; had that response been stored upstream, a client continui
 ``previous_response_id`` would carry on a conversation whose recorded question is not the one
 its user asked (and its ``input_items`` would show it). With ``store`` left at its default
 (true) the route is exact only (``X-Cache-Reason: stored-response``). For the lookup the request
-is read as chat messages (:func:`semantic_body`): ``instructions`` is the system message, each
-input item a message, and the partition holds everything but the last user message's text, in
-partitions of its own (never a chat completion's or Ollama's).
+is read as chat messages (:func:`semantic_body`): each input item a message, ``instructions`` a
+field of its own (never the same as a system item), and the partition holds everything but the
+last user message's text, in partitions of its own (never a chat completion's or Ollama's).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.cache.exact import Format
-from proxy.cache.keys import responses_key
+from proxy.cache.keys import normalize_text, responses_key
 from proxy.cache.policy import usage_tokens
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
@@ -75,16 +75,20 @@ def _list(value: Any) -> list[Any]:
 
 def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
     """The request as a chat body for semantic lookup (see the module's doc), or None when it
-    lets the upstream store its response (exact lookup only)."""
+    lets the upstream store its response (exact lookup only).
+
+    ``instructions`` stays a field of its own, normalized as the key normalizes it: read as a
+    system message, a request with instructions X shared its partition with one that sent no
+    instructions and a system item X, whose Response says ``"instructions": null``."""
     if body.get("store") is not False:
         return None
     given = body.get("input")
     items: list[Any] = [{"role": "user", "content": given}] if isinstance(given, str) else [
         _as_message(item) for item in given or ()
     ]  # fmt: skip
-    if "instructions" in body:
-        items.insert(0, {"role": "system", "content": body["instructions"]})
-    out = {k: v for k, v in body.items() if k not in ("input", "instructions")}
+    out = {k: v for k, v in body.items() if k != "input"}
+    if isinstance(out.get("instructions"), str):
+        out["instructions"] = normalize_text(out["instructions"])
     out["messages"] = items
     return out
 
@@ -99,16 +103,19 @@ def _as_message(item: Any) -> Any:
     out = {k: v for k, v in item.items() if k != "type"}
     content = item.get("content")
     if isinstance(content, list):
-        out["content"] = [
-            {"type": "text", "text": part["text"]}
-            if isinstance(part, dict) and part.get("type") == "input_text" and len(part) == 2
-            else part
-            for part in content
-        ]
+        out["content"] = [_as_part(part) for part in content]
     return out
 
 
+def _as_part(part: Any) -> Any:
+    """An ``input_text`` part as chat's text part."""
+    if isinstance(part, dict) and part.get("type") == "input_text" and len(part) == 2:
+        return {"type": "text", "text": part["text"]}
+    return part
+
+
 ECHOED_FIELDS: dict[str, Any] = {
+    "instructions": None,
     "metadata": {},
     "user": None,
     "safety_identifier": None,
@@ -116,7 +123,8 @@ ECHOED_FIELDS: dict[str, Any] = {
     "prompt_cache_retention": None,
 }
 """Request fields a Response repeats that the key leaves out (``RESPONSES_IGNORED_FIELDS``),
-with what the API repeats when the request has none."""
+or keeps only normalized (``instructions``: ``"Be terse. "`` and ``"Be terse."`` share an
+entry), with what the API repeats when the request has none."""
 
 
 def echo(response: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:

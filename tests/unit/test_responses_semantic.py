@@ -234,13 +234,10 @@ def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition()
     )  # fmt: skip
     chat = semantic_body(body)
     assert chat is not None
-    assert chat["messages"] == [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hi there"}]},
-    ]
+    assert chat["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}]
     assert semantic_text(chat, max_chars=100) == "Hi there"
     assert "input" not in chat
-    assert "instructions" not in chat
+    assert chat["instructions"] == "Be brief."
     base = semantic_partition("ns", chat, "e", api="responses")
     renamed = semantic_body({**body, "temperature": 0.6})
     assert renamed is not None
@@ -260,8 +257,48 @@ def echoing(request: httpx.Request, route: respx.Route) -> httpx.Response:
     body = answered(request, route).json()
     body.update(metadata=asked.get("metadata", {}), user=asked.get("user"),
                 safety_identifier=asked.get("safety_identifier"),
-                prompt_cache_key=asked.get("prompt_cache_key"))  # fmt: skip
+                prompt_cache_key=asked.get("prompt_cache_key"),
+                instructions=asked.get("instructions"))  # fmt: skip
     return httpx.Response(200, json=body)
+
+
+async def test_instructions_and_a_system_item_never_share_a_partition(proxy: Proxy) -> None:
+    """Must NOT hit: read as a system message, ``instructions`` made a request that sent none
+    (its system item saying the same) share a partition with one that did, and be served a
+    Response saying ``"instructions": "Be terse."``."""
+    route = proxy.upstream.post("/responses").mock(side_effect=echoing)
+    await respond(proxy, ask(QUESTION, instructions="Be terse."))
+    system = {"role": "system", "content": "Be terse."}
+    response = await respond(
+        proxy, ask("", input=[system, {"role": "user", "content": SAME_WORDS}])
+    )
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["instructions"] is None
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("store", [True, False])
+async def test_a_hit_repeats_this_requests_instructions_as_spelled(
+    proxy: Proxy, store: bool
+) -> None:
+    """The key normalizes ``instructions`` (``"Be terse. "`` and ``"Be terse."`` share an entry);
+    the Response repeats them as this request spelled them, never as the stored one did."""
+    route = proxy.upstream.post("/responses").mock(side_effect=echoing)
+    first = await respond(proxy, ask(QUESTION, store=store, instructions="Be terse. "))
+    assert first.json()["instructions"] == "Be terse. "
+    hits = [await respond(proxy, ask(QUESTION, store=store, instructions="Be terse."))]
+    if not store:
+        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, instructions="Be terse.")))
+    for hit in hits:
+        assert hit.headers["x-cache"] == "HIT"
+        assert hit.json()["instructions"] == "Be terse."
+    streamed = await respond(
+        proxy, ask(QUESTION, store=store, stream=True, instructions="Be terse.")
+    )
+    assert streamed.headers["x-cache"] == "HIT"
+    assert b'"instructions":"Be terse."' in streamed.content
+    assert b"Be terse. " not in streamed.content
+    assert route.call_count == 1
 
 
 @pytest.mark.parametrize("store", [True, False])
