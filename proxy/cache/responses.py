@@ -107,10 +107,22 @@ def _as_message(item: Any) -> Any:
     return out
 
 
+NOT_AN_INPUT_PART = "text (not a Responses input part)"
+"""What a ``text`` part of an input item is read as."""
+
+
 def _as_part(part: Any) -> Any:
-    """An ``input_text`` part as chat's text part."""
-    if isinstance(part, dict) and part.get("type") == "input_text" and len(part) == 2:
+    """An ``input_text`` part as chat's text part. A part typed ``text`` is chat's spelling, not
+    one of this API's (the upstream answers 400, ``Invalid value: 'text'``): read as it is, it
+    would be the same as a converted ``input_text`` part, and a request the upstream refuses
+    would share a partition, and be served the answer, of one it accepts. So it gets a type of
+    its own, which is never compared either."""
+    if not isinstance(part, dict):
+        return part
+    if part.get("type") == "input_text" and len(part) == 2:
         return {"type": "text", "text": part["text"]}
+    if part.get("type") == "text":
+        return {**part, "type": NOT_AN_INPUT_PART}
     return part
 
 

@@ -141,6 +141,44 @@ async def test_another_context_never_hits(
     assert route.call_count == 2
 
 
+def refusing_text_parts(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """As the API does: ``text`` is chat's content part, not one of an input message's."""
+    if b'"type":"text"' in request.content.replace(b" ", b""):
+        return httpx.Response(400, json={"error": {
+            "message": "Invalid value: 'text'. Supported values are: 'input_text', "
+            "'input_image', 'output_text', 'refusal', 'input_file', 'computer_screenshot', "
+            "and 'summary_text'.",
+            "type": "invalid_request_error", "param": "input[0].content[0].type",
+            "code": "invalid_value"}})  # fmt: skip
+    return answered(request, route)
+
+
+def turns(kind: str, question: str, *, earlier: bool) -> list[dict[str, Any]]:
+    """An input whose earlier user item (``earlier``) or whose last one has a ``kind`` part."""
+    said = [{"type": kind, "text": "Hi" if earlier else question}]
+    if not earlier:
+        return [{"role": "user", "content": said}]
+    return [{"role": "user", "content": said}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": question}]  # fmt: skip
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["earlier", "last"])
+async def test_a_text_part_never_shares_a_partition_with_an_input_text_part(
+    proxy: Proxy, earlier: bool
+) -> None:
+    """Must NOT hit: the chat reading turns ``input_text`` parts into ``text`` ones, so an item
+    with ``text`` parts, which the upstream refuses, read the same as one it accepts."""
+    route = proxy.upstream.post("/responses").mock(side_effect=refusing_text_parts)
+    await respond(proxy, ask("", input=turns("input_text", QUESTION, earlier=earlier)))
+    response = await proxy.client.post(
+        "/v1/responses", json=ask("", input=turns("text", SAME_WORDS, earlier=earlier)),
+        headers={"authorization": "Bearer sk-test-a"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
 def in_context(question: str, context: dict[str, Any]) -> dict[str, Any]:
     context = dict(context)
     items: list[dict[str, Any]] = []
