@@ -19,7 +19,8 @@ from proxy.upstream import CREDENTIAL_HEADERS, KEY_HEADERS
 
 # Chat fields that cannot change the answer: how it is delivered (`stream`, `stream_options`) and
 # bookkeeping that the API reference says is for abuse monitoring or billing. `store` is kept
-# apart (see `_canonical_chat`).
+# apart (see `_canonical_chat`). The answer names its `service_tier`: a hit names the asking
+# request's (`proxy.cache.policy.served_tier`).
 CHAT_IGNORED_FIELDS = frozenset(
     {
         "stream",

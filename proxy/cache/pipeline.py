@@ -24,6 +24,7 @@ from proxy.cache.policy import (
     completion_is_storable,
     completion_tokens_saved,
     is_fresh,
+    with_served_tier,
 )
 from proxy.errors import HTTPError
 from proxy.http.responses import (
@@ -252,10 +253,11 @@ class ChatPipeline:
             if not isinstance(completion, dict) or not isinstance(boundaries, dict):
                 log.warning("entry %s cannot be replayed; treating it as a miss", entry.id)
                 return None
+            completion = with_served_tier(completion, chat.body)
             body = replay(completion, boundaries, include_usage=chat.include_usage)
             response = raw_response(body, 200, [*SSE_HEADERS, *headers])
         else:
-            response = raw_response(entry.body, 200, [JSON, *headers])
+            response = raw_response(_served(entry.body, chat.body), 200, [JSON, *headers])
         self._metrics.request(ROUTE, "hit")
         self._metrics.hit(lookup, entry, model=chat.model)
         return response
@@ -370,3 +372,15 @@ class ChatPipeline:
             headers=self._upstream.forward_headers(headers, accept_encoding=accept_encoding),
             content=content,
         )
+
+
+def _served(stored: bytes, request: dict[str, Any]) -> bytes:
+    """A stored completion's bytes as a non-streamed hit serves them: as stored (no parse, the
+    common case) unless they name a ``service_tier`` this request is not served on."""
+    if b'"service_tier"' not in stored:
+        return stored
+    completion = json_or_none(stored)
+    if not isinstance(completion, dict):
+        return stored
+    served = with_served_tier(completion, request)
+    return stored if served is completion else orjson.dumps(served)

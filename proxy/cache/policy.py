@@ -136,6 +136,38 @@ def usage_tokens(answer: Mapping[str, Any], *, answer_field: str) -> tuple[int, 
     return total, own
 
 
+AUTO_TIERS = frozenset({"default", "scale"})
+"""What a request asking ``auto`` (or no ``service_tier``) is served with: the project's tier,
+``default`` unless the project is set otherwise, ``scale`` for one with Scale Tier credits
+(OpenAI API reference, ``service_tier``)."""
+TIER_SHOWN_AS = {"fast": "priority"}
+"""Tiers a response names otherwise than the request did ("The response will show
+``service_tier=priority`` regardless of if you specify ``service_tier=fast`` or ``priority``")."""
+
+
+def served_tier(stored: Any, asked: Any) -> Any:
+    """The ``service_tier`` a hit shows: the tier the upstream would have served this request
+    on, not the one the stored answer was made on (a ``flex`` answer is no ``priority`` one).
+
+    A tier asked by name is the one shown (as the upstream shows it when it serves that tier).
+    ``auto`` or none is the project's tier, which semcache sees only in answers: the stored
+    tier when it is one ``auto`` gives (an answer made on the project's tier), else
+    ``default``. An upstream that names no tier (absent, ``null``: vLLM, Ollama) is left so."""
+    if not isinstance(stored, str):
+        return stored
+    if isinstance(asked, str) and asked != "auto":
+        return TIER_SHOWN_AS.get(asked, asked)
+    return stored if stored in AUTO_TIERS else "default"
+
+
+def with_served_tier(answer: dict[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+    """``answer`` (a chat completion, a Response) with the tier :func:`served_tier` gives."""
+    if "service_tier" not in answer:
+        return answer
+    tier = served_tier(answer["service_tier"], request.get("service_tier"))
+    return answer if tier == answer["service_tier"] else {**answer, "service_tier": tier}
+
+
 def _choice_is_complete(choice: object) -> bool:
     if not isinstance(choice, dict) or choice.get("finish_reason") not in COMPLETE_FINISH_REASONS:
         return False

@@ -36,7 +36,7 @@ from typing import Any
 
 from proxy.cache.exact import Format
 from proxy.cache.keys import normalize_text, responses_key
-from proxy.cache.policy import usage_tokens
+from proxy.cache.policy import usage_tokens, with_served_tier
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.http.validate import ChatRequest
 
@@ -141,12 +141,13 @@ entry), with what the API repeats when the request has none."""
 
 def echo(response: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """A stored Response as served: the fields it repeats from its request are this request's,
-    never those of the request that was stored (another end user's ``metadata`` or ``user``)."""
+    never those of the request that was stored (another end user's ``metadata`` or ``user``),
+    and its ``service_tier`` the one this request would be served on."""
     served = dict(response)
     for name, absent in ECHOED_FIELDS.items():
         if name in served:
             served[name] = request.get(name, absent)
-    return served
+    return with_served_tier(served, request)
 
 
 def tokens(response: dict[str, Any]) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from proxy.cache.policy import served_tier
 from proxy.errors import StoreError
 from proxy.http.validate import has_duplicate_keys, has_inexact_numbers
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
@@ -167,6 +168,76 @@ async def test_stream_and_user_fields_do_not_change_the_key(proxy: Proxy) -> Non
     hit = await proxy.chat(chat_body(user="bob", metadata={"x": "y"}))
     assert hit.headers["x-cache"] == "HIT"
     assert route.call_count == 1
+
+
+def tiered(request: httpx.Request, route: Any) -> httpx.Response:
+    """As the API does: the answer names the tier that served it, the one asked (``fast`` shown
+    as ``priority``), or the project's (``default``) for ``auto`` or none."""
+    asked = orjson.loads(request.content).get("service_tier")
+    tier = "default" if asked in (None, "auto") else {"fast": "priority"}.get(asked, asked)
+    return httpx.Response(200, json={**completion(f"answer {route.call_count + 1}"),
+                                     "service_tier": tier})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "shown"),
+    [
+        pytest.param("flex", "priority", "priority", id="flex-then-priority"),
+        pytest.param("flex", None, "default", id="flex-then-none"),
+        pytest.param("flex", "auto", "default", id="flex-then-auto"),
+        pytest.param(None, "flex", "flex", id="none-then-flex"),
+        pytest.param("priority", "fast", "priority", id="priority-then-fast"),
+    ],
+)
+async def test_a_hit_names_the_tier_this_request_is_served_on(
+    proxy: Proxy, stored: str | None, asked: str | None, shown: str
+) -> None:
+    """``service_tier`` is left out of the key (it does not change the answer), but the answer
+    names the tier that served it: a hit never shows a ``priority`` request the ``flex`` tier
+    the stored answer was made on, streamed or not."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=tiered)
+    first = await proxy.chat(chat_body(**({} if stored is None else {"service_tier": stored})))
+    fields = {} if asked is None else {"service_tier": asked}
+    hit = await proxy.chat(chat_body(**fields))
+    streamed = await proxy.chat(chat_body(stream=True, **fields))
+    assert (hit.headers["x-cache"], streamed.headers["x-cache"]) == ("HIT", "HIT")
+    assert hit.json() == {**first.json(), "service_tier": shown}
+    chunks = [json.loads(line[6:]) for line in streamed.text.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    assert {c["service_tier"] for c in chunks} == {shown}
+    assert route.call_count == 1
+
+
+async def test_a_hit_on_its_own_tier_or_from_an_upstream_naming_none_is_served_as_stored(
+    proxy: Proxy,
+) -> None:
+    """No tier is made up where the upstream names none (vLLM, Ollama), and an answer that
+    names this request's tier is served byte for byte."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=tiered)
+    first = await proxy.chat(chat_body(service_tier="flex"))
+    assert (await proxy.chat(chat_body(service_tier="flex"))).content == first.content
+    route.mock(side_effect=None, return_value=httpx.Response(200, json=completion("Rome.")))
+    await proxy.chat(chat_body("What is the capital of Italy?"))
+    hit = await proxy.chat(chat_body("What is the capital of Italy?", service_tier="priority"))
+    assert hit.headers["x-cache"] == "HIT"
+    assert "service_tier" not in hit.json()
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "shown"),
+    [
+        ("flex", "priority", "priority"),
+        ("default", "fast", "priority"),
+        ("scale", "auto", "scale"),
+        ("scale", None, "scale"),
+        ("priority", None, "default"),
+        ("flex", "default", "default"),
+        (None, "priority", None),
+    ],
+)
+def test_the_tier_a_hit_shows(stored: str | None, asked: str | None, shown: str | None) -> None:
+    assert served_tier(stored, asked) == shown
 
 
 @pytest.mark.parametrize(

@@ -296,8 +296,32 @@ def echoing(request: httpx.Request, route: respx.Route) -> httpx.Response:
     body.update(metadata=asked.get("metadata", {}), user=asked.get("user"),
                 safety_identifier=asked.get("safety_identifier"),
                 prompt_cache_key=asked.get("prompt_cache_key"),
-                instructions=asked.get("instructions"))  # fmt: skip
+                instructions=asked.get("instructions"),
+                service_tier=asked.get("service_tier") or "default")  # fmt: skip
     return httpx.Response(200, json=body)
+
+
+@pytest.mark.parametrize("store", [True, False])
+async def test_a_hit_names_the_tier_this_request_is_served_on(proxy: Proxy, store: bool) -> None:
+    """``service_tier`` is left out of the key, but a Response names the tier that served it: a
+    ``priority`` request is never shown the ``flex`` tier the stored one was made on."""
+    route = proxy.upstream.post("/responses").mock(side_effect=echoing)
+    first = await respond(proxy, ask(QUESTION, store=store, service_tier="flex"))
+    assert first.json()["service_tier"] == "flex"
+    hits = [await respond(proxy, ask(QUESTION, store=store, service_tier="priority"))]
+    if not store:
+        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, service_tier="priority")))
+    for hit in hits:
+        assert hit.headers["x-cache"] == "HIT"
+        assert hit.json()["service_tier"] == "priority"
+    unnamed = await respond(proxy, ask(QUESTION, store=store))
+    assert unnamed.json()["service_tier"] == "default"
+    streamed = await respond(
+        proxy, ask(QUESTION, store=store, stream=True, service_tier="priority")
+    )
+    assert b'"service_tier":"priority"' in streamed.content
+    assert b"flex" not in streamed.content
+    assert route.call_count == 1
 
 
 async def test_instructions_and_a_system_item_never_share_a_partition(proxy: Proxy) -> None:
