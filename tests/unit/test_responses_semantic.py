@@ -302,26 +302,35 @@ def echoing(request: httpx.Request, route: respx.Route) -> httpx.Response:
 
 
 @pytest.mark.parametrize("store", [True, False])
-async def test_a_hit_names_the_tier_this_request_is_served_on(proxy: Proxy, store: bool) -> None:
-    """``service_tier`` is left out of the key, but a Response names the tier that served it: a
-    ``priority`` request is never shown the ``flex`` tier the stored one was made on."""
+@pytest.mark.parametrize(
+    ("field", "stored", "asked", "unnamed", "calls"),
+    [
+        # Left out of the key, but a Response names the tier that served it: a priority
+        # request is never shown the flex tier the stored one was made on.
+        ("service_tier", "flex", "priority", "default", 1),
+        # The key normalizes instructions ("Be terse. " and "Be terse." share an entry); the
+        # Response repeats them as this request spelled them (none asked: another request).
+        ("instructions", "Be terse. ", "Be terse.", None, 2),
+    ],
+)
+async def test_a_hit_repeats_this_requests_field_never_the_stored_ones(
+    proxy: Proxy, store: bool, field: str, stored: str, asked: str, unnamed: str | None, calls: int
+) -> None:
     route = proxy.upstream.post("/responses").mock(side_effect=echoing)
-    first = await respond(proxy, ask(QUESTION, store=store, service_tier="flex"))
-    assert first.json()["service_tier"] == "flex"
-    hits = [await respond(proxy, ask(QUESTION, store=store, service_tier="priority"))]
+    first = await respond(proxy, ask(QUESTION, store=store, **{field: stored}))
+    assert first.json()[field] == stored
+    hits = [await respond(proxy, ask(QUESTION, store=store, **{field: asked}))]
     if not store:
-        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, service_tier="priority")))
+        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, **{field: asked})))
     for hit in hits:
         assert hit.headers["x-cache"] == "HIT"
-        assert hit.json()["service_tier"] == "priority"
-    unnamed = await respond(proxy, ask(QUESTION, store=store))
-    assert unnamed.json()["service_tier"] == "default"
-    streamed = await respond(
-        proxy, ask(QUESTION, store=store, stream=True, service_tier="priority")
-    )
-    assert b'"service_tier":"priority"' in streamed.content
-    assert b"flex" not in streamed.content
-    assert route.call_count == 1
+        assert hit.json()[field] == asked
+    assert (await respond(proxy, ask(QUESTION, store=store))).json()[field] == unnamed
+    streamed = await respond(proxy, ask(QUESTION, store=store, stream=True, **{field: asked}))
+    assert streamed.headers["x-cache"] == "HIT"
+    assert orjson.dumps({field: asked})[1:-1] in streamed.content
+    assert orjson.dumps({field: stored})[1:-1] not in streamed.content
+    assert route.call_count == calls
 
 
 async def test_instructions_and_a_system_item_never_share_a_partition(proxy: Proxy) -> None:
@@ -337,30 +346,6 @@ async def test_instructions_and_a_system_item_never_share_a_partition(proxy: Pro
     assert response.headers["x-cache"] == "MISS"
     assert response.json()["instructions"] is None
     assert route.call_count == 2
-
-
-@pytest.mark.parametrize("store", [True, False])
-async def test_a_hit_repeats_this_requests_instructions_as_spelled(
-    proxy: Proxy, store: bool
-) -> None:
-    """The key normalizes ``instructions`` (``"Be terse. "`` and ``"Be terse."`` share an entry);
-    the Response repeats them as this request spelled them, never as the stored one did."""
-    route = proxy.upstream.post("/responses").mock(side_effect=echoing)
-    first = await respond(proxy, ask(QUESTION, store=store, instructions="Be terse. "))
-    assert first.json()["instructions"] == "Be terse. "
-    hits = [await respond(proxy, ask(QUESTION, store=store, instructions="Be terse."))]
-    if not store:
-        hits.append(await respond(proxy, ask(SAME_WORDS, store=store, instructions="Be terse.")))
-    for hit in hits:
-        assert hit.headers["x-cache"] == "HIT"
-        assert hit.json()["instructions"] == "Be terse."
-    streamed = await respond(
-        proxy, ask(QUESTION, store=store, stream=True, instructions="Be terse.")
-    )
-    assert streamed.headers["x-cache"] == "HIT"
-    assert b'"instructions":"Be terse."' in streamed.content
-    assert b"Be terse. " not in streamed.content
-    assert route.call_count == 1
 
 
 @pytest.mark.parametrize("store", [True, False])
