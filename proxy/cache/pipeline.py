@@ -281,7 +281,7 @@ class ChatPipeline:
                 return upstream_answer(opened.refused, response.status_code, headers)
             return relay(self._upstream, response, extra_headers=extra)
         parser = EventParser()
-        assembler = StreamAssembler()
+        assembler = StreamAssembler(max_bytes=self._max_entry_bytes)
         stored: list[Entry] = []
 
         def observe(chunk: bytes) -> bool:
@@ -291,7 +291,7 @@ class ChatPipeline:
 
         async def complete() -> None:
             if not assembler.complete:
-                self._metrics.not_stored["incomplete"] += 1
+                self._metrics.not_stored["too_large" if assembler.too_large else "incomplete"] += 1
                 return
             replay_hints = orjson.dumps(assembler.boundaries())
             entry = await self._store(miss, 200, assembler.completion(), replay=replay_hints)

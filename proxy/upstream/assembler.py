@@ -43,9 +43,18 @@ class _Choice:
 
 
 class StreamAssembler:
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
+        """``max_bytes``: the largest entry that may be stored. Once what is held must make a
+        larger one, the assembler gives up (``too_large``) and lets go of it: the stream is
+        still relayed, but what semcache holds of it stays bounded."""
         self.done = False
         self.failed = False
+        self.too_large = False
+        self._max_bytes = max_bytes
+        self._held = 0
+        """A lower bound of the entry's bytes: each piece's characters (each at least a byte
+        in the stored JSON) and two for its length in the replay hints; a logprob item's token
+        and the least its JSON takes."""
         self._envelope: dict[str, Any] = {}
         self._extras: dict[str, Any] = {}
         """Fields an upstream adds beside the envelope (Perplexity's ``citations``, Azure's
@@ -86,6 +95,9 @@ class StreamAssembler:
             if not self._take_choice(raw):
                 self.failed = True
                 return
+        if self._max_bytes is not None and self._held > self._max_bytes:
+            self.failed = self.too_large = True
+            self._choices.clear()  # let go of what can never be stored
 
     @property
     def complete(self) -> bool:
@@ -141,6 +153,7 @@ class StreamAssembler:
             elif isinstance(value, str):
                 if value:
                     choice.text.setdefault(key, []).append(value)
+                    self._held += len(value) + 2
             elif value is not None:
                 return False  # a field we cannot assemble (annotations, audio, ...): don't store
         logprobs = raw.get("logprobs")
@@ -148,12 +161,12 @@ class StreamAssembler:
             for key, items in logprobs.items():
                 if isinstance(items, list):
                     choice.logprobs.setdefault(key, []).extend(items)
+                    self._held += sum(_least_bytes(item) for item in items)
         if raw.get("finish_reason") is not None:
             choice.finish_reason = raw["finish_reason"]
         return True
 
-    @staticmethod
-    def _take_tool(choice: _Choice, raw: object) -> bool:
+    def _take_tool(self, choice: _Choice, raw: object) -> bool:
         if not isinstance(raw, dict):
             return False
         index = raw.get("index", len(choice.tool_calls))
@@ -169,8 +182,10 @@ class StreamAssembler:
             return False
         if isinstance(function.get("name"), str):
             call.name += function["name"]
+            self._held += len(function["name"])
         if isinstance(function.get("arguments"), str) and function["arguments"]:
             call.arguments.append(function["arguments"])
+            self._held += len(function["arguments"]) + 2
         return True
 
     @staticmethod
@@ -195,3 +210,18 @@ class StreamAssembler:
             "logprobs": choice.logprobs or None,
             "finish_reason": choice.finish_reason,
         }
+
+
+def _least_bytes(item: object) -> int:
+    """The fewest bytes a logprob item takes in JSON: braces, each key quoted with its colon
+    and a value of at least one byte; its token's characters, its top logprobs the same way."""
+    if not isinstance(item, dict):
+        return 1
+    size = 2 + sum(len(key) + 4 for key in item)
+    token = item.get("token")
+    if isinstance(token, str):
+        size += len(token) + 1
+    top = item.get("top_logprobs")
+    if isinstance(top, list):
+        size += sum(_least_bytes(t) for t in top)
+    return size

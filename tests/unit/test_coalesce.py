@@ -472,3 +472,50 @@ async def test_a_leader_keeps_the_replica_lock_past_the_followers_wait(
     assert "chat:ns:k" in other.locks
     await turn.publish(None)
     assert other.locks == {}
+
+
+async def test_a_streamed_answer_over_the_entry_limit_is_relayed_without_being_held(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Memory stays bounded: a stream past ``max_entry_bytes`` is relayed whole, and what
+    semcache keeps of it to store stops growing at the limit (it held all of it, then joined
+    it and wrote it out, before finding it too large)."""
+    import tracemalloc
+
+    piece = orjson.dumps(
+        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "x" * 8192}, "finish_reason": None}]}
+    )  # fmt: skip
+    end = (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+        b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+
+    async def stream() -> Any:
+        for _ in range(1000):  # 8 MB of text
+            yield b"data: " + piece + b"\n\n"
+        yield end
+
+    route = upstream_mock.post("/chat/completions").mock(
+        side_effect=lambda request: httpx.Response(
+            200, stream=stream(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    async with make_proxy(upstream_mock, clock, max_entry_bytes=64 * 1024) as proxy:
+        tracemalloc.start()
+        try:
+            first = await proxy.chat(chat_body(stream=True))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        second = await proxy.chat(chat_body(stream=True))
+        stats = (await proxy.client.get("/cache/stats")).json()
+    sent = len(first.content)
+    assert first.content.endswith(b"data: [DONE]\n\n")
+    assert sent > 8_000_000
+    assert second.headers["x-cache"] == "MISS"
+    assert stats["not_stored"] == {"too_large": 2}
+    assert route.call_count == 2
+    # The test client buffers the answer (ASGITransport: its pieces, then joined), twice its
+    # size; semcache held about ten times more before (its pieces, joined, written out).
+    assert peak < sent * 3, (peak, sent)

@@ -378,3 +378,56 @@ def test_top_level_fields_an_upstream_adds_survive_the_entry_and_its_replays() -
     assert azure["prompt_filter_results"] == filters["prompt_filter_results"]
     noise = assemble([chunk({"content": "Hi"}, "stop", obfuscation="x"), b"[DONE]"])
     assert "obfuscation" not in noise.completion()
+
+
+def test_an_answer_too_large_to_store_is_let_go_of_as_it_streams() -> None:
+    """Memory stays bounded: past the largest entry, the assembler keeps nothing more (the
+    stream is still relayed whole; only what semcache holds of it is bounded)."""
+    import tracemalloc
+
+    piece = "x" * 8192
+    parser, assembler = EventParser(), StreamAssembler(max_bytes=64 * 1024)
+    tracemalloc.start()
+    try:
+        assembler.feed(chunk({"role": "assistant", "content": ""}))
+        for _ in range(2000):  # 16 MB of text
+            for data in parser.feed(sse(chunk({"content": piece}))):
+                assembler.feed(data)
+        for data in parser.feed(sse(chunk({}, "stop"), b"[DONE]")):
+            assembler.feed(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert assembler.too_large
+    assert not assembler.complete
+    assert peak < 2 * 1024 * 1024
+
+
+def with_logprobs(payload: bytes, logprobs: dict[str, Any]) -> bytes:
+    body = orjson.loads(payload)
+    body["choices"][0]["logprobs"] = logprobs
+    return orjson.dumps(body)
+
+
+def test_the_bound_never_refuses_an_answer_that_fits() -> None:
+    """What the assembler counts is a lower bound of the entry's bytes: an answer whose entry
+    (body and replay hints) is exactly the bound is still stored, with logprobs and tools."""
+    top = {"token": "é", "logprob": -0.5, "bytes": [195, 169]}
+    logprobs = {"content": [{**top, "top_logprobs": [top]}]}
+    call = {"index": 0, "id": "t", "function": {"name": "f", "arguments": "{"}}
+    payloads = [
+        chunk({"role": "assistant", "content": ""}),
+        *[with_logprobs(chunk({"content": "é"}), logprobs) for _ in range(50)],
+        chunk({"tool_calls": [call]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}),
+        chunk({}, "stop"),
+        b"[DONE]",
+    ]
+    whole = assemble(payloads)
+    size = len(orjson.dumps(whole.completion())) + len(orjson.dumps(whole.boundaries()))
+    bounded = StreamAssembler(max_bytes=size)
+    for data in payloads:
+        bounded.feed(data)
+    assert bounded.complete
+    assert not bounded.too_large
+    assert bounded.completion() == whole.completion()
