@@ -11,6 +11,7 @@ import orjson
 
 from proxy.cache.pieces import share_logprobs
 from proxy.http.validate import json_or_none
+from proxy.upstream.sse import partial_lines
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_LINE = 3
@@ -21,12 +22,10 @@ class LineParser:
     """Feed raw bytes; get back each complete line."""
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._partial: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        return [line for line in lines if line.strip()]
+        return [line for line in partial_lines(self._partial, chunk) if line.strip()]
 
 
 class Joined:

@@ -28,13 +28,17 @@ class EventParser:
     named ``error``, :data:`ERROR_EVENT_DATA`)."""
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._partial: list[bytes] = []
+        """The line begun and not ended yet, in the pieces it came in: joined once it ends, so
+        that a long line (an event of megabytes, read a few KB at a time) costs its length once,
+        not once per read."""
         self._data: list[bytes] = []
         self._error = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
+        lines = partial_lines(self._partial, chunk)
+        if not lines:
+            return []
         events: list[bytes] = []
         for line in lines:
             line = line.removesuffix(b"\r")
@@ -51,6 +55,24 @@ class EventParser:
             elif line.startswith(b"event:"):
                 self._error = line[6:].strip() == b"error"
         return events
+
+
+def partial_lines(partial: list[bytes], chunk: bytes) -> list[bytes]:
+    """The lines ``chunk`` ends, ``partial`` (the line begun before it, in pieces) joined to the
+    first; what follows the last newline is left in ``partial``."""
+    if b"\n" not in chunk:
+        if chunk:
+            partial.append(chunk)
+        return []
+    if partial:
+        partial.append(chunk)
+        chunk = b"".join(partial)
+        partial.clear()
+    lines = chunk.split(b"\n")
+    rest = lines.pop()
+    if rest:
+        partial.append(rest)
+    return lines
 
 
 def event(payload: dict[str, Any]) -> bytes:

@@ -72,8 +72,19 @@ class UsageStripper:
 
     def __init__(self) -> None:
         self._partial = b""
+        self._pieces: list[bytes] = []
+        """Reads that cannot end an event (no CR or LF in them), after ``_partial``: joined
+        only when one that may end it comes, so a long event costs its length once, not once
+        per read."""
 
     def feed(self, chunk: bytes) -> bytes:
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._pieces.append(chunk)
+            return b""
+        if self._pieces:
+            self._pieces.append(chunk)
+            chunk = b"".join(self._pieces)
+            self._pieces = []
         data = self._partial + chunk
         if b"\r" not in data:  # events end in a blank line of LFs: a split, no regex
             *blocks, self._partial = data.split(b"\n\n")
@@ -88,7 +99,8 @@ class UsageStripper:
 
     def flush(self) -> bytes:
         """What is left when the stream ends (an event without its blank line)."""
-        rest, self._partial = self._partial, b""
+        rest = b"".join([self._partial, *self._pieces])
+        self._partial, self._pieces = b"", []
         return rest
 
 

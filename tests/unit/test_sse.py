@@ -431,3 +431,35 @@ def test_the_bound_never_refuses_an_answer_that_fits() -> None:
     assert bounded.complete
     assert not bounded.too_large
     assert bounded.completion() == whole.completion()
+
+
+@pytest.mark.parametrize("reader", ["events", "ndjson lines", "usage stripper"])
+def test_a_long_line_read_in_small_pieces_costs_its_length_once(reader: str) -> None:
+    """An event (or NDJSON line) of megabytes read 1 KB at a time: each read used to copy the
+    whole line begun so far, quadratic time on the event loop (64 MB took 13 s). Fed here with
+    a deadline, it must end long before the quadratic way would."""
+    import time
+
+    from proxy.cache.ollama_stream import LineParser
+    from proxy.upstream import UsageStripper
+
+    line = b'data: {"content": "' + b"x" * (16 * 1024 * 1024) + b'"}'
+    feed: Any
+    if reader == "events":
+        feed = EventParser().feed
+    elif reader == "ndjson lines":
+        feed = LineParser().feed
+    else:
+        feed = UsageStripper().feed
+    out: list[Any] = []
+    deadline = time.monotonic() + 2.0
+    for i in range(0, len(line), 1024):
+        out.append(feed(line[i : i + 1024]))
+        assert time.monotonic() < deadline, f"quadratic: {i} bytes read in 2 s"
+    out.append(feed(b"\n\n"))
+    if reader == "events":
+        assert out[-1] == [line[6:]]
+    elif reader == "ndjson lines":
+        assert out[-1] == [line]
+    else:
+        assert b"".join(out) == line + b"\n\n"
