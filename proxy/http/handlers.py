@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import unquote
@@ -51,7 +51,7 @@ from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.stores.guard import Cache
 from proxy.totals import Totals
-from proxy.upstream import Upstream
+from proxy.upstream import Headers, Upstream
 
 log = logging.getLogger("semcache.handlers")
 PASSTHROUGH_HEADERS = cache_headers("BYPASS", reason="not-cacheable:route")
@@ -203,14 +203,14 @@ async def passthrough(request: Request) -> Response:
     svc = services(request)
     path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
     path = path.partition("?")[0].removeprefix(V1)
-    body = request.stream() if request.method not in ("GET", "HEAD") else None
+    body, framing = forwarded_body(request)
     try:
         svc.tenancy.authorize(api_key_from(request.headers))
         _check_path(path)
         response = await svc.upstream.send(
             request.method,
             svc.upstream.url(path, request.scope["query_string"]),
-            headers=svc.upstream.forward_headers(request.headers.raw),
+            headers=[*svc.upstream.forward_headers(request.headers.raw), *framing],
             content=body,
         )
     except HTTPError as exc:
@@ -226,6 +226,22 @@ async def passthrough(request: Request) -> Response:
         if kept is not None:  # a stored response or chat completion: its entry goes too
             await svc.feedback.deleted_upstream(unquote(kept[1]))
     return relay(svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS)
+
+
+def forwarded_body(request: Request) -> tuple[AsyncIterator[bytes] | None, Headers]:
+    """A passed-through request's body, streamed as it arrives, and its framing as the client
+    sent it: its ``Content-Length`` kept (re-chunked, a known length would be refused by an
+    upstream that takes no chunked upload: 411 from nginx Unit, lighttpd, some gateways), and
+    no body at all when the client sent none (a ``DELETE`` or ``OPTIONS``), not an empty
+    chunked one. Only a chunked upload goes on chunked."""
+    if request.method in ("GET", "HEAD"):
+        return None, []
+    length = request.headers.get("content-length")
+    if "transfer-encoding" in request.headers:
+        return request.stream(), []
+    if length is None:
+        return None, []
+    return request.stream(), [(b"content-length", length.encode("latin-1"))]
 
 
 async def healthz(request: Request) -> Response:

@@ -19,7 +19,7 @@ from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
-from proxy.http.handlers import header_fields, read_body, services
+from proxy.http.handlers import forwarded_body, header_fields, read_body, services
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.http.validate import (
     has_duplicate_keys,
@@ -106,12 +106,12 @@ def _checked(kind: str, raw: bytes) -> dict[str, Any] | None:
 
 
 async def _pass(request: Request, url: str) -> Response:
-    body = request.stream() if request.method not in ("GET", "HEAD") else None
+    body, framing = forwarded_body(request)
     svc = services(request)
     response = await svc.upstream.send(
         request.method,
         _with_query(url, request.scope["query_string"]),
-        headers=svc.upstream.forward_headers(request.headers.raw, to=url),
+        headers=[*svc.upstream.forward_headers(request.headers.raw, to=url), *framing],
         content=body,
     )
     return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)

@@ -446,3 +446,35 @@ async def test_replicas_still_share_entries_after_redis_lost_its_data(
                     await anyio.sleep(0.5)
     assert problems(results) == []
     assert results[-1].cache == "HIT"
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "length", "framing"),
+    [
+        (b"POST", b"x" * 70_000, True, ("70000", None)),  # a file upload, read in pieces
+        (b"DELETE", b"", False, ("0", None)),  # no body: none sent either (an empty one)
+        (b"DELETE", b"", True, ("0", None)),
+    ],
+)
+async def test_a_passed_through_body_keeps_the_framing_the_client_gave_it(
+    fuzz_proxy: ProxyProcess,
+    fake_upstream: FakeUpstream,
+    method: bytes,
+    body: bytes,
+    length: bool,
+    framing: tuple[str | None, str | None],
+) -> None:
+    """A body of known length was streamed upstream re-chunked (and a DELETE without one got
+    an empty chunked body): an upstream that takes no chunked upload answers 411 (nginx Unit,
+    lighttpd, some API gateways), one the client reaching it directly never gets."""
+    data = fuzz.request(
+        method, b"/v1/files/f-1", body, content_type=b"application/octet-stream", length=length
+    )
+    reply = await fuzz.send("127.0.0.1", fuzz_proxy.port, fuzz.Case("upload", data))
+    assert isinstance(reply, fuzz.Reply)
+    assert reply.status == 200
+    sent = [r for r in fake_upstream.requests if r.path == "/v1/files/f-1"]
+    assert len(sent) == 1
+    headers = sent[0].headers
+    assert (headers.get("content-length"), headers.get("transfer-encoding")) == framing
+    assert sent[0].body == body
