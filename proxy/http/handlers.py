@@ -177,6 +177,8 @@ async def _cached(
             svc.tenancy.namespace(identity), scope["query_string"], scope["headers"]
         )
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
+        if fields.get("content-encoding", "identity").strip().lower() != "identity":
+            return await _encoded(svc, route, scope, raw)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
         control = cache_control(
@@ -196,6 +198,24 @@ async def _cached(
         return error_response(exc)
     _timed(svc.metrics, response, started)
     return response
+
+
+ENCODED = "bypass:content-encoding"
+
+
+async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes) -> Response:
+    """A compressed body (``Content-Encoding: gzip``, ``zstd``: Codex compresses large ones):
+    semcache cannot read it as it is, and whether the upstream can is the upstream's to say.
+    Sent on as it came, never cached (a 400 here would refuse what OpenAI may accept)."""
+    svc.metrics.request(route, "bypass")
+    svc.metrics.miss_reasons[ENCODED] += 1
+    response = await svc.upstream.send(
+        "POST",
+        svc.upstream.url(scope["path"].removeprefix(V1), scope["query_string"]),
+        headers=svc.upstream.forward_headers(scope["headers"]),
+        content=raw,
+    )
+    return relay(svc.upstream, response, extra_headers=cache_headers("BYPASS", reason=ENCODED))
 
 
 async def passthrough(request: Request) -> Response:

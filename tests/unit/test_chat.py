@@ -59,6 +59,35 @@ async def test_upstream_receives_the_body_unchanged(proxy: Proxy) -> None:
     assert sent.headers["x-custom"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("path", "upstream_path", "body"),
+    [
+        ("/v1/chat/completions", "/chat/completions", chat_body()),
+        ("/v1/responses", "/responses", {"model": "gpt-test", "input": "hi", "store": False}),
+        ("/v1/embeddings", "/embeddings", {"model": "e", "input": "hi"}),
+    ],
+)
+async def test_a_compressed_body_is_sent_on_as_it_came_not_refused(
+    proxy: Proxy, path: str, upstream_path: str, body: dict[str, Any]
+) -> None:
+    """Codex compresses large Responses bodies (gzip, zstd) and OpenAI reads them; semcache
+    read the compressed bytes as JSON and answered 400. Whether the upstream takes the
+    encoding is the upstream's to say: the request goes to it untouched, uncached."""
+    import gzip
+
+    route = proxy.upstream.post(upstream_path).respond(200, json=completion())
+    compressed = gzip.compress(orjson.dumps(body))
+    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    answers = [await proxy.client.post(path, content=compressed, headers=headers) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert answers[0].headers["x-cache-reason"] == "bypass:content-encoding"
+    assert route.call_count == 2
+    sent = route.calls.last.request
+    assert sent.content == compressed
+    assert sent.headers["content-encoding"] == "gzip"
+
+
 async def test_normalized_text_and_number_spelling_share_an_entry(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.chat(chat_body("Caf\u0065\u0301 hours?\r\n", temperature=1))
