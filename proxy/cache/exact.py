@@ -172,12 +172,16 @@ class ExactPipeline:
             raise
         status = response.status_code
         body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
-        completion = json_or_none(body) if status == 200 else None
+        # An answer too large to store is not parsed (a copy or two of it, before it is sent).
+        too_large = status == 200 and len(body) > self._max_entry_bytes
+        completion = json_or_none(body) if status == 200 and not too_large else None
 
         async def store() -> None:
             entry = None
             try:
-                if control.store and isinstance(completion, dict):
+                if control.store and too_large:
+                    self._metrics.not_stored["too_large"] += 1
+                elif control.store and isinstance(completion, dict):
                     entry = await self._store(
                         key, request, completion, control, semantic, body=body
                     )

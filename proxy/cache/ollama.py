@@ -176,12 +176,16 @@ class OllamaPipeline:
         response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)
         status = response.status_code
-        result = json_or_none(data) if status == 200 else None
+        # An answer too large to store is not parsed (a copy or two of it, before it is sent).
+        too_large = status == 200 and len(data) > self._max_entry_bytes
+        result = json_or_none(data) if status == 200 and not too_large else None
 
         async def store() -> None:
             entry = None
             try:
-                if control.store and isinstance(result, dict):
+                if control.store and too_large:
+                    self._metrics.not_stored["too_large"] += 1
+                elif control.store and isinstance(result, dict):
                     entry = await self._store(kind, key, result, data, control, model, query)
             finally:
                 if publish is not None:

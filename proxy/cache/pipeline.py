@@ -204,7 +204,9 @@ class ChatPipeline:
             outcome = None
             try:
                 entry = None
-                if miss.control.store:
+                if miss.control.store and status == 200 and len(body) > self._max_entry_bytes:
+                    self._metrics.not_stored["too_large"] += 1  # not even read: never stored
+                elif miss.control.store:
                     completion = json_or_none(body) if status == 200 else None
                     entry = await self._store(miss, status, completion, body=body)
                 if entry is not None:

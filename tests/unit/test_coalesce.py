@@ -519,3 +519,40 @@ async def test_a_streamed_answer_over_the_entry_limit_is_relayed_without_being_h
     # The test client buffers the answer (ASGITransport: its pieces, then joined), twice its
     # size; semcache held about ten times more before (its pieces, joined, written out).
     assert peak < sent * 3, (peak, sent)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "answer"),
+    [
+        ("/v1/chat/completions", chat_body(), completion("x" * 8_000_000)),
+        ("/v1/completions", {"model": "m", "prompt": "p"}, {"id": "c", "object":
+         "text_completion", "created": 1, "model": "m", "choices": [{"index": 0, "text":
+         "x" * 8_000_000, "finish_reason": "stop", "logprobs": None}]}),
+    ],
+)  # fmt: skip
+async def test_an_answer_over_the_entry_limit_is_not_read_to_be_stored(
+    upstream_mock: respx.MockRouter,
+    clock: FakeClock,
+    path: str,
+    body: dict[str, Any],
+    answer: dict[str, Any],
+) -> None:
+    """An answer too large to store was parsed, and its entry built, before its size was
+    looked at: thirteen times its size in memory at the peak (on completions before it was
+    even sent). Its size is looked at first."""
+    import tracemalloc
+
+    upstream_mock.post(path.removeprefix("/v1")).respond(
+        200, content=orjson.dumps(answer), headers={"content-type": "application/json"}
+    )
+    async with make_proxy(upstream_mock, clock, max_entry_bytes=64 * 1024) as proxy:
+        tracemalloc.start()
+        try:
+            response = await proxy.client.post(path, json=body)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        stats = (await proxy.client.get("/cache/stats")).json()
+    assert response.content == orjson.dumps(answer)
+    assert stats["not_stored"] == {"too_large": 1}
+    assert peak < len(response.content), (peak, len(response.content))
