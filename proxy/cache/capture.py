@@ -30,6 +30,11 @@ class Joiner(Protocol):
     @property
     def done(self) -> bool: ...
 
+    @property
+    def held(self) -> int:
+        """A lower bound of the bytes its result takes as stored: past the largest entry, the
+        stream is not joined any further (what semcache holds of it stays bounded)."""
+
     def feed(self, data: bytes) -> None: ...
 
     def result(self) -> dict[str, Any] | None: ...
@@ -42,6 +47,9 @@ class Capture:
     parser: Parser
     joiner: Joiner
     store: Callable[[dict[str, Any]], Awaitable[Entry | None]]
+    max_bytes: int | None = None
+    """The largest entry: a stream whose join holds more is let go of, and ``too_large`` told."""
+    too_large: Callable[[], None] | None = None
 
 
 def relay_miss(
@@ -66,15 +74,25 @@ def relay_miss(
     if capture is None:
         return relay(upstream, response, extra_headers=extra_headers, on_finish=finish,
                      rewrite=rewrite, openai_errors=openai_errors)  # fmt: skip
-    parser, joiner = capture.parser, capture.joiner
+    parser: Parser | None = capture.parser
+    joiner: Joiner | None = capture.joiner
+    limit = capture.max_bytes
 
     def observe(chunk: bytes) -> bool:
+        nonlocal parser, joiner
+        if parser is None or joiner is None:
+            return False  # let go of: too large to store
         for unit in parser.feed(chunk):
             joiner.feed(unit)
+        if limit is not None and joiner.held > limit:
+            parser = joiner = None
+            if capture.too_large is not None:
+                capture.too_large()
+            return False
         return joiner.done
 
     async def complete() -> None:
-        result = joiner.result()
+        result = None if joiner is None else joiner.result()
         if result is not None and (entry := await capture.store(result)) is not None:
             stored.append(entry)
 

@@ -37,6 +37,9 @@ class Joined:
         self._usage: Any = None
         self.done = False
         self.broken = False
+        self.held = 0
+        """A lower bound of the result's bytes: its texts' characters, a logprob list's
+        strings' characters (quoted) and at least one byte for each of its other items."""
 
     def feed(self, data: bytes) -> None:
         if data.strip() == b"[DONE]":
@@ -59,6 +62,7 @@ class Joined:
             text = choice.get("text")
             if isinstance(text, str):
                 self._texts.setdefault(index, []).append(text)
+                self.held += len(text)
             logprobs = choice.get("logprobs")
             if isinstance(logprobs, dict):
                 joined = self._logprobs.setdefault(index, {})
@@ -70,6 +74,7 @@ class Joined:
                         self.broken = True  # a shape this cannot join: not stored
                         return
                     kept.extend(items)
+                    self.held += sum(len(i) + 2 if isinstance(i, str) else 1 for i in items)
             elif logprobs is not None:
                 self.broken = True
                 return

@@ -222,11 +222,17 @@ class ExactPipeline:
             async def store(completion: dict[str, Any]) -> Entry | None:
                 return await self._store(key, request, completion, control, semantic)
 
-            capture = Capture(EventParser(), self.format.joiner(), store)
+            capture = Capture(
+                EventParser(), self.format.joiner(), store, max_bytes=self._max_entry_bytes,
+                too_large=self._too_large,
+            )  # fmt: skip
         return relay_miss(
             self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
             rewrite=rewrite,
         )  # fmt: skip
+
+    def _too_large(self) -> None:
+        self._metrics.not_stored["too_large"] += 1
 
     async def _store(
         self,

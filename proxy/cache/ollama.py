@@ -168,7 +168,10 @@ class OllamaPipeline:
                 async def store_joined(result: dict[str, Any]) -> Entry | None:
                     return await self._store(kind, key, result, None, control, model, query)
 
-                capture = Capture(LineParser(), Joined(kind), store_joined)
+                capture = Capture(
+                    LineParser(), Joined(kind), store_joined, max_bytes=self._max_entry_bytes,
+                    too_large=self._too_large,
+                )  # fmt: skip
             return relay_miss(
                 self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
                 openai_errors=False,
@@ -193,6 +196,9 @@ class OllamaPipeline:
 
         out = [*response_headers(response, decoded=True), *extra]
         return raw_response(data, status, out, then=store)
+
+    def _too_large(self) -> None:
+        self._metrics.not_stored["too_large"] += 1
 
     async def _store(
         self,

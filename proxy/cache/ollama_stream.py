@@ -11,6 +11,7 @@ import orjson
 
 from proxy.cache.pieces import share_logprobs
 from proxy.http.validate import json_or_none
+from proxy.upstream.assembler import least_bytes
 from proxy.upstream.sse import partial_lines
 
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -40,6 +41,9 @@ class Joined:
         self._logprobs: list[Any] = []
         self._last: dict[str, Any] | None = None
         self.broken = False
+        self.held = 0
+        """A lower bound of the result's bytes: its text's and thinking's characters, two for
+        each tool call and the least each logprob item takes."""
 
     @property
     def done(self) -> bool:
@@ -55,13 +59,17 @@ class Joined:
             text = holder.get(TEXT_FIELD[self._kind])
             if isinstance(text, str):
                 self._text.append(text)
+                self.held += len(text)
             if isinstance(holder.get("thinking"), str):
                 self._thinking.append(holder["thinking"])
+                self.held += len(holder["thinking"])
             if isinstance(holder.get("tool_calls"), list):
                 self._tool_calls += holder["tool_calls"]
+                self.held += 2 * len(holder["tool_calls"])
         if isinstance(part.get("logprobs"), list):
             # Ollama's whole answer carries every chunk's logprobs, appended.
             self._logprobs += part["logprobs"]
+            self.held += sum(least_bytes(item) for item in part["logprobs"])
         self._last = part
 
     def result(self) -> dict[str, Any] | None:

@@ -30,6 +30,9 @@ class Ending:
     """Watches a stream's events for its end: ``done`` once it ended, ``response`` when it
     ended completed."""
 
+    held = 0
+    """Nothing is joined: only the event that ends the stream is kept (as its line came)."""
+
     def __init__(self) -> None:
         self.done = False
         self.response: dict[str, Any] | None = None

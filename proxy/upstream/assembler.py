@@ -161,7 +161,7 @@ class StreamAssembler:
             for key, items in logprobs.items():
                 if isinstance(items, list):
                     choice.logprobs.setdefault(key, []).extend(items)
-                    self._held += sum(_least_bytes(item) for item in items)
+                    self._held += sum(least_bytes(item) for item in items)
         if raw.get("finish_reason") is not None:
             choice.finish_reason = raw["finish_reason"]
         return True
@@ -212,7 +212,7 @@ class StreamAssembler:
         }
 
 
-def _least_bytes(item: object) -> int:
+def least_bytes(item: object) -> int:
     """The fewest bytes a logprob item takes in JSON: braces, each key quoted with its colon
     and a value of at least one byte; its token's characters, its top logprobs the same way."""
     if not isinstance(item, dict):
@@ -223,5 +223,5 @@ def _least_bytes(item: object) -> int:
         size += len(token) + 1
     top = item.get("top_logprobs")
     if isinstance(top, list):
-        size += sum(_least_bytes(t) for t in top)
+        size += sum(least_bytes(t) for t in top)
     return size

@@ -556,3 +556,70 @@ async def test_an_answer_over_the_entry_limit_is_not_read_to_be_stored(
     assert response.content == orjson.dumps(answer)
     assert stats["not_stored"] == {"too_large": 1}
     assert peak < len(response.content), (peak, len(response.content))
+
+
+def _text_completion_piece(text: str, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    chunk = {"id": "c", "object": "text_completion", "created": 1, "model": "m"}
+    return b"data: " + orjson.dumps({**chunk, "choices": [choice]}) + b"\n\n"
+
+
+def _ollama_piece(text: str, done: bool = False) -> bytes:
+    message = {"role": "assistant", "content": text}
+    line = {"model": "m", "created_at": "t", "message": message, "done": done}
+    return orjson.dumps({**line, "done_reason": "stop"} if done else line) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "body", "piece", "end", "content_type"),
+    [
+        ("/v1/completions", "http://upstream.test/v1/completions",
+         {"model": "m", "prompt": "p", "stream": True}, _text_completion_piece,
+         _text_completion_piece("", "stop") + b"data: [DONE]\n\n", "text/event-stream"),
+        ("/api/chat", "http://upstream.test/api/chat",
+         {"model": "m", "messages": [{"role": "user", "content": "p"}], "stream": True},
+         _ollama_piece, _ollama_piece("", done=True), "application/x-ndjson"),
+    ],
+    ids=["completions", "ollama"],
+)  # fmt: skip
+async def test_other_streamed_answers_over_the_entry_limit_are_not_held_either(
+    clock: FakeClock,
+    path: str,
+    url: str,
+    body: dict[str, Any],
+    piece: Any,
+    end: bytes,
+    content_type: str,
+) -> None:
+    """As on chat: a text completion's or an Ollama chat's stream past ``max_entry_bytes`` is
+    relayed whole, and what semcache joins of it to store stops at the limit."""
+    import tracemalloc
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        async def stream() -> Any:
+            for _ in range(1000):  # 8 MB of text
+                yield piece("x" * 8192)
+            yield end
+
+        return httpx.Response(200, stream=stream(), headers={"content-type": content_type})
+
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(url).mock(side_effect=answer)
+        async with make_proxy(router, clock, max_entry_bytes=64 * 1024) as proxy:
+            tracemalloc.start()
+            try:
+                first = await proxy.client.post(path, json=body)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            second = await proxy.client.post(path, json=body)
+            stats = (await proxy.client.get("/cache/stats")).json()
+    sent = len(first.content)
+    assert first.content.endswith(end)
+    assert sent > 8_000_000
+    assert second.headers["x-cache"] == "MISS"
+    assert stats["not_stored"] == {"too_large": 2}
+    assert route.call_count == 2
+    # The test client buffers the answer (ASGITransport: its pieces, then joined), twice its
+    # size; semcache held several times more before (its pieces, joined, written out).
+    assert peak < sent * 3, (peak, sent)
