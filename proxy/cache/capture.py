@@ -61,6 +61,7 @@ def relay_miss(
     publish: EntryPublish | None,
     openai_errors: bool = True,
     rewrite: Rewrite | None = None,
+    persist: Callable[[], bool] | None = None,
 ) -> Response:
     """Relay ``response``; with ``capture``, store the joined answer once the body is whole.
     The single flight (``publish``) gets the stored entry, or None, however the relay ends.
@@ -98,4 +99,4 @@ def relay_miss(
 
     return relay(upstream, response, extra_headers=extra_headers, observe=observe,
                  rewrite=rewrite, on_complete=complete, on_finish=finish,
-                 openai_errors=openai_errors)  # fmt: skip
+                 openai_errors=openai_errors, persist=persist)  # fmt: skip

@@ -2,8 +2,9 @@
 
 The first request for a key leads: it calls the upstream; the others follow and wait, bounded,
 for its outcome. A stored answer is served to every follower. An upstream error is handed to
-them as it is (fresh, never cached). Anything else (a truncated answer, a leader whose client
-went away, a timeout) sends each follower upstream on its own. Across replicas, the leader also
+them as it is (fresh, never cached). A leader whose client goes away while it is followed
+reads its answer to the end all the same, for them. Anything else (a truncated answer, a
+timeout) sends each follower upstream on its own. Across replicas, the leader also
 takes a short lock in the store; a replica that finds the lock taken waits for the entry to
 appear instead of calling the upstream itself.
 
@@ -129,6 +130,9 @@ class Turn:
     publish: Publish | None = None
     """Set when this request leads: it calls the upstream, then this once with what it stored
     (or None), whatever happens; that frees its followers and the replica lock."""
+    followed: Callable[[], bool] | None = None
+    """Set when this request leads: whether another request follows it. A leader whose client
+    goes away while it is followed reads its answer to the end all the same, for them."""
 
 
 def entries_of(publish: Publish | None) -> EntryPublish | None:
@@ -179,7 +183,7 @@ async def take_turn(
             keeper.stop()
             await cache.unlock(key, token)
 
-    return Turn(publish=publish)
+    return Turn(publish=publish, followed=lambda: flight.followers > 0)
 
 
 class LockKeeper:

@@ -146,12 +146,13 @@ class ExactPipeline:
                                  similarity=found.hit.similarity)  # fmt: skip
             reason = miss_reason(self._semantic, as_chat, control, stale, semantic, found)
         publish: EntryPublish | None = None
+        followed: Callable[[], bool] | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
             turn = await take_turn(self._cache, self._flights, key, control, landed,
                                    wait_seconds=self._coalesce_timeout_seconds)  # fmt: skip
             if turn.outcome is not None and turn.outcome.entry is not None:
                 return self._hit(turn.outcome.entry, request, lookup=turn.lookup)
-            publish = entries_of(turn.publish)
+            publish, followed = entries_of(turn.publish), turn.followed
 
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
@@ -161,7 +162,7 @@ class ExactPipeline:
         try:
             if request.stream:
                 return await self._stream_miss(
-                    request, url, headers, key, control, extra, publish, semantic
+                    request, url, headers, key, control, extra, publish, semantic, followed
                 )
             response = await self._upstream.post(url, headers, request.raw, decoded=True)
             body = await self._upstream.read(response)
@@ -201,6 +202,7 @@ class ExactPipeline:
         extra: list[tuple[bytes, bytes]],
         publish: EntryPublish | None,
         semantic: SemanticQuery | None,
+        followed: Callable[[], bool] | None = None,
     ) -> Response:
         rewrite: UsageStripper | None = None
         if self.format.asks_usage:
@@ -228,7 +230,7 @@ class ExactPipeline:
             )  # fmt: skip
         return relay_miss(
             self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
-            rewrite=rewrite,
+            rewrite=rewrite, persist=followed,
         )  # fmt: skip
 
     def _too_large(self) -> None:

@@ -14,7 +14,7 @@ result, which serves both kinds of request later (:mod:`proxy.cache.ollama_strea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -114,6 +114,7 @@ class OllamaPipeline:
         else:
             reason = "stale" if stale else ("no-entry" if control.lookup else "no-cache")
         publish: EntryPublish | None = None
+        followed: Callable[[], bool] | None = None
         if control.lookup and control.store and self._coalesce_timeout_seconds > 0:
             turn = await take_turn(self._cache, self._flights, key, control, landed,
                                    wait_seconds=self._coalesce_timeout_seconds)  # fmt: skip
@@ -121,11 +122,11 @@ class OllamaPipeline:
             if found_entry is not None:
                 age = self._cache.clock() - found_entry.created_at
                 return self._hit(kind, found_entry, stream, age, route, model, lookup=turn.lookup)
-            publish = entries_of(turn.publish)
+            publish, followed = entries_of(turn.publish), turn.followed
 
         try:
             return await self._miss(kind, key, raw, url, headers, stream, control, model, query,
-                                    reason, route, publish)  # fmt: skip
+                                    reason, route, publish, followed)  # fmt: skip
         except BaseException:
             if publish is not None:
                 with anyio.CancelScope(shield=True):
@@ -146,6 +147,7 @@ class OllamaPipeline:
         reason: str,
         route: str,
         publish: EntryPublish | None,
+        followed: Callable[[], bool] | None = None,
     ) -> Response:
         self._metrics.request(route, "miss")
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
@@ -174,7 +176,7 @@ class OllamaPipeline:
                 )  # fmt: skip
             return relay_miss(
                 self._upstream, response, extra_headers=extra, capture=capture, publish=publish,
-                openai_errors=False,
+                openai_errors=False, persist=followed,
             )  # fmt: skip
         response = await self._upstream.post(url, headers, raw, decoded=True)
         data = await self._upstream.read(response)

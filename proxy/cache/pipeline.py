@@ -8,7 +8,7 @@ non-streaming call returns it, plus the chunk boundaries when it came from a str
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -170,7 +170,7 @@ class ChatPipeline:
         if publish is None:
             return await self._miss(miss, publish=None)
         try:
-            return await self._miss(miss, publish=publish)
+            return await self._miss(miss, publish=publish, followed=turn.followed)
         except HTTPError as exc:
             await publish(Outcome(status_code=exc.status_code, headers=[JSON], body=exc.body()))
             raise
@@ -188,10 +188,12 @@ class ChatPipeline:
             return raw_response(outcome.body, outcome.status_code, [*outcome.headers, *extra])
         return None
 
-    async def _miss(self, miss: Miss, *, publish: Publish | None) -> Response:
+    async def _miss(
+        self, miss: Miss, *, publish: Publish | None, followed: Callable[[], bool] | None = None
+    ) -> Response:
         self._metrics.request(ROUTE, "miss")
         if miss.chat.stream:
-            return await self._stream_miss(miss, publish)
+            return await self._stream_miss(miss, publish, followed)
         response = await self._send(
             miss.url, miss.headers, miss.chat.raw, accept_encoding=DECODABLE_ENCODINGS
         )
@@ -264,7 +266,9 @@ class ChatPipeline:
         self._metrics.hit(lookup, entry, model=chat.model)
         return response
 
-    async def _stream_miss(self, miss: Miss, publish: Publish | None) -> Response:
+    async def _stream_miss(
+        self, miss: Miss, publish: Publish | None, followed: Callable[[], bool] | None
+    ) -> Response:
         extra = miss.answer_headers()
         opened = await open_stream(
             self._upstream, miss.url, miss.headers, miss.chat, ask=miss.control.store
@@ -312,6 +316,7 @@ class ChatPipeline:
             rewrite=UsageStripper() if opened.asked else None,
             on_complete=complete,
             on_finish=finish,
+            persist=followed,
         )
 
     async def _store(

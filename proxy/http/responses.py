@@ -123,6 +123,7 @@ def relay(
     on_complete: Callable[[], Awaitable[None]] | None = None,
     on_finish: Callable[[], Awaitable[None]] | None = None,
     openai_errors: bool = True,
+    persist: Callable[[], bool] | None = None,
 ) -> Response:
     """Relay an upstream response as it arrives; never buffered.
 
@@ -136,13 +137,16 @@ def relay(
     behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
     ended. ``rewrite`` changes what the client gets (``observe`` still sees the upstream's bytes).
     ``openai_errors``: a small non-JSON upstream error is answered in OpenAI's format (off for
-    Ollama's API, whose clients read its own errors, relayed as they are).
+    Ollama's API, whose clients read its own errors, relayed as they are). ``persist``: asked
+    when the client goes away; True (others wait for this answer: a single flight's followers)
+    and the upstream body is still read to its end, to ``observe`` and ``on_complete``.
     """
     if openai_errors and _is_foreign_error(response):
         return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
         upstream, response, [*response_headers(response, decoded=False), *extra_headers],
         observe=observe, rewrite=rewrite, on_complete=on_complete, on_finish=on_finish,
+        persist=persist,
     )  # fmt: skip
 
 
@@ -218,9 +222,11 @@ class _Relay(Response):
         rewrite: Rewrite | None,
         on_complete: Callable[[], Awaitable[None]] | None,
         on_finish: Callable[[], Awaitable[None]] | None,
+        persist: Callable[[], bool] | None = None,
     ) -> None:
         self.status_code = response.status_code
         self.raw_headers = headers
+        self._persist = persist
         self._rewrite = rewrite
         self.background = None
         self._upstream = upstream
@@ -235,7 +241,7 @@ class _Relay(Response):
         state = _RelayState()
         # The watcher starts once this task first yields: while it waits for the upstream the
         # watcher is there, and an answer whose first bytes are already in does not wait for it.
-        start = asyncio.get_running_loop().call_soon(_watch, task, state, receive)
+        start = asyncio.get_running_loop().call_soon(_watch, task, state, receive, self._persist)
         ended = False
         try:
             completed = await self._stream(send, state)
@@ -311,11 +317,16 @@ class _RelayState:
         self.watcher: asyncio.Future[None] | None = None
 
 
-def _watch(task: asyncio.Task[Any], state: _RelayState, receive: Receive) -> None:
+def _watch(
+    task: asyncio.Task[Any],
+    state: _RelayState,
+    receive: Receive,
+    persist: Callable[[], bool] | None,
+) -> None:
     if not state.streaming:
         return
     watcher = state.watcher = asyncio.ensure_future(_disconnect(receive))
-    watcher.add_done_callback(functools.partial(_client_left, task, state))
+    watcher.add_done_callback(functools.partial(_client_left, task, state, persist))
 
 
 async def _disconnect(receive: Receive) -> None:
@@ -324,10 +335,15 @@ async def _disconnect(receive: Receive) -> None:
 
 
 def _client_left(
-    task: asyncio.Task[Any], state: _RelayState, watcher: asyncio.Future[None]
+    task: asyncio.Task[Any],
+    state: _RelayState,
+    persist: Callable[[], bool] | None,
+    watcher: asyncio.Future[None],
 ) -> None:
     if watcher.cancelled() or watcher.exception() is not None or not state.streaming:
         return
+    if persist is not None and persist():
+        return  # others wait for this answer: read on (uvicorn drops what nobody reads)
     state.client_gone = True
     task.cancel()
 

@@ -204,6 +204,50 @@ def test_events_are_relayed_as_they_arrive(
         assert stream(client, question, model="fake-hold")[0] == "HIT"
 
 
+def test_a_leader_whose_client_leaves_still_answers_its_followers(
+    proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    """The client of a streamed miss goes away while identical requests wait for its answer:
+    the upstream answer is read to its end all the same and stored, and every follower is
+    served it. Each follower used to go upstream on its own (one call per client)."""
+    import threading
+    import time
+
+    import orjson
+
+    body = {"model": "fake-hold", "stream": True,
+            "messages": [{"role": "user", "content": question}]}  # fmt: skip
+    answers: list[tuple[str | None, str | None, str]] = []
+
+    def follow() -> None:
+        r = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=AUTH, timeout=30)
+        answers.append((r.headers.get("x-cache"), r.headers.get("x-cache-lookup"), r.text))
+
+    followers = [threading.Thread(target=follow) for _ in range(3)]
+    with httpx.stream(
+        "POST", proxy.base_url + "/chat/completions", json=body, headers=AUTH
+    ) as response:
+        lines = response.iter_lines()  # kept: the leader stays until the block ends
+        next(line for line in lines if line.startswith("data:"))
+        for follower in followers:
+            follower.start()
+        time.sleep(0.5)  # the followers are waiting on the flight
+        assert fake_upstream.calls() == 1
+    # The leader's client is gone; its answer is still wanted.
+    assert not fake_upstream.stream_cancelled.wait(timeout=0.5)
+    fake_upstream.release.set()
+    for follower in followers:
+        follower.join(timeout=30)
+    assert [(state, lookup) for state, lookup, _ in answers] == [("HIT", "coalesced")] * 3
+    for *_, text in answers:
+        assert text.endswith("data: [DONE]\n\n")
+        events = [orjson.loads(line[6:]) for line in text.splitlines() if line[6:7] == "{"]
+        deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+        said = "".join(d.get("content") or "" for d in deltas)
+        assert said == f"answer 1: {question}"
+    assert fake_upstream.calls() == 1
+
+
 def test_client_disconnect_cancels_upstream_and_stores_nothing(
     proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
 ) -> None:
