@@ -178,7 +178,9 @@ async def _cached(
         )
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         if fields.get("content-encoding", "identity").strip().lower() != "identity":
-            return await _encoded(svc, route, scope, raw)
+            return await _encoded(svc, route, scope, raw, ENCODED)
+        if raw[:1] in _NOT_UTF8_START or b"\0" in raw[:4]:
+            return await _encoded(svc, route, scope, raw, CHARSET)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
         control = cache_control(
@@ -201,21 +203,28 @@ async def _cached(
 
 
 ENCODED = "bypass:content-encoding"
+CHARSET = "bypass:charset"
+_NOT_UTF8_START = (b"\xef", b"\xfe", b"\xff")
+"""How a body begins that has a byte order mark (UTF-8's, UTF-16's or UTF-32's); a UTF-16 or
+UTF-32 body without one has a NUL in its first four bytes. JSON text is UTF-8 without a BOM
+(RFC 8259 §8.1), and semcache reads only that, but Python's reader (FastAPI's: vLLM and most
+Python servers) takes all of these."""
 
 
-async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes) -> Response:
-    """A compressed body (``Content-Encoding: gzip``, ``zstd``: Codex compresses large ones):
-    semcache cannot read it as it is, and whether the upstream can is the upstream's to say.
-    Sent on as it came, never cached (a 400 here would refuse what OpenAI may accept)."""
+async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes, reason: str) -> Response:
+    """A body semcache does not read: compressed (``Content-Encoding: gzip``, ``zstd``: Codex
+    compresses large ones), or JSON in another encoding than UTF-8, or with a BOM. Whether the
+    upstream reads it is the upstream's to say: sent on as it came, never cached (a 400 here
+    would refuse what the upstream may accept)."""
     svc.metrics.request(route, "bypass")
-    svc.metrics.miss_reasons[ENCODED] += 1
+    svc.metrics.miss_reasons[reason] += 1
     response = await svc.upstream.send(
         "POST",
         svc.upstream.url(scope["path"].removeprefix(V1), scope["query_string"]),
         headers=svc.upstream.forward_headers(scope["headers"]),
         content=raw,
     )
-    return relay(svc.upstream, response, extra_headers=cache_headers("BYPASS", reason=ENCODED))
+    return relay(svc.upstream, response, extra_headers=cache_headers("BYPASS", reason=reason))
 
 
 async def passthrough(request: Request) -> Response:

@@ -88,6 +88,36 @@ async def test_a_compressed_body_is_sent_on_as_it_came_not_refused(
     assert sent.headers["content-encoding"] == "gzip"
 
 
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # UTF-8 with a BOM
+        lambda text: text.encode("utf-16"),
+        lambda text: text.encode("utf-16-le"),
+        lambda text: text.encode("utf-32"),
+    ],
+    ids=["utf-8-bom", "utf-16", "utf-16-le", "utf-32"],
+)
+async def test_json_in_another_encoding_is_sent_on_as_it_came_not_refused(
+    proxy: Proxy, encode: Any
+) -> None:
+    """JSON is UTF-8 without a BOM (RFC 8259), and semcache reads only that; but Python's reader
+    (FastAPI's: vLLM) takes a BOM, UTF-16 and UTF-32, so a 400 here refused what such an
+    upstream accepts. Such a body goes to the upstream as it came, uncached."""
+    route = proxy.upstream.post("/chat/completions").respond(200, json=completion())
+    raw = encode(json.dumps(chat_body()))
+    answers = [
+        await proxy.client.post(
+            "/v1/chat/completions", content=raw, headers={"authorization": "Bearer k"}
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-cache-reason"] for a in answers] == ["bypass:charset"] * 2
+    assert route.call_count == 2
+    assert route.calls.last.request.content == raw
+
+
 async def test_normalized_text_and_number_spelling_share_an_entry(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.chat(chat_body("Caf\u0065\u0301 hours?\r\n", temperature=1))
