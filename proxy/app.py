@@ -26,7 +26,7 @@ from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.responses import RESPONSES
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import HTTPError, NotFoundError, error_body
-from proxy.http import admin, dashboard, entries, handlers, ollama
+from proxy.http import admin, dashboard, entries, handlers, ollama, ops
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import JSON, error_response, raw_response
@@ -174,12 +174,12 @@ def create_app(
         # POST /v1/chat/completions and /v1/embeddings: _App answers them before the router.
         Route("/v1/{path:path}", handlers.passthrough, methods=ALL_METHODS),
         Route("/api/{path:path}", ollama.ollama_api, methods=ALL_METHODS),
-        Route("/healthz", handlers.healthz, methods=["GET"]),
-        Route("/readyz", handlers.readyz, methods=["GET"]),
-        Route("/metrics", handlers.metrics, methods=["GET"]),
-        Route("/cache/stats", handlers.cache_stats, methods=["GET"]),
-        Route("/cache", handlers.clear_cache, methods=["DELETE"]),
-        Route("/cache/feedback", handlers.cache_feedback, methods=["POST"]),
+        Route("/healthz", ops.healthz, methods=["GET"]),
+        Route("/readyz", ops.readyz, methods=["GET"]),
+        Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/cache/stats", ops.cache_stats, methods=["GET"]),
+        Route("/cache", ops.clear_cache, methods=["DELETE"]),
+        Route("/cache/feedback", ops.cache_feedback, methods=["POST"]),
         Route("/cache/explain", admin.cache_explain, methods=["POST"]),
         Route("/cache/import", admin.cache_import, methods=["POST"]),
         Route("/cache/export", entries.export, methods=["GET"]),

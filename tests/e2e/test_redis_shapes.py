@@ -13,7 +13,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from proxy.http.handlers import FAILING_AFTER
+from proxy.http.ops import FAILING_AFTER
 from proxy.stores.vectorset import VECTOR_SET
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.load import Load, PromptMix, Result, client_for, wait_until
