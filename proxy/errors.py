@@ -83,6 +83,12 @@ class ForbiddenError(HTTPError):
     code = "forbidden"
 
 
+class NotImplementedByProxyError(HTTPError):
+    status_code = 501
+    error_type = "invalid_request_error"
+    code = "not_supported_by_proxy"
+
+
 class OverloadedError(HTTPError):
     status_code = 503
     error_type = "server_error"

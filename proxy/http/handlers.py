@@ -27,6 +27,7 @@ from proxy.errors import (
     BadRequestError,
     ForbiddenError,
     HTTPError,
+    NotImplementedByProxyError,
     PayloadTooLargeError,
     UnauthorizedError,
 )
@@ -230,6 +231,7 @@ async def passthrough(request: Request) -> Response:
     try:
         svc.tenancy.authorize(api_key_from(request.headers))
         _check_path(path)
+        _check_not_an_upgrade(request.headers)
         response = await svc.upstream.send(
             request.method,
             svc.upstream.url(path, request.scope["query_string"]),
@@ -249,6 +251,17 @@ async def passthrough(request: Request) -> Response:
         if kept is not None:  # a stored response or chat completion: its entry goes too
             await svc.feedback.deleted_upstream(unquote(kept[1]))
     return relay(svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS)
+
+
+def _check_not_an_upgrade(fields: Mapping[str, str]) -> None:
+    """A WebSocket (the Realtime API's ``/v1/realtime``) is not proxied: its upgrade would reach
+    the upstream as a plain request and come back as something else than a 101; the client is
+    told at once where to connect instead."""
+    if "websocket" in fields.get("upgrade", "").lower():  # not h2c: that one is ignorable
+        raise NotImplementedByProxyError(
+            "semcache does not proxy WebSocket connections (the Realtime API): connect to the "
+            "upstream directly for them"
+        )
 
 
 def forwarded_body(request: Request) -> tuple[AsyncIterator[bytes] | None, Headers]:

@@ -724,6 +724,21 @@ async def test_wrong_method_on_an_ops_route_is_an_openai_format_error(proxy: Pro
     assert orjson.loads(response.content)["error"]["message"]
 
 
+async def test_a_websocket_upgrade_is_refused_not_sent_on_as_a_plain_request(
+    proxy: Proxy,
+) -> None:
+    route = proxy.upstream.get("/realtime").respond(200, json={"object": "not a socket"})
+    upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13"}
+    refused = await proxy.client.get("/v1/realtime?model=m", headers=upgrade)
+    assert refused.status_code == 501
+    assert refused.json()["error"]["code"] == "not_supported_by_proxy"
+    h2c = await proxy.client.get(
+        "/v1/realtime", headers={"connection": "Upgrade, HTTP2-Settings", "upgrade": "h2c"}
+    )
+    assert h2c.status_code == 200  # an h2c upgrade may be ignored: answered in HTTP/1.1
+    assert route.call_count == 1
+
+
 async def test_other_methods_on_chat_route_go_upstream_untouched(proxy: Proxy) -> None:
     route = proxy.upstream.get("/chat/completions").respond(405, json={"error": {"message": "no"}})
     response = await proxy.client.get("/v1/chat/completions")
