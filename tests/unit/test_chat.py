@@ -280,6 +280,11 @@ async def test_a_hit_on_its_own_tier_or_from_an_upstream_naming_none_is_served_a
     hit = await proxy.chat(chat_body("What is the capital of Italy?", service_tier="priority"))
     assert hit.headers["x-cache"] == "HIT"
     assert "service_tier" not in hit.json()
+    streamed = await proxy.chat(
+        chat_body("What is the capital of Italy?", stream=True, service_tier="priority")
+    )
+    assert streamed.headers["x-cache"] == "HIT"
+    assert b"service_tier" not in streamed.content  # a streamed hit makes none up either
     assert route.call_count == 2
 
 
