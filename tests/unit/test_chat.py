@@ -416,6 +416,7 @@ async def test_a_body_naming_a_key_twice_is_passed_through_never_cached(
         (b'{"m":[{"role":"user","Content":"x","content":"y"}]}', True),  # deep
         (b'{"system":"a","\xc5\xbfystem":"b"}', True),  # long s folds to s in Go
         (b'{"model":"a","models":"b","mode":"c"}', False),
+        (b'{"a":{"model":1},"b":{"Model":2}}', False),  # two objects: each one field to Go
     ],
 )
 @pytest.mark.parametrize("fast", [True, False], ids=["with-the-parse", "alone"])
