@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import anyio
@@ -372,3 +373,33 @@ async def test_keys_that_differ_only_in_case_are_passed_through(clock: FakeClock
     assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
     assert answers[0].headers["x-cache-reason"] == "bypass:duplicate-keys"
     assert route.call_count == 2
+
+
+async def test_integers_beyond_64_bits_and_routing_headers_are_read_on_ollamas_routes(
+    clock: FakeClock,
+) -> None:
+    """As on the OpenAI routes: two ``format`` schemas whose ``const`` differ past 64 bits are
+    one key to orjson (passed through), and a gateway's routing header scopes the entry."""
+    generated = {"model": "m", "created_at": "t", "response": "Hi.", "done": True,
+                 "done_reason": "stop"}  # fmt: skip
+    plain = {"model": "m", "prompt": "Hi", "stream": False}
+
+    def schema(const: int) -> str:
+        format_ = {"type": "object", "properties": {"id": {"const": const}}}
+        return json.dumps({**plain, "format": format_})
+
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/generate").respond(200, json=generated)
+        async with make_proxy(router, clock) as p:
+            big = [
+                await p.client.post("/api/generate", content=schema(n))
+                for n in (12345678901234567890123, 12345678901234567890124)
+            ]
+            routed = [
+                await p.client.post("/api/generate", json=plain, headers=headers)
+                for headers in ({"x-portkey-provider": "ollama-a"}, {})
+            ]
+    assert [a.headers["x-cache"] for a in big] == ["BYPASS", "BYPASS"]
+    assert big[0].headers["x-cache-reason"] == "bypass:big-number"
+    assert [a.headers["x-cache"] for a in routed] == ["MISS", "MISS"]
+    assert route.call_count == 4
