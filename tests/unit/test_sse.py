@@ -433,6 +433,42 @@ def test_the_bound_never_refuses_an_answer_that_fits() -> None:
     assert bounded.completion() == whole.completion()
 
 
+def _one_kind(kind: str) -> list[bytes]:
+    """A stream whose entry is mostly one thing the assembler counts: text, a tool's arguments,
+    or logprobs (ASCII, so that a character is a byte)."""
+    top = {"token": "ab", "logprob": -0.5, "bytes": [97, 98]}
+    pieces = {
+        "text": [chunk({"content": "a" * 40}) for _ in range(50)],
+        "arguments": [
+            chunk({"tool_calls": [{"index": 0, "id": "t", "function": {"name": "f"}}]}),
+            *[chunk({"tool_calls": [{"index": 0, "function": {"arguments": "x" * 40}}]})
+              for _ in range(50)],
+        ],
+        "logprobs": [with_logprobs(chunk({"content": ""}), {"content": [{**top, "top_logprobs":
+                     [top, top]}]}) for _ in range(50)],
+    }[kind]  # fmt: skip
+    return [chunk({"role": "assistant", "content": ""}), *pieces, chunk({}, "stop"), b"[DONE]"]
+
+
+@pytest.mark.parametrize("kind", ["text", "arguments", "logprobs"])
+def test_the_bound_never_refuses_an_answer_of_one_kind_that_fits(kind: str) -> None:
+    """As above, with the entry made mostly of one kind of piece: what the assembler counts of
+    it must stay below its bytes in the entry, whichever it is (an overcount of one kind is lost
+    in a mixed answer far below the bound)."""
+    payloads = _one_kind(kind)
+    whole = assemble(payloads)
+    size = len(orjson.dumps(whole.completion())) + len(orjson.dumps(whole.boundaries()))
+    bounded = StreamAssembler(max_bytes=size)
+    for data in payloads:
+        bounded.feed(data)
+    assert bounded.complete
+    assert bounded.completion() == whole.completion()
+    tight = StreamAssembler(max_bytes=size // 2)  # and the bound is not a mere formality
+    for data in payloads:
+        tight.feed(data)
+    assert tight.too_large
+
+
 @pytest.mark.parametrize("reader", ["events", "ndjson lines", "usage stripper"])
 def test_a_long_line_read_in_small_pieces_costs_its_length_once(reader: str) -> None:
     """An event (or NDJSON line) of megabytes read 1 KB at a time: each read used to copy the
