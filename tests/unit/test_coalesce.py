@@ -623,3 +623,32 @@ async def test_other_streamed_answers_over_the_entry_limit_are_not_held_either(
     # The test client buffers the answer (ASGITransport: its pieces, then joined), twice its
     # size; semcache held several times more before (its pieces, joined, written out).
     assert peak < sent * 3, (peak, sent)
+
+
+async def test_an_ollama_answer_over_the_entry_limit_is_not_read_to_be_stored(
+    clock: FakeClock,
+) -> None:
+    """As on chat and completions: Ollama's pipeline looks at an answer's size before it parses
+    it (it parsed it, and built an entry, before finding it too large)."""
+    import tracemalloc
+
+    answer = orjson.dumps(
+        {"model": "m", "created_at": "t", "done": True, "done_reason": "stop",
+         "message": {"role": "assistant", "content": "x" * 8_000_000}}
+    )  # fmt: skip
+    body = {"model": "m", "messages": [{"role": "user", "content": "p"}], "stream": False}
+    with respx.mock(assert_all_called=False) as router:
+        router.post("http://upstream.test/api/chat").respond(
+            200, content=answer, headers={"content-type": "application/json"}
+        )
+        async with make_proxy(router, clock, max_entry_bytes=64 * 1024) as proxy:
+            tracemalloc.start()
+            try:
+                response = await proxy.client.post("/api/chat", json=body)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            stats = (await proxy.client.get("/cache/stats")).json()
+    assert response.content == answer
+    assert stats["not_stored"] == {"too_large": 1}
+    assert peak < len(answer), (peak, len(answer))
