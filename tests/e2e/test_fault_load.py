@@ -454,6 +454,7 @@ async def test_replicas_still_share_entries_after_redis_lost_its_data(
         (b"POST", b"x" * 70_000, True, ("70000", None)),  # a file upload, read in pieces
         (b"DELETE", b"", False, ("0", None)),  # no body: none sent either (an empty one)
         (b"DELETE", b"", True, ("0", None)),
+        (b"POST", b"y" * 70_000, "chunked", (None, "chunked")),  # a chunked upload stays so
     ],
 )
 async def test_a_passed_through_body_keeps_the_framing_the_client_gave_it(
@@ -461,15 +462,23 @@ async def test_a_passed_through_body_keeps_the_framing_the_client_gave_it(
     fake_upstream: FakeUpstream,
     method: bytes,
     body: bytes,
-    length: bool,
+    length: bool | str,
     framing: tuple[str | None, str | None],
 ) -> None:
     """A body of known length was streamed upstream re-chunked (and a DELETE without one got
     an empty chunked body): an upstream that takes no chunked upload answers 411 (nginx Unit,
     lighttpd, some API gateways), one the client reaching it directly never gets."""
-    data = fuzz.request(
-        method, b"/v1/files/f-1", body, content_type=b"application/octet-stream", length=length
-    )
+    if length == "chunked":
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:30_000], body[30_000:]))
+        data = fuzz.request(
+            method, b"/v1/files/f-1", b"", content_type=b"application/octet-stream",
+            length=False, headers=[(b"Transfer-Encoding", b"chunked")],
+        ) + chunks + b"0\r\n\r\n"  # fmt: skip
+    else:
+        data = fuzz.request(
+            method, b"/v1/files/f-1", body, content_type=b"application/octet-stream",
+            length=bool(length),
+        )  # fmt: skip
     reply = await fuzz.send("127.0.0.1", fuzz_proxy.port, fuzz.Case("upload", data))
     assert isinstance(reply, fuzz.Reply)
     assert reply.status == 200
