@@ -652,3 +652,105 @@ async def test_an_ollama_answer_over_the_entry_limit_is_not_read_to_be_stored(
     assert response.content == answer
     assert stats["not_stored"] == {"too_large": 1}
     assert peak < len(answer), (peak, len(answer))
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "body", "first", "rest", "content_type"),
+    [
+        ("/v1/chat/completions", "http://upstream.test/v1/chat/completions",
+         chat_body(stream=True),
+         b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+         b'[{"index":0,"delta":{"role":"assistant","content":"Par"},"finish_reason":null}]}\n\n',
+         b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+         b'[{"index":0,"delta":{"content":"is."},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
+         "text/event-stream"),
+        ("/v1/completions", "http://upstream.test/v1/completions",
+         {"model": "m", "prompt": "p", "stream": True},
+         _text_completion_piece("Par"),
+         _text_completion_piece("is.", "stop") + b"data: [DONE]\n\n", "text/event-stream"),
+        ("/api/chat", "http://upstream.test/api/chat",
+         {"model": "m", "messages": [{"role": "user", "content": "p"}], "stream": True},
+         _ollama_piece("Par"), _ollama_piece("is.", done=True), "application/x-ndjson"),
+    ],
+    ids=["chat", "completions", "ollama"],
+)  # fmt: skip
+async def test_a_followed_leader_whose_client_leaves_reads_on_for_its_followers(
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    url: str,
+    body: dict[str, Any],
+    first: bytes,
+    rest: bytes,
+    content_type: str,
+) -> None:
+    """A streamed leader's client goes away after the first piece while a request follows it:
+    the upstream answer is read to its end and stored, and the follower is served it (one
+    upstream call). Each pipeline hands the flight's ``followed`` to its relay."""
+    release, closed, joined = anyio.Event(), anyio.Event(), anyio.Event()
+    wait = coalesce.Flight.wait
+
+    async def follow_flight(flight: coalesce.Flight, timeout_seconds: float) -> Any:
+        joined.set()
+        return await wait(flight, timeout_seconds)
+
+    monkeypatch.setattr(coalesce.Flight, "wait", follow_flight)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        async def stream() -> Any:
+            try:
+                yield first
+                await release.wait()
+                yield rest
+            finally:
+                closed.set()
+
+        return httpx.Response(200, stream=stream(), headers={"content-type": content_type})
+
+    raw = orjson.dumps(body)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "server": ("semcache.test", 80),
+             "client": ("127.0.0.1", 1), "headers": [
+                 (b"host", b"semcache.test"), (b"content-type", b"application/json"),
+                 (b"content-length", str(len(raw)).encode()),
+                 (b"authorization", b"Bearer sk-test-a")]}  # fmt: skip
+    got_first, left = anyio.Event(), anyio.Event()
+    body_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            got_first.set()
+
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(url).mock(side_effect=answer)
+        async with make_proxy(router, clock) as proxy:
+            followed: list[httpx.Response] = []
+
+            async def follow() -> None:
+                followed.append(await proxy.client.post(
+                    path, json=body, headers={"authorization": "Bearer sk-test-a"}
+                ))  # fmt: skip
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(proxy.app, scope, receive, send)
+                with anyio.fail_after(5):
+                    await got_first.wait()
+                tg.start_soon(follow)
+                with anyio.fail_after(5):
+                    await joined.wait()  # the follower waits on the flight
+                left.set()  # the leader's client goes away
+                await anyio.sleep(0.2)  # (a leader that let go would close it now)
+                assert not closed.is_set()  # the upstream answer is still being read
+                release.set()
+            assert route.call_count == 1
+            assert followed[0].headers["x-cache"] == "HIT"
+            assert followed[0].headers["x-cache-lookup"] == "coalesced"
