@@ -270,6 +270,19 @@ def test_cosine_verifier_uses_the_request_threshold_else_the_calibrated_one() ->
     assert (verdict.accepted, verdict.reason) == (False, "number")
 
 
+def test_the_cosine_verifier_refuses_case_as_the_meaning_too() -> None:
+    """The capitals check is no learned verifier's alone: a cosine line (``hash:``, a
+    calibration file) refuses ``IT`` for ``it`` and ``1 Mg`` for ``1 mg`` however close."""
+    verifier = CosineVerifier(0.95)
+    for stored, asked in [
+        ("What does IT stand for?", "What does it stand for?"),
+        ("How much does 1 Mg weigh in kg?", "How much does 1 mg weigh in kg?"),
+    ]:
+        near = Neighbor("k", 0.999, stored)
+        verdict = verifier.judge(asked, None, near, floor=0.75, requested=None)
+        assert (verdict.accepted, verdict.reason) == (False, "case")  # fmt: skip
+
+
 def test_a_request_threshold_decides_but_the_margin_stays_on_the_calibrated_scale() -> None:
     """X-Cache-Threshold: 0.5 accepts a 0.80 cosine, whose margin is still -0.15 from the
     calibrated 0.95: an audit that finds it wrong is evidence at -0.15, where the line can use it
@@ -359,6 +372,8 @@ def test_same_words_sets_aside_case_spacing_and_sentence_punctuation(a: str, b: 
         ("What is x after x = 'abc'?", "What is x after x = abc?"),
         ('What does print("a") print?', "What does print(a) print?"),
         ("In Python, what is 'self'?", "In Python, what is self?"),
+        # only the other side reads as code (SQL in capitals): its quotes still count
+        ("what does select 'name' from users return?", "What does SELECT name FROM users return?"),
         ("", ""),  # no words: nothing to call the same
     ],
 )
