@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import tracemalloc
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -26,6 +28,18 @@ from proxy.stores.memory import MemoryStore
 from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+
+
+async def _peak(request: Awaitable[T]) -> tuple[T, int]:
+    """What ``request`` gives, and the peak of memory traced while it ran (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        result = await request
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
 
 SSE = (
     b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
@@ -480,8 +494,6 @@ async def test_a_streamed_answer_over_the_entry_limit_is_relayed_without_being_h
     """Memory stays bounded: a stream past ``max_entry_bytes`` is relayed whole, and what
     semcache keeps of it to store stops growing at the limit (it held all of it, then joined
     it and wrote it out, before finding it too large)."""
-    import tracemalloc
-
     piece = orjson.dumps(
         {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
          "choices": [{"index": 0, "delta": {"content": "x" * 8192}, "finish_reason": None}]}
@@ -502,12 +514,7 @@ async def test_a_streamed_answer_over_the_entry_limit_is_relayed_without_being_h
         )
     )
     async with make_proxy(upstream_mock, clock, max_entry_bytes=64 * 1024) as proxy:
-        tracemalloc.start()
-        try:
-            first = await proxy.chat(chat_body(stream=True))
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        first, peak = await _peak(proxy.chat(chat_body(stream=True)))
         second = await proxy.chat(chat_body(stream=True))
         stats = (await proxy.client.get("/cache/stats")).json()
     sent = len(first.content)
@@ -540,18 +547,11 @@ async def test_an_answer_over_the_entry_limit_is_not_read_to_be_stored(
     """An answer too large to store was parsed, and its entry built, before its size was
     looked at: thirteen times its size in memory at the peak (on completions before it was
     even sent). Its size is looked at first."""
-    import tracemalloc
-
     upstream_mock.post(path.removeprefix("/v1")).respond(
         200, content=orjson.dumps(answer), headers={"content-type": "application/json"}
     )
     async with make_proxy(upstream_mock, clock, max_entry_bytes=64 * 1024) as proxy:
-        tracemalloc.start()
-        try:
-            response = await proxy.client.post(path, json=body)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        response, peak = await _peak(proxy.client.post(path, json=body))
         stats = (await proxy.client.get("/cache/stats")).json()
     assert response.content == orjson.dumps(answer)
     assert stats["not_stored"] == {"too_large": 1}
@@ -593,7 +593,6 @@ async def test_other_streamed_answers_over_the_entry_limit_are_not_held_either(
 ) -> None:
     """As on chat: a text completion's or an Ollama chat's stream past ``max_entry_bytes`` is
     relayed whole, and what semcache joins of it to store stops at the limit."""
-    import tracemalloc
 
     def answer(request: httpx.Request) -> httpx.Response:
         async def stream() -> Any:
@@ -606,12 +605,7 @@ async def test_other_streamed_answers_over_the_entry_limit_are_not_held_either(
     with respx.mock(assert_all_called=False) as router:
         route = router.post(url).mock(side_effect=answer)
         async with make_proxy(router, clock, max_entry_bytes=64 * 1024) as proxy:
-            tracemalloc.start()
-            try:
-                first = await proxy.client.post(path, json=body)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            first, peak = await _peak(proxy.client.post(path, json=body))
             second = await proxy.client.post(path, json=body)
             stats = (await proxy.client.get("/cache/stats")).json()
     sent = len(first.content)
@@ -630,8 +624,6 @@ async def test_an_ollama_answer_over_the_entry_limit_is_not_read_to_be_stored(
 ) -> None:
     """As on chat and completions: Ollama's pipeline looks at an answer's size before it parses
     it (it parsed it, and built an entry, before finding it too large)."""
-    import tracemalloc
-
     answer = orjson.dumps(
         {"model": "m", "created_at": "t", "done": True, "done_reason": "stop",
          "message": {"role": "assistant", "content": "x" * 8_000_000}}
@@ -642,12 +634,7 @@ async def test_an_ollama_answer_over_the_entry_limit_is_not_read_to_be_stored(
             200, content=answer, headers={"content-type": "application/json"}
         )
         async with make_proxy(router, clock, max_entry_bytes=64 * 1024) as proxy:
-            tracemalloc.start()
-            try:
-                response = await proxy.client.post("/api/chat", json=body)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            response, peak = await _peak(proxy.client.post("/api/chat", json=body))
             stats = (await proxy.client.get("/cache/stats")).json()
     assert response.content == answer
     assert stats["not_stored"] == {"too_large": 1}

@@ -423,14 +423,24 @@ def test_the_bound_never_refuses_an_answer_that_fits() -> None:
         chunk({}, "stop"),
         b"[DONE]",
     ]
-    whole = assemble(payloads)
-    size = len(orjson.dumps(whole.completion())) + len(orjson.dumps(whole.boundaries()))
-    bounded = StreamAssembler(max_bytes=size)
-    for data in payloads:
-        bounded.feed(data)
+    whole, size = _entry(payloads)
+    bounded = _bounded(payloads, size)
     assert bounded.complete
     assert not bounded.too_large
     assert bounded.completion() == whole.completion()
+
+
+def _entry(payloads: list[bytes]) -> tuple[StreamAssembler, int]:
+    """The stream assembled without a bound, and the bytes of the entry it makes."""
+    whole = assemble(payloads)
+    return whole, len(orjson.dumps(whole.completion())) + len(orjson.dumps(whole.boundaries()))
+
+
+def _bounded(payloads: list[bytes], max_bytes: int) -> StreamAssembler:
+    bounded = StreamAssembler(max_bytes=max_bytes)
+    for data in payloads:
+        bounded.feed(data)
+    return bounded
 
 
 def _one_kind(kind: str) -> list[bytes]:
@@ -456,17 +466,11 @@ def test_the_bound_never_refuses_an_answer_of_one_kind_that_fits(kind: str) -> N
     it must stay below its bytes in the entry, whichever it is (an overcount of one kind is lost
     in a mixed answer far below the bound)."""
     payloads = _one_kind(kind)
-    whole = assemble(payloads)
-    size = len(orjson.dumps(whole.completion())) + len(orjson.dumps(whole.boundaries()))
-    bounded = StreamAssembler(max_bytes=size)
-    for data in payloads:
-        bounded.feed(data)
+    whole, size = _entry(payloads)
+    bounded = _bounded(payloads, size)
     assert bounded.complete
     assert bounded.completion() == whole.completion()
-    tight = StreamAssembler(max_bytes=size // 2)  # and the bound is not a mere formality
-    for data in payloads:
-        tight.feed(data)
-    assert tight.too_large
+    assert _bounded(payloads, size // 2).too_large  # and the bound is not a mere formality
 
 
 @pytest.mark.parametrize("reader", ["events", "ndjson lines", "usage stripper"])
