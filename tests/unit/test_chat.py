@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -59,6 +61,12 @@ async def test_upstream_receives_the_body_unchanged(proxy: Proxy) -> None:
     assert sent.headers["x-custom"] == "1"
 
 
+def _zstd_framed(data: bytes) -> bytes:
+    """Bytes that begin as a zstd frame does (no zstd library here): neither JSON, nor a BOM,
+    nor a NUL in the first four bytes, so only ``Content-Encoding`` tells what they are."""
+    return b"\x28\xb5\x2f\xfd" + data
+
+
 @pytest.mark.parametrize(
     ("path", "upstream_path", "body"),
     [
@@ -67,17 +75,23 @@ async def test_upstream_receives_the_body_unchanged(proxy: Proxy) -> None:
         ("/v1/embeddings", "/embeddings", {"model": "e", "input": "hi"}),
     ],
 )
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("zstd", _zstd_framed)]
+)
 async def test_a_compressed_body_is_sent_on_as_it_came_not_refused(
-    proxy: Proxy, path: str, upstream_path: str, body: dict[str, Any]
+    proxy: Proxy,
+    path: str,
+    upstream_path: str,
+    body: dict[str, Any],
+    encoding: str,
+    compress: Callable[[bytes], bytes],
 ) -> None:
     """Codex compresses large Responses bodies (gzip, zstd) and OpenAI reads them; semcache
     read the compressed bytes as JSON and answered 400. Whether the upstream takes the
     encoding is the upstream's to say: the request goes to it untouched, uncached."""
-    import gzip
-
     route = proxy.upstream.post(upstream_path).respond(200, json=completion())
-    compressed = gzip.compress(orjson.dumps(body))
-    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    compressed = compress(orjson.dumps(body))
+    headers = {"content-encoding": encoding, "content-type": "application/json"}
     answers = [await proxy.client.post(path, content=compressed, headers=headers) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200]
     assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
@@ -85,7 +99,7 @@ async def test_a_compressed_body_is_sent_on_as_it_came_not_refused(
     assert route.call_count == 2
     sent = route.calls.last.request
     assert sent.content == compressed
-    assert sent.headers["content-encoding"] == "gzip"
+    assert sent.headers["content-encoding"] == encoding
 
 
 @pytest.mark.parametrize(
@@ -778,6 +792,10 @@ async def test_a_different_query_string_never_shares_an_entry(
         ("x-portkey-config", "pc-fast", "pc-smart"),
         ("anthropic-version", "2023-06-01", "2024-10-22"),
         ("openai-beta", "assistants=v1", "assistants=v2"),
+        ("anthropic-beta", "prompt-caching-2024-07-31", "output-128k-2025-02-19"),
+        ("x-portkey-virtual-key", "vk-openai", "vk-azure"),
+        ("helicone-target-url", "https://api.openai.com", "https://api.groq.com/openai"),
+        ("x-litellm-model", "gpt-4o-mini", "claude-3-5-haiku"),
     ],
 )
 async def test_a_routing_header_never_shares_an_entry(
