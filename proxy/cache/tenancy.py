@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import anyio
 
-from proxy.cache.keys import IDENTITY_HEADERS, identity_from
+from proxy.cache.keys import IDENTITY_HEADERS, identity_from, scoped_namespace
 from proxy.errors import UnauthorizedError
 from proxy.stores.guard import Cache
 
@@ -74,6 +74,11 @@ class Tenancy:
         """What a request's namespace derives from (:func:`proxy.cache.keys.identity_from`),
         with the operator's own identity headers (``SEMCACHE_IDENTITY_HEADERS``)."""
         return identity_from(headers, self._identity_headers)
+
+    def request_namespace(self, headers: list[tuple[bytes, bytes]], query: bytes) -> str:
+        """Where a request's entries live: its caller's namespace (:meth:`identity`), scoped by
+        its query string and routing headers (:func:`proxy.cache.keys.scoped_namespace`)."""
+        return scoped_namespace(self.namespace(self.identity(headers)), query, headers)
 
     def namespace(self, api_key: str | None) -> str:
         if self._shared or not api_key:

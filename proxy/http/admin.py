@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from proxy.cache.catalog import ROUTES
 from proxy.cache.explain import explain
-from proxy.cache.keys import scoped_namespace
 from proxy.cache.policy import MAX_TTL_SECONDS, cache_control, completion_is_storable
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
@@ -54,7 +53,7 @@ async def cache_explain(request: Request) -> Response:
     sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if api_key is not None and not any(k in CREDENTIAL_HEADERS for k, _ in sent):
         sent.insert(0, (b"authorization", b"Bearer " + api_key.encode("latin-1")))
-    namespace = scoped_namespace(svc.tenancy.namespace(svc.tenancy.identity(sent)), query, sent)
+    namespace = svc.tenancy.request_namespace(sent, query)
     answer = await explain(
         chat,
         namespace=namespace,

@@ -17,7 +17,7 @@ from starlette.types import Scope
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import KEPT_PATH, Feedback
-from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import CacheControl, cache_control
@@ -39,9 +39,8 @@ from proxy.http.validate import (
     chat_request,
     completion_request,
     embedding_request,
-    has_duplicate_keys,
-    has_inexact_numbers,
     responses_request,
+    unkeyable,
 )
 from proxy.metrics import Metrics
 from proxy.semantic.lookup import SemanticCache
@@ -167,10 +166,7 @@ async def _cached(
         # (most do) lets this run while the body is on its way.
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
-        identity = svc.tenancy.identity(scope["headers"])
-        namespace = scoped_namespace(
-            svc.tenancy.namespace(identity), scope["query_string"], scope["headers"]
-        )
+        namespace = svc.tenancy.request_namespace(scope["headers"], scope["query_string"])
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         if fields.get("content-encoding", "identity").strip().lower() != "identity":
             return await _encoded(svc, route, scope, raw, ENCODED)
@@ -184,10 +180,8 @@ async def _cached(
             temperature=temperature,
             max_temperature=svc.settings.max_temperature if sampled else None,
         )
-        if has_duplicate_keys(raw, parsed.body):
-            control = control.bypassed("duplicate-keys")
-        elif has_inexact_numbers(raw, parsed.body):
-            control = control.bypassed("big-number")
+        if (why := unkeyable(raw, parsed.body)) is not None:
+            control = control.bypassed(why)
         asked = Asked(raw, namespace, api_key, control, scope["headers"], scope["query_string"])
         response = await handle(svc, parsed, asked)
     except HTTPError as exc:

@@ -14,19 +14,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from proxy.cache.catalog import Filters, meta_of
-from proxy.cache.keys import api_key_from, scoped_namespace
+from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
 from proxy.http.handlers import forwarded_body, header_fields, read_body, services
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import (
-    has_duplicate_keys,
-    has_inexact_numbers,
-    json_or_none,
-    parse_object,
-)
+from proxy.http.validate import json_or_none, parse_object, unkeyable
 
 log = logging.getLogger("semcache.ollama")
 
@@ -71,13 +66,10 @@ async def ollama_api(request: Request) -> Response:
             temperature=float(temperature) if isinstance(temperature, int | float) else None,
             max_temperature=svc.settings.max_temperature,
         )
-        if has_duplicate_keys(raw, body):
-            control = control.bypassed("duplicate-keys")
-        elif has_inexact_numbers(raw, body):
-            control = control.bypassed("big-number")
-        identity = svc.tenancy.identity(request.scope["headers"])
-        namespace = scoped_namespace(
-            svc.tenancy.namespace(identity), request.scope["query_string"], request.scope["headers"]
+        if (why := unkeyable(raw, body)) is not None:
+            control = control.bypassed(why)
+        namespace = svc.tenancy.request_namespace(
+            request.scope["headers"], request.scope["query_string"]
         )
         return await pipeline.handle(
             kind, body, raw, namespace=namespace, control=control,

@@ -134,6 +134,18 @@ def has_duplicate_keys(raw: bytes, parsed: Any = None) -> bool:
     return False
 
 
+def unkeyable(raw: bytes, parsed: Any) -> str | None:
+    """Why the key semcache would derive from ``raw`` (valid JSON; ``parsed``: orjson's reading
+    of it) may not be the request the upstream reads, so that it is passed through, uncached:
+    ``duplicate-keys`` (:func:`has_duplicate_keys`), ``big-number``
+    (:func:`has_inexact_numbers`); None when it is."""
+    if has_duplicate_keys(raw, parsed):
+        return "duplicate-keys"
+    if has_inexact_numbers(raw, parsed):
+        return "big-number"
+    return None
+
+
 _DIGITS_AS_ONES = bytes(49 if 48 <= b <= 57 else 32 for b in range(256))
 _LONG_RUN = b"1" * 19
 """An integer orjson reads exactly is in [-2**63, 2**64): 20 digits at most, 19 when negative.
