@@ -134,7 +134,6 @@ _ACRONYM_WORDS = frozenset({
     "if", "of", "to", "by", "my", "an", "be",
 })  # fmt: skip
 """English function words that are also acronyms in capitals (IT, US, WHO, OR, ME, UP...)."""
-_CASE_WORD = re.compile(r"(?P<number>\d ?)?(?P<word>[^\W\d_]+)")
 
 
 def capitals(a: str, b: str, *, english: bool = True) -> bool:
@@ -144,7 +143,7 @@ def capitals(a: str, b: str, *, english: bool = True) -> bool:
     ``US`` vs ``us``, ``WHO`` vs ``who``; with ``english`` only), unless it sits among other
     words in capitals (shouting); or a unit of two or three letters after a number whose
     prefix is mega or milli, peta or pico (``1 Mg`` vs ``1 mg``, ``5 Mb`` vs ``5 mb``)."""
-    wa, wb = list(_CASE_WORD.finditer(a)), list(_CASE_WORD.finditer(b))
+    wa, wb = list(_CASE_TOKEN.finditer(a)), list(_CASE_TOKEN.finditer(b))
     if len(wa) != len(wb):
         return False
     for i, (ma, mb) in enumerate(zip(wa, wb, strict=True)):
