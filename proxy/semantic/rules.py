@@ -188,13 +188,22 @@ _QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 
 
 def objection(a: str, b: str, *, english: bool) -> str | None:
+    """The name of the rule that refuses ``a`` against ``b``, if any (:func:`screen`)."""
+    return screen(a, b, english=english)[0]
+
+
+def screen(a: str, b: str, *, english: bool) -> tuple[str | None, bool]:
     """The name of the rule that refuses ``a`` against ``b``, if any: :func:`first_objection`,
     or ``case`` for prompts with the same words that :func:`capitals` tells apart (a check
-    only such pairs get: elsewhere the words themselves differ)."""
+    only such pairs get: elsewhere the words themselves differ); and, when none does, whether
+    they have the same words (:func:`~proxy.semantic.features.same_words`, read once)."""
     reason = first_objection(a, b, english=english)
-    if reason is None and same_words(a, b) and capitals(a, b, english=english):
-        return "case"
-    return reason
+    if reason is not None:
+        return reason, False
+    same = same_words(a, b)
+    if same and capitals(a, b, english=english):
+        return "case", False
+    return None, same
 
 
 def first_objection(a: str, b: str, *, english: bool) -> str | None:

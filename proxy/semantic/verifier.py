@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.errors import SettingsError
-from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features, same_words
+from proxy.semantic.features import BUCKETS, NAMES, Vocabulary, bucket, features
 from proxy.semantic.language import is_english
-from proxy.semantic.rules import objection
+from proxy.semantic.rules import objection, screen
 from proxy.semantic.sketch import Projection, Sketch, unpack
 from proxy.semantic.trees import Trees
 from proxy.stores.similarity import Neighbor
@@ -187,10 +187,10 @@ class LearnedVerifier:
         if sketch.truncated or candidate.truncated:
             return Verdict(False, "too_long")
         # The rules first: a number written otherwise (1,000 vs 1.000) is no spelling variant.
-        reason = objection(text, neighbor.text, english=True)
+        reason, same = screen(text, neighbor.text, english=True)
         if reason is not None:
             return Verdict(False, reason)
-        if same_words(text, neighbor.text):
+        if same:
             return Verdict(True, None, 1.0, SAME_WORDS_MARGIN)
         row = features(sketch, candidate, self.model.vocabulary)
         score = self.model.trees.score(row)
