@@ -13,6 +13,8 @@ from typing import Any
 
 from proxy.errors import SettingsError
 
+ENV_PREFIX = "SEMCACHE_"
+
 
 def parse_variable(f: dataclasses.Field[Any], raw: str, source: str) -> object:
     """A ``SEMCACHE_*`` variable's text as the setting's type."""
