@@ -23,9 +23,7 @@ extend this one (``semcache:staging:`` under ``semcache:``), and its keys are no
 Values are packed :class:`Entry` bytes. A vector set expires with the latest entry added to
 it; an element whose entry expired earlier is removed the first time a search finds it.
 
-After a failure the store answers "unavailable" at once for ``retry_seconds`` instead of
-waiting on a dead server each request, then tries again; redis-py reconnects by itself (to the
-new master after a Sentinel failover; to the slot's new owner after a cluster ``MOVED``).
+A failure becomes a ``StoreError``; an outage rests the store (:mod:`proxy.stores.redis_failures`).
 """
 
 from __future__ import annotations
@@ -36,20 +34,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    ClusterDownError,
-    NoPermissionError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import NoPermissionError, ResponseError
 
 from proxy.errors import StoreError
 from proxy.stores.base import Entry, Listed, StoreStats, Vector, pack_entry, unpack_entry
 from proxy.stores.redis_clients import Clients, HotClient, connect
+from proxy.stores.redis_failures import FAILURES, Failures
 from proxy.stores.redis_walk import ENTRY_PREFIXES, Walk, glob_escape, text_of
-from proxy.stores.resp import Reply, ReplyError
+from proxy.stores.resp import Reply
 from proxy.stores.similarity import Neighbor
 from proxy.stores.vectorset import (
     SEARCH_CONNECTIONS,
@@ -68,28 +60,6 @@ COUNTERS = "counters:"
 OWN_FAMILIES = (*ENTRY_PREFIXES, *(LOCK + p for p in ENTRY_PREFIXES), REF, *VECTOR_SET_FORMATS)
 """The keys :meth:`RedisStore.clear` removes, after the prefix: entries, their locks, refs and
 vector sets (of every format an earlier version wrote too). Not the secret or the counters."""
-FAILURES = (ReplyError, RedisError, RedisClusterException, OSError)
-"""What the clients raise when Redis cannot do a command: each becomes a StoreError. The lean
-client raises ReplyError and OSError; redis-py RedisError, and RedisClusterException (not a
-RedisError) when no node of a cluster can be reached or a slot has no owner."""
-
-
-OUTAGE_REPLIES = frozenset({"LOADING", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOAUTH",
-                            "WRONGPASS"})  # fmt: skip
-"""Error replies that say the server cannot serve anything now (loading, no master, a demoted
-primary, lost credentials): the store is given a rest. Any other error reply (out of memory,
-no permission for one command, a wrong type) fails that operation only."""
-
-
-def is_outage(exc: Exception) -> bool:
-    """Whether ``exc`` means Redis is unreachable or unable to serve, not one command refused."""
-    if isinstance(exc, ReplyError):
-        return str(exc).split(" ", 1)[0] in OUTAGE_REPLIES
-    if isinstance(exc, ResponseError):  # redis-py: LOADING and NOAUTH are ConnectionErrors
-        return isinstance(exc, ReadOnlyError | ClusterDownError)
-    return True
-
-
 COUNTERS_TTL_SECONDS = 30 * 86_400
 """A counter hash not added to for 30 days expires."""
 
@@ -114,9 +84,7 @@ class RedisStore:
         connection's commands in order, and a search holds its connection for about a
         millisecond, so searches go neither on the entries' connection nor all on one."""
         self._prefix = prefix
-        self._retry_seconds = retry_seconds
-        self._clock = clock
-        self._down_until = 0.0
+        self._failures = Failures(retry_seconds=retry_seconds, clock=clock)
         self._walk = Walk(clients.client, prefix, clock)
         """The admin API's reads of every entry: pages, one entry, the census."""
 
@@ -145,23 +113,23 @@ class RedisStore:
         return self._clients.kind
 
     async def get(self, key: str) -> Entry | None:
-        self._check_available()
+        self._failures.check()
         try:
             data = await self._entries.get(self._prefix + key)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
-        self._down_until = 0.0
+            raise self._failures.failed(exc) from exc
+        self._failures.recovered()
         return None if data is None else unpack_entry(data)
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None:
-        self._check_available()
+        self._failures.check()
         try:
             await self._entries.set(
                 self._prefix + key, pack_entry(entry), px=max(1, int(ttl_seconds * 1000))
             )
         except FAILURES as exc:
-            raise self._failed(exc) from exc
-        self._down_until = 0.0
+            raise self._failures.failed(exc) from exc
+        self._failures.recovered()
 
     async def add_vector(
         self,
@@ -173,7 +141,7 @@ class RedisStore:
         *,
         sketch: bytes = b"",
     ) -> None:
-        self._check_available()
+        self._failures.check()
         vset = self._prefix + VECTOR_SET + partition
         ttl = max(1, math.ceil(ttl_seconds))
         try:
@@ -184,14 +152,14 @@ class RedisStore:
                 pipe.execute_command("EXPIRE", vset, ttl, "GT")
                 await pipe.execute()
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def nearest(
         self, partition: str, vector: Vector, *, k: int, min_similarity: float
     ) -> list[Neighbor]:
         """The graph search ranks by approximate scores; every candidate is then rescored exactly
         from the float32 vector in its attributes, and only exact scores meet the threshold."""
-        self._check_available()
+        self._failures.check()
         query = unit_query(vector)
         vset = self._prefix + VECTOR_SET + partition
         client = min(self._searches, key=_pending)  # an idle one when there is one
@@ -200,44 +168,44 @@ class RedisStore:
                 *vector_search_command(vset, query, k=k, min_similarity=min_similarity)
             )
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return neighbors_from_reply(reply, query, k=k, min_similarity=min_similarity)
 
     async def remove_vector(self, partition: str, key: str) -> None:
-        self._check_available()
+        self._failures.check()
         try:
             await self._command("VREM", self._prefix + VECTOR_SET + partition, key)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def delete(self, key: str) -> None:
-        self._check_available()
+        self._failures.check()
         try:
             await self._client.unlink(self._prefix + key)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
-        self._check_available()
+        self._failures.check()
         try:
             await self._entries.set(
                 self._prefix + REF + name, data, px=max(1, int(ttl_seconds * 1000))
             )
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def get_ref(self, name: str) -> bytes | None:
-        self._check_available()
+        self._failures.check()
         try:
             return await self._entries.get(self._prefix + REF + name)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
         """One hash per group, HINCRBY per counter in one pipeline: replicas add up. Each write
         renews the hash's expiry (``COUNTERS_TTL_SECONDS``): a group nobody uses any more (its
         name comes from a request's model) leaves nothing behind for good."""
-        self._check_available()
+        self._failures.check()
         key = self._prefix + COUNTERS + name
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -246,29 +214,29 @@ class RedisStore:
                 pipe.expire(key, COUNTERS_TTL_SECONDS)
                 await pipe.execute()
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def read_counters(self, name: str) -> dict[str, int]:
-        self._check_available()
+        self._failures.check()
         try:
             raw = await self._client.hgetall(self._prefix + COUNTERS + name)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return {text_of(k): int(v) for k, v in raw.items()}
 
     async def supports_vectors(self) -> bool:
         """Only an unknown command (Redis before 8, Valkey) or one the ACL denies means no
         vector sets; any other error (a ``MOVED`` from a cluster node reached as a standalone
         server, a timeout) is a store failure, not an answer."""
-        self._check_available()
+        self._failures.check()
         try:
             await self._command("VCARD", self._prefix + "vset:probe")
         except ResponseError as exc:
             if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
                 return False
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return True
 
     # Locks sit on the miss path: they go through the lean client too.
@@ -293,20 +261,20 @@ class RedisStore:
         return (self._prefix + LOCK + key).encode()
 
     async def _locking(self, *command: bytes) -> Reply:
-        self._check_available()
+        self._failures.check()
         try:
             return await self._entries.command(*command)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def shared_secret(self, candidate: bytes) -> bytes:
-        self._check_available()
+        self._failures.check()
         key = self._prefix + "secret"
         try:
             await self._client.set(key, candidate, nx=True)
             kept = await self._client.get(key)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         if not isinstance(kept, bytes) or len(kept) < 16:
             raise StoreError("the stored namespace secret is unusable")
         return kept
@@ -330,18 +298,18 @@ class RedisStore:
                     info = {}
                     await self._client.ping()
                 if int(info.get("cluster_enabled", 0)) == 1:
-                    self._down_until = self._clock() + self._retry_seconds
+                    self._failures.rest()
                     raise StoreError(
                         "redis: the server is a cluster node; set SEMCACHE_REDIS_CLUSTER=true"
                     )
         except FAILURES as exc:
-            raise self._failed(exc) from exc
-        self._down_until = 0.0
+            raise self._failures.failed(exc) from exc
+        self._failures.recovered()
 
     async def stats(self) -> StoreStats:
         """Whole-database figures (Redis keeps no cheap per-prefix count), summed over the
         masters of a cluster. No bytes (None) when the ACL denies ``INFO`` (``-@dangerous``)."""
-        self._check_available()
+        self._failures.check()
         entries = 0
         used: int | None = 0
         try:
@@ -363,23 +331,23 @@ class RedisStore:
                 except NoPermissionError:
                     used = None
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return StoreStats(entries=entries, bytes=used)
 
     async def census(self) -> StoreStats:
         """Entries and bytes under this proxy's own prefix (:mod:`proxy.stores.redis_walk`)."""
-        self._check_available()
+        self._failures.check()
         try:
             return await self._walk.census()
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def clear(self) -> int:
         """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its
         slot: only the families this store writes (``OWN_FAMILIES``). The namespace secret and
         the counters stay, and so does any other key under the prefix (another deployment's
         whose prefix extends this one, another application's)."""
-        self._check_available()
+        self._failures.check()
         removed = 0
         own = tuple((self._prefix + family).encode() for family in OWN_FAMILIES)
         try:
@@ -389,22 +357,22 @@ class RedisStore:
                 if key.startswith(own):
                     removed += await self._client.unlink(key)
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return removed
 
     async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
-        self._check_available()
+        self._failures.check()
         try:
             return await self._walk.scan(cursor, prefix=prefix, count=count)
         except (*FAILURES, ValueError, IndexError) as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
 
     async def listed(self, key: str) -> Listed | None:
-        self._check_available()
+        self._failures.check()
         try:
             found = await self._walk.listed([self._prefix + key])
         except FAILURES as exc:
-            raise self._failed(exc) from exc
+            raise self._failures.failed(exc) from exc
         return found[0] if found else None
 
     async def close(self) -> None:
@@ -412,18 +380,6 @@ class RedisStore:
 
     async def _command(self, *args: Any) -> Any:
         return await self._client.execute_command(*args)
-
-    def _check_available(self) -> None:
-        if self._clock() < self._down_until:
-            raise StoreError("redis is unavailable; retrying shortly")
-
-    def _failed(self, exc: Exception) -> StoreError:
-        """The error for ``exc``. An outage rests the store for ``retry_seconds`` (every call
-        fails fast meanwhile); a refused command fails alone, so one write refused for lack of
-        memory does not stop the reads of what the store still holds."""
-        if is_outage(exc):
-            self._down_until = self._clock() + self._retry_seconds
-        return StoreError(f"redis: {type(exc).__name__}: {exc}")
 
 
 # Delete the lock only if this token still holds it (one key: fine on a cluster).

@@ -131,7 +131,7 @@ async def test_a_cluster_node_used_as_standalone_is_reported_never_read_as_no_ve
     try:
         with pytest.raises(StoreError, match="SEMCACHE_REDIS_CLUSTER=true"):
             await store.ping()
-        store._down_until = 0.0  # as after the retry window
+        store._failures.until = 0.0  # as after the retry window
         with pytest.raises(StoreError, match="MovedError"):
             await store.supports_vectors()
     finally:
@@ -155,7 +155,7 @@ async def test_a_cluster_with_a_master_down_is_unhealthy_then_recovers(
                 await store.ping()
         finally:
             down.resume()
-        store._down_until = 0.0
+        store._failures.until = 0.0
         await store.ping()
         await store.put("chat:ns:after", entry(), 60)
         assert await store.get("chat:ns:after") == entry()

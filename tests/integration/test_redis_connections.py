@@ -145,7 +145,7 @@ async def test_tls_refuses_what_it_must(
         try:
             with pytest.raises(StoreError):
                 await store.get("chat:ns:a")
-            store._down_until = 0.0
+            store._failures.until = 0.0
             with pytest.raises(StoreError):
                 await store.ping()
         finally:
@@ -203,7 +203,7 @@ async def test_wrong_password_or_a_key_outside_the_acl_is_a_store_error_never_lo
                 with pytest.raises(StoreError) as got:
                     await store.get("chat:ns:a")
                 errors.append(str(got.value))
-                store._down_until = 0.0
+                store._failures.until = 0.0
                 with pytest.raises(StoreError) as got:
                     await store.put("chat:ns:a", entry(), 60)
                 errors.append(str(got.value))
