@@ -2,4 +2,5 @@
 
 client    AdminClient: the admin routes over HTTP, errors as one line
 commands  ``semcache stats | flush | explain``
+display   the admin API's answers as the lines the commands print
 """

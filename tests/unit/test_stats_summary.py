@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from proxy.admin.client import AdminClient, AdminError
-from proxy.admin.commands import summary
+from proxy.admin.display import summary
 from proxy.metrics import Metrics
 from proxy.semantic.adaptive import Adaptive, bin_of, edge, report
 from proxy.stores.guard import Cache
