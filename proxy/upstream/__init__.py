@@ -4,7 +4,8 @@ Code outside this package imports from here only:
 
 - :class:`Upstream` (``client.py``): the one connection pool, request headers (and which of
   them carry a key, ``CREDENTIAL_HEADERS``, ``KEY_HEADERS``), the inflight
-  limit, decoding, and the translation of transport errors into ``UpstreamError``;
+  limit, decoding, and the translation of transport errors into ``UpstreamError``
+  (``failures.py``);
 - :class:`EventParser`, :func:`replay`, :func:`event` and ``DONE_EVENT`` (``sse.py``):
   server-sent events in and out;
 - :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together, and

@@ -1,7 +1,8 @@
 """The one client to the upstream (httpx on :mod:`proxy.upstream.transport`): forward a
 request, map transport errors.
 
-Every transport error is translated here, and only here, into the UpstreamError tree.
+Every transport error is translated by :mod:`proxy.upstream.failures`, and only there, into
+the UpstreamError tree.
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 import httpx
 
-from proxy.errors import (
-    OverloadedError,
-    UpstreamError,
-    UpstreamTimeoutError,
-    UpstreamUnreachableError,
-)
+from proxy.errors import OverloadedError, UpstreamUnreachableError
 from proxy.metrics import Metrics
-from proxy.settings import Settings, mask_urls
+from proxy.settings import Settings
+from proxy.upstream.failures import ErrorMap
 from proxy.upstream.transport import Timeouts, upstream_transport
 
 Headers = list[tuple[bytes, bytes]]
@@ -98,7 +94,7 @@ class Upstream:
         self._timeouts = timeouts
         self._slots = None if max_inflight is None else anyio.Semaphore(max_inflight)
         self._queue_timeout_seconds = queue_timeout_seconds
-        self._errors = _ErrorMap(metrics)
+        self._errors = ErrorMap(metrics)
         self._extensions = {
             "timeout": {
                 "connect": timeouts.connect, "read": timeouts.read,
@@ -284,51 +280,13 @@ class Upstream:
             async for chunk in response.aiter_raw():
                 yield chunk
 
-    def errors(self) -> _ErrorMap:
+    def errors(self) -> ErrorMap:
         """``with upstream.errors():`` turns httpx's transport errors into UpstreamErrors."""
         return self._errors
 
 
-class _ErrorMap:
-    """A context manager object rather than a @contextmanager generator: it is entered two or
-    three times per request, and a generator costs several times more each time."""
-
-    __slots__ = ("_metrics",)
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        if isinstance(exc, httpx.HTTPError | aiohttp.ClientError):
-            raise self.failed(*_classify(exc), exc) from exc
-
-    def failed(self, kind: type[UpstreamError], label: str, exc: Exception) -> UpstreamError:
-        self._metrics.upstream_errors[label] += 1
-        # A library's message may name the request URL, with a key in its query.
-        detail = mask_urls(str(exc)) or type(exc).__name__
-        return kind(f"upstream {label}: {detail}")
-
-
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
 _FORBIDDEN = re.compile(rb"[\r\n\0]")
-
-
-def _classify(exc: httpx.HTTPError | aiohttp.ClientError) -> tuple[type[UpstreamError], str]:
-    """What a transport error means for the client: 504 when the upstream was reached and did
-    not answer in time, else 502. The transport raises httpx's errors from aiohttp's, whose
-    cause decides (a dropped connection is a ``ReadError`` whenever it happens); the few aiohttp
-    errors httpx has no name for (a malformed response) stay aiohttp's own."""
-    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
-    if isinstance(cause, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout):
-        return UpstreamUnreachableError, "connect timeout"
-    if isinstance(cause, aiohttp.ServerTimeoutError | httpx.TimeoutException):
-        return UpstreamTimeoutError, "timeout"
-    return UpstreamUnreachableError, "unreachable"
 
 
 @functools.lru_cache(maxsize=256)
