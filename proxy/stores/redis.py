@@ -113,22 +113,16 @@ class RedisStore:
         return self._clients.kind
 
     async def get(self, key: str) -> Entry | None:
-        self._failures.check()
-        try:
+        with self._failures:
             data = await self._entries.get(self._prefix + key)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         self._failures.recovered()
         return None if data is None else unpack_entry(data)
 
     async def put(self, key: str, entry: Entry, ttl_seconds: float) -> None:
-        self._failures.check()
-        try:
+        with self._failures:
             await self._entries.set(
                 self._prefix + key, pack_entry(entry), px=max(1, int(ttl_seconds * 1000))
             )
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         self._failures.recovered()
 
     async def add_vector(
@@ -141,102 +135,76 @@ class RedisStore:
         *,
         sketch: bytes = b"",
     ) -> None:
-        self._failures.check()
         vset = self._prefix + VECTOR_SET + partition
         ttl = max(1, math.ceil(ttl_seconds))
-        try:
+        with self._failures:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.execute_command(*vector_add_command(vset, key, vector, text, sketch))
                 # A new set has no expiry, which GT treats as infinite: NX sets it first.
                 pipe.execute_command("EXPIRE", vset, ttl, "NX")
                 pipe.execute_command("EXPIRE", vset, ttl, "GT")
                 await pipe.execute()
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def nearest(
         self, partition: str, vector: Vector, *, k: int, min_similarity: float
     ) -> list[Neighbor]:
         """The graph search ranks by approximate scores; every candidate is then rescored exactly
         from the float32 vector in its attributes, and only exact scores meet the threshold."""
-        self._failures.check()
         query = unit_query(vector)
         vset = self._prefix + VECTOR_SET + partition
         client = min(self._searches, key=_pending)  # an idle one when there is one
-        try:
+        with self._failures:
             reply = await client.command(
                 *vector_search_command(vset, query, k=k, min_similarity=min_similarity)
             )
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         return neighbors_from_reply(reply, query, k=k, min_similarity=min_similarity)
 
     async def remove_vector(self, partition: str, key: str) -> None:
-        self._failures.check()
-        try:
+        with self._failures:
             await self._command("VREM", self._prefix + VECTOR_SET + partition, key)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def delete(self, key: str) -> None:
-        self._failures.check()
-        try:
+        with self._failures:
             await self._client.unlink(self._prefix + key)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def put_ref(self, name: str, data: bytes, ttl_seconds: float) -> None:
-        self._failures.check()
-        try:
+        with self._failures:
             await self._entries.set(
                 self._prefix + REF + name, data, px=max(1, int(ttl_seconds * 1000))
             )
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def get_ref(self, name: str) -> bytes | None:
-        self._failures.check()
-        try:
+        with self._failures:
             return await self._entries.get(self._prefix + REF + name)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def incr_counters(self, name: str, deltas: dict[str, int]) -> None:
         """One hash per group, HINCRBY per counter in one pipeline: replicas add up. Each write
         renews the hash's expiry (``COUNTERS_TTL_SECONDS``): a group nobody uses any more (its
         name comes from a request's model) leaves nothing behind for good."""
-        self._failures.check()
         key = self._prefix + COUNTERS + name
-        try:
+        with self._failures:
             async with self._client.pipeline(transaction=False) as pipe:
                 for field, delta in deltas.items():
                     pipe.hincrby(key, field, delta)
                 pipe.expire(key, COUNTERS_TTL_SECONDS)
                 await pipe.execute()
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def read_counters(self, name: str) -> dict[str, int]:
-        self._failures.check()
-        try:
+        with self._failures:
             raw = await self._client.hgetall(self._prefix + COUNTERS + name)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         return {text_of(k): int(v) for k, v in raw.items()}
 
     async def supports_vectors(self) -> bool:
         """Only an unknown command (Redis before 8, Valkey) or one the ACL denies means no
         vector sets; any other error (a ``MOVED`` from a cluster node reached as a standalone
         server, a timeout) is a store failure, not an answer."""
-        self._failures.check()
-        try:
-            await self._command("VCARD", self._prefix + "vset:probe")
-        except ResponseError as exc:
-            if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
-                return False
-            raise self._failures.failed(exc) from exc
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
+        with self._failures:
+            try:
+                await self._command("VCARD", self._prefix + "vset:probe")
+            except ResponseError as exc:
+                if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
+                    return False
+                raise
         return True
 
     # Locks sit on the miss path: they go through the lean client too.
@@ -261,20 +229,14 @@ class RedisStore:
         return (self._prefix + LOCK + key).encode()
 
     async def _locking(self, *command: bytes) -> Reply:
-        self._failures.check()
-        try:
+        with self._failures:
             return await self._entries.command(*command)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def shared_secret(self, candidate: bytes) -> bytes:
-        self._failures.check()
         key = self._prefix + "secret"
-        try:
+        with self._failures:
             await self._client.set(key, candidate, nx=True)
             kept = await self._client.get(key)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         if not isinstance(kept, bytes) or len(kept) < 16:
             raise StoreError("the stored namespace secret is unusable")
         return kept
@@ -309,10 +271,9 @@ class RedisStore:
     async def stats(self) -> StoreStats:
         """Whole-database figures (Redis keeps no cheap per-prefix count), summed over the
         masters of a cluster. No bytes (None) when the ACL denies ``INFO`` (``-@dangerous``)."""
-        self._failures.check()
         entries = 0
         used: int | None = 0
-        try:
+        with self._failures:
             if isinstance(self._client, RedisCluster):
                 await self._client.initialize()  # learns the masters, once
                 for node in self._client.get_primaries():
@@ -330,34 +291,26 @@ class RedisStore:
                     used = int((await self._client.info("memory")).get("used_memory", 0))
                 except NoPermissionError:
                     used = None
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         return StoreStats(entries=entries, bytes=used)
 
     async def census(self) -> StoreStats:
         """Entries and bytes under this proxy's own prefix (:mod:`proxy.stores.redis_walk`)."""
-        self._failures.check()
-        try:
+        with self._failures:
             return await self._walk.census()
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
 
     async def clear(self) -> int:
         """SCAN the prefix (on a cluster: every master) and UNLINK key by key, each routed to its
         slot: only the families this store writes (``OWN_FAMILIES``). The namespace secret and
         the counters stay, and so does any other key under the prefix (another deployment's
         whose prefix extends this one, another application's)."""
-        self._failures.check()
         removed = 0
         own = tuple((self._prefix + family).encode() for family in OWN_FAMILIES)
-        try:
+        with self._failures:
             async for key in self._client.scan_iter(
                 match=glob_escape(self._prefix) + "*", count=500
             ):
                 if key.startswith(own):
                     removed += await self._client.unlink(key)
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         return removed
 
     async def scan(self, cursor: str, *, prefix: str, count: int) -> tuple[str, list[Listed]]:
@@ -368,11 +321,8 @@ class RedisStore:
             raise self._failures.failed(exc) from exc
 
     async def listed(self, key: str) -> Listed | None:
-        self._failures.check()
-        try:
+        with self._failures:
             found = await self._walk.listed([self._prefix + key])
-        except FAILURES as exc:
-            raise self._failures.failed(exc) from exc
         return found[0] if found else None
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ new master after a Sentinel failover; to the slot's new owner after a cluster ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import TracebackType
 
 from redis.exceptions import (
     ClusterDownError,
@@ -56,6 +57,17 @@ class Failures:
         """Fail fast while the store rests."""
         if self._clock() < self.until:
             raise StoreError("redis is unavailable; retrying shortly")
+
+    def __enter__(self) -> None:
+        """``with failures:`` around a store's commands: fail fast while the store rests, and
+        any of :data:`FAILURES` raised inside becomes its :class:`StoreError` (:meth:`failed`)."""
+        self.check()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, FAILURES):
+            raise self.failed(exc) from exc
 
     def rest(self) -> None:
         self.until = self._clock() + self._retry_seconds
