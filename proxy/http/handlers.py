@@ -244,7 +244,9 @@ async def passthrough(request: Request) -> Response:
         kept = KEPT_PATH.fullmatch(path)
         if kept is not None:  # a stored response or chat completion: its entry goes too
             await svc.feedback.deleted_upstream(unquote(kept[1]))
-    return relay(svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS)
+    return relay(
+        svc.upstream, response, extra_headers=PASSTHROUGH_HEADERS, head=request.method == "HEAD"
+    )
 
 
 def _check_not_an_upgrade(fields: Mapping[str, str]) -> None:

@@ -106,7 +106,10 @@ async def _pass(request: Request, url: str) -> Response:
         headers=[*svc.upstream.forward_headers(request.headers.raw, to=url), *framing],
         content=body,
     )
-    return relay(svc.upstream, response, extra_headers=PASSED, openai_errors=False)
+    return relay(
+        svc.upstream, response, extra_headers=PASSED, openai_errors=False,
+        head=request.method == "HEAD",
+    )  # fmt: skip
 
 
 async def _send_raw(

@@ -124,6 +124,7 @@ def relay(
     on_finish: Callable[[], Awaitable[None]] | None = None,
     openai_errors: bool = True,
     persist: Callable[[], bool] | None = None,
+    head: bool = False,
 ) -> Response:
     """Relay an upstream response as it arrives; never buffered.
 
@@ -140,11 +141,20 @@ def relay(
     Ollama's API, whose clients read its own errors, relayed as they are). ``persist``: asked
     when the client goes away; True (others wait for this answer: a single flight's followers)
     and the upstream body is still read to its end, to ``observe`` and ``on_complete``.
+    ``head``: the answer to a ``HEAD`` request, which has no body (RFC 9110 §9.3.2): its
+    ``Content-Length`` is the one a ``GET`` would get, kept as the upstream sent it (a relayed
+    body's own is dropped, its framing is uvicorn's, which adds none to a HEAD answer), and an
+    error is relayed as it came, having no body to rewrite.
     """
-    if openai_errors and _is_foreign_error(response):
+    headers = response_headers(response, decoded=False)
+    if head:
+        length = header(response, b"content-length")
+        if length is not None:
+            headers.append((b"content-length", length))
+    elif openai_errors and _is_foreign_error(response):
         return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
-        upstream, response, [*response_headers(response, decoded=False), *extra_headers],
+        upstream, response, [*headers, *extra_headers],
         observe=observe, rewrite=rewrite, on_complete=on_complete, on_finish=on_finish,
         persist=persist,
     )  # fmt: skip

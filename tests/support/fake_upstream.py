@@ -61,6 +61,8 @@ Json = dict[str, Any]
 class RecordedRequest:
     method: str
     path: str
+    raw_path: bytes
+    """The path as it came on the request line, percent-escapes and all (``path`` is decoded)."""
     query: str
     headers: dict[str, str]
     body: bytes
@@ -268,6 +270,7 @@ class FakeUpstream:
         record = RecordedRequest(
             method=request.method,
             path=request.url.path,
+            raw_path=request.scope["raw_path"],
             query=request.url.query,
             headers=dict(request.headers),
             body=body,
@@ -438,7 +441,7 @@ class FakeUpstream:
     def _ollama(self, method: str, path: str, body: Any, n: int) -> Response:
         """Ollama's native API (Ollama API docs, docs/api.md): chat, generate (NDJSON streams by
         default), embed, embeddings, and tags; errors as ``{"error": "..."}``."""
-        if method == "GET" and path == "/api/tags":
+        if method in ("GET", "HEAD") and path == "/api/tags":  # Ollama answers HEAD there too
             return _json({"models": [{"name": "fake-model:latest", "model": "fake-model:latest"}]})
         if method != "POST" or not isinstance(body, dict):
             return _json({"error": f"unsupported {method} {path}"}, 404)

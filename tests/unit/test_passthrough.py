@@ -56,3 +56,23 @@ async def test_timeout_is_a_504(proxy: Proxy) -> None:
     proxy.upstream.get("/models").mock(side_effect=httpx.ReadTimeout("slow"))
     response = await proxy.client.get("/v1/models")
     assert response.status_code == 504
+
+
+async def test_a_head_answer_keeps_the_upstream_length_and_status(proxy: Proxy) -> None:
+    """A HEAD answer has no body: the length it gives is the one a GET would get, so it is
+    relayed as the upstream sent it (uvicorn adds none to a HEAD answer)."""
+    proxy.upstream.head("/models").respond(
+        200, headers={"content-length": "1234", "content-type": "application/json"}
+    )
+    proxy.upstream.head("/models/nope").respond(
+        404, headers={"content-length": "17", "content-type": "text/plain"}
+    )
+    found = await proxy.client.head("/v1/models")
+    missing = await proxy.client.head("/v1/models/nope")
+    assert (found.status_code, found.headers["content-length"]) == (200, "1234")
+    assert found.headers["content-type"] == "application/json"
+    assert found.headers["x-cache"] == "BYPASS"
+    # An error with no body to rewrite in OpenAI's format is relayed as it came.
+    assert (missing.status_code, missing.headers["content-length"]) == (404, "17")
+    assert missing.headers["content-type"] == "text/plain"
+    assert found.content == missing.content == b""

@@ -1,0 +1,31 @@
+"""Routes semcache forwards without caching, through a real ``semcache serve``: what reaches
+the client over HTTP (uvicorn frames the answer) and what reaches the upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.proxy_process import ProxyProcess
+
+
+@pytest.fixture(scope="module")
+def served(fake_upstream_server: FakeUpstream) -> Iterator[ProxyProcess]:
+    with ProxyProcess(fake_upstream_server.url) as proxy:
+        yield proxy
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/api/tags"])
+def test_a_head_answer_has_the_upstream_length(
+    served: ProxyProcess, fake_upstream: FakeUpstream, path: str
+) -> None:
+    direct = httpx.head(fake_upstream.url.removesuffix("/v1") + path, timeout=10)
+    relayed = httpx.head(served.url + path, timeout=10)
+    assert relayed.status_code == direct.status_code == 200
+    assert int(relayed.headers["content-length"]) > 0
+    assert relayed.headers["content-length"] == direct.headers["content-length"]
+    assert "transfer-encoding" not in relayed.headers
+    assert relayed.content == b""
