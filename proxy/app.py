@@ -231,7 +231,8 @@ class _App(Starlette):
     """Starlette, but a ``POST`` to one of the cache's own routes goes straight to its handler,
     past the middleware stack and the router: on a miss those layers cost about 0.1 ms of the
     added latency here (``bench/floor.py``). The handlers answer their own errors; a bug in one
-    gets the same 500 as on any other route. Everything else takes the usual way."""
+    gets the same 500 as on any other route. Everything else takes the usual way: a cache
+    route's path with percent-escapes too, passed through as sent (``handlers.as_routed``)."""
 
     cors: CORSMiddleware | None = None
     """Set when ``SEMCACHE_CORS_ORIGINS`` is: it wraps every route, the hot ones too."""
@@ -246,7 +247,7 @@ class _App(Starlette):
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = _HOT_ROUTES.get(scope["path"])
-            if endpoint is not None:
+            if endpoint is not None and handlers.as_routed(scope):
                 scope["app"] = self
                 request = Request(scope, receive, send)
                 try:

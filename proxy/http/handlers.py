@@ -216,14 +216,33 @@ async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes, reason: 
     return relay(svc.upstream, response, extra_headers=cache_headers("BYPASS", reason=reason))
 
 
+def sent_path(scope: Scope) -> str:
+    """The path as the client wrote it, percent-escapes kept (``scope["path"]`` is decoded: in
+    it ``/v1/chat%2Fcompletions`` reads as ``/v1/chat/completions``)."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return str(scope["path"])
+    return raw.partition(b"?")[0].decode("latin-1")  # httpx's ASGI transport adds the query
+
+
+def as_routed(scope: Scope) -> bool:
+    """Whether the path was sent as it reads: only then is it one of semcache's own routes. A
+    path with an escape (``chat%2Fcompletions``, ``%63ompletions``) is the upstream's to read
+    (an escaped slash is no separator to most) and goes on as sent, never cached."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw is None or raw.partition(b"?")[0] == scope["path"].encode()
+
+
 async def passthrough(request: Request) -> Response:
     """Any other ``/v1/*`` request goes upstream untouched and streams back as it arrives."""
     svc = services(request)
-    path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
-    path = path.partition("?")[0].removeprefix(V1)
+    path = sent_path(request.scope)
     body, framing = forwarded_body(request)
     try:
         svc.tenancy.authorize(api_key_from(request.headers))
+        if not path.startswith(V1 + "/"):  # an escaped /v1 (``/%761/``): no base to map it on
+            raise BadRequestError("the path must begin with /v1/ as sent, not percent-encoded")
+        path = path.removeprefix(V1)
         _check_path(path)
         _check_not_an_upgrade(request.headers)
         response = await svc.upstream.send(

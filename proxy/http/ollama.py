@@ -19,7 +19,14 @@ from proxy.cache.ollama import KINDS
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
-from proxy.http.handlers import forwarded_body, header_fields, read_body, services
+from proxy.http.handlers import (
+    as_routed,
+    forwarded_body,
+    header_fields,
+    read_body,
+    sent_path,
+    services,
+)
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.http.validate import json_or_none, parse_object, unkeyable
 
@@ -43,7 +50,9 @@ async def ollama_api(request: Request) -> Response:
     if pipeline is None:
         return _error(404, "no Ollama API behind this proxy: set SEMCACHE_OLLAMA_URL")
     path = "/api/" + request.path_params["path"]
-    kind = KINDS.get(path) if request.method == "POST" else None
+    # Sent on as the client wrote it; an escaped path is never a cached route (as_routed).
+    url = pipeline.base + sent_path(request.scope)
+    kind = KINDS.get(path) if request.method == "POST" and as_routed(request.scope) else None
     fields = header_fields(request.scope)
     try:
         api_key = api_key_from(fields)
@@ -51,13 +60,13 @@ async def ollama_api(request: Request) -> Response:
         if (request.method, path) in CHANGES_A_MODEL:
             raw = await read_body(request, svc.settings.max_body_bytes, fields)
             names = _model_names(raw, CHANGES_A_MODEL[request.method, path])
-            return await _send_raw(request, pipeline.base + path, raw, changes=names)
+            return await _send_raw(request, url, raw, changes=names)
         if kind is None:
-            return await _pass(request, pipeline.base + path)
+            return await _pass(request, url)
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         body = _checked(kind, raw)
         if body is None:  # e.g. generate without a prompt: loads a model, nothing to cache
-            return await _send_raw(request, pipeline.base + path, raw)
+            return await _send_raw(request, url, raw)
         options = body.get("options")
         temperature = options.get("temperature") if isinstance(options, dict) else None
         control = cache_control(

@@ -29,3 +29,16 @@ def test_a_head_answer_has_the_upstream_length(
     assert relayed.headers["content-length"] == direct.headers["content-length"]
     assert "transfer-encoding" not in relayed.headers
     assert relayed.content == b""
+
+
+def test_an_escaped_cache_route_reaches_the_upstream_as_sent(
+    served: ProxyProcess, fake_upstream: FakeUpstream
+) -> None:
+    """``/v1/chat%2Fcompletions`` is not the chat route as sent: relayed twice, never cached,
+    and the upstream sees the path the client wrote."""
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi?"}]}
+    answers = [
+        httpx.post(served.base_url + "/chat%2Fcompletions", json=body, timeout=10) for _ in range(2)
+    ]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert [r.raw_path for r in fake_upstream.requests] == [b"/v1/chat%2Fcompletions"] * 2

@@ -403,3 +403,20 @@ async def test_integers_beyond_64_bits_and_routing_headers_are_read_on_ollamas_r
     assert big[0].headers["x-cache-reason"] == "bypass:big-number"
     assert [a.headers["x-cache"] for a in routed] == ["MISS", "MISS"]
     assert route.call_count == 4
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/%63hat"), ("GET", "/api/show%2Fx")])
+async def test_an_escaped_path_goes_to_ollama_as_sent_never_cached(
+    clock: FakeClock, method: str, path: str
+) -> None:
+    body = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "Hi"}]}
+    with respx.mock(assert_all_called=False) as router:
+        route = router.route(host="upstream.test").respond(200, json=CHAT)
+        async with make_proxy(router, clock) as p:
+            answers = [
+                await p.client.request(method, path, json=body if method == "POST" else None)
+                for _ in range(2)
+            ]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert route.call_count == 2
+    assert [c.request.url.raw_path for c in route.calls] == [path.encode()] * 2

@@ -76,3 +76,12 @@ async def test_a_head_answer_keeps_the_upstream_length_and_status(proxy: Proxy) 
     assert (missing.status_code, missing.headers["content-length"]) == (404, "17")
     assert missing.headers["content-type"] == "text/plain"
     assert found.content == missing.content == b""
+
+
+async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
+    """``/%761/models`` reads as ``/v1/models``, but as sent it is no path under the upstream's
+    base URL: semcache cannot map it without changing it."""
+    route = proxy.upstream.route().respond(200, json={})
+    response = await proxy.client.get("/%761/models")
+    assert response.status_code == 400
+    assert route.call_count == 0

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.pipeline import ChatPipeline
-from tests.unit.harness import Proxy, chat_body
+from tests.unit.harness import Proxy, chat_body, completion
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +60,23 @@ async def test_a_trailing_slash_is_not_the_cache_route(proxy: Proxy) -> None:
     assert response.status_code == 200
     assert route.call_count == 1
     assert response.headers["x-cache"] == "BYPASS"  # forwarded as any other route
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat%2Fcompletions", "/v1/chat/%63ompletions", "/v1/%72esponses"]
+)
+async def test_an_escaped_path_is_passed_through_as_sent_never_cached(
+    proxy: Proxy, path: str
+) -> None:
+    """A path with percent-escapes reads as a cache route once decoded, but which route it is
+    is the upstream's to say (a slash escaped is no separator to most): it goes on as the
+    client wrote it, and is never cached."""
+    route = proxy.upstream.route().respond(200, json=completion())
+    answers = [
+        await proxy.client.post(path, json=chat_body(), headers={"authorization": "Bearer sk-a"})
+        for _ in range(2)
+    ]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert answers[0].headers["x-cache-reason"] == "not-cacheable:route"
+    assert route.call_count == 2
+    assert [c.request.url.raw_path for c in route.calls] == [path.encode()] * 2
