@@ -40,6 +40,7 @@ from proxy.http.validate import (
     completion_request,
     embedding_request,
     responses_request,
+    said_json,
     unkeyable,
 )
 from proxy.metrics import Metrics
@@ -172,6 +173,8 @@ async def _cached(
             return await _encoded(svc, route, scope, raw, ENCODED)
         if raw[:1] in _NOT_UTF8_START or b"\0" in raw[:4]:
             return await _encoded(svc, route, scope, raw, CHARSET)
+        if not said_json(fields.get("content-type")):
+            return await _encoded(svc, route, scope, raw, CONTENT_TYPE)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
         control = cache_control(
@@ -193,6 +196,7 @@ async def _cached(
 
 ENCODED = "bypass:content-encoding"
 CHARSET = "bypass:charset"
+CONTENT_TYPE = "bypass:content-type"
 _NOT_UTF8_START = (b"\xef", b"\xfe", b"\xff")
 """How a body begins that has a byte order mark (UTF-8's, UTF-16's or UTF-32's); a UTF-16 or
 UTF-32 body without one has a NUL in its first four bytes. JSON text is UTF-8 without a BOM
@@ -202,9 +206,10 @@ Python servers) takes all of these."""
 
 async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes, reason: str) -> Response:
     """A body semcache does not read: compressed (``Content-Encoding: gzip``, ``zstd``: Codex
-    compresses large ones), or JSON in another encoding than UTF-8, or with a BOM. Whether the
-    upstream reads it is the upstream's to say: sent on as it came, never cached (a 400 here
-    would refuse what the upstream may accept)."""
+    compresses large ones), JSON in another encoding than UTF-8, or with a BOM, or a body not
+    said to be JSON (:func:`~proxy.http.validate.said_json`). Whether the upstream reads it is
+    the upstream's to say: sent on as it came, never cached (a 400 here would refuse what the
+    upstream may accept, a hit would answer what it may refuse)."""
     svc.metrics.request(route, "bypass")
     svc.metrics.miss_reasons[reason] += 1
     response = await svc.upstream.send(

@@ -146,6 +146,18 @@ def unkeyable(raw: bytes, parsed: Any) -> str | None:
     return None
 
 
+def said_json(content_type: str | None) -> bool:
+    """Whether a request's ``Content-Type`` lets its body be read as JSON: none at all, or
+    ``application/json`` with any parameters (``; charset=utf-8``), in any case (RFC 9110
+    §8.3.1). FastAPI (vLLM, most Python servers) reads only these as JSON and answers any other
+    type, ``text/plain`` or curl's ``-d`` default (form-urlencoded), with a 422; the openai and
+    ollama libraries send ``application/json``."""
+    if content_type is None or content_type == "application/json":
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media in ("", "application/json")
+
+
 _DIGITS_AS_ONES = bytes(49 if 48 <= b <= 57 else 32 for b in range(256))
 _LONG_RUN = b"1" * 19
 """An integer orjson reads exactly is in [-2**63, 2**64): 20 digits at most, 19 when negative.

@@ -132,6 +132,84 @@ async def test_json_in_another_encoding_is_sent_on_as_it_came_not_refused(
     assert route.calls.last.request.content == raw
 
 
+def fastapi_like(answer: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+    """An upstream reading a body as FastAPI (vLLM) does: as JSON only when it says it is (or
+    says nothing), else a 422."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media not in ("", "application/json"):
+            return httpx.Response(422, json={"detail": [{"type": "model_attributes_type"}]})
+        return httpx.Response(200, json=answer)
+
+    return respond
+
+
+TEXT_COMPLETION = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "gpt-test",
+                   "choices": [{"text": " hi", "index": 0, "finish_reason": "stop"}]}  # fmt: skip
+RESPONSE = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-test",
+            "output": [{"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "Hi."}]}]}  # fmt: skip
+EMBEDDINGS = {"object": "list", "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1},
+              "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream_path", "body", "answer"),
+    [
+        ("/v1/chat/completions", "/chat/completions", chat_body(), completion()),
+        ("/v1/completions", "/completions", {"model": "gpt-test", "prompt": "hi"}, TEXT_COMPLETION),
+        ("/v1/responses", "/responses", {"model": "gpt-test", "input": "hi"}, RESPONSE),
+        ("/v1/embeddings", "/embeddings", {"model": "e", "input": "hi"}, EMBEDDINGS),
+    ],
+    ids=["chat", "completions", "responses", "embeddings"],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_of_another_content_type_is_passed_through_never_served(
+    proxy: Proxy,
+    path: str,
+    upstream_path: str,
+    body: dict[str, Any],
+    answer: dict[str, Any],
+    content_type: str,
+) -> None:
+    """A JSON body sent as ``text/plain`` (or as curl's ``-d`` default) is refused by a FastAPI
+    upstream (vLLM: 422): the entry for the same JSON must not answer it. It goes on as it
+    came, every time, and the upstream's answer is relayed."""
+    route = proxy.upstream.post(upstream_path).mock(side_effect=fastapi_like(answer))
+    key = {"authorization": "Bearer sk-test-a"}
+    raw = orjson.dumps(body)
+    await proxy.client.post(path, content=raw, headers=key)  # stored
+    answers = [
+        await proxy.client.post(path, content=raw, headers={**key, "content-type": content_type})
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert [a.headers["x-cache-reason"] for a in answers] == ["bypass:content-type"] * 2
+    assert route.call_count == 3
+    assert route.calls.last.request.content == raw
+    assert route.calls.last.request.headers["content-type"] == content_type
+    assert proxy.metrics.miss_reasons["bypass:content-type"] == 2
+    stored = await proxy.client.post(path, content=raw, headers=key)
+    assert stored.headers["x-cache"] == "HIT"  # the entry was there all along
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/json"]
+)
+async def test_json_said_any_way_is_cached(proxy: Proxy, content_type: str) -> None:
+    """The openai and ollama libraries send ``application/json``; a charset parameter, or
+    capitals (media types are case-insensitive, RFC 9110 §8.3.1), change nothing."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=fastapi_like(completion()))
+    headers = {"authorization": "Bearer sk-test-a", "content-type": content_type}
+    raw = orjson.dumps(chat_body())
+    first = await proxy.client.post("/v1/chat/completions", content=raw, headers=headers)
+    again = await proxy.client.post("/v1/chat/completions", content=raw, headers=headers)
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
+    assert route.call_count == 1
+
+
 async def test_normalized_text_and_number_spelling_share_an_entry(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
     await proxy.chat(chat_body("Caf\u0065\u0301 hours?\r\n", temperature=1))

@@ -420,3 +420,19 @@ async def test_an_escaped_path_goes_to_ollama_as_sent_never_cached(
     assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
     assert route.call_count == 2
     assert [c.request.url.raw_path for c in route.calls] == [path.encode()] * 2
+
+
+async def test_a_chat_sent_as_curl_sends_it_is_still_cached(clock: FakeClock) -> None:
+    """Ollama reads a body as JSON whatever its ``Content-Type`` (and its docs' ``curl -d``
+    sends form-urlencoded): unlike on ``/v1/*``, the type is no reason to pass it through."""
+    body = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "Hi"}]}
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock) as p:
+            answers = [
+                await p.client.post("/api/chat", content=orjson.dumps(body), headers=form)
+                for _ in range(2)
+            ]
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "HIT"]
+    assert route.call_count == 1
