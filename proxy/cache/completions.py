@@ -15,12 +15,15 @@ from typing import Any
 
 from proxy.cache.exact import Format
 from proxy.cache.keys import completion_key
-from proxy.cache.policy import completion_tokens_saved
+from proxy.cache.policy import completion_tokens_saved, with_served_tier
 from proxy.http.validate import ChatRequest, json_or_none
 from proxy.upstream import DONE_EVENT, UNSAID, event
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_CHUNK = 3
+ENVELOPE = ("id", "created", "model", "system_fingerprint", "service_tier")
+"""What every chunk of a stream repeats, kept from the first that says it, and replayed on
+each."""
 
 
 class Joined:
@@ -49,7 +52,7 @@ class Joined:
         if not isinstance(chunk, dict) or "error" in chunk:
             self.broken = True
             return
-        for field in ("id", "created", "model", "system_fingerprint"):
+        for field in ENVELOPE:
             if chunk.get(field) not in UNSAID and field not in self._head:
                 self._head[field] = chunk[field]
         if chunk.get("usage") is not None:
@@ -98,8 +101,7 @@ class Joined:
 def replay(completion: dict[str, Any], *, include_usage: bool) -> bytes:
     """A stored text completion as the stream an upstream sends: each choice's text a few
     words per chunk, its finish reason on the last, usage when asked for, then ``[DONE]``."""
-    fields = ("id", "created", "model", "system_fingerprint")
-    head: dict[str, Any] = {k: completion[k] for k in fields if k in completion}
+    head: dict[str, Any] = {k: completion[k] for k in ENVELOPE if k in completion}
     head["object"] = "text_completion"
     out: list[bytes] = []
     for choice in completion.get("choices", []):
@@ -166,5 +168,7 @@ COMPLETIONS = Format(
     tokens=completion_tokens_saved,
     joiner=Joined,
     replay=_replay,
+    echo=with_served_tier,
+    echoes=b'"service_tier"',
     asks_usage=True,
 )

@@ -68,7 +68,11 @@ class Format:
     ``stored-response``); a route without it is exact only."""
     echo: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
     """A stored answer as served to this request (the request's body second): for a format
-    whose answers repeat request fields the key leaves out (the Responses API's ``metadata``)."""
+    whose answers repeat request fields the key leaves out (the Responses API's ``metadata``),
+    or name the ``service_tier`` that served them (:func:`~proxy.cache.policy.served_tier`)."""
+    echoes: bytes = b""
+    """``echo`` changes only a stored answer with these bytes: any other is served as stored,
+    unparsed (a text completion naming no ``service_tier``, the common case)."""
     asks_usage: bool = False
     """A streamed miss asks the upstream for usage (``stream_options.include_usage``) as chat's
     does, and a client that did not ask gets the stream without it: for a format whose streams
@@ -309,6 +313,8 @@ class ExactPipeline:
         self._metrics.request(self.format.route, "hit")
         self._metrics.hit(lookup, entry, model=request.model)
         echo = self.format.echo
+        if echo is not None and self.format.echoes not in entry.body:
+            echo = None
         if not request.stream and echo is None:
             return raw_response(entry.body, 200, [JSON, *headers])
         completion = json_or_none(entry.body)

@@ -322,3 +322,57 @@ async def test_a_stream_that_did_not_ask_for_usage_still_serves_hits_with_usage(
     usage_chunk = orjson.loads(events[-2])
     assert (usage_chunk["choices"], usage_chunk["usage"]) == ([], USAGE)
     assert route.call_count == 1
+
+
+def tiered(request: httpx.Request, route: Any) -> httpx.Response:
+    """As the API does: the answer names the tier that served it, the one asked (``fast`` shown
+    as ``priority``), or the project's (``default``) for ``auto`` or none."""
+    asked = orjson.loads(request.content).get("service_tier")
+    tier = "default" if asked in (None, "auto") else {"fast": "priority"}.get(asked, asked)
+    return httpx.Response(200, json={**text_completion(" there"), "service_tier": tier})
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "shown"),
+    [
+        pytest.param("flex", "priority", "priority", id="flex-then-priority"),
+        pytest.param("flex", None, "default", id="flex-then-none"),
+        pytest.param("priority", "fast", "priority", id="priority-then-fast"),
+        pytest.param(None, "flex", "flex", id="none-then-flex"),
+    ],
+)
+async def test_a_hit_names_the_tier_this_request_is_served_on(
+    proxy: Proxy, stored: str | None, asked: str | None, shown: str
+) -> None:
+    """As on chat: ``service_tier`` is not in the key, and a hit names the tier this request
+    would have been served on, not the stored answer's, streamed or not."""
+    route = proxy.upstream.post("/completions").mock(side_effect=tiered)
+    first = await post(proxy, body(**({} if stored is None else {"service_tier": stored})))
+    fields = {} if asked is None else {"service_tier": asked}
+    hit = await post(proxy, body(**fields))
+    streamed = await post(proxy, body(stream=True, **fields))
+    assert (hit.headers["x-cache"], streamed.headers["x-cache"]) == ("HIT", "HIT")
+    assert hit.json() == {**first.json(), "service_tier": shown}
+    chunks = [orjson.loads(line[6:]) for line in streamed.text.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    assert {c["service_tier"] for c in chunks} == {shown}
+    assert route.call_count == 1
+
+
+async def test_a_streamed_miss_keeps_the_tier_it_was_served_on(proxy: Proxy) -> None:
+    """The stream's chunks name the tier; the joined completion keeps it, so a hit asking that
+    tier shows it, and one asking another shows its own."""
+    chunk = {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
+             "service_tier": "flex",
+             "choices": [{"text": " there", "index": 0, "logprobs": None,
+                          "finish_reason": "stop"}]}  # fmt: skip
+    stream = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    route = proxy.upstream.post("/completions").respond(
+        200, content=stream, headers={"content-type": "text/event-stream"}
+    )
+    await post(proxy, body(stream=True, service_tier="flex"))
+    same = await post(proxy, body(service_tier="flex"))
+    other = await post(proxy, body(service_tier="priority"))
+    assert (same.headers["x-cache"], other.headers["x-cache"]) == ("HIT", "HIT")
+    assert (same.json()["service_tier"], other.json()["service_tier"]) == ("flex", "priority")
+    assert route.call_count == 1
