@@ -153,3 +153,28 @@ async def test_a_bad_explain_body_is_a_400(proxy: Proxy, body: dict[str, Any]) -
     response = await proxy.client.post("/cache/explain", json=body, headers=ADMIN)
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "other"),
+    [
+        ("OpenAI-Beta", "assistants=v2", "assistants=v1"),
+        ("x-portkey-config", "pc-prod", "pc-test"),
+    ],
+)
+async def test_a_routing_header_scopes_the_explanation_as_the_request(
+    proxy: Proxy, name: str, value: str, other: str
+) -> None:
+    """A request with a routing header (``ROUTING_HEADERS``) has a namespace of its own: the
+    explanation, given the same header, finds the entry that request made; given another value
+    or none, it does not, as the real requests would not."""
+    await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a", **{name: value})
+    same = await ask(proxy, QUESTION, api_key="sk-a", headers={name: value})
+    changed = await ask(proxy, QUESTION, api_key="sk-a", headers={name: other})
+    without = await ask(proxy, QUESTION, api_key="sk-a")
+    hit = await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a", **{name: value})
+    real = await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a", **{name: other})
+    assert (same["decision"], same["entry_id"]) == ("HIT", hit.headers["x-cache-entry-id"])
+    assert (changed["decision"], without["decision"]) == ("MISS", "MISS")
+    assert changed["reason"] == without["reason"] == real.headers["x-cache-reason"] == "no-entry"
+    assert len({same["namespace"], changed["namespace"], without["namespace"]}) == 3
