@@ -248,7 +248,7 @@ async def passthrough(request: Request) -> Response:
         if not path.startswith(V1 + "/"):  # an escaped /v1 (``/%761/``): no base to map it on
             raise BadRequestError("the path must begin with /v1/ as sent, not percent-encoded")
         path = path.removeprefix(V1)
-        _check_path(path)
+        check_path(path)
         _check_not_an_upgrade(request.headers)
         response = await svc.upstream.send(
             request.method,
@@ -365,7 +365,7 @@ async def read_body(request: Request, limit: int, fields: Mapping[str, str]) -> 
             return b"".join(chunks)  # one chunk: join returns it, no copy
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     """Dot segments would let a request leave the upstream's base path (``/v1/../admin``)."""
     for segment in path.split("/"):
         if unquote(segment) in (".", ".."):

@@ -21,6 +21,7 @@ from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
 from proxy.http.handlers import (
     as_routed,
+    check_path,
     forwarded_body,
     header_fields,
     read_body,
@@ -51,12 +52,14 @@ async def ollama_api(request: Request) -> Response:
         return _error(404, "no Ollama API behind this proxy: set SEMCACHE_OLLAMA_URL")
     path = "/api/" + request.path_params["path"]
     # Sent on as the client wrote it; an escaped path is never a cached route (as_routed).
-    url = pipeline.base + sent_path(request.scope)
+    sent = sent_path(request.scope)
+    url = pipeline.base + sent
     kind = KINDS.get(path) if request.method == "POST" and as_routed(request.scope) else None
     fields = header_fields(request.scope)
     try:
         api_key = api_key_from(fields)
         svc.tenancy.authorize(api_key)
+        check_path(sent)  # ``/api/%2e%2e/``: no climbing out of SEMCACHE_OLLAMA_URL's path
         if (request.method, path) in CHANGES_A_MODEL:
             raw = await read_body(request, svc.settings.max_body_bytes, fields)
             names = _model_names(raw, CHANGES_A_MODEL[request.method, path])

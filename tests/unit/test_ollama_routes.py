@@ -436,3 +436,18 @@ async def test_a_chat_sent_as_curl_sends_it_is_still_cached(clock: FakeClock) ->
             ]
     assert [a.headers["x-cache"] for a in answers] == ["MISS", "HIT"]
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/%2e%2e/%2e%2e/admin", "/api/tags/%2E%2E/x", "/api/%2e/tags"]
+)
+async def test_a_dot_segment_never_reaches_ollama(clock: FakeClock, path: str) -> None:
+    """``..`` sent escaped reaches the router decoded and the upstream as sent: with an
+    ``SEMCACHE_OLLAMA_URL`` that has a path, it would climb out of it. Refused, as on ``/v1``."""
+    with respx.mock(assert_all_called=False) as router:
+        route = router.route(host="upstream.test").respond(200, json={"models": []})
+        async with make_proxy(router, clock) as p:
+            answer = await p.client.get(path)
+    assert answer.status_code == 400
+    assert "'.' or '..'" in answer.json()["error"]
+    assert route.call_count == 0
