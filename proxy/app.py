@@ -96,7 +96,9 @@ def create_app(
             coalesce_timeout_seconds=settings.coalesce_timeout_seconds,
             feedback=feedback,
         ),
-        embeddings=EmbeddingPipeline(cache, upstream, metrics),
+        embeddings=EmbeddingPipeline(
+            cache, upstream, metrics, max_entry_bytes=settings.max_entry_bytes
+        ),
         completions=ExactPipeline(
             cache,
             upstream,

@@ -15,7 +15,7 @@ import orjson
 from starlette.responses import Response
 
 from proxy.cache.keys import embedding_key
-from proxy.cache.miss import entry_meta
+from proxy.cache.miss import entry_meta, read_limit
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.http.validate import EmbeddingRequest, json_or_none
@@ -30,7 +30,12 @@ EMBEDDINGS_PATH = "/embeddings"
 
 
 class EmbeddingPipeline:
-    def __init__(self, cache: Cache, upstream: Upstream, metrics: Metrics) -> None:
+    def __init__(
+        self, cache: Cache, upstream: Upstream, metrics: Metrics, *, max_entry_bytes: int
+    ) -> None:
+        """``max_entry_bytes``: an upstream answer for every item of a request that is larger
+        is relayed as it arrives, none of its vectors stored."""
+        self._max_entry_bytes = max_entry_bytes
         self._cache = cache
         self._upstream = upstream
         self._metrics = metrics
@@ -84,17 +89,25 @@ class EmbeddingPipeline:
                 ),
                 content=raw,
             )
-            body = await self._upstream.read(response)
-            fresh = parse_vectors(response.status_code, body, len(missing))
+            status = response.status_code
+            extra = cache_headers("MISS", reason=reason)
+            if len(missing) == len(keys):
+                read = await self._upstream.read_within(
+                    response, read_limit(status, self._max_entry_bytes)
+                )
+                if not isinstance(read, bytes):  # too large to store: relayed, not held
+                    if control.store and status == 200:
+                        self._metrics.not_stored["too_large"] += 1
+                    extra.append((b"x-cache-hit-items", f"0/{len(keys)}".encode()))
+                    return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
+                body = read
+            else:  # merged with the hits: read whole
+                body = await self._upstream.read(response)
+            fresh = parse_vectors(status, body, len(missing))
             if fresh is None:
                 # An error or an answer we cannot take apart: relay it as it is, store nothing.
                 return upstream_answer(
-                    body,
-                    response.status_code,
-                    [
-                        *response_headers(response, decoded=True),
-                        *cache_headers("MISS", reason=reason),
-                    ],
+                    body, status, [*response_headers(response, decoded=True), *extra]
                 )
             vectors, token_counts, upstream_model = fresh
             model = upstream_model or model

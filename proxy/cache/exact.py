@@ -26,7 +26,7 @@ from starlette.responses import Response
 from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.feedback import Feedback, kept_id
-from proxy.cache.miss import entry_meta, exact_copy, miss_reason
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
     JSON,
@@ -169,24 +169,28 @@ class ExactPipeline:
                     request, url, headers, key, control, extra, publish, semantic, followed
                 )
             response = await self._upstream.post(url, headers, request.raw, decoded=True)
-            body = await self._upstream.read(response)
+            status = response.status_code
+            read = await self._upstream.read_within(
+                response, read_limit(status, self._max_entry_bytes)
+            )
+            if not isinstance(read, bytes):  # too large to store: relayed, not held
+                if control.store and status == 200:
+                    self._metrics.not_stored["too_large"] += 1
+                if publish is not None:
+                    await publish(None)  # its followers ask for themselves
+                return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
         except BaseException:
             if publish is not None:
                 with anyio.CancelScope(shield=True):
                     await publish(None)  # never leave a flight (or the replica lock) behind
             raise
-        status = response.status_code
-        body, out_headers = as_openai_error(body, status, response_headers(response, decoded=True))
-        # An answer too large to store is not parsed (a copy or two of it, before it is sent).
-        too_large = status == 200 and len(body) > self._max_entry_bytes
-        completion = json_or_none(body) if status == 200 and not too_large else None
+        body, out_headers = as_openai_error(read, status, response_headers(response, decoded=True))
+        completion = json_or_none(body) if status == 200 else None
 
         async def store() -> None:
             entry = None
             try:
-                if control.store and too_large:
-                    self._metrics.not_stored["too_large"] += 1
-                elif control.store and isinstance(completion, dict):
+                if control.store and isinstance(completion, dict):
                     entry = await self._store(
                         key, request, completion, control, semantic, body=body
                     )

@@ -11,7 +11,7 @@ import orjson
 
 from proxy.cache.keys import semantic_text
 from proxy.cache.policy import CacheControl
-from proxy.http.responses import cache_headers
+from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers
 from proxy.http.validate import ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.upstream import Headers
@@ -88,3 +88,12 @@ def exact_copy(data: bytes) -> bytes:
     """A copy sized to its content: orjson's results can hold several times their length in
     spare capacity, which a long-lived cache entry would keep."""
     return bytes(memoryview(data))
+
+
+def read_limit(status_code: int, max_entry_bytes: int) -> int:
+    """How much of a non-streamed answer is read before the rest is relayed as it arrives,
+    not stored: the largest entry, or for an error as much as may be rewritten in OpenAI's
+    format (:func:`~proxy.http.responses.as_openai_error`)."""
+    if status_code < 400:
+        return max_entry_bytes
+    return max(max_entry_bytes, MAX_ERROR_BODY_BYTES)

@@ -179,18 +179,20 @@ class OllamaPipeline:
                 openai_errors=False, persist=followed,
             )  # fmt: skip
         response = await self._upstream.post(url, headers, raw, decoded=True)
-        data = await self._upstream.read(response)
         status = response.status_code
-        # An answer too large to store is not parsed (a copy or two of it, before it is sent).
-        too_large = status == 200 and len(data) > self._max_entry_bytes
-        result = json_or_none(data) if status == 200 and not too_large else None
+        data = await self._upstream.read_within(response, self._max_entry_bytes)
+        if not isinstance(data, bytes):  # too large to store: relayed, not held
+            if control.store and status == 200:
+                self._metrics.not_stored["too_large"] += 1
+            if publish is not None:
+                await publish(None)  # its followers ask for themselves
+            return relay(self._upstream, data, extra_headers=extra, openai_errors=False)
+        result = json_or_none(data) if status == 200 else None
 
         async def store() -> None:
             entry = None
             try:
-                if control.store and too_large:
-                    self._metrics.not_stored["too_large"] += 1
-                elif control.store and isinstance(result, dict):
+                if control.store and isinstance(result, dict):
                     entry = await self._store(kind, key, result, data, control, model, query)
             finally:
                 if publish is not None:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
-from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason
+from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit
 from proxy.cache.policy import (
     CacheControl,
     completion_is_storable,
@@ -197,18 +197,22 @@ class ChatPipeline:
         response = await self._send(
             miss.url, miss.headers, miss.chat.raw, accept_encoding=DECODABLE_ENCODINGS
         )
-        body = await self._upstream.read(response)
         status = response.status_code
-        body, headers = as_openai_error(body, status, response_headers(response, decoded=True))
         extra = miss.answer_headers()
+        read = await self._upstream.read_within(response, read_limit(status, self._max_entry_bytes))
+        if not isinstance(read, bytes):  # too large to store: relayed, not held
+            if miss.control.store:
+                self._metrics.not_stored["too_large" if status == 200 else "error"] += 1
+            if publish is not None:
+                await publish(None)  # its followers ask for themselves
+            return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
+        body, headers = as_openai_error(read, status, response_headers(response, decoded=True))
 
         async def store_and_publish() -> None:
             outcome = None
             try:
                 entry = None
-                if miss.control.store and status == 200 and len(body) > self._max_entry_bytes:
-                    self._metrics.not_stored["too_large"] += 1  # not even read: never stored
-                elif miss.control.store:
+                if miss.control.store:
                     completion = json_or_none(body) if status == 200 else None
                     entry = await self._store(miss, status, completion, body=body)
                 if entry is not None:

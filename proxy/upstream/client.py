@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 import time
-import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ import httpx
 from proxy.errors import OverloadedError, UpstreamUnreachableError
 from proxy.metrics import Metrics
 from proxy.settings import Settings
+from proxy.upstream.body import Unread, read_body
 from proxy.upstream.failures import ErrorMap
 from proxy.upstream.transport import Timeouts, upstream_transport
 
@@ -262,18 +262,15 @@ class Upstream:
 
     async def read(self, response: UpstreamResponse) -> bytes:
         """The whole body, decoded when it came compressed (see ``DECODABLE_ENCODINGS``)."""
-        try:
-            with self.errors():
-                body = await response.aread()
-        finally:
-            await response.aclose()
-        encoding = header(response, b"content-encoding")
-        if encoding is None:
-            return body
-        try:
-            return _decode(body, encoding)
-        except (zlib.error, ValueError) as exc:
-            raise self._errors.failed(UpstreamUnreachableError, "undecodable", exc) from exc
+        body = await read_body(response, self._errors)
+        assert isinstance(body, bytes), "read whole without a limit"
+        return body
+
+    async def read_within(self, response: UpstreamResponse, max_bytes: int) -> bytes | Unread:
+        """As :meth:`read`, but once the body passes ``max_bytes`` (or its ``Content-Length``
+        says it will), no more of it is held: the response comes back still open, what was read
+        of it first, to be relayed (:func:`~proxy.upstream.body.read_body`)."""
+        return await read_body(response, self._errors, max_bytes)
 
     async def iter_raw(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         with self.errors():
@@ -372,20 +369,3 @@ def response_headers(response: UpstreamResponse, *, decoded: bool) -> Headers:
         for name, value in response.headers
         if name not in _DROP_RESPONSE and not (decoded and name == b"content-encoding")
     ]
-
-
-def _decode(body: bytes, encoding: bytes) -> bytes:
-    """Undo ``Content-Encoding`` (gzip, deflate; several are applied in order)."""
-    for coding in reversed([c.strip().lower() for c in encoding.split(b",")]):
-        if coding in (b"identity", b""):
-            continue
-        if coding in (b"gzip", b"x-gzip"):
-            body = zlib.decompress(body, zlib.MAX_WBITS | 16)
-        elif coding == b"deflate":
-            try:
-                body = zlib.decompress(body)
-            except zlib.error:  # raw deflate, without the zlib wrapper, is common too
-                body = zlib.decompress(body, -zlib.MAX_WBITS)
-        else:
-            raise ValueError(f"unsupported content-encoding {coding.decode('latin-1')!r}")
-    return body
