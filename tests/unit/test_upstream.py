@@ -16,6 +16,7 @@ import yarl
 from proxy.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnreachableError
 from proxy.metrics import Metrics
 from proxy.upstream import Timeouts, Upstream
+from proxy.upstream.body import PIECE_BYTES, Decoder
 from proxy.upstream.transport import AiohttpTransport, httpx_error, upstream_transport
 from tests.unit.harness import Proxy, chat_body, completion
 
@@ -191,6 +192,47 @@ async def test_compressed_answers_are_decoded_served_and_stored(
         assert "content-encoding" not in response.headers
         assert response.json()["choices"][0]["message"]["content"] == "decoded"
     assert second.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        (b"gzip", gzip.compress),
+        (b"deflate", zlib.compress),
+        (b"deflate", deflate_raw),
+        (b"gzip, deflate", lambda data: zlib.compress(gzip.compress(data))),
+    ],
+)
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 1 << 20])
+def test_a_body_is_decoded_as_it_arrives_in_bounded_pieces(
+    encoding: bytes, pack: Callable[[bytes], bytes], chunk_bytes: int
+) -> None:
+    """Any chunking gives the same bytes (raw deflate told from zlib's wrapper on the first
+    bytes), and no piece is larger than ``PIECE_BYTES`` (a small compressed chunk can hold
+    megabytes)."""
+    payload = b"0123456789abcdef" * 200_000  # 3.2 MB, a few KB compressed
+    packed = pack(payload)
+    decoder = Decoder.of(encoding)
+    assert decoder is not None
+    pieces = [
+        piece
+        for i in range(0, len(packed), chunk_bytes)
+        for piece in decoder.feed(packed[i : i + chunk_bytes])
+    ]
+    pieces += decoder.finish()
+    assert b"".join(pieces) == payload
+    assert max(len(piece) for piece in pieces) <= PIECE_BYTES
+
+
+def test_a_body_cut_before_its_encoding_ends_is_an_error() -> None:
+    decoder = Decoder.of(b"gzip")
+    assert decoder is not None
+    list(decoder.feed(gzip.compress(b"hello" * 1000)[:-8]))
+    with pytest.raises(zlib.error):
+        list(decoder.finish())
+    assert Decoder.of(b"identity") is None
+    with pytest.raises(ValueError, match="br"):
+        Decoder.of(b"br")
 
 
 @pytest.mark.anyio
