@@ -159,7 +159,9 @@ class Settings:
         "semantic_max_chars", 1000, "Longer prompts are matched exactly only."
     )
     max_entry_bytes: int = _setting(
-        "max_entry_bytes", 4 * MiB, "Larger answers are served but not stored."
+        "max_entry_bytes",
+        4 * MiB,
+        "Larger answers are served but not stored (relayed as they arrive, never held whole).",
     )
     max_inflight: int | None = _setting(
         "max_inflight", None, "Most concurrent upstream requests; more wait, then get a 503."

@@ -57,6 +57,12 @@ class ProxyProcess(Started):
         return self.url + "/v1"
 
     @property
+    def pid(self) -> int:
+        """The running proxy's process id (its memory in ``/proc/<pid>/status``)."""
+        assert self._proc is not None, "the proxy is not running"
+        return self._proc.pid
+
+    @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
