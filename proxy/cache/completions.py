@@ -16,7 +16,7 @@ from typing import Any
 from proxy.cache.exact import Format
 from proxy.cache.keys import completion_key
 from proxy.cache.policy import completion_tokens_saved, with_served_tier
-from proxy.http.validate import ChatRequest, json_or_none
+from proxy.requests import ChatRequest, json_or_none
 from proxy.upstream import DONE_EVENT, UNSAID, event
 
 _PIECES = re.compile(r"\S+\s*|\s+")

@@ -18,8 +18,8 @@ from proxy.cache.keys import embedding_key
 from proxy.cache.miss import entry_meta, read_limit
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
-from proxy.http.validate import EmbeddingRequest, json_or_none
 from proxy.metrics import Metrics
+from proxy.requests import EmbeddingRequest, json_or_none
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers

@@ -37,8 +37,8 @@ from proxy.http.responses import (
     relay,
     upstream_answer,
 )
-from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
+from proxy.requests import ChatRequest, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache

@@ -25,7 +25,7 @@ import orjson
 
 from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError, NotFoundError
-from proxy.http.validate import json_or_none, parse_object
+from proxy.requests import json_or_none, parse_object
 from proxy.semantic.lookup import SemanticCache
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache

@@ -29,8 +29,8 @@ from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
+from proxy.requests import json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from proxy.cache.pieces import share_logprobs
-from proxy.http.validate import json_or_none
+from proxy.requests import json_or_none
 from proxy.upstream.assembler import least_bytes
 from proxy.upstream.sse import partial_lines
 

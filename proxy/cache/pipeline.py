@@ -36,8 +36,8 @@ from proxy.http.responses import (
     relay,
     upstream_answer,
 )
-from proxy.http.validate import ChatRequest, json_or_none
 from proxy.metrics import Metrics
+from proxy.requests import ChatRequest, json_or_none
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
 from proxy.stores.base import Entry

@@ -38,7 +38,7 @@ from proxy.cache.exact import Format
 from proxy.cache.keys import normalize_text, responses_key
 from proxy.cache.policy import usage_tokens, with_served_tier
 from proxy.cache.responses_stream import Ending, is_whole, replay
-from proxy.http.validate import ChatRequest
+from proxy.requests import ChatRequest
 
 SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt")
 SERVER_STATE_TOOLS = frozenset({"file_search", "mcp"})

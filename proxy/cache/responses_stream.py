@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from proxy.cache.pieces import share_logprobs
-from proxy.http.validate import json_or_none
+from proxy.requests import json_or_none
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_DELTA = 3

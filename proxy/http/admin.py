@@ -19,7 +19,8 @@ from proxy.cache.policy import MAX_TTL_SECONDS, cache_control, completion_is_sto
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.responses import JSON, raw_response
-from proxy.http.validate import chat_request, json_or_none, parse_object
+from proxy.http.validate import chat_request
+from proxy.requests import json_or_none, parse_object
 from proxy.stores.base import Entry
 from proxy.upstream import CREDENTIAL_HEADERS
 

@@ -25,7 +25,7 @@ from proxy.cache import catalog
 from proxy.errors import BadRequestError, NotFoundError, StoreError, StoreUnavailableError
 from proxy.http.handlers import Services, require_admin, services
 from proxy.http.responses import JSON, raw_response
-from proxy.http.validate import json_or_none
+from proxy.requests import json_or_none
 from proxy.stores.base import Listed
 
 DEFAULT_LIMIT = 50

@@ -34,8 +34,6 @@ from proxy.errors import (
 from proxy.http.readiness import UpstreamProbe
 from proxy.http.responses import cache_headers, error_response, relay
 from proxy.http.validate import (
-    ChatRequest,
-    EmbeddingRequest,
     chat_request,
     completion_request,
     embedding_request,
@@ -44,6 +42,7 @@ from proxy.http.validate import (
     unkeyable,
 )
 from proxy.metrics import Metrics
+from proxy.requests import ChatRequest, EmbeddingRequest
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.stores.guard import Cache

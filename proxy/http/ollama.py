@@ -29,7 +29,8 @@ from proxy.http.handlers import (
     services,
 )
 from proxy.http.responses import cache_headers, raw_response, relay
-from proxy.http.validate import json_or_none, parse_object, unkeyable
+from proxy.http.validate import unkeyable
+from proxy.requests import json_or_none, parse_object
 
 log = logging.getLogger("semcache.ollama")
 

@@ -8,44 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from proxy.errors import BadRequestError
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    body: dict[str, Any]
-    raw: bytes
-    model: str
-    stream: bool
-    include_usage: bool
-    temperature: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddingRequest:
-    body: dict[str, Any]
-    model: str
-    items: list[str | list[int]]
-    single: bool
-    """``input`` was one string or one token array rather than a list of them."""
-    base64: bool
-
-
-def parse_object(raw: bytes) -> dict[str, Any]:
-    if not raw:
-        raise BadRequestError("the request body is empty; expected a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("the request body must be a JSON object")
-    return body
+from proxy.requests import ChatRequest, EmbeddingRequest, parse_object
 
 
 class _Duplicate(Exception):
@@ -199,14 +167,6 @@ def _key_ends(parsed: Any) -> int:
         return orjson.dumps(parsed).count(b'":')
     except orjson.JSONEncodeError:
         return -1
-
-
-def json_or_none(data: bytes) -> Any:
-    """The JSON value of ``data``, or None when it is not JSON (a stored body, an answer)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def chat_request(raw: bytes) -> ChatRequest:

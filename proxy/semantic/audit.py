@@ -30,8 +30,8 @@ import orjson
 
 from proxy.cache.policy import completion_is_storable
 from proxy.errors import UpstreamError
-from proxy.http.validate import json_or_none
 from proxy.metrics import Metrics
+from proxy.requests import json_or_none
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.judge import AnswerJudge
 from proxy.stores.base import Entry

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.http.validate import ChatRequest
+from proxy.requests import ChatRequest
 from proxy.upstream.client import IDENTITY, Upstream, UpstreamResponse
 
 CLIENT_ERRORS = (400, 422)
