@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import train_verifier as tv  # noqa: E402
 from proxy.cache.keys import chat_key  # noqa: E402
-from proxy.cache.policy import CacheControl  # noqa: E402
 from proxy.metrics import Metrics  # noqa: E402
+from proxy.requests import CacheControl  # noqa: E402
 from proxy.semantic.embedders import READER_MODEL, LocalEmbedder, Vector  # noqa: E402
 from proxy.semantic.lookup import SemanticCache  # noqa: E402
 from proxy.semantic.sketch import Sketch  # noqa: E402

@@ -1,8 +1,10 @@
 """What a request asks, typed, and the small JSON readers under it.
 
-The values every layer is handed once :mod:`proxy.http.validate` has read a body (a
-:class:`ChatRequest`, an :class:`EmbeddingRequest`), and the readers of a JSON object or value
-that the face, the cache's drivers and the semantic audit share. Nothing here knows HTTP.
+The values every layer is handed once the face has read a request: its body
+(:class:`ChatRequest`, :class:`EmbeddingRequest`, from :mod:`proxy.http.validate`) and what it
+allows the cache (:class:`CacheControl`, from :func:`proxy.cache.policy.cache_control`); and the
+readers of a JSON object or value that the face, the cache's drivers and the semantic audit
+share. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -33,6 +35,35 @@ class EmbeddingRequest:
     single: bool
     """``input`` was one string or one token array rather than a list of them."""
     base64: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """What one request allows: look up, store, and with which lifetime."""
+
+    lookup: bool
+    store: bool
+    ttl_seconds: int
+    max_age_seconds: int | None = None
+    semantic: bool = True
+    """``X-Cache-Semantic: off`` turns semantic lookup off for this request."""
+    min_similarity: float | None = None
+    """``X-Cache-Threshold``: this request's own least similarity for a semantic hit."""
+    reason: str | None = None
+    """Why the cache is skipped entirely (``X-Cache: BYPASS``), or None."""
+
+    @property
+    def bypass(self) -> bool:
+        return self.reason is not None
+
+    def bypassed(self, reason: str) -> CacheControl:
+        """The request passed through untouched instead (``X-Cache-Reason: bypass:<reason>``)."""
+        return CacheControl(False, False, self.ttl_seconds, reason=reason)
+
+
+def is_fresh(age_seconds: float, control: CacheControl) -> bool:
+    """Whether an entry ``age_seconds`` old may answer a request allowing ``control``."""
+    return control.max_age_seconds is None or age_seconds <= control.max_age_seconds
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:

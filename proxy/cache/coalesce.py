@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from proxy.cache.policy import CacheControl, is_fresh
+from proxy.requests import CacheControl, is_fresh
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import Headers

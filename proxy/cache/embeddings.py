@@ -16,10 +16,9 @@ from starlette.responses import Response
 
 from proxy.cache.keys import embedding_key
 from proxy.cache.miss import entry_meta, read_limit
-from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.metrics import Metrics
-from proxy.requests import EmbeddingRequest, json_or_none
+from proxy.requests import CacheControl, EmbeddingRequest, is_fresh, json_or_none
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers

@@ -27,7 +27,6 @@ from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit
-from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import (
     JSON,
     as_openai_error,
@@ -38,7 +37,7 @@ from proxy.http.responses import (
     upstream_answer,
 )
 from proxy.metrics import Metrics
-from proxy.requests import ChatRequest, json_or_none
+from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache

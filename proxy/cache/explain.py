@@ -13,8 +13,7 @@ from typing import Any
 
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import miss_reason
-from proxy.cache.policy import CacheControl, is_fresh
-from proxy.requests import ChatRequest
+from proxy.requests import CacheControl, ChatRequest, is_fresh
 from proxy.semantic.lookup import Judged, Lookup, SemanticCache
 from proxy.stores.guard import Cache
 

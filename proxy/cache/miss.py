@@ -10,9 +10,8 @@ from typing import Any
 import orjson
 
 from proxy.cache.keys import semantic_text
-from proxy.cache.policy import CacheControl
 from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers
-from proxy.requests import ChatRequest
+from proxy.requests import CacheControl, ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.upstream import Headers
 

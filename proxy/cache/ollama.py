@@ -27,10 +27,9 @@ from proxy.cache.feedback import Feedback
 from proxy.cache.keys import ollama_fields, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason
 from proxy.cache.ollama_stream import Joined, LineParser, replay
-from proxy.cache.policy import CacheControl, is_fresh
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.metrics import Metrics
-from proxy.requests import json_or_none
+from proxy.requests import CacheControl, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache

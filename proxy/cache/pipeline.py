@@ -19,13 +19,7 @@ from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit
-from proxy.cache.policy import (
-    CacheControl,
-    completion_is_storable,
-    completion_tokens_saved,
-    is_fresh,
-    with_served_tier,
-)
+from proxy.cache.policy import completion_is_storable, completion_tokens_saved, with_served_tier
 from proxy.errors import HTTPError
 from proxy.http.responses import (
     JSON,
@@ -37,7 +31,7 @@ from proxy.http.responses import (
     upstream_answer,
 )
 from proxy.metrics import Metrics
-from proxy.requests import ChatRequest, json_or_none
+from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
 from proxy.stores.base import Entry

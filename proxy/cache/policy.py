@@ -8,10 +8,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import BadRequestError
+from proxy.requests import CacheControl
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -21,30 +21,6 @@ DEFAULT_TEMPERATURE = 1.0
 # chat completion object); `function_call` is the legacy spelling of `tool_calls`.
 COMPLETE_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class CacheControl:
-    """What one request allows: look up, store, and with which lifetime."""
-
-    lookup: bool
-    store: bool
-    ttl_seconds: int
-    max_age_seconds: int | None = None
-    semantic: bool = True
-    """``X-Cache-Semantic: off`` turns semantic lookup off for this request."""
-    min_similarity: float | None = None
-    """``X-Cache-Threshold``: this request's own least similarity for a semantic hit."""
-    reason: str | None = None
-    """Why the cache is skipped entirely (``X-Cache: BYPASS``), or None."""
-
-    @property
-    def bypass(self) -> bool:
-        return self.reason is not None
-
-    def bypassed(self, reason: str) -> CacheControl:
-        """The request passed through untouched instead (``X-Cache-Reason: bypass:<reason>``)."""
-        return CacheControl(False, False, self.ttl_seconds, reason=reason)
 
 
 def cache_control(
@@ -101,10 +77,6 @@ _CONTROL_FIELDS = ("x-cache-ttl", "x-cache-bypass", "x-cache-semantic", "x-cache
 @functools.lru_cache(maxsize=8)
 def _plain(ttl_seconds: int) -> CacheControl:
     return CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
-
-
-def is_fresh(age_seconds: float, control: CacheControl) -> bool:
-    return control.max_age_seconds is None or age_seconds <= control.max_age_seconds
 
 
 def completion_is_storable(status_code: int, completion: object) -> bool:

@@ -20,7 +20,7 @@ from proxy.cache.feedback import KEPT_PATH, Feedback
 from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
-from proxy.cache.policy import CacheControl, cache_control
+from proxy.cache.policy import cache_control
 from proxy.cache.responses import not_cacheable
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import (
@@ -42,7 +42,7 @@ from proxy.http.validate import (
     unkeyable,
 )
 from proxy.metrics import Metrics
-from proxy.requests import ChatRequest, EmbeddingRequest
+from proxy.requests import CacheControl, ChatRequest, EmbeddingRequest
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
 from proxy.stores.guard import Cache

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.cache.keys import semantic_partition, semantic_text
-from proxy.cache.policy import CacheControl, is_fresh
 from proxy.metrics import Metrics
+from proxy.requests import CacheControl, is_fresh
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import LOCAL_INSTALL, Embedder, EmbedderError, Reader, Vector

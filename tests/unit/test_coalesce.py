@@ -20,8 +20,8 @@ from proxy.cache.coalesce import (
     before_leading,
     take_turn,
 )
-from proxy.cache.policy import CacheControl
 from proxy.metrics import Metrics
+from proxy.requests import CacheControl
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
 from proxy.stores.memory import MemoryStore

@@ -452,8 +452,8 @@ async def test_a_reader_that_cannot_start_falls_back_to_cosine(
 async def test_entries_stored_under_one_verifier_are_never_judged_by_another() -> None:
     """The verifier's name is part of the partition: an entry stored while the learned
     verifier ran is not served when the proxy falls back to cosine (or the model changes)."""
-    from proxy.cache.policy import CacheControl
     from proxy.metrics import Metrics
+    from proxy.requests import CacheControl
     from proxy.semantic.lookup import SemanticCache
     from proxy.semantic.verifier import CosineVerifier
     from proxy.stores.guard import Cache
