@@ -53,7 +53,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy.cache.keys import normalize_text  # noqa: E402
+from proxy.canonical import normalize_text  # noqa: E402
 from proxy.semantic.embedders import READER_MODEL, LocalEmbedder  # noqa: E402
 from proxy.semantic.features import (  # noqa: E402
     BUCKETS,

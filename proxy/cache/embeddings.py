@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.keys import embedding_key
 from proxy.cache.miss import entry_meta, read_limit
+from proxy.canonical import embedding_key
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, EmbeddingRequest, is_fresh, json_or_none

@@ -1,4 +1,4 @@
-"""Cache keys: tenant namespace + a hash of the canonical request.
+"""Cache keys: tenant namespace + a hash of the canonical request (:mod:`proxy.canonical`).
 
 The canonical request keeps every field that can change the answer and drops only fields the
 OpenAI API reference documents as not affecting the output (transport and bookkeeping). A field
@@ -8,35 +8,20 @@ we do not know is kept: an unknown field costs a hit, never a wrong answer.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
-from proxy.errors import BadRequestError
-from proxy.upstream import CREDENTIAL_HEADERS, KEY_HEADERS
-
-# Chat fields that cannot change the answer: how it is delivered (`stream`, `stream_options`) and
-# bookkeeping that the API reference says is for abuse monitoring or billing. `store` is kept
-# apart (see `_canonical_chat`). The answer names its `service_tier`: a hit names the asking
-# request's (`proxy.cache.policy.served_tier`).
-CHAT_IGNORED_FIELDS = frozenset(
-    {
-        "stream",
-        "stream_options",
-        "user",
-        "safety_identifier",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "metadata",
-        "service_tier",
-    }
+from proxy.canonical import (
+    CHAT_IGNORED_FIELDS,
+    but_a_prefill,
+    canonical_chat,
+    canonical_numbers,
+    digest,
+    normalize_messages,
+    normalize_parts,
+    normalize_text,
 )
-EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
-
-_MAX_EXACT_INT_FLOAT = 2.0**53
-
+from proxy.upstream import CREDENTIAL_HEADERS, KEY_HEADERS
 
 ACCOUNT_HEADERS = ("openai-organization", "openai-project")
 """Which of the caller's organizations and projects answers (OpenAI API reference,
@@ -121,25 +106,7 @@ def scoped_namespace(
 
 def chat_key(namespace: str, body: Mapping[str, Any]) -> str:
     """Key of a chat completion request; ``body`` has been validated."""
-    return f"chat:{namespace}:{_digest(_canonical_chat(body))}"
-
-
-def _canonical_chat(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields that can change the answer, messages normalized and numbers given one
-    spelling. Numbers are looked for outside the messages only: the API has none inside, and a
-    number spelled two ways there costs a hit, never a wrong answer."""
-    canonical: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in CHAT_IGNORED_FIELDS or (name == "store" and value is not True):
-            # ``store: true`` stays: that answer's id is a stored completion the client may
-            # fetch (GET /chat/completions/{id}); one made with store false (the default) is not.
-            continue
-        if name == "messages":
-            value = normalize_messages(value)
-        elif type(value) is not str:
-            value = _numbers(value)
-        canonical[name] = value
-    return canonical
+    return f"chat:{namespace}:{digest(canonical_chat(body))}"
 
 
 def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
@@ -177,18 +144,18 @@ def semantic_partition(
     set in the body (or took out of it) would be one a client can send too, and a body carrying
     it, which the upstream refuses as an unknown field, would share the partition of one that
     does not."""
-    canonical = _canonical_chat(body)
+    canonical = canonical_chat(body)
     messages = canonical["messages"]
     messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
     scope = {"api": api, "embedder": embedder, "body": canonical}
-    return f"sem:{namespace}:{_digest(scope)}"
+    return f"sem:{namespace}:{digest(scope)}"
 
 
 def completion_key(namespace: str, body: Mapping[str, Any]) -> str:
     """Key of a legacy text completion request: every field but the chat route's ignored ones,
     the prompt exactly as sent (a trailing space changes what a model writes next)."""
-    canonical = {k: _numbers(v) for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
-    return f"cmpl:{namespace}:{_digest(canonical)}"
+    canonical = {k: canonical_numbers(v) for k, v in body.items() if k not in CHAT_IGNORED_FIELDS}
+    return f"cmpl:{namespace}:{digest(canonical)}"
 
 
 OLLAMA_IGNORED_FIELDS = frozenset({"stream", "keep_alive"})
@@ -215,10 +182,10 @@ def ollama_fields(body: Mapping[str, Any]) -> dict[str, Any]:
 def ollama_key(namespace: str, kind: str, body: Mapping[str, Any]) -> str:
     """Key of an Ollama native API request (``kind``: chat, generate, embed, embeddings): its
     :func:`ollama_fields`, chat messages normalized as for ``/v1/chat/completions``."""
-    canonical = {k: _numbers(v) for k, v in ollama_fields(body).items()}
+    canonical = {k: canonical_numbers(v) for k, v in ollama_fields(body).items()}
     if isinstance(canonical.get("messages"), list):
         canonical["messages"] = normalize_messages(canonical["messages"])
-    return f"oll:{namespace}:{kind}:{_digest(canonical)}"
+    return f"oll:{namespace}:{kind}:{digest(canonical)}"
 
 
 RESPONSES_IGNORED_FIELDS = frozenset(
@@ -243,15 +210,15 @@ def responses_key(namespace: str, body: Mapping[str, Any]) -> str:
         elif name == "instructions" and isinstance(value, str):
             value = normalize_text(value)
         elif type(value) is not str:
-            value = _numbers(value)
+            value = canonical_numbers(value)
         canonical[name] = value
     canonical["store"] = body.get("store") is not False
-    return f"resp:{namespace}:{_digest(canonical)}"
+    return f"resp:{namespace}:{digest(canonical)}"
 
 
 def _normalize_items(items: list[Any]) -> list[Any]:
     """As :func:`normalize_messages`: a final assistant item is a prefill, kept as sent."""
-    return _but_a_prefill(items, _normalize_item)
+    return but_a_prefill(items, _normalize_item)
 
 
 def _normalize_item(item: Any) -> Any:
@@ -261,90 +228,5 @@ def _normalize_item(item: Any) -> Any:
     if isinstance(content, str):
         return {**item, "content": normalize_text(content)}
     if isinstance(content, list):
-        return {**item, "content": _normalize_parts(content, ("input_text", "output_text"))}
+        return {**item, "content": normalize_parts(content, ("input_text", "output_text"))}
     return item
-
-
-def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
-    """Key of one embedding input item; ``params`` is the request minus ignored fields."""
-    canonical = {k: _numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS}
-    canonical["input"] = item
-    return f"emb:{namespace}:{_digest(canonical)}"
-
-
-def normalize_text(text: str, *, trim: bool = True) -> str:
-    """NFC, CRLF -> LF, trailing whitespace trimmed (with ``trim``). Leading whitespace stays:
-    it can be the indentation of code the prompt asks about."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
-    return text.rstrip() if trim else text
-
-
-def normalize_messages(messages: list[Any]) -> list[Any]:
-    """Each message's text normalized, but for a final assistant message: that is a prefill
-    (Ollama, DeepSeek's and Mistral's ``prefix``) the model continues, to the last space."""
-    return _but_a_prefill(messages, normalize_message)
-
-
-def _but_a_prefill(messages: list[Any], normalize: Callable[[Any], Any]) -> list[Any]:
-    last = len(messages) - 1
-    return [
-        m if i == last and isinstance(m, dict) and m.get("role") == "assistant" else normalize(m)
-        for i, m in enumerate(messages)
-    ]
-
-
-def normalize_message(message: Any) -> Any:
-    """A message's text normalized (:func:`normalize_text`), but a tool's result: that is data,
-    where a trailing tab or space can be an empty column or the very thing asked about."""
-    if not isinstance(message, dict) or message.get("role") == "tool":
-        return message
-    out = dict(message)
-    content = out.get("content")
-    if isinstance(content, str):
-        out["content"] = normalize_text(content)
-    elif isinstance(content, list):
-        out["content"] = _normalize_parts(content, ("text",))
-    return out
-
-
-def _normalize_parts(parts: list[Any], kinds: tuple[str, ...]) -> list[Any]:
-    """Each text part normalized, but only the last one trimmed: an upstream joins the parts
-    without a separator, so ``["in 'a ", "b'"]`` asks about ``'a b'`` and ``["in 'a", "b'"]``
-    about ``'ab'``."""
-    texts = [
-        i for i, part in enumerate(parts)
-        if isinstance(part, dict) and part.get("type") in kinds
-        and isinstance(part.get("text"), str)
-    ]  # fmt: skip
-    out = list(parts)
-    for i in texts:
-        out[i] = {**parts[i], "text": normalize_text(parts[i]["text"], trim=i == texts[-1])}
-    return out
-
-
-def _digest(value: object) -> str:
-    try:
-        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (RecursionError, orjson.JSONEncodeError):
-        raise BadRequestError("the request is nested too deeply") from None
-    return hashlib.sha256(data).hexdigest()
-
-
-def _numbers(value: Any) -> Any:
-    try:
-        return _canonical_numbers(value)
-    except RecursionError:
-        raise BadRequestError("the request is nested too deeply") from None
-
-
-def _canonical_numbers(value: Any) -> Any:
-    """``1.0`` and ``1`` mean the same to every API; give them one spelling. Strings, most of
-    what a request holds, are passed over without a call (this runs on every request)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) is str else _canonical_numbers(v) for k, v in value.items()}
-    if kind is list:
-        return [v if type(v) is str else _canonical_numbers(v) for v in value]
-    if kind is float and value.is_integer() and abs(value) < _MAX_EXACT_INT_FLOAT:
-        return int(value)
-    return value

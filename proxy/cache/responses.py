@@ -35,9 +35,10 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.cache.exact import Format
-from proxy.cache.keys import normalize_text, responses_key
+from proxy.cache.keys import responses_key
 from proxy.cache.policy import usage_tokens, with_served_tier
 from proxy.cache.responses_stream import Ending, is_whole, replay
+from proxy.canonical import normalize_text
 from proxy.requests import ChatRequest
 
 SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt")

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from proxy.cache.keys import embedding_key
+from proxy.canonical import embedding_key
 from proxy.errors import HTTPError, SemcacheError
 from proxy.semantic.language import is_english
 from proxy.semantic.sketch import Projection, Sketch, make_sketch

@@ -4,14 +4,8 @@ from typing import Any
 
 import pytest
 
-from proxy.cache.keys import (
-    api_key_from,
-    chat_key,
-    embedding_key,
-    identity_from,
-    normalize_text,
-    responses_key,
-)
+from proxy.cache.keys import api_key_from, chat_key, identity_from, responses_key
+from proxy.canonical import embedding_key, normalize_text
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
 

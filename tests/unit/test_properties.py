@@ -14,7 +14,8 @@ import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from proxy.cache.keys import CHAT_IGNORED_FIELDS, chat_key, normalize_text
+from proxy.cache.keys import chat_key
+from proxy.canonical import CHAT_IGNORED_FIELDS, normalize_text
 from proxy.errors import BadRequestError
 from proxy.http.validate import chat_request
 from proxy.upstream import EventParser, StreamAssembler, replay
