@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from proxy.cache.keys import semantic_text
 from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers
 from proxy.requests import CacheControl, ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
+from proxy.semantic.partition import semantic_text
 from proxy.upstream import Headers
 
 

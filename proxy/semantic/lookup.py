@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.cache.keys import semantic_partition, semantic_text
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, is_fresh
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import LOCAL_INSTALL, Embedder, EmbedderError, Reader, Vector
+from proxy.semantic.partition import semantic_partition, semantic_text
 from proxy.semantic.sketch import Sketch
 from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verdict, Verifier
 from proxy.stores.base import Entry
@@ -177,7 +177,8 @@ class SemanticCache:
         """Embed (and sketch) the request's last user message; None when it has none to
         compare, or the embedder failed (the request then goes on exact-only). ``count``:
         off for a dry run (``POST /cache/explain``). ``api``: the API of a body read as chat
-        messages (:func:`~proxy.cache.keys.semantic_partition`); None for chat completions."""
+        messages (:func:`~proxy.semantic.partition.semantic_partition`); None for chat
+        completions."""
         if not self.enabled or self._embedder is None:
             return None
         text = semantic_text(body, max_chars=self._max_chars)

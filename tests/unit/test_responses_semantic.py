@@ -12,9 +12,9 @@ import orjson
 import pytest
 import respx
 
-from proxy.cache.keys import semantic_partition, semantic_text
 from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
+from proxy.semantic.partition import semantic_partition, semantic_text
 from tests.unit import harness
 from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
 

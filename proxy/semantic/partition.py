@@ -1,0 +1,52 @@
+"""What a semantic lookup compares (the last user message's text) and among which entries (the
+partition: everything else about the request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.canonical import canonical_chat, digest, normalize_text
+
+
+def semantic_text(body: Mapping[str, Any], *, max_chars: int) -> str | None:
+    """The text a semantic lookup compares: the last message, when it is the user's and plain
+    text (a string, or text parts only) of at most ``max_chars`` characters; else None.
+
+    Longer texts are left to the exact cache: an embedder reads only the first few hundred
+    tokens, so two prompts differing further on would look identical to it.
+    """
+    last = body["messages"][-1]
+    if not isinstance(last, dict) or last.get("role") != "user" or last.get("images"):
+        return None  # not the user's, or not text alone (Ollama puts images beside the text)
+    content = last.get("content")
+    if isinstance(content, list):
+        if not content or not all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        ):
+            return None
+        content = "\n".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        return None
+    text = normalize_text(content).lstrip()  # what it means: indentation aside
+    return text if 0 < len(text) <= max_chars else None
+
+
+def semantic_partition(
+    namespace: str, body: Mapping[str, Any], embedder: str, *, api: str | None = None
+) -> str:
+    """Entries compared semantically share everything but the last user message's content:
+    tenant, embedder, API (``api``: None for chat completions), model, every answer-changing
+    parameter, tools, system prompt, earlier turns, and the last message's other fields.
+
+    The API and embedder are hashed beside the body, never written into it: a name semcache
+    set in the body (or took out of it) would be one a client can send too, and a body carrying
+    it, which the upstream refuses as an unknown field, would share the partition of one that
+    does not."""
+    canonical = canonical_chat(body)
+    messages = canonical["messages"]
+    messages[-1] = {k: v for k, v in messages[-1].items() if k != "content"}
+    scope = {"api": api, "embedder": embedder, "body": canonical}
+    return f"sem:{namespace}:{digest(scope)}"
