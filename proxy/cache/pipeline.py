@@ -19,7 +19,7 @@ from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit
-from proxy.cache.policy import completion_is_storable, completion_tokens_saved, with_served_tier
+from proxy.cache.policy import completion_tokens_saved, with_served_tier
 from proxy.errors import HTTPError
 from proxy.http.responses import (
     JSON,
@@ -44,6 +44,7 @@ from proxy.upstream import (
     Upstream,
     UpstreamResponse,
     UsageStripper,
+    completion_is_storable,
     open_stream,
     replay,
     response_headers,

@@ -1,6 +1,8 @@
-"""Pure cache policy: what a request may do with the cache, and what may be stored.
+"""Pure cache policy: what a request may do with the cache, and what a hit saves and shows.
 
-No I/O here: the pipeline asks, this module decides.
+No I/O here: the pipeline asks, this module decides. Which answers are whole enough to store is
+:func:`proxy.upstream.completion_is_storable`, a reading of the upstream's answer that the
+semantic audit shares.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # The OpenAI API's default sampling temperature, assumed when a request sends none.
 DEFAULT_TEMPERATURE = 1.0
-# finish_reason values that mean "the model said all it had to say" (OpenAI API reference,
-# chat completion object); `function_call` is the legacy spelling of `tool_calls`.
-COMPLETE_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
@@ -79,18 +78,6 @@ def _plain(ttl_seconds: int) -> CacheControl:
     return CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
 
 
-def completion_is_storable(status_code: int, completion: object) -> bool:
-    """Only complete successes are stored: status 200, every choice finished with ``stop`` or
-    ``tool_calls``, each with non-empty content or tool calls. Errors, ``length``-truncated,
-    filtered and empty answers are served but never stored."""
-    if status_code != 200 or not isinstance(completion, dict):
-        return False
-    choices = completion.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return False
-    return all(_choice_is_complete(choice) for choice in choices)
-
-
 def completion_tokens_saved(completion: Mapping[str, Any]) -> tuple[int, int]:
     """The answer's ``usage``: total tokens, and of them the completion's (0 when absent)."""
     return usage_tokens(completion, answer_field="completion_tokens")
@@ -138,21 +125,6 @@ def with_served_tier(answer: dict[str, Any], request: Mapping[str, Any]) -> dict
         return answer
     tier = served_tier(answer["service_tier"], request.get("service_tier"))
     return answer if tier == answer["service_tier"] else {**answer, "service_tier": tier}
-
-
-def _choice_is_complete(choice: object) -> bool:
-    if not isinstance(choice, dict) or choice.get("finish_reason") not in COMPLETE_FINISH_REASONS:
-        return False
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        return False
-    content = message.get("content")
-    if isinstance(content, str) and content.strip():
-        return True
-    tool_calls = message.get("tool_calls")
-    if isinstance(tool_calls, list) and tool_calls:
-        return True
-    return isinstance(message.get("function_call"), dict)
 
 
 def _positive_int(raw: str, header: str) -> int:

@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from proxy.cache.policy import completion_is_storable
 from proxy.errors import UpstreamError
 from proxy.metrics import Metrics
 from proxy.requests import json_or_none
@@ -36,7 +35,7 @@ from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.judge import AnswerJudge
 from proxy.stores.base import Entry
 from proxy.stores.guard import Cache
-from proxy.upstream import DECODABLE_ENCODINGS, Upstream
+from proxy.upstream import DECODABLE_ENCODINGS, Upstream, completion_is_storable
 
 log = logging.getLogger("semcache.audit")
 QUEUE_SIZE = 1000

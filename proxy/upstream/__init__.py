@@ -8,14 +8,15 @@ Code outside this package imports from here only:
   (``failures.py``);
 - :class:`EventParser`, :func:`replay`, :func:`event` and ``DONE_EVENT`` (``sse.py``):
   server-sent events in and out;
-- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together, and
-  ``UNSAID``, the envelope values that say nothing;
+- :class:`StreamAssembler` (``assembler.py``): a streamed completion put back together,
+  ``UNSAID``, the envelope values that say nothing, and :func:`completion_is_storable`, whether
+  a completion is a complete success;
 - :func:`open_stream` and :class:`UsageStripper` (``usage.py``): usage on every streamed miss.
 """
 
 from __future__ import annotations
 
-from proxy.upstream.assembler import UNSAID, StreamAssembler
+from proxy.upstream.assembler import UNSAID, StreamAssembler, completion_is_storable
 from proxy.upstream.client import (
     CREDENTIAL_HEADERS,
     DECODABLE_ENCODINGS,
@@ -45,6 +46,7 @@ __all__ = [
     "Upstream",
     "UpstreamResponse",
     "UsageStripper",
+    "completion_is_storable",
     "event",
     "header",
     "open_stream",

@@ -22,6 +22,9 @@ UNSAID = (None, "", 0)
 """Envelope values that say nothing (Azure's opening prompt-filter chunk has them)."""
 CHUNK_FIELDS = frozenset({*_ENVELOPE, "object", "choices", "usage", "obfuscation"})
 """Chunk fields that are not an upstream's own additions (``obfuscation`` is per chunk noise)."""
+# finish_reason values that mean "the model said all it had to say" (OpenAI API reference,
+# chat completion object); `function_call` is the legacy spelling of `tool_calls`.
+COMPLETE_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
 
 
 @dataclass
@@ -210,6 +213,35 @@ class StreamAssembler:
             "logprobs": choice.logprobs or None,
             "finish_reason": choice.finish_reason,
         }
+
+
+def completion_is_storable(status_code: int, completion: object) -> bool:
+    """Whether an upstream's chat completion is a complete success: status 200, every choice
+    finished with ``stop`` or ``tool_calls``, each with non-empty content or tool calls. Only
+    these are stored (the cache's drivers) or compared with a stored answer (the semantic
+    audit); errors, ``length``-truncated, filtered and empty answers are served but never
+    stored."""
+    if status_code != 200 or not isinstance(completion, dict):
+        return False
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    return all(_choice_is_complete(choice) for choice in choices)
+
+
+def _choice_is_complete(choice: object) -> bool:
+    if not isinstance(choice, dict) or choice.get("finish_reason") not in COMPLETE_FINISH_REASONS:
+        return False
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return False
+    content = message.get("content")
+    if isinstance(content, str) and content.strip():
+        return True
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list) and tool_calls:
+        return True
+    return isinstance(message.get("function_call"), dict)
 
 
 def least_bytes(item: object) -> int:

@@ -7,8 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.cache.policy import completion_is_storable
-from proxy.upstream import EventParser, StreamAssembler, replay
+from proxy.upstream import EventParser, StreamAssembler, completion_is_storable, replay
 from proxy.upstream.sse import ERROR_EVENT_DATA
 
 
