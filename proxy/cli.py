@@ -1,6 +1,6 @@
 """``semcache serve``: one option per setting; the settings decide, uvicorn serves.
 ``semcache probe``: the health check of a running ``serve`` (Docker, compose, Kubernetes).
-``semcache doctor``: check the settings and what they point at (:mod:`proxy.admin.doctor`).
+``semcache doctor``: check the settings and what they point at (:mod:`proxy.doctor`).
 ``semcache stats | flush | explain | warm``: the admin API (:mod:`proxy.admin.commands`)."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def doctor(config_path: str | None, **flags: object) -> None:
     wired as `serve` would; exit 1 if the upstream or the store fails."""
     import asyncio
 
-    from proxy.admin.doctor import diagnose
+    from proxy.doctor import diagnose
 
     settings = _settings(config_path, flags)
     _load_local_embedder(settings)

@@ -16,8 +16,8 @@ import pytest
 import redis
 import trustme
 
-from proxy.admin.doctor import diagnose
 from proxy.app import create_app
+from proxy.doctor import diagnose
 from proxy.errors import StoreError
 from proxy.settings import Settings
 from proxy.stores.base import Entry

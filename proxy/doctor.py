@@ -3,7 +3,8 @@
 It builds the same app ``semcache serve`` would run (same settings, same wiring), starts it
 without listening, and asks each part: the upstream (``GET /models``, as ``/readyz`` does), the
 store (a ping; for Redis, whether it has vector sets), semantic matching (its start-up state)
-and the embedder (one test sentence). Nothing is stored and no chat request is sent.
+and the embedder (one test sentence). Nothing is stored and no chat request is sent. Building
+the app puts it above every layer, beside ``app.py`` and ``cli.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from proxy.app import create_app
 from proxy.http.handlers import Services
 from proxy.settings import Settings
 
@@ -27,8 +29,6 @@ class Check:
 
 
 async def diagnose(settings: Settings) -> list[Check]:
-    from proxy.app import create_app
-
     public = settings.public()
     checks = [
         Check(
