@@ -4,8 +4,32 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from typing import Protocol
 
-from proxy.stores.base import Entry, StoreStats
+
+class Served(Protocol):
+    """What a hit counts of the entry it served (a :class:`proxy.stores.base.Entry`); a
+    protocol, so that the stores, which count their failures here, are not imported."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+class Sized(Protocol):
+    """How big the store is (a :class:`proxy.stores.base.StoreStats`)."""
+
+    @property
+    def entries(self) -> int: ...
+
+    @property
+    def bytes(self) -> int | None: ...
+
 
 LATENCY_BUCKETS_SECONDS = (
     0.005,
@@ -85,7 +109,7 @@ class Metrics:
     def request(self, route: str, outcome: str) -> None:
         self.requests[(route, outcome)] += 1
 
-    def hit(self, lookup: str, entry: Entry, *, model: str) -> None:
+    def hit(self, lookup: str, entry: Served, *, model: str) -> None:
         self.hits[lookup] += 1
         self.tokens_saved += entry.tokens
         self._saved(model, entry.tokens - entry.completion_tokens, entry.completion_tokens)
@@ -117,7 +141,7 @@ class Metrics:
         saved[1] += prompt_tokens
         saved[2] += completion_tokens
 
-    def snapshot(self, store: StoreStats | None) -> dict[str, object]:
+    def snapshot(self, store: Sized | None) -> dict[str, object]:
         hits = sum(n for (_, outcome), n in self.requests.items() if outcome == "hit")
         misses = sum(n for (_, outcome), n in self.requests.items() if outcome == "miss")
         looked_up = hits + misses
@@ -144,7 +168,7 @@ class Metrics:
             "store": None if store is None else {"entries": store.entries, "bytes": store.bytes},
         }
 
-    def render(self, store: StoreStats | None) -> str:
+    def render(self, store: Sized | None) -> str:
         lines: list[str] = []
 
         def family(name: str, kind: str, help: str) -> None:
