@@ -11,8 +11,7 @@ import orjson
 
 from proxy.cache.pieces import share_logprobs
 from proxy.requests import json_or_none
-from proxy.upstream.assembler import least_bytes
-from proxy.upstream.sse import partial_lines
+from proxy.upstream import least_bytes, partial_lines
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 WORDS_PER_LINE = 3
