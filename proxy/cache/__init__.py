@@ -5,8 +5,13 @@ drivers that apply them in order for each cached route.
     miss        a chat request on its way upstream, and the copy of an entry's bytes
     embeddings  ``POST /v1/embeddings``, cached per input item
     coalesce    single flight: concurrent identical misses make one upstream call
-    keys        tenant namespace + a hash of the canonical request
+    keys        tenant namespace + a hash of the canonical request (:mod:`proxy.canonical`)
     policy      cache-control: pure decisions, no I/O
     tenancy     who is asking, and their namespace
     feedback    ``POST /cache/feedback``: a served answer reported wrong
+
+It imports the layers below (semantic, upstream, stores) and the shared top-level modules
+(the typed requests of :mod:`proxy.requests` among them), never :mod:`proxy.http`, but for
+one exception: the drivers still build their responses with :mod:`proxy.http.responses`
+(``ALLOWED`` in ``tests/unit/test_layout.py``).
 """

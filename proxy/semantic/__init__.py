@@ -2,7 +2,11 @@
 
 :func:`semantic_cache` builds a :class:`SemanticCache` from the settings: which embedder finds
 neighbours, which verifier judges them (the learned one when the local reader can run, else
-cosine with the embedder's calibration), and the reader that sketches prompts for it.
+cosine with the embedder's calibration), and the reader that sketches prompts for it. What a
+lookup compares, and among which entries, is :mod:`proxy.semantic.partition`.
+
+It imports the upstream (the HTTP embedder, the audit's second asking), the stores and the
+shared top-level modules, never the cache or the face above it.
 """
 
 from __future__ import annotations
