@@ -28,12 +28,25 @@ ROUTE = "embeddings"
 EMBEDDINGS_PATH = "/embeddings"
 
 
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The most of an upstream answer for every input of a request that is read whole to be taken
+apart, one entry per input: a full batch of 2,048 inputs of 1,536 dimensions as JSON numbers
+is about 63 MB (as base64, 17 MB)."""
+
+
+def answer_limit(inputs: int, max_entry_bytes: int) -> int:
+    """How much of an answer for ``inputs`` inputs is read before it is relayed as it arrives,
+    none of its vectors stored: each input's vector is an entry of at most ``max_entry_bytes``,
+    and the whole at most :data:`MAX_ANSWER_BYTES` (or one entry's limit, if larger)."""
+    return min(inputs * max_entry_bytes, max(max_entry_bytes, MAX_ANSWER_BYTES))
+
+
 class EmbeddingPipeline:
     def __init__(
         self, cache: Cache, upstream: Upstream, metrics: Metrics, *, max_entry_bytes: int
     ) -> None:
-        """``max_entry_bytes``: an upstream answer for every item of a request that is larger
-        is relayed as it arrives, none of its vectors stored."""
+        """``max_entry_bytes``: the largest entry, one input's vector (see
+        :func:`answer_limit`)."""
         self._max_entry_bytes = max_entry_bytes
         self._cache = cache
         self._upstream = upstream
@@ -92,7 +105,7 @@ class EmbeddingPipeline:
             extra = cache_headers("MISS", reason=reason)
             if len(missing) == len(keys):
                 read = await self._upstream.read_within(
-                    response, read_limit(status, self._max_entry_bytes)
+                    response, read_limit(status, answer_limit(len(keys), self._max_entry_bytes))
                 )
                 if not isinstance(read, bytes):  # too large to store: relayed, not held
                     if control.store and status == 200:

@@ -34,11 +34,13 @@ def _chat_answer(request: dict[str, Any], large: bool) -> dict[str, Any]:
 
 
 def _embeddings(text: str) -> dict[str, Any]:
-    return {"model": "m", "input": [f"{text} {i}" for i in range(40 if text == "large" else 1)]}
+    return {"model": "m", "input": [f"{text} {i}" for i in range(10 if text == "large" else 1)]}
 
 
 def _embeddings_answer(request: dict[str, Any], large: bool) -> dict[str, Any]:
-    dims = 1000 if large else 4  # 40 x 1,000 floats: about 600 KB of JSON
+    # Each input's vector an entry over the limit: 20,000 floats, about 240 KB of JSON; half
+    # the answer is more than the ten inputs' limits together.
+    dims = 20_000 if large else 4
     data = [{"object": "embedding", "index": i, "embedding": [0.123456789] * dims}
             for i in range(len(request["input"]))]  # fmt: skip
     return {"object": "list", "data": data, "model": "m",
@@ -230,7 +232,7 @@ async def test_an_answer_over_the_entry_limit_is_relayed_as_it_arrives_and_not_s
     assert b"content-encoding" not in client.headers
     assert b"content-length" not in client.headers  # its framing is uvicorn's
     if name == "embeddings":
-        assert client.headers[b"x-cache-hit-items"] == b"0/40"
+        assert client.headers[b"x-cache-hit-items"] == b"0/10"
     assert calls.call_count == 3
     assert stats["not_stored"] == {"too_large": 2}
 
@@ -270,3 +272,26 @@ async def test_followers_of_a_leader_whose_answer_is_too_large_ask_for_themselve
         assert client.body == expected
         assert client.headers[b"x-cache"] == b"MISS"
     assert calls.call_count == 2
+
+
+async def test_an_embeddings_batch_over_the_entry_limit_is_stored_one_entry_per_input(
+    clock: FakeClock,
+) -> None:
+    """The entry limit bounds each input's vector, not the batch's answer: 40 inputs of 1,000
+    floats (about 240 KB, over three times ``LIMIT``; each vector 6 KB, float32 as stored,
+    which 0.125 is exactly) are read whole and stored, and asked again served from the cache."""
+    body = {"model": "m", "input": [f"passage {i}" for i in range(40)]}
+    answer = {"object": "list", "model": "m", "usage": {"prompt_tokens": 3, "total_tokens": 3},
+              "data": [{"object": "embedding", "index": i, "embedding": [0.125] * 1000}
+                       for i in range(40)]}  # fmt: skip
+    assert len(orjson.dumps(answer)) > 3 * LIMIT
+    with respx.mock(assert_all_called=False) as router:
+        calls = router.post("http://upstream.test/v1/embeddings").respond(200, json=answer)
+        async with make_proxy(router, clock, max_entry_bytes=LIMIT) as proxy:
+            answers = [
+                await proxy.client.post("/v1/embeddings", json=body, headers=AUTH) for _ in range(2)
+            ]
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "HIT"]
+    assert answers[1].headers["x-cache-hit-items"] == "40/40"
+    assert calls.call_count == 1
+    assert [d["embedding"] for d in answers[1].json()["data"]] == [[0.125] * 1000] * 40
