@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.miss import entry_meta, read_limit
+from proxy.cache.miss import entry_meta, read_limit, relay_unstored
 from proxy.canonical import embedding_key
 from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.metrics import Metrics
@@ -108,10 +108,11 @@ class EmbeddingPipeline:
                     response, read_limit(status, answer_limit(len(keys), self._max_entry_bytes))
                 )
                 if not isinstance(read, bytes):  # too large to store: relayed, not held
-                    if control.store and status == 200:
-                        self._metrics.not_stored["too_large"] += 1
                     extra.append((b"x-cache-hit-items", f"0/{len(keys)}".encode()))
-                    return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
+                    return await relay_unstored(
+                        self._upstream, read, metrics=self._metrics, store=control.store,
+                        publish=None, extra_headers=extra,
+                    )  # fmt: skip
                 body = read
             else:  # merged with the hits: read whole
                 body = await self._upstream.read(response)

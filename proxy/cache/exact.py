@@ -26,7 +26,7 @@ from starlette.responses import Response
 from proxy.cache.capture import Capture, Joiner, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.feedback import Feedback, kept_id
-from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
 from proxy.http.responses import (
     JSON,
     as_openai_error,
@@ -173,11 +173,10 @@ class ExactPipeline:
                 response, read_limit(status, self._max_entry_bytes)
             )
             if not isinstance(read, bytes):  # too large to store: relayed, not held
-                if control.store and status == 200:
-                    self._metrics.not_stored["too_large"] += 1
-                if publish is not None:
-                    await publish(None)  # its followers ask for themselves
-                return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
+                return await relay_unstored(
+                    self._upstream, read, metrics=self._metrics, store=control.store,
+                    publish=publish, extra_headers=extra,
+                )  # fmt: skip
         except BaseException:
             if publish is not None:
                 with anyio.CancelScope(shield=True):

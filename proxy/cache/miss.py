@@ -3,17 +3,19 @@ store and compare; and the copy an entry's bytes are stored in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
-from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers
+from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers, relay
+from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
 from proxy.semantic.partition import semantic_text
-from proxy.upstream import Headers
+from proxy.upstream import Headers, Upstream, UpstreamResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +98,24 @@ def read_limit(status_code: int, max_entry_bytes: int) -> int:
     if status_code < 400:
         return max_entry_bytes
     return max(max_entry_bytes, MAX_ERROR_BODY_BYTES)
+
+
+async def relay_unstored(
+    upstream: Upstream,
+    response: UpstreamResponse,
+    *,
+    metrics: Metrics,
+    store: bool,
+    publish: Callable[[None], Awaitable[None]] | None,
+    extra_headers: Headers,
+    count_errors: bool = False,
+) -> Response:
+    """An answer too large to store (past :func:`read_limit`), relayed as it arrives: counted
+    as not stored (an error too, with ``count_errors``), and its single flight's followers let
+    go at once to ask for themselves."""
+    status = response.status_code
+    if store and (status == 200 or count_errors):
+        metrics.not_stored["too_large" if status == 200 else "error"] += 1
+    if publish is not None:
+        await publish(None)
+    return relay(upstream, response, extra_headers=extra_headers, openai_errors=False)

@@ -25,7 +25,7 @@ from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import ollama_fields, ollama_key
-from proxy.cache.miss import entry_meta, exact_copy, miss_reason
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason, relay_unstored
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.metrics import Metrics
@@ -181,11 +181,10 @@ class OllamaPipeline:
         status = response.status_code
         data = await self._upstream.read_within(response, self._max_entry_bytes)
         if not isinstance(data, bytes):  # too large to store: relayed, not held
-            if control.store and status == 200:
-                self._metrics.not_stored["too_large"] += 1
-            if publish is not None:
-                await publish(None)  # its followers ask for themselves
-            return relay(self._upstream, data, extra_headers=extra, openai_errors=False)
+            return await relay_unstored(
+                self._upstream, data, metrics=self._metrics, store=control.store,
+                publish=publish, extra_headers=extra,
+            )  # fmt: skip
         result = json_or_none(data) if status == 200 else None
 
         async def store() -> None:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
-from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit
+from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
 from proxy.cache.policy import completion_tokens_saved, with_served_tier
 from proxy.errors import HTTPError
 from proxy.http.responses import (
@@ -196,11 +196,10 @@ class ChatPipeline:
         extra = miss.answer_headers()
         read = await self._upstream.read_within(response, read_limit(status, self._max_entry_bytes))
         if not isinstance(read, bytes):  # too large to store: relayed, not held
-            if miss.control.store:
-                self._metrics.not_stored["too_large" if status == 200 else "error"] += 1
-            if publish is not None:
-                await publish(None)  # its followers ask for themselves
-            return relay(self._upstream, read, extra_headers=extra, openai_errors=False)
+            return await relay_unstored(
+                self._upstream, read, metrics=self._metrics, store=miss.control.store,
+                publish=publish, extra_headers=extra, count_errors=True,
+            )  # fmt: skip
         body, headers = as_openai_error(read, status, response_headers(response, decoded=True))
 
         async def store_and_publish() -> None:
