@@ -36,12 +36,12 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
-import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import print_report  # noqa: E402
 from tests.support import fuzz  # noqa: E402
 from tests.support.fake_upstream import EMBEDDINGS_PATH, FakeUpstream  # noqa: E402
 from tests.support.load import (  # noqa: E402
@@ -360,12 +360,7 @@ def main() -> None:
     # fuzzed uploads); that is the fake's noise, not a finding.
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     report = run(args.fuzz_requests)
-    if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-        return
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(report, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import print_report  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.proxy_process import ProxyProcess  # noqa: E402
 
@@ -176,12 +177,7 @@ def main() -> None:
     parser.add_argument("--entry-bytes", type=int, default=4 * 1024 * 1024)
     args = parser.parse_args()
     report = run(args.answer_mb, args.entry_bytes)
-    if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-        return
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(report, as_json=args.json)
 
 
 if __name__ == "__main__":

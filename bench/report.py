@@ -1,4 +1,5 @@
-"""The results of ``bench/run.py`` as a table and as charts (PNG, matplotlib imported on use)."""
+"""The results of ``bench/run.py`` as a table and as charts (PNG, matplotlib imported on use);
+a flat report of any bench as JSON or one line per figure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from bench.plan import SIZES, STORES, Target, size_label
+
+
+def print_report(report: dict[str, Any], *, as_json: bool) -> None:
+    """One JSON object (``--json``), else one aligned ``key  value`` line per figure."""
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
 
 
 def fmt(value: Any, digits: int = 2) -> str:
