@@ -53,7 +53,8 @@ log = logging.getLogger("semcache.handlers")
 PASSTHROUGH_HEADERS = cache_headers("BYPASS", reason="not-cacheable:route")
 """Every route semcache forwards without caching says so."""
 V1 = "/v1"
-"""Store operations failed in the last minute from which /healthz says the store is failing."""
+"""The prefix of the OpenAI-compatible routes; the rest of the path goes on under the upstream's
+base URL, which names its own (``https://api.openai.com/v1``)."""
 
 
 @dataclass(frozen=True, slots=True)
