@@ -7,7 +7,6 @@ we do not know is kept: an unknown field costs a hit, never a wrong answer.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -86,22 +85,26 @@ provider and virtual key; Helicone's target; LiteLLM's model): the same body wit
 may get another answer. Others are named with ``SEMCACHE_IDENTITY_HEADERS``."""
 
 
-def scoped_namespace(
-    namespace: str, query: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> str:
-    """The URL's query string goes upstream with the body and may carry a key (``?key=``) or
-    change the answer (``?api-version=``), and so may a :data:`ROUTING_HEADERS` header: requests
-    with different ones never share entries. (Without a routing header the scope is that of the
-    query alone, as before they were read.)"""
-    routing = sorted(
-        (name.lower(), value) for name, value in headers if name.lower() in ROUTING_HEADERS
+NAMESPACE_HEADER = b"x-cache-namespace"
+"""A request's own partition of its caller's namespace (``X-Cache-Namespace: user-42``): entries
+made with one value never serve another, nor a request without it. Not sent upstream (no
+``X-Cache-*`` header is)."""
+
+
+def scope_of(query: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes | None:
+    """What scopes a request's entries within its caller's namespace, None when nothing does.
+    The URL's query string goes upstream with the body and may carry a key (``?key=``) or
+    change the answer (``?api-version=``), and so may a :data:`ROUTING_HEADERS` header; and
+    :data:`NAMESPACE_HEADER` is the caller's own partition: requests that differ in any of them
+    never share entries."""
+    scoping = sorted(
+        (name.lower(), value)
+        for name, value in headers
+        if name.lower() in ROUTING_HEADERS or name.lower() == NAMESPACE_HEADER
     )
-    if not query and not routing:
-        return namespace
-    scope = hashlib.sha256(query)
-    for name, value in routing:
-        scope.update(b"\n" + name + b":" + value)
-    return f"{namespace}~{scope.hexdigest()[:16]}"
+    if not query and not scoping:
+        return None
+    return b"".join([query, *(b"\n" + name + b":" + value for name, value in scoping)])
 
 
 def chat_key(namespace: str, body: Mapping[str, Any]) -> str:

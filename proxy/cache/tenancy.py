@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import anyio
 
-from proxy.cache.keys import IDENTITY_HEADERS, identity_from, scoped_namespace
+from proxy.cache.keys import IDENTITY_HEADERS, identity_from, scope_of
 from proxy.errors import UnauthorizedError
 from proxy.stores.guard import Cache
 
@@ -77,8 +77,15 @@ class Tenancy:
 
     def request_namespace(self, headers: list[tuple[bytes, bytes]], query: bytes) -> str:
         """Where a request's entries live: its caller's namespace (:meth:`identity`), scoped by
-        its query string and routing headers (:func:`proxy.cache.keys.scoped_namespace`)."""
-        return scoped_namespace(self.namespace(self.identity(headers)), query, headers)
+        its query string, routing headers and ``X-Cache-Namespace``
+        (:func:`proxy.cache.keys.scope_of`): ``<namespace>~<HMAC of the scope>``, keyed with the
+        secret as the namespace is, so a query's ``?key=`` is never stored as a bare hash."""
+        namespace = self.namespace(self.identity(headers))
+        scope = scope_of(query, headers)
+        if scope is None:
+            return namespace
+        assert self._secret is not None, "Tenancy.start() runs in the app's lifespan"
+        return f"{namespace}~{_scope_hash(self._secret, scope)}"
 
     def namespace(self, api_key: str | None) -> str:
         if self._shared or not api_key:
@@ -101,6 +108,13 @@ class Tenancy:
 def _keyed_hash(secret: bytes, api_key: str) -> str:
     """Memoised: a handful of keys make most requests, and the HMAC is per request."""
     return hmac.new(secret, api_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@lru_cache(maxsize=4096)
+def _scope_hash(secret: bytes, scope: bytes) -> str:
+    """Memoised as :func:`_keyed_hash` (an Azure ``?api-version=`` scopes every request); the
+    ``scope`` prefix keeps it apart from any key's."""
+    return hmac.new(secret, b"scope\n" + scope, hashlib.sha256).hexdigest()[:16]
 
 
 def _digest(key: str) -> bytes:

@@ -895,6 +895,22 @@ async def test_a_routing_header_never_shares_an_entry(
     assert route.call_count == 3
 
 
+async def test_x_cache_namespace_never_shares_an_entry_and_is_not_sent_upstream(
+    proxy: Proxy,
+) -> None:
+    """Must NOT share: ``X-Cache-Namespace`` partitions the caller's entries (one end user's
+    from another's); the same value hits; the header stays with semcache."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=answer_numbered)
+    answers = [
+        await proxy.chat(chat_body(), **({"x-cache-namespace": value} if value else {}))
+        for value in ("user-1", "user-2", "", "user-1")
+    ]
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "MISS", "MISS", "HIT"]
+    assert answers[3].content == answers[0].content
+    assert route.call_count == 3
+    assert all("x-cache-namespace" not in call.request.headers for call in route.calls)
+
+
 @pytest.mark.parametrize(
     "header", ["x-api-key", "x-goog-api-key", "api-key", "ocp-apim-subscription-key"]
 )

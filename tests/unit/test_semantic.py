@@ -144,6 +144,17 @@ async def test_other_tenant_never_hits(proxy: Proxy) -> None:
     assert route.call_count == 2
 
 
+async def test_another_cache_namespace_never_hits(proxy: Proxy) -> None:
+    """Must NOT hit: the same words, same key, another ``X-Cache-Namespace``."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body(QUESTION), **{"x-cache-namespace": "user-1"})
+    other = await proxy.chat(chat_body(SAME_WORDS), **{"x-cache-namespace": "user-2"})
+    same = await proxy.chat(chat_body(SAME_WORDS), **{"x-cache-namespace": "user-1"})
+    assert other.headers["x-cache"] == "MISS"
+    assert (same.headers["x-cache"], same.headers["x-cache-lookup"]) == ("HIT", "semantic")
+    assert route.call_count == 2
+
+
 async def test_a_rule_refuses_a_candidate_above_the_threshold(proxy: Proxy) -> None:
     route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
     await proxy.chat(chat_body("What is 2 plus 2?"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -37,6 +38,40 @@ def test_namespace_is_a_keyed_hash_that_never_contains_the_key() -> None:
     assert ns != tenancy().namespace("sk-live-secret-124")
     assert ns != tenancy(secret="another-secret-of-16+").namespace("sk-live-secret-123")
     assert tenancy().namespace(None) == tenancy().namespace("") == SHARED_NAMESPACE
+
+
+def test_a_query_or_header_scope_is_keyed_with_the_secret_never_a_bare_hash() -> None:
+    """``?key=...`` (Gemini, Azure) is the caller's key: its scope is an HMAC with the secret, as
+    a namespace is, so a store's keys cannot be checked against a guessed key without it."""
+    auth = [(b"authorization", b"Bearer sk-a")]
+    query = b"key=AIza-live-key-123"
+    ns = tenancy().request_namespace(auth, query)
+    base, _, scope = ns.partition("~")
+    assert base == tenancy().namespace("sk-a")
+    assert len(scope) == 16
+    assert "AIza" not in ns
+    assert scope != hashlib.sha256(query).hexdigest()[:16]
+    assert ns == tenancy().request_namespace(auth, query)
+    assert ns != tenancy(secret="another-secret-of-16+").request_namespace(auth, query)
+    assert tenancy().request_namespace(auth, b"") == base
+
+
+def test_x_cache_namespace_partitions_a_callers_namespace_and_nobody_elses() -> None:
+    t = tenancy()
+    auth = [(b"authorization", b"Bearer sk-a")]
+
+    def ns(*headers: tuple[bytes, bytes], key: bytes = b"Bearer sk-a") -> str:
+        return t.request_namespace([(b"authorization", key), *headers], b"")
+
+    user_1 = ns((b"X-Cache-Namespace", b"user-1"))
+    assert user_1 == ns((b"x-cache-namespace", b"user-1"))
+    assert user_1.startswith(t.namespace("sk-a") + "~")  # still the caller's (feedback, admin)
+    assert user_1 != ns((b"x-cache-namespace", b"user-2"))
+    assert user_1 != t.request_namespace(auth, b"")
+    assert user_1 != ns((b"x-cache-namespace", b"user-1"), key=b"Bearer sk-b")
+    # Not confused with a routing header or a query carrying the same text:
+    assert user_1 != ns((b"openai-beta", b"user-1"))
+    assert user_1 != t.request_namespace(auth, b"user-1")
 
 
 def test_shared_cache_puts_every_key_in_one_namespace() -> None:
