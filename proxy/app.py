@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from proxy.cache.answers import JSON, error_response, raw_response
 from proxy.cache.completions import COMPLETIONS
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
@@ -29,7 +30,6 @@ from proxy.errors import HTTPError, NotFoundError, error_body
 from proxy.http import admin, dashboard, entries, handlers, ollama, ops
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
-from proxy.http.responses import JSON, error_response, raw_response
 from proxy.metrics import Metrics
 from proxy.semantic import semantic_cache
 from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive

@@ -9,9 +9,9 @@ drivers that apply them in order for each cached route.
     policy      cache-control: pure decisions, no I/O
     tenancy     who is asking, and their namespace
     feedback    ``POST /cache/feedback``: a served answer reported wrong
+    answers     the responses the drivers and the handlers send: buffered bodies with their
+                ``X-Cache`` headers, OpenAI-format errors, upstream answers relayed as they come
 
 It imports the layers below (semantic, upstream, stores) and the shared top-level modules
-(the typed requests of :mod:`proxy.requests` among them), never :mod:`proxy.http`, but for
-one exception: the drivers still build their responses with :mod:`proxy.http.responses`
-(``ALLOWED`` in ``tests/unit/test_layout.py``).
+(the typed requests of :mod:`proxy.requests` among them), never :mod:`proxy.http`.
 """

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from starlette.responses import Response
 
+from proxy.cache.answers import Rewrite, relay
 from proxy.cache.coalesce import EntryPublish
-from proxy.http.responses import Rewrite, relay
 from proxy.stores.base import Entry
 from proxy.upstream import Headers, Upstream, UpstreamResponse
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.answers import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.cache.miss import entry_meta, read_limit, relay_unstored
 from proxy.canonical import embedding_key
-from proxy.http.responses import JSON, cache_headers, raw_response, relay, upstream_answer
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, EmbeddingRequest, is_fresh, json_or_none
 from proxy.stores.base import Entry

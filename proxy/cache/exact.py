@@ -23,11 +23,7 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.capture import Capture, Joiner, relay_miss
-from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
-from proxy.cache.feedback import Feedback, kept_id
-from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
-from proxy.http.responses import (
+from proxy.cache.answers import (
     JSON,
     as_openai_error,
     cache_headers,
@@ -36,6 +32,10 @@ from proxy.http.responses import (
     relay,
     upstream_answer,
 )
+from proxy.cache.capture import Capture, Joiner, relay_miss
+from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
+from proxy.cache.feedback import Feedback, kept_id
+from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from proxy.http.responses import MAX_ERROR_BODY_BYTES, cache_headers, relay
+from proxy.cache.answers import MAX_ERROR_BODY_BYTES, cache_headers, relay
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
@@ -94,7 +94,7 @@ def exact_copy(data: bytes) -> bytes:
 def read_limit(status_code: int, max_entry_bytes: int) -> int:
     """How much of a non-streamed answer is read before the rest is relayed as it arrives,
     not stored: the largest entry, or for an error as much as may be rewritten in OpenAI's
-    format (:func:`~proxy.http.responses.as_openai_error`)."""
+    format (:func:`~proxy.cache.answers.as_openai_error`)."""
     if status_code < 400:
         return max_entry_bytes
     return max(max_entry_bytes, MAX_ERROR_BODY_BYTES)

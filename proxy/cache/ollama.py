@@ -21,13 +21,13 @@ import anyio
 import orjson
 from starlette.responses import Response
 
+from proxy.cache.answers import cache_headers, raw_response, relay
 from proxy.cache.capture import Capture, relay_miss
 from proxy.cache.coalesce import EntryPublish, SingleFlight, entries_of, take_turn
 from proxy.cache.feedback import Feedback
 from proxy.cache.keys import ollama_fields, ollama_key
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason, relay_unstored
 from proxy.cache.ollama_stream import Joined, LineParser, replay
-from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery

@@ -15,13 +15,7 @@ import anyio
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
-from proxy.cache.feedback import Feedback, kept_id
-from proxy.cache.keys import chat_key
-from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
-from proxy.cache.policy import completion_tokens_saved, with_served_tier
-from proxy.errors import HTTPError
-from proxy.http.responses import (
+from proxy.cache.answers import (
     JSON,
     as_openai_error,
     cache_headers,
@@ -30,6 +24,12 @@ from proxy.http.responses import (
     relay,
     upstream_answer,
 )
+from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
+from proxy.cache.feedback import Feedback, kept_id
+from proxy.cache.keys import chat_key
+from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
+from proxy.cache.policy import completion_tokens_saved, with_served_tier
+from proxy.errors import HTTPError
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.audit import Candidate

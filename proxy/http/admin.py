@@ -13,12 +13,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.cache.answers import JSON, raw_response
 from proxy.cache.catalog import ROUTES
 from proxy.cache.explain import explain
 from proxy.cache.policy import MAX_TTL_SECONDS, cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
-from proxy.http.responses import JSON, raw_response
 from proxy.http.validate import chat_request
 from proxy.requests import json_or_none, parse_object
 from proxy.stores.base import Entry

@@ -22,9 +22,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.cache.answers import JSON, raw_response
 from proxy.http.handlers import header_fields, read_body, services
 from proxy.http.history import History
-from proxy.http.responses import JSON, raw_response
 from proxy.semantic.adaptive import report
 
 COOKIE = "semcache_dashboard"

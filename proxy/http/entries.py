@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from proxy.cache import catalog
+from proxy.cache.answers import JSON, raw_response
 from proxy.errors import BadRequestError, NotFoundError, StoreError, StoreUnavailableError
 from proxy.http.handlers import Services, require_admin, services
-from proxy.http.responses import JSON, raw_response
 from proxy.requests import json_or_none
 from proxy.stores.base import Listed
 

@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from proxy.cache.answers import cache_headers, error_response, relay
 from proxy.cache.embeddings import EmbeddingPipeline
 from proxy.cache.exact import ExactPipeline
 from proxy.cache.feedback import KEPT_PATH, Feedback
@@ -32,7 +33,6 @@ from proxy.errors import (
     UnauthorizedError,
 )
 from proxy.http.readiness import UpstreamProbe
-from proxy.http.responses import cache_headers, error_response, relay
 from proxy.http.validate import (
     chat_request,
     completion_request,

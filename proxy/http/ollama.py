@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from proxy.cache.answers import cache_headers, raw_response, relay
 from proxy.cache.catalog import Filters, meta_of
 from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import KINDS
@@ -28,7 +29,6 @@ from proxy.http.handlers import (
     sent_path,
     services,
 )
-from proxy.http.responses import cache_headers, raw_response, relay
 from proxy.http.validate import unkeyable
 from proxy.requests import json_or_none, parse_object
 

@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.cache.answers import JSON, error_response, raw_response
 from proxy.cache.feedback import parse_report
 from proxy.cache.keys import api_key_from
 from proxy.errors import HTTPError, StoreUnavailableError
@@ -19,7 +20,6 @@ from proxy.http.handlers import (
     require_admin,
     services,
 )
-from proxy.http.responses import JSON, error_response, raw_response
 from proxy.semantic.adaptive import render as render_groups
 from proxy.semantic.adaptive import report
 

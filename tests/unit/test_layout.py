@@ -32,11 +32,6 @@ FOUNDATION = frozenset(
 """Top-level modules below every layer, importable from anywhere: they import only each other."""
 
 ALLOWED: dict[tuple[str, str], str] = {
-    **{
-        (f"proxy.cache.{name}", "proxy.http.responses"): "the drivers build their responses "
-        "(relay, raw_response, cache_headers): to move with the work on http/responses.py"
-        for name in ("capture", "embeddings", "exact", "miss", "ollama", "pipeline")
-    },
     ("proxy.settings_checks", "proxy.stores.redis_clients"): "a Redis URL is checked at start "
     "as the store will read it (imported in the function: the stores import the settings)",
 }

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.types import Message
 
-from proxy.http.responses import relay
+from proxy.cache.answers import relay
 from proxy.metrics import Metrics
 from proxy.upstream import Headers, Timeouts, Upstream
 

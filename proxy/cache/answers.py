@@ -1,4 +1,8 @@
-"""Building responses: JSON bodies with raw headers, errors, and relayed upstream streams."""
+"""Building responses: JSON bodies with raw headers, errors, and relayed upstream streams.
+
+The drivers of :mod:`proxy.cache` answer with these, and so do the handlers of
+:mod:`proxy.http` (errors, pass-through), which import the cache: so they live here, below
+both, and every import runs downwards."""
 
 from __future__ import annotations
 
