@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
 from proxy.errors import SettingsError
+from proxy.redis_urls import check_url
 from proxy.settings_sources import ENV_PREFIX
 
 if TYPE_CHECKING:
@@ -34,10 +35,7 @@ def check_settings(settings: Settings) -> None:
             "needs a redis:// or rediss:// URL of one cluster node",
         )
         # Read as the store will (its port, options, sentinels, database): a typo is one
-        # line now, not a traceback when the store is built. Imported here: the stores
-        # import the settings.
-        from proxy.stores.redis_clients import check_url
-
+        # line now, not a traceback when the store is built.
         check_url(settings.redis_url, cluster=settings.redis_cluster)
     # Not "unset means the default": an empty variable (a compose file's unset
     # ${PREFIX}) would make every key of the database this cache's, and a flush unlink them.

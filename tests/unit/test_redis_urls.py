@@ -7,8 +7,9 @@ import re
 import pytest
 
 from proxy.errors import SettingsError
+from proxy.redis_urls import parse_sentinel_url
 from proxy.settings import Settings
-from proxy.stores.redis_clients import connect, parse_sentinel_url
+from proxy.stores.redis_clients import connect
 
 
 def test_sentinel_url_names_every_sentinel_the_service_and_the_masters_auth() -> None:
