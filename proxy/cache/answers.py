@@ -136,8 +136,9 @@ def relay(
     upstream body ended cleanly and all of it was handed to the client, before the response
     ends (a client that left just then may not have read it all, but the answer is complete).
     A transport failure after the first bytes can no longer change the status: an SSE stream
-    gets a final ``error`` event, any other body just ends. A client that goes away stops the
-    relay and closes the upstream response, unless ``observe`` has said the answer is whole
+    gets a final ``error`` event; any other body is left unended, and the server drops the
+    connection (ended, it would read as whole). A client that goes away stops the relay and
+    closes the upstream response, unless ``observe`` has said the answer is whole
     (returned True): clients stop reading at ``[DONE]``, and the upstream's end of body, just
     behind it, is still read so that ``on_complete`` runs. ``on_finish`` runs last, however it
     ended. ``rewrite`` changes what the client gets (``observe`` still sees the upstream's bytes).
@@ -262,6 +263,11 @@ class _Relay(Response):
             # The body is out. The client may leave now without cutting the store short, and the
             # response ends only once the entry is stored: the client's next request finds it.
             state.streaming = False
+            if completed is None:
+                # Cut short, and not an event stream that could say so: the body is left
+                # unended, and the server drops the connection (a chunked body ended here, or
+                # a decoded one without its Content-Length, would read as whole to the client).
+                return
             if completed and self._on_complete is not None:
                 await self._on_complete()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -277,12 +283,14 @@ class _Relay(Response):
             if self._on_finish is not None:
                 await _finish(self._on_finish, shielded=not ended)
 
-    async def _stream(self, send: Send, state: _RelayState) -> bool:
+    async def _stream(self, send: Send, state: _RelayState) -> bool | None:
         """Everything but the end of the response; True when the whole upstream body was
-        handed to the client (or to uvicorn, which drops what a client gone no longer reads)."""
+        handed to the client (or to uvicorn, which drops what a client gone no longer reads);
+        None when the upstream failed mid-body and the body must not be ended."""
         response = self._response
         observe = self._observe
-        completed = handed_over = False
+        completed: bool | None = False
+        handed_over = False
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code,
@@ -306,6 +314,8 @@ class _Relay(Response):
                     await send(
                         {"type": "http.response.body", "body": error_event, "more_body": True}
                     )
+                else:
+                    completed = None
             handed_over = True
         finally:
             await _finish(response.aclose, shielded=not handed_over)
