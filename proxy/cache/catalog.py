@@ -33,7 +33,8 @@ ANSWER_PREVIEW_CHARS = 300
 @dataclass(frozen=True, slots=True)
 class Filters:
     namespace: str | None = None
-    """One tenant's entries (its requests with a URL query too); None: every tenant's."""
+    """One tenant's entries (its requests with a URL query too), or one scope of them as the
+    listing names it (``<namespace>~<hmac>``: an ``X-Cache-Namespace``); None: every tenant's."""
     route: str | None = None
     model: str | None = None
     lookup: str | None = None
@@ -45,7 +46,7 @@ class Filters:
         return [self.route] if self.route is not None else list(ROUTES)
 
     def matches(self, listed: Listed, now: float) -> bool:
-        if self.namespace is not None and namespace_of(listed.key).split("~")[0] != self.namespace:
+        if self.namespace is not None and not _within(namespace_of(listed.key), self.namespace):
             return False
         age = now - listed.entry.created_at
         if self.min_age_seconds is not None and age < self.min_age_seconds:
@@ -170,6 +171,12 @@ def exported(listed: Listed, now: float) -> dict[str, Any]:
         "meta": json_or_none(entry.meta) or {},
     }
     return out
+
+
+def _within(owner: str, namespace: str) -> bool:
+    """Whether an entry made in ``owner`` is one of ``namespace``'s: that namespace itself, or
+    a tenant's (no ``~``) scoped one."""
+    return owner == namespace or owner.split("~")[0] == namespace
 
 
 def meta_of(listed: Listed) -> dict[str, Any]:

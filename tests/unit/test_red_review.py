@@ -79,3 +79,35 @@ async def test_an_over_limit_answer_cut_mid_body_is_not_ended_as_if_whole(
     assert client.status == 200
     assert len(client.body) < len(orjson.dumps(completion(TEXT)))
     assert not client.ended_cleanly, "a truncated answer was ended as a complete one"
+
+
+ADMIN = {"authorization": "Bearer admin-token"}
+
+
+async def test_the_admin_filters_by_a_namespace_as_its_listing_shows_it(clock: FakeClock) -> None:
+    """``GET /cache/entries`` names each entry's namespace; an entry made with
+    ``X-Cache-Namespace`` (or a query string) has a scoped one, ``<namespace>~<hmac>``. Given
+    back as ``?namespace=``, that partition's entries are listed (and can be deleted: one end
+    user's entries), not none: the filter compared only the part before ``~`` with all of it."""
+    with respx.mock(assert_all_called=False) as router:
+        router.post("http://upstream.test/v1/chat/completions").respond(200, json=completion())
+        async with make_proxy(router, clock, admin_token="admin-token") as proxy:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            for partition in ("user-1", "user-2"):
+                sent = await proxy.client.post(
+                    "/v1/chat/completions", json=body,
+                    headers={**AUTH, "x-cache-namespace": partition},
+                )  # fmt: skip
+                assert sent.headers["x-cache"] == "MISS"
+            await proxy.client.post("/v1/chat/completions", json=body, headers=AUTH)
+            listed = (await proxy.client.get("/cache/entries", headers=ADMIN)).json()["entries"]
+            scoped = sorted(e["namespace"] for e in listed if "~" in e["namespace"])
+            assert len(scoped) == 2
+            tenant = (await proxy.client.get(
+                "/cache/entries", headers={**ADMIN, "x-cache-tenant-key": "sk-test-a"}
+            )).json()["entries"]  # fmt: skip
+            assert len(tenant) == 3  # the tenant's filter takes its partitions too
+            one = (await proxy.client.get(
+                "/cache/entries", params={"namespace": scoped[0]}, headers=ADMIN
+            )).json()["entries"]  # fmt: skip
+    assert [e["namespace"] for e in one] == [scoped[0]]
