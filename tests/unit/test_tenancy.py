@@ -295,3 +295,38 @@ async def test_an_empty_admin_token_never_opens_the_admin_routes(
         assert (await proxy.chat(chat_body("a private question"))).status_code == 200
         hit = await proxy.chat(chat_body("a private question"), authorization="Bearer sk-tenant-a")
         assert hit.headers["x-cache"] == "HIT"  # nothing was cleared
+
+
+ADMIN = {"authorization": "Bearer admin-token"}
+
+
+@pytest.mark.anyio
+async def test_the_admin_filters_by_a_namespace_as_its_listing_shows_it(clock: FakeClock) -> None:
+    """``GET /cache/entries`` names each entry's namespace; an entry made with
+    ``X-Cache-Namespace`` (or a query string) has a scoped one, ``<namespace>~<hmac>``. Given
+    back as ``?namespace=``, that partition's entries are listed (and can be deleted: one end
+    user's entries), not none: the filter compared only the part before ``~`` with all of it."""
+    with respx.mock(assert_all_called=False) as router:
+        router.post("http://upstream.test/v1/chat/completions").respond(200, json=completion())
+        async with make_proxy(router, clock, admin_token="admin-token") as proxy:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            for partition in ("user-1", "user-2"):
+                sent = await proxy.client.post(
+                    "/v1/chat/completions", json=body,
+                    headers={"authorization": "Bearer sk-test-a", "x-cache-namespace": partition},
+                )  # fmt: skip
+                assert sent.headers["x-cache"] == "MISS"
+            await proxy.client.post(
+                "/v1/chat/completions", json=body, headers={"authorization": "Bearer sk-test-a"}
+            )
+            listed = (await proxy.client.get("/cache/entries", headers=ADMIN)).json()["entries"]
+            scoped = sorted(e["namespace"] for e in listed if "~" in e["namespace"])
+            assert len(scoped) == 2
+            tenant = (await proxy.client.get(
+                "/cache/entries", headers={**ADMIN, "x-cache-tenant-key": "sk-test-a"}
+            )).json()["entries"]  # fmt: skip
+            assert len(tenant) == 3  # the tenant's filter takes its partitions too
+            one = (await proxy.client.get(
+                "/cache/entries", params={"namespace": scoped[0]}, headers=ADMIN
+            )).json()["entries"]  # fmt: skip
+    assert [e["namespace"] for e in one] == [scoped[0]]
