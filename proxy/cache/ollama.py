@@ -75,10 +75,11 @@ class OllamaPipeline:
         namespace: str,
         control: CacheControl,
         headers: Iterable[tuple[bytes, bytes]],
-        path: str,
+        target: str,
     ) -> Response:
+        """``target``: the path and query as the client sent them, for the upstream's URL."""
         route = f"ollama-{kind}"
-        url = self.base + path
+        url = self.base + target
         stream = kind in STREAMING and body.get("stream", True) is not False
         if control.bypass:
             self._metrics.request(route, "bypass")

@@ -54,7 +54,10 @@ async def ollama_api(request: Request) -> Response:
     path = "/api/" + request.path_params["path"]
     # Sent on as the client wrote it; an escaped path is never a cached route (as_routed).
     sent = sent_path(request.scope)
-    url = pipeline.base + sent
+    query: bytes = request.scope["query_string"]
+    # Its query too, as the client sent it, on every route (it scopes the entries too).
+    target = _with_query(sent, query)
+    url = pipeline.base + target
     kind = KINDS.get(path) if request.method == "POST" and as_routed(request.scope) else None
     fields = header_fields(request.scope)
     try:
@@ -81,12 +84,10 @@ async def ollama_api(request: Request) -> Response:
         )
         if (why := unkeyable(raw, body)) is not None:
             control = control.bypassed(why)
-        namespace = svc.tenancy.request_namespace(
-            request.scope["headers"], request.scope["query_string"]
-        )
+        namespace = svc.tenancy.request_namespace(request.scope["headers"], query)
         return await pipeline.handle(
             kind, body, raw, namespace=namespace, control=control,
-            headers=request.scope["headers"], path=path,
+            headers=request.scope["headers"], target=target,
         )  # fmt: skip
     except HTTPError as exc:  # in Ollama's shape, with its headers (a 503's Retry-After)
         return _error(exc.status_code, exc.message, exc.headers)
@@ -115,7 +116,7 @@ async def _pass(request: Request, url: str) -> Response:
     svc = services(request)
     response = await svc.upstream.send(
         request.method,
-        _with_query(url, request.scope["query_string"]),
+        url,
         headers=[*svc.upstream.forward_headers(request.headers.raw, to=url), *framing],
         content=body,
     )

@@ -451,3 +451,29 @@ async def test_a_dot_segment_never_reaches_ollama(clock: FakeClock, path: str) -
     assert answer.status_code == 400
     assert "'.' or '..'" in answer.json()["error"]
     assert route.call_count == 0
+
+
+async def test_a_query_reaches_ollama_on_every_route_and_scopes_the_entries(
+    clock: FakeClock,
+) -> None:
+    """A gateway before Ollama may read the query (``?key=``): it goes upstream as sent, on a
+    cached route (miss and bypass) and a passed-through one, and requests with another query
+    never share an entry."""
+    body = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "Hi"}]}
+    with respx.mock(assert_all_called=False) as router:
+        chat = router.post(url__startswith=f"{OLLAMA}/chat").respond(200, json=CHAT)
+        tags = router.get(url__startswith=f"{OLLAMA}/tags").respond(200, json={"models": []})
+        async with make_proxy(router, clock) as p:
+            answers = [
+                await p.client.post("/api/chat" + query, json=body, headers=headers)
+                for query, headers in (
+                    ("?key=a", {}),
+                    ("?key=b", {}),
+                    ("?key=a", {}),
+                    ("?key=c", {"x-cache-bypass": "1"}),
+                )
+            ]
+            await p.client.get("/api/tags?key=d")
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "MISS", "HIT", "BYPASS"]
+    assert [c.request.url.query for c in chat.calls] == [b"key=a", b"key=b", b"key=c"]
+    assert tags.calls.last.request.url.query == b"key=d"
