@@ -81,6 +81,25 @@ def test_other_key_other_model_other_temperature_all_miss(
     assert fake_upstream.calls() == 4
 
 
+def test_x_cache_namespace_partitions_one_keys_entries(
+    proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str
+) -> None:
+    """Must NOT hit: one key, the same question, another ``X-Cache-Namespace`` (the SDK's
+    ``extra_headers``); the same value hits; the header never reaches the upstream."""
+    with client(proxy) as sdk:
+        states = [
+            sdk.chat.completions.with_raw_response.create(
+                model="gpt-fake",
+                messages=[{"role": "user", "content": question}],
+                extra_headers={"X-Cache-Namespace": user} if user else None,
+            ).headers["x-cache"]
+            for user in ("user-1", "user-2", None, "user-1")
+        ]
+    assert states == ["MISS", "MISS", "MISS", "HIT"]
+    assert fake_upstream.calls() == 3
+    assert all("x-cache-namespace" not in r.headers for r in fake_upstream.requests)
+
+
 @pytest.mark.parametrize("model", ["fake-length", "fake-empty"])
 def test_truncated_or_empty_answers_are_not_stored(
     proxy: ProxyProcess, fake_upstream: FakeUpstream, question: str, model: str
