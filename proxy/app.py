@@ -36,8 +36,7 @@ from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
 from proxy.semantic.embedders import Embedder, Reader
 from proxy.semantic.verifier import Verifier
 from proxy.settings import Settings, mask_url
-from proxy.stores import Store, open_store
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Store, open_store
 from proxy.totals import Totals
 from proxy.upstream import Upstream
 

@@ -15,7 +15,7 @@ import logging
 import anyio
 
 from proxy.metrics import Metrics
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 
 log = logging.getLogger("semcache.totals")
 

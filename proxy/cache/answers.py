@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.errors import HTTPError, UpstreamError, openai_error_from_upstream
-from proxy.stores.base import Entry
+from proxy.stores import Entry
 from proxy.upstream import Headers, Upstream, UpstreamResponse, header, response_headers
 
 log = logging.getLogger("semcache.responses")

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from proxy.cache.answers import Rewrite, relay
 from proxy.cache.coalesce import EntryPublish
-from proxy.stores.base import Entry
+from proxy.stores import Entry
 from proxy.upstream import Headers, Upstream, UpstreamResponse
 
 

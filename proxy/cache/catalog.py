@@ -20,7 +20,7 @@ import anyio.lowlevel
 from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError
 from proxy.requests import json_or_none
-from proxy.stores.base import Listed, Store
+from proxy.stores import Listed, Store
 
 ROUTES = {"chat": "chat:", "embeddings": "emb:", "completions": "cmpl:", "responses": "resp:",
           "ollama": "oll:"}  # fmt: skip

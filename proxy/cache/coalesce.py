@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from proxy.requests import CacheControl, is_fresh
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import Headers
 
 LOCK_TTL_SECONDS = 3.0

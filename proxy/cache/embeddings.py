@@ -19,8 +19,7 @@ from proxy.cache.miss import entry_meta, read_limit, relay_unstored
 from proxy.canonical import embedding_key
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, EmbeddingRequest, is_fresh, json_or_none
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, response_headers
 from proxy.vectors import encode, parse_vectors
 

@@ -39,8 +39,7 @@ from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit, re
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import (
     EventParser,
     Upstream,

@@ -15,7 +15,7 @@ from proxy.cache.keys import chat_key
 from proxy.cache.miss import miss_reason
 from proxy.requests import CacheControl, ChatRequest, is_fresh
 from proxy.semantic.lookup import Judged, Lookup, SemanticCache
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 
 
 async def explain(

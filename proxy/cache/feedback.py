@@ -27,8 +27,7 @@ from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError, NotFoundError
 from proxy.requests import json_or_none, parse_object
 from proxy.semantic.lookup import SemanticCache
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 
 SERVED_KEPT = 10_000
 SCOPES = ("semantic", "all")

@@ -31,8 +31,7 @@ from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, is_fresh, json_or_none
 from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import Upstream, header, response_headers
 
 KINDS = {"/api/chat": "chat", "/api/generate": "generate", "/api/embed": "embed",

@@ -34,8 +34,7 @@ from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
 from proxy.semantic.audit import Candidate
 from proxy.semantic.lookup import Lookup, SemanticCache
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import (
     DECODABLE_ENCODINGS,
     EventParser,

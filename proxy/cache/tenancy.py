@@ -19,7 +19,7 @@ import anyio
 
 from proxy.cache.keys import IDENTITY_HEADERS, identity_from, scope_of
 from proxy.errors import UnauthorizedError
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 
 log = logging.getLogger("semcache.tenancy")
 

@@ -21,7 +21,7 @@ from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.validate import chat_request
 from proxy.requests import json_or_none, parse_object
-from proxy.stores.base import Entry
+from proxy.stores import Entry
 from proxy.upstream import CREDENTIAL_HEADERS, completion_is_storable
 
 

@@ -26,7 +26,7 @@ from proxy.cache.answers import JSON, raw_response
 from proxy.errors import BadRequestError, NotFoundError, StoreError, StoreUnavailableError
 from proxy.http.handlers import Services, require_admin, services
 from proxy.requests import json_or_none
-from proxy.stores.base import Listed
+from proxy.stores import Listed
 
 DEFAULT_LIMIT = 50
 TENANT_HEADER = "x-cache-tenant-key"

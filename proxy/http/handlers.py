@@ -45,7 +45,7 @@ from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, EmbeddingRequest
 from proxy.semantic.lookup import SemanticCache
 from proxy.settings import Settings
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 from proxy.totals import Totals
 from proxy.upstream import Headers, Upstream
 

@@ -39,7 +39,7 @@ from proxy.semantic.verifier import (
     load_model,
 )
 from proxy.settings import Settings
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 from proxy.upstream import Upstream
 
 __all__ = ["SemanticCache", "SemanticHit", "SemanticQuery", "semantic_cache"]

@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.semantic import logistic
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 
 log = logging.getLogger("semcache.adaptive")
 Floats = npt.NDArray[np.float64]

@@ -33,8 +33,7 @@ from proxy.metrics import Metrics
 from proxy.requests import json_or_none
 from proxy.semantic.adaptive import Adaptive
 from proxy.semantic.judge import AnswerJudge
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
+from proxy.stores import Cache, Entry
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream, completion_is_storable
 
 log = logging.getLogger("semcache.audit")

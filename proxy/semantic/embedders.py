@@ -29,7 +29,7 @@ from proxy.canonical import embedding_key
 from proxy.errors import HTTPError, SemcacheError
 from proxy.semantic.language import is_english
 from proxy.semantic.sketch import Projection, Sketch, make_sketch
-from proxy.stores.guard import Cache
+from proxy.stores import Cache
 from proxy.upstream import DECODABLE_ENCODINGS, Upstream
 from proxy.vectors import parse_vectors
 

@@ -22,9 +22,7 @@ from proxy.semantic.embedders import LOCAL_INSTALL, Embedder, EmbedderError, Rea
 from proxy.semantic.partition import semantic_partition, semantic_text
 from proxy.semantic.sketch import Sketch
 from proxy.semantic.verifier import SAME_WORDS_MARGIN, Verdict, Verifier
-from proxy.stores.base import Entry
-from proxy.stores.guard import Cache
-from proxy.stores.similarity import Neighbor
+from proxy.stores import Cache, Entry, Neighbor
 
 log = logging.getLogger("semcache.semantic")
 

@@ -32,7 +32,7 @@ from proxy.semantic.language import is_english
 from proxy.semantic.rules import objection, screen
 from proxy.semantic.sketch import Projection, Sketch, unpack
 from proxy.semantic.trees import Trees
-from proxy.stores.similarity import Neighbor
+from proxy.stores import Neighbor
 
 log = logging.getLogger("semcache.verifier")
 
