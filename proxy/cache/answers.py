@@ -146,18 +146,20 @@ def relay(
     Ollama's API, whose clients read its own errors, relayed as they are). ``persist``: asked
     when the client goes away; True (others wait for this answer: a single flight's followers)
     and the upstream body is still read to its end, to ``observe`` and ``on_complete``.
+    The upstream's ``Content-Length`` is kept when the bytes relayed are the upstream's own
+    (no ``rewrite``; a decoded body comes without one): a download shows its size, and a body
+    cut short is seen as cut. An event stream's is not: a cut one gets an ``error`` event.
     ``head``: the answer to a ``HEAD`` request, which has no body (RFC 9110 §9.3.2): its
-    ``Content-Length`` is the one a ``GET`` would get, kept as the upstream sent it (a relayed
-    body's own is dropped, its framing is uvicorn's, which adds none to a HEAD answer), and an
-    error is relayed as it came, having no body to rewrite.
+    ``Content-Length`` is the one a ``GET`` would get, kept as the upstream sent it (uvicorn
+    adds none to a HEAD answer), and an error is relayed as it came, having no body to rewrite.
     """
     headers = response_headers(response, decoded=False)
-    if head:
+    if not head and openai_errors and _is_foreign_error(response):
+        return _ForeignError(upstream, response, extra_headers, on_finish)
+    if head or (rewrite is None and not is_plain_event_stream(response)):
         length = header(response, b"content-length")
         if length is not None:
             headers.append((b"content-length", length))
-    elif openai_errors and _is_foreign_error(response):
-        return _ForeignError(upstream, response, extra_headers, on_finish)
     return _Relay(
         upstream, response, [*headers, *extra_headers],
         observe=observe, rewrite=rewrite, on_complete=on_complete, on_finish=on_finish,

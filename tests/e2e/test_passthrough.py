@@ -31,6 +31,19 @@ def test_a_head_answer_has_the_upstream_length(
     assert relayed.content == b""
 
 
+@pytest.mark.parametrize("path", ["/v1/models", "/api/tags"])
+def test_a_get_answer_has_the_upstream_length(
+    served: ProxyProcess, fake_upstream: FakeUpstream, path: str
+) -> None:
+    """uvicorn frames the relayed body with the upstream's length, not chunked."""
+    direct = httpx.get(fake_upstream.url.removesuffix("/v1") + path, timeout=10)
+    relayed = httpx.get(served.url + path, timeout=10)
+    assert relayed.status_code == direct.status_code == 200
+    assert relayed.headers["content-length"] == direct.headers["content-length"]
+    assert "transfer-encoding" not in relayed.headers
+    assert relayed.content == direct.content
+
+
 def test_an_escaped_cache_route_reaches_the_upstream_as_sent(
     served: ProxyProcess, fake_upstream: FakeUpstream
 ) -> None:

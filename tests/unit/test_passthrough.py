@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import pytest
 
@@ -76,6 +78,31 @@ async def test_a_head_answer_keeps_the_upstream_length_and_status(proxy: Proxy) 
     assert (missing.status_code, missing.headers["content-length"]) == (404, "17")
     assert missing.headers["content-type"] == "text/plain"
     assert found.content == missing.content == b""
+
+
+async def test_a_relayed_body_keeps_the_upstream_length(proxy: Proxy) -> None:
+    """A file download's size reaches the client as the upstream gave it; a gzip body sent on
+    encoded keeps the encoded length; an event stream's is not relayed (a cut one ends with an
+    error event the length would not allow)."""
+    content = b"x" * 5000
+    proxy.upstream.get("/files/f1/content").respond(
+        200, content=content, headers={"content-type": "application/octet-stream"}
+    )
+    packed = gzip.compress(content)
+    proxy.upstream.get("/files/f2/content").respond(
+        200, content=packed, headers={"content-encoding": "gzip"}
+    )
+    proxy.upstream.get("/events").respond(
+        200, content=b"data: 1\n\n", headers={"content-type": "text/event-stream"}
+    )
+    plain = await proxy.client.get("/v1/files/f1/content")
+    assert (plain.headers["content-length"], plain.content) == ("5000", content)
+    gzipped = await proxy.client.get("/v1/files/f2/content", headers={"accept-encoding": "gzip"})
+    assert gzipped.headers["content-length"] == str(len(packed))
+    assert (gzipped.headers["content-encoding"], gzipped.content) == ("gzip", content)
+    events = await proxy.client.get("/v1/events")
+    assert "content-length" not in events.headers
+    assert events.content == b"data: 1\n\n"
 
 
 async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
