@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import respx
 
 from proxy.app import create_app
@@ -129,6 +130,13 @@ SAME_WORDS = "the capital of France is what?"
 def numbered(request: httpx.Request, route: respx.Route) -> httpx.Response:
     """An upstream whose n-th answer says ``answer n``: a wrong hit shows."""
     return httpx.Response(200, json=completion(f"answer {route.call_count + 1}"))
+
+
+def tier_served(request: httpx.Request) -> str:
+    """The tier the API names in its answer to ``request``: the one asked (``fast`` shown as
+    ``priority``), or the project's (``default``) for ``auto`` or none."""
+    asked = orjson.loads(request.content).get("service_tier")
+    return "default" if asked in (None, "auto") else {"fast": "priority"}.get(asked, asked)
 
 
 class Held:

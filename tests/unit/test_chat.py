@@ -14,7 +14,14 @@ import pytest
 from proxy.cache.policy import served_tier
 from proxy.errors import StoreError
 from proxy.http.validate import has_duplicate_keys, has_inexact_numbers
-from tests.unit.harness import FakeClock, Proxy, chat_body, completion, make_proxy
+from tests.unit.harness import (
+    FakeClock,
+    Proxy,
+    chat_body,
+    completion,
+    make_proxy,
+    tier_served,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -322,12 +329,9 @@ async def test_stream_and_user_fields_do_not_change_the_key(proxy: Proxy) -> Non
 
 
 def tiered(request: httpx.Request, route: Any) -> httpx.Response:
-    """As the API does: the answer names the tier that served it, the one asked (``fast`` shown
-    as ``priority``), or the project's (``default``) for ``auto`` or none."""
-    asked = orjson.loads(request.content).get("service_tier")
-    tier = "default" if asked in (None, "auto") else {"fast": "priority"}.get(asked, asked)
+    """As the API does: the answer names the tier that served it (:func:`tier_served`)."""
     return httpx.Response(200, json={**completion(f"answer {route.call_count + 1}"),
-                                     "service_tier": tier})  # fmt: skip
+                                     "service_tier": tier_served(request)})  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 import respx
 
 from proxy.cache.completions import Joined, replay
-from tests.unit.harness import FakeClock, Proxy, make_proxy
+from tests.unit.harness import FakeClock, Proxy, make_proxy, tier_served
 
 pytestmark = pytest.mark.anyio
 
@@ -325,11 +325,10 @@ async def test_a_stream_that_did_not_ask_for_usage_still_serves_hits_with_usage(
 
 
 def tiered(request: httpx.Request, route: Any) -> httpx.Response:
-    """As the API does: the answer names the tier that served it, the one asked (``fast`` shown
-    as ``priority``), or the project's (``default``) for ``auto`` or none."""
-    asked = orjson.loads(request.content).get("service_tier")
-    tier = "default" if asked in (None, "auto") else {"fast": "priority"}.get(asked, asked)
-    return httpx.Response(200, json={**text_completion(" there"), "service_tier": tier})
+    """As the API does: the answer names the tier that served it (:func:`tier_served`)."""
+    return httpx.Response(
+        200, json={**text_completion(" there"), "service_tier": tier_served(request)}
+    )
 
 
 @pytest.mark.parametrize(
