@@ -16,8 +16,9 @@ reaches at the same wrong-hit rate and at the same precision; ``--json`` prints 
 file with the keys ``precision``, ``recall``, ``wrong_hit_rate``, ``threshold`` (the retrieval
 floor), ``pairs``, ``hits``, ``wrong_hits``, ``cosine_recall_at_same_wrong_hit_rate``,
 ``recall_gain_vs_cosine_at_same_wrong_hit_rate``, ``cosine_recall_at_same_precision``,
-``recall_gain_vs_cosine``, ``rejections`` ... Writes a precision/recall curve to
-``docs/quality-<file>.png``.
+``recall_gain_vs_cosine``, ``rejections``, ``model_scores`` (per label, the least, median and
+largest score of the pairs the model scored, beside the bucket thresholds in force) ...
+Writes a precision/recall curve to ``docs/quality-<file>.png``.
 
 **Cross-domain mode** (``--cross-domain``) measures how the *method* transfers to a domain it
 never saw: for each training domain of ``bench/train_verifier.py`` (quora, news, llm, medical,
@@ -50,6 +51,7 @@ from proxy.semantic.embedders import READER_MODEL, LocalEmbedder, Vector  # noqa
 from proxy.semantic.lookup import SemanticCache  # noqa: E402
 from proxy.semantic.sketch import Sketch  # noqa: E402
 from proxy.semantic.verifier import (  # noqa: E402
+    SAME_WORDS_MARGIN,
     CosineVerifier,
     LearnedVerifier,
     VerifierModel,
@@ -200,7 +202,38 @@ def measure(
     result["wrong_hits"] = int(np.sum(hits & (labels == 0)))
     result["rejections"] = dict(rejections)
     result["embedder"] = f"local:{READER_MODEL}"
+    scored = np.array([v.score is not None and v.margin != SAME_WORDS_MARGIN for v in verdicts])
+    result["model_scores"] = model_scores(scores, labels, scored, verifier)
     return Measured(result, sims.astype(np.float32), scores, labels)
+
+
+def model_scores(
+    scores: npt.NDArray[np.float64],
+    labels: npt.NDArray[Any],
+    scored: Bools,
+    verifier: LearnedVerifier,
+) -> dict[str, Any]:
+    """How the model's scores of each label sit against the thresholds in force: the pairs it
+    scored (past the floor, the rules and the same-words shortcut), their least, median and
+    largest score per label. Where every look-alike is below every paraphrase, the ranking is
+    right and the threshold alone decides the recall."""
+    row = verifier.model.threshold_row(verifier.max_wrong_hit_rate)
+    out: dict[str, Any] = {"thresholds": [round(float(t), 4) for t in row]}
+    for label in (0, 1):
+        chosen = scores[scored & (labels == label)]
+        out[f"label_{label}"] = {
+            "scored": int(chosen.size),
+            **(
+                {
+                    "min": round(float(chosen.min()), 4),
+                    "median": round(float(np.median(chosen)), 4),
+                    "max": round(float(chosen.max()), 4),
+                }
+                if chosen.size
+                else {}
+            ),
+        }
+    return out
 
 
 def curve_png(path: Path, m: Measured, title: str) -> None:
