@@ -39,6 +39,7 @@ from proxy.http.validate import (
     embedding_request,
     responses_request,
     said_json,
+    said_utf8,
     unkeyable,
 )
 from proxy.metrics import Metrics
@@ -171,9 +172,10 @@ async def _cached(
         raw = await read_body(request, svc.settings.max_body_bytes, fields)
         if fields.get("content-encoding", "identity").strip().lower() != "identity":
             return await _encoded(svc, route, scope, raw, ENCODED)
-        if raw[:1] in _NOT_UTF8_START or b"\0" in raw[:4]:
+        content_type = fields.get("content-type")
+        if raw[:1] in _NOT_UTF8_START or b"\0" in raw[:4] or not said_utf8(content_type):
             return await _encoded(svc, route, scope, raw, CHARSET)
-        if not said_json(fields.get("content-type")):
+        if not said_json(content_type):
             return await _encoded(svc, route, scope, raw, CONTENT_TYPE)
         parsed = parse(raw)
         temperature = parsed.temperature if isinstance(parsed, ChatRequest) else None
@@ -206,7 +208,8 @@ Python servers) takes all of these."""
 
 async def _encoded(svc: Services, route: str, scope: Scope, raw: bytes, reason: str) -> Response:
     """A body semcache does not read: compressed (``Content-Encoding: gzip``, ``zstd``: Codex
-    compresses large ones), JSON in another encoding than UTF-8, or with a BOM, or a body not
+    compresses large ones), JSON in another encoding than UTF-8 (or said to be, by a
+    ``charset``), or with a BOM, or a body not
     said to be JSON (:func:`~proxy.http.validate.said_json`). Whether the upstream reads it is
     the upstream's to say: sent on as it came, never cached (a 400 here would refuse what the
     upstream may accept, a hit would answer what it may refuse)."""

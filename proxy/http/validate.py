@@ -126,6 +126,20 @@ def said_json(content_type: str | None) -> bool:
     return media in ("", "application/json")
 
 
+def said_utf8(content_type: str | None) -> bool:
+    """Whether a request's ``Content-Type`` leaves its body UTF-8: no ``charset`` parameter, or
+    ``utf-8`` (any case, quoted or not). JSON is UTF-8 (RFC 8259 §8.1), but a server may honour
+    a declared ``charset=iso-8859-1`` (Express's body-parser answers 415 to it), and then the
+    same bytes do not say what semcache reads: such a body is passed through, never cached."""
+    if content_type is None or ";" not in content_type:
+        return True
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() in ("utf-8", "utf8")
+    return True
+
+
 _DIGITS_AS_ONES = bytes(49 if 48 <= b <= 57 else 32 for b in range(256))
 _LONG_RUN = b"1" * 19
 """An integer orjson reads exactly is in [-2**63, 2**64): 20 digits at most, 19 when negative.

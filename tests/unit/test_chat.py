@@ -20,6 +20,7 @@ from tests.unit.harness import (
     chat_body,
     completion,
     make_proxy,
+    numbered,
     tier_served,
 )
 
@@ -137,6 +138,50 @@ async def test_json_in_another_encoding_is_sent_on_as_it_came_not_refused(
     assert [a.headers["x-cache-reason"] for a in answers] == ["bypass:charset"] * 2
     assert route.call_count == 2
     assert route.calls.last.request.content == raw
+
+
+@pytest.mark.parametrize(
+    ("content_type", "cached"),
+    [
+        ("application/json; charset=iso-8859-1", False),
+        ('application/json; charset="windows-1252"', False),
+        ("application/json;charset=Latin1", False),
+        ("application/json; charset=UTF-8", True),
+        ('application/json; charset="utf8"', True),
+        ("application/json; foo=bar", True),
+    ],
+)
+async def test_a_body_said_to_be_in_another_charset_is_sent_on_not_cached(
+    proxy: Proxy, content_type: str, cached: bool
+) -> None:
+    """The same bytes said to be Latin-1 are another text to a server that honours the charset
+    (``Ã©`` for ``é``; Express answers 415): never a hit on what UTF-8 stored, nor stored."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    raw = json.dumps(chat_body("Où est la gare?"), ensure_ascii=False).encode()
+    utf8 = await proxy.client.post(
+        "/v1/chat/completions", content=raw,
+        headers={"authorization": "Bearer k", "content-type": "application/json"},
+    )  # fmt: skip
+    answers = [
+        await proxy.client.post(
+            "/v1/chat/completions",
+            content=raw,
+            headers={"authorization": "Bearer k", "content-type": content_type},
+        )
+        for _ in range(2)
+    ]
+    assert utf8.headers["x-cache"] == "MISS"
+    if cached:
+        assert [a.headers["x-cache"] for a in answers] == ["HIT", "HIT"]
+        assert route.call_count == 1
+    else:
+        assert [a.headers["x-cache-reason"] for a in answers] == ["bypass:charset"] * 2
+        assert [a.json()["choices"][0]["message"]["content"] for a in answers] == [
+            "answer 2", "answer 3"
+        ]  # fmt: skip
+        assert route.call_count == 3
+        assert route.calls.last.request.headers["content-type"] == content_type
+        assert route.calls.last.request.content == raw
 
 
 def fastapi_like(answer: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
