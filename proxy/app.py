@@ -31,10 +31,7 @@ from proxy.http import admin, dashboard, entries, handlers, ollama, ops
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.metrics import Metrics
-from proxy.semantic import semantic_cache
-from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
-from proxy.semantic.embedders import Embedder, Reader
-from proxy.semantic.verifier import Verifier
+from proxy.semantic import SYNC_SECONDS, Adaptive, Embedder, Reader, Verifier, semantic_cache
 from proxy.settings import Settings, mask_url
 from proxy.stores import Cache, Store, open_store
 from proxy.totals import Totals

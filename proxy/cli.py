@@ -206,7 +206,7 @@ def _load_local_embedder(settings: Settings) -> None:
     spec = settings.embed_model
     if spec is None or not spec.startswith(LOCAL):
         return
-    from proxy.semantic.embedders import EmbedderError, load_sentence_transformer
+    from proxy.semantic import EmbedderError, load_sentence_transformer
 
     try:
         load_sentence_transformer(spec.removeprefix(LOCAL))

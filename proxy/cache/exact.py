@@ -38,7 +38,7 @@ from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.miss import entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
-from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
+from proxy.semantic import Lookup, SemanticCache, SemanticQuery
 from proxy.stores import Cache, Entry
 from proxy.upstream import (
     EventParser,

@@ -14,7 +14,7 @@ from typing import Any
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import miss_reason
 from proxy.requests import CacheControl, ChatRequest, is_fresh
-from proxy.semantic.lookup import Judged, Lookup, SemanticCache
+from proxy.semantic import Judged, Lookup, SemanticCache
 from proxy.stores import Cache
 
 

@@ -26,7 +26,7 @@ import orjson
 from proxy.cache.keys import namespace_of
 from proxy.errors import BadRequestError, NotFoundError
 from proxy.requests import json_or_none, parse_object
-from proxy.semantic.lookup import SemanticCache
+from proxy.semantic import SemanticCache
 from proxy.stores import Cache, Entry
 
 SERVED_KEPT = 10_000

@@ -13,8 +13,7 @@ from starlette.responses import Response
 from proxy.cache.answers import MAX_ERROR_BODY_BYTES, cache_headers, relay
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest
-from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
-from proxy.semantic.partition import semantic_text
+from proxy.semantic import Lookup, SemanticCache, SemanticQuery, semantic_text
 from proxy.upstream import Headers, Upstream, UpstreamResponse
 
 

@@ -30,7 +30,7 @@ from proxy.cache.miss import entry_meta, exact_copy, miss_reason, relay_unstored
 from proxy.cache.ollama_stream import Joined, LineParser, replay
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, is_fresh, json_or_none
-from proxy.semantic.lookup import Lookup, SemanticCache, SemanticQuery
+from proxy.semantic import Lookup, SemanticCache, SemanticQuery
 from proxy.stores import Cache, Entry
 from proxy.upstream import Upstream, header, response_headers
 

@@ -32,8 +32,7 @@ from proxy.cache.policy import completion_tokens_saved, with_served_tier
 from proxy.errors import HTTPError
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
-from proxy.semantic.audit import Candidate
-from proxy.semantic.lookup import Lookup, SemanticCache
+from proxy.semantic import Candidate, Lookup, SemanticCache
 from proxy.stores import Cache, Entry
 from proxy.upstream import (
     DECODABLE_ENCODINGS,

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from proxy.cache.answers import JSON, raw_response
 from proxy.http.handlers import header_fields, read_body, services
 from proxy.http.history import History
-from proxy.semantic.adaptive import report
+from proxy.semantic import report
 
 COOKIE = "semcache_dashboard"
 SESSION_SECONDS = 12 * 3600

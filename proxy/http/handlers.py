@@ -44,7 +44,7 @@ from proxy.http.validate import (
 )
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, EmbeddingRequest
-from proxy.semantic.lookup import SemanticCache
+from proxy.semantic import SemanticCache
 from proxy.settings import Settings
 from proxy.stores import Cache
 from proxy.totals import Totals

@@ -20,8 +20,8 @@ from proxy.http.handlers import (
     require_admin,
     services,
 )
-from proxy.semantic.adaptive import render as render_groups
-from proxy.semantic.adaptive import report
+from proxy.semantic import render as render_groups
+from proxy.semantic import report
 
 log = logging.getLogger("semcache.handlers")
 FEEDBACK_MAX_BYTES = 4096

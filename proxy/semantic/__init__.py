@@ -5,6 +5,21 @@ neighbours, which verifier judges them (the learned one when the local reader ca
 cosine with the embedder's calibration), and the reader that sketches prompts for it. What a
 lookup compares, and among which entries, is :mod:`proxy.semantic.partition`.
 
+Code outside this package imports from here only:
+
+- :func:`semantic_cache`, and :class:`SemanticCache` (``lookup.py``) with what a lookup takes
+  and gives: :class:`SemanticQuery`, :class:`Lookup`, :class:`SemanticHit`, and
+  :class:`Judged`, one neighbour and its verdict for ``POST /cache/explain``;
+- :func:`semantic_text` (``partition.py``): the text a lookup compares, if any;
+- :class:`Candidate` (``audit.py``): a lookup's best candidate, served or not;
+- :class:`Adaptive` (``adaptive.py``): the adaptive line, and ``SYNC_SECONDS``, how often
+  each process adds its evidence to the store's counters and re-reads them; :func:`report`,
+  the line and its evidence per group, and :func:`render`, that report as Prometheus gauges;
+- the :class:`Embedder`, :class:`Reader` (``embedders.py``) and :class:`Verifier`
+  (``verifier.py``) protocols a caller may pass in, and :func:`load_sentence_transformer`
+  with its :class:`EmbedderError`: ``semcache serve`` loads a ``local:`` model before it
+  starts.
+
 It imports the upstream (the HTTP embedder, the audit's second asking), the stores and the
 shared top-level modules, never the cache or the face above it.
 """
@@ -18,18 +33,21 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.metrics import Metrics
-from proxy.semantic.adaptive import Adaptive
-from proxy.semantic.audit import Auditor
+from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive, render, report
+from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import (
     READER_MODEL,
     Embedder,
+    EmbedderError,
     HashEmbedder,
     LocalEmbedder,
     Reader,
     create_embedder,
+    load_sentence_transformer,
 )
 from proxy.semantic.judge import AnswerJudge, EmbedTexts
-from proxy.semantic.lookup import SemanticCache, SemanticHit, SemanticQuery
+from proxy.semantic.lookup import Judged, Lookup, SemanticCache, SemanticHit, SemanticQuery
+from proxy.semantic.partition import semantic_text
 from proxy.semantic.verifier import (
     UNCALIBRATED_COSINE,
     CosineVerifier,
@@ -42,7 +60,25 @@ from proxy.settings import Settings
 from proxy.stores import Cache
 from proxy.upstream import Upstream
 
-__all__ = ["SemanticCache", "SemanticHit", "SemanticQuery", "semantic_cache"]
+__all__ = [
+    "SYNC_SECONDS",
+    "Adaptive",
+    "Candidate",
+    "Embedder",
+    "EmbedderError",
+    "Judged",
+    "Lookup",
+    "Reader",
+    "SemanticCache",
+    "SemanticHit",
+    "SemanticQuery",
+    "Verifier",
+    "load_sentence_transformer",
+    "render",
+    "report",
+    "semantic_cache",
+    "semantic_text",
+]
 
 
 def semantic_cache(

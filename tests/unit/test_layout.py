@@ -35,7 +35,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 """Imports that run upwards, each with why: none now. One added here needs its reason, and the
 README's Development section names it."""
 
-FACES = ("upstream", "stores")
+FACES = ("upstream", "stores", "semantic")
 """Subpackages whose ``__init__.py`` is all that code outside them imports (its ``__all__``)."""
 
 
