@@ -5,7 +5,8 @@ A stream ends with ``response.completed`` (the whole response object), ``respons
 ``response.failed``; only the first is stored. A replay sends ``response.created`` and
 ``response.in_progress``, then per output item ``response.output_item.added``, its text in
 ``response.output_text.delta`` pieces (with the content part's ``added``/``done`` around them,
-each delta with the logprobs of the tokens it spells, an ``annotation.added`` per citation), a
+each delta with the logprobs of the tokens it spells, an ``annotation.added`` per citation; a
+refusal in ``response.refusal.delta`` pieces and ``response.refusal.done``), a
 reasoning item's summary in ``response.reasoning_summary_*`` events, or a function call's
 arguments, ``response.output_item.done``, and ``response.completed``. Every event carries its
 ``sequence_number``.
@@ -94,6 +95,12 @@ def replay(response: dict[str, Any]) -> bytes:
                         send("response.output_text.annotation.added", **where,
                              annotation_index=a, annotation=annotation)  # fmt: skip
                     send("response.output_text.done", **where, text=text, logprobs=logprobs)
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    said = str(part.get("refusal", ""))
+                    send("response.content_part.added", **where, part={**part, "refusal": ""})
+                    for piece in _pieces(said):
+                        send("response.refusal.delta", **where, delta=piece)
+                    send("response.refusal.done", **where, refusal=said)
                 else:
                     send("response.content_part.added", **where, part=part)
                 send("response.content_part.done", **where, part=part)
@@ -115,7 +122,7 @@ def replay(response: dict[str, Any]) -> bytes:
                 send("response.function_call_arguments.delta", item_id=item_id,
                      output_index=index, delta=arguments[start : start + step])  # fmt: skip
             send("response.function_call_arguments.done", item_id=item_id, output_index=index,
-                 arguments=arguments)  # fmt: skip
+                 name=item.get("name", ""), arguments=arguments)  # fmt: skip
         send("response.output_item.done", output_index=index, item=item)
     send("response.completed", response=response)
     return b"".join(out)

@@ -176,3 +176,36 @@ def test_only_completed_responses_with_output_are_whole() -> None:
     ended.feed(orjson.dumps({"type": "response.failed", "response": response(status="failed")}))
     assert ended.done
     assert ended.result() is None
+
+
+def test_a_replay_streams_a_refusal_as_refusal_events() -> None:
+    """An upstream streams a refusal part as ``response.content_part.added`` with an empty
+    ``refusal``, ``response.refusal.delta`` pieces and ``response.refusal.done`` (OpenAI API
+    reference, "Streaming events"); a replay sent the whole refusal in the ``added`` event and
+    no refusal event at all, so a client printing ``refusal.delta`` showed nothing on a hit."""
+    said = "I'm sorry, but I can't help with that request."
+    part = {"type": "refusal", "refusal": said}
+    events = replayed(response({**MESSAGE, "content": [part]}))
+    added = next(e for e in events if e["type"] == "response.content_part.added")
+    assert added["part"] == {"type": "refusal", "refusal": ""}
+    deltas = [e for e in events if e["type"] == "response.refusal.delta"]
+    assert len(deltas) > 1
+    assert "".join(e["delta"] for e in deltas) == said
+    done = next(e for e in events if e["type"] == "response.refusal.done")
+    assert done["refusal"] == said
+    assert {(e["item_id"], e["output_index"], e["content_index"]) for e in [*deltas, done]} == {
+        ("msg_1", 0, 0)
+    }
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.refusal.done") < kinds.index("response.content_part.done")
+    finished = next(e for e in events if e["type"] == "response.content_part.done")
+    assert finished["part"] == part
+
+
+def test_a_replayed_function_call_names_its_function_when_done() -> None:
+    """``response.function_call_arguments.done`` carries the function's ``name`` (required in
+    the OpenAI spec; openai-go reads it): a replay left it out."""
+    events = replayed(response(CALL))
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert done["name"] == "get_weather"
+    assert done["arguments"] == CALL["arguments"]
