@@ -7,7 +7,8 @@ A stream ends with ``response.completed`` (the whole response object), ``respons
 ``response.output_text.delta`` pieces (with the content part's ``added``/``done`` around them,
 each delta with the logprobs of the tokens it spells, an ``annotation.added`` per citation; a
 refusal in ``response.refusal.delta`` pieces and ``response.refusal.done``), a
-reasoning item's summary in ``response.reasoning_summary_*`` events, or a function call's
+reasoning item's summary in ``response.reasoning_summary_*`` events and its text in
+``response.reasoning_text.*`` ones, or a function call's
 arguments, ``response.output_item.done``, and ``response.completed``. Every event carries its
 ``sequence_number``.
 """
@@ -61,6 +62,8 @@ def replay(response: dict[str, Any]) -> bytes:
         out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n")
 
     started = {**response, "status": "in_progress", "output": [], "usage": None}
+    if "completed_at" in response:  # set once it is completed, not before
+        started["completed_at"] = None
     send("response.created", response=started)
     send("response.in_progress", response=started)
     for index, item in enumerate(response.get("output") or []):
@@ -73,8 +76,10 @@ def replay(response: dict[str, Any]) -> bytes:
             opened["content"] = []
         elif kind == "function_call":
             opened["arguments"] = ""
-        elif kind == "reasoning" and isinstance(item.get("summary"), list):
-            opened["summary"] = []
+        elif kind == "reasoning":
+            for name in ("summary", "content"):
+                if isinstance(item.get(name), list):
+                    opened[name] = []
         send("response.output_item.added", output_index=index, item=opened)
         if kind == "message":
             for c, part in enumerate(item.get("content") or []):
@@ -115,6 +120,16 @@ def replay(response: dict[str, Any]) -> bytes:
                     send("response.reasoning_summary_text.delta", **where, delta=piece)
                 send("response.reasoning_summary_text.done", **where, text=text)
                 send("response.reasoning_summary_part.done", **where, part=part)
+            for c, part in enumerate(item.get("content") or []):
+                if not isinstance(part, dict):
+                    continue
+                where = {"item_id": item_id, "output_index": index, "content_index": c}
+                text = str(part.get("text", ""))
+                send("response.content_part.added", **where, part={**part, "text": ""})
+                for piece in _pieces(text):
+                    send("response.reasoning_text.delta", **where, delta=piece)
+                send("response.reasoning_text.done", **where, text=text)
+                send("response.content_part.done", **where, part=part)
         elif kind == "function_call":
             arguments = str(item.get("arguments", ""))
             step = ARGUMENT_CHARS_PER_DELTA

@@ -209,3 +209,45 @@ def test_a_replayed_function_call_names_its_function_when_done() -> None:
     done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     assert done["name"] == "get_weather"
     assert done["arguments"] == CALL["arguments"]
+
+
+def test_a_replay_streams_a_reasoning_items_text_as_reasoning_text_events() -> None:
+    """A reasoning item with its text (``content``: ``reasoning_text`` parts, as gpt-oss behind
+    vLLM or Ollama returns it) streams as ``response.content_part.added``,
+    ``response.reasoning_text.delta`` pieces, ``response.reasoning_text.done`` and
+    ``response.content_part.done`` (OpenAI API reference, "Streaming events"): a replay opened
+    the item with all of its text and sent no reasoning event, so a client showing the model's
+    thinking as it streams showed none on a hit."""
+    thought = "The user asks for the capital of France. That is Paris."
+    part = {"type": "reasoning_text", "text": thought}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [], "content": [part]}
+    events = replayed(response(reasoning, MESSAGE))
+    opened = next(e for e in events if e["type"] == "response.output_item.added")
+    assert opened["item"]["content"] == []
+    where = {"item_id": "rs_1", "output_index": 0, "content_index": 0}
+    ours = [e for e in events if e.get("item_id") == "rs_1"]
+    assert ours[0] == {"type": "response.content_part.added", "sequence_number": ours[0][
+        "sequence_number"], **where, "part": {"type": "reasoning_text", "text": ""}}  # fmt: skip
+    deltas = [e for e in ours if e["type"] == "response.reasoning_text.delta"]
+    assert len(deltas) > 1
+    assert all({k: e[k] for k in where} == where for e in deltas)
+    assert "".join(e["delta"] for e in deltas) == thought
+    assert [e["type"] for e in ours[-2:]] == [
+        "response.reasoning_text.done",
+        "response.content_part.done",
+    ]
+    assert ours[-2]["text"] == thought
+    assert ours[-1]["part"] == part
+    closed = next(e for e in events if e["type"] == "response.output_item.done")
+    assert closed["item"] == reasoning
+
+
+def test_a_replay_opens_with_a_response_not_yet_completed() -> None:
+    """``completed_at`` is set only once a Response is completed: ``response.created`` and
+    ``response.in_progress`` say null, as an upstream's do; a replay sent the stored time."""
+    stored = {**response(MESSAGE), "completed_at": 1_700_000_009}
+    events = replayed(stored)
+    for opening in events[:2]:
+        assert opening["response"]["status"] == "in_progress"
+        assert opening["response"]["completed_at"] is None
+    assert events[-1]["response"] == stored
