@@ -176,9 +176,10 @@ class StreamAssembler:
         if type(index) is not int:
             return False
         call = choice.tool_calls.setdefault(index, _ToolCall())
-        if isinstance(raw.get("id"), str):
+        # DashScope (Qwen) repeats ``"id": ""`` on every continuation delta: not a new id.
+        if isinstance(raw.get("id"), str) and raw["id"]:
             call.id = raw["id"]
-        if isinstance(raw.get("type"), str):
+        if isinstance(raw.get("type"), str) and raw["type"]:
             call.type = raw["type"]
         function = raw.get("function") or {}
         if not isinstance(function, dict):

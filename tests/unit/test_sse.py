@@ -137,6 +137,45 @@ def test_keeps_reasoning_refusal_and_logprobs() -> None:
     assert choice["logprobs"] == {"content": lp}
 
 
+def test_an_empty_id_on_a_continuation_delta_keeps_the_calls_own() -> None:
+    """Alibaba Cloud's DashScope (Qwen) repeats a tool call's ``id`` (and ``function.name``) as
+    ``""`` on every continuation delta. A client reading the stream (the openai SDK joins the
+    strings) has the call's id; the entry had ``""``, and a hit answered the call with an id no
+    tool result can refer to."""
+
+    def call(index: int, id_: str, name: str, arguments: str) -> dict[str, Any]:
+        return {"index": index, "id": id_, "type": "function",
+                "function": {"name": name, "arguments": arguments}}  # fmt: skip
+
+    first = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [call(0, "call_1", "get_weather", "")],
+    }
+    a = assemble(
+        [
+            chunk(first),
+            chunk({"tool_calls": [call(0, "", "", '{"city": ')]}),
+            chunk({"tool_calls": [call(0, "", "", '"Paris"}')]}),
+            chunk({"tool_calls": [call(1, "call_2", "get_time", "{}")]}),
+            chunk({"tool_calls": [call(1, "", "", "")]}),
+            chunk({}, "tool_calls"),
+            b"[DONE]",
+        ]
+    )
+    assert a.complete
+    calls = a.completion()["choices"][0]["message"]["tool_calls"]
+    assert calls == [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]  # fmt: skip
+    stream = replay(a.completion(), a.boundaries(), include_usage=False)
+    replayed = [orjson.loads(e) for e in parse_all(stream, 100_000)[:-1]]
+    ids = [t.get("id") for e in replayed for t in e["choices"][0]["delta"].get("tool_calls", [])]
+    assert [i for i in ids if i is not None] == ["call_1", "call_2"]
+
+
 @pytest.mark.parametrize(
     "payloads",
     [
