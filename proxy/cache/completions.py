@@ -100,9 +100,11 @@ class Joined:
 
 def replay(completion: dict[str, Any], *, include_usage: bool) -> bytes:
     """A stored text completion as the stream an upstream sends: each choice's text a few
-    words per chunk, its finish reason on the last, usage when asked for, then ``[DONE]``."""
+    words per chunk, its finish reason on the last, usage when asked for (``"usage": null`` on
+    every other chunk then, as OpenAI sends it), then ``[DONE]``."""
     head: dict[str, Any] = {k: completion[k] for k in ENVELOPE if k in completion}
     head["object"] = "text_completion"
+    usage = include_usage and "usage" in completion
     out: list[bytes] = []
     for choice in completion.get("choices", []):
         index = choice.get("index", 0)
@@ -111,8 +113,11 @@ def replay(completion: dict[str, Any], *, include_usage: bool) -> bytes:
             finish = choice.get("finish_reason") if n == len(pieces) - 1 else None
             choice_out = {"text": piece, "index": index, "logprobs": logprobs,
                           "finish_reason": finish}  # fmt: skip
-            out.append(event({**head, "choices": [choice_out]}))
-    if include_usage and "usage" in completion:
+            chunk = {**head, "choices": [choice_out]}
+            if usage:
+                chunk["usage"] = None
+            out.append(event(chunk))
+    if usage:
         out.append(event({**head, "choices": [], "usage": completion["usage"]}))
     out.append(DONE_EVENT)
     return b"".join(out)

@@ -321,6 +321,8 @@ async def test_a_stream_that_did_not_ask_for_usage_still_serves_hits_with_usage(
     events = [e.removeprefix(b"data: ") for e in streamed.content.split(b"\n\n") if e]
     usage_chunk = orjson.loads(events[-2])
     assert (usage_chunk["choices"], usage_chunk["usage"]) == ([], USAGE)
+    # As OpenAI streams it: every other chunk says "usage": null.
+    assert all(orjson.loads(e)["usage"] is None for e in events[:-2])
     assert route.call_count == 1
 
 
