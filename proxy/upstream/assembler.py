@@ -5,7 +5,9 @@ API reference ("The chat completion chunk object"): per-choice deltas of ``role`
 ``refusal``, ``tool_calls`` (by index: ``id``, ``type``, ``function.name``, ``function.arguments``
 spread over deltas), ``logprobs`` and ``finish_reason``; ``usage`` on a last chunk with no
 choices. String fields that some upstreams add (``reasoning_content``, ``reasoning``) are
-concatenated too. Chunk boundaries are recorded so that a hit can be replayed with the same shape.
+concatenated too; other fields of a choice (vLLM's ``stop_reason``, Azure's
+``content_filter_results``) keep the last value they were given. Chunk boundaries are recorded
+so that a hit can be replayed with the same shape.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ UNSAID = (None, "", 0)
 """Envelope values that say nothing (Azure's opening prompt-filter chunk has them)."""
 CHUNK_FIELDS = frozenset({*_ENVELOPE, "object", "choices", "usage", "obfuscation"})
 """Chunk fields that are not an upstream's own additions (``obfuscation`` is per chunk noise)."""
+CHOICE_FIELDS = frozenset({"index", "delta", "message", "logprobs", "finish_reason"})
+"""A choice's own fields, in a chunk or a completion; any other is an upstream's addition."""
 # finish_reason values that mean "the model said all it had to say" (OpenAI API reference,
 # chat completion object); `function_call` is the legacy spelling of `tool_calls`.
 COMPLETE_FINISH_REASONS = frozenset({"stop", "tool_calls", "function_call"})
@@ -43,6 +47,9 @@ class _Choice:
     tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
     logprobs: dict[str, list[Any]] = field(default_factory=dict)
     finish_reason: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Fields an upstream adds to a choice (vLLM's ``stop_reason``, Azure's
+    ``content_filter_results``): the last value each was given, kept in the completion."""
 
 
 class StreamAssembler:
@@ -167,6 +174,9 @@ class StreamAssembler:
                     self._held += sum(least_bytes(item) for item in items)
         if raw.get("finish_reason") is not None:
             choice.finish_reason = raw["finish_reason"]
+        for key, value in raw.items():
+            if key not in CHOICE_FIELDS and value is not None:
+                choice.extras[key] = value
         return True
 
     def _take_tool(self, choice: _Choice, raw: object) -> bool:
@@ -213,6 +223,7 @@ class StreamAssembler:
             "message": message,
             "logprobs": choice.logprobs or None,
             "finish_reason": choice.finish_reason,
+            **choice.extras,
         }
 
 

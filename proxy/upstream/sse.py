@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from proxy.upstream.assembler import CHOICE_FIELDS
+
 EVENT_END = b"\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
 _WORDS = re.compile(r"\S+\s*|\s+")
@@ -99,22 +101,16 @@ def replay(completion: dict[str, Any], boundaries: dict[str, Any], *, include_us
     out: list[bytes] = []
     for choice in completion.get("choices", []):
         index = choice.get("index", 0)
-        for delta, finish, logprobs in _choice_deltas(choice, boundaries.get(str(index), {})):
-            out.append(
-                event(
-                    {
-                        **envelope,
-                        "choices": [
-                            {
-                                "index": index,
-                                "delta": delta,
-                                "logprobs": logprobs,
-                                "finish_reason": finish,
-                            }
-                        ],
-                    }
-                )
-            )
+        # A choice's own additions (vLLM's ``stop_reason``, Azure's ``content_filter_results``)
+        # come with its finish, as an upstream sends the last of them.
+        extras = {k: v for k, v in choice.items() if k not in CHOICE_FIELDS}
+        deltas = list(_choice_deltas(choice, boundaries.get(str(index), {})))
+        for n, (delta, finish, logprobs) in enumerate(deltas):
+            out_choice = {"index": index, "delta": delta, "logprobs": logprobs,
+                          "finish_reason": finish}  # fmt: skip
+            if n == len(deltas) - 1:
+                out_choice.update(extras)
+            out.append(event({**envelope, "choices": [out_choice]}))
     usage = completion.get("usage")
     if include_usage and usage is not None:
         out.append(event({**envelope, "choices": [], "usage": usage}))

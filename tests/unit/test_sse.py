@@ -418,6 +418,40 @@ def test_top_level_fields_an_upstream_adds_survive_the_entry_and_its_replays() -
     assert "obfuscation" not in noise.completion()
 
 
+def choice_chunk(delta: dict[str, Any], finish: str | None = None, **fields: Any) -> bytes:
+    """A chunk whose one choice carries ``fields`` of an upstream's own beside the usual."""
+    body = orjson.loads(chunk(delta, finish))
+    body["choices"][0].update(fields)
+    return orjson.dumps(body)
+
+
+def test_fields_an_upstream_adds_to_a_choice_survive_the_entry_and_its_replays() -> None:
+    """Must NOT drop: vLLM's ``stop_reason`` (the stop string or token that ended the answer)
+    on the last chunk, Azure's ``content_filter_results`` on each: the entry keeps the last
+    value of each, a non-streamed hit has them in its choice and a streamed one on its last
+    chunk (an SDK reading ``choice.content_filter_results`` on a hit found none)."""
+    safe = {"hate": {"filtered": False, "severity": "safe"}}
+    stream = [
+        choice_chunk({"role": "assistant", "content": ""}),
+        choice_chunk({"content": "Paris"}, content_filter_results={"hate": {"filtered": True}}),
+        choice_chunk({"content": "."}, content_filter_results=safe),
+        choice_chunk({}, "stop", stop_reason="</s>", content_filter_results=None),
+        b"[DONE]",
+    ]
+    a = assemble(stream)
+    choice = a.completion()["choices"][0]
+    assert (choice["stop_reason"], choice["content_filter_results"]) == ("</s>", safe)
+    assert choice["message"]["content"] == "Paris."
+    for boundaries in (a.boundaries(), {}):  # stored from a stream, or from a whole answer
+        chunks = replayed(a.completion(), boundaries, usage=False)
+        last = chunks[-1]["choices"][0]
+        assert (last["finish_reason"], last["stop_reason"]) == ("stop", "</s>")
+        assert last["content_filter_results"] == safe
+        assert all(set(c["choices"][0]) == {"index", "delta", "logprobs", "finish_reason"}
+                   for c in chunks[:-1])  # fmt: skip
+        assert assemble([*map(orjson.dumps, chunks), b"[DONE]"]).completion() == a.completion()
+
+
 def test_an_answer_too_large_to_store_is_let_go_of_as_it_streams() -> None:
     """Memory stays bounded: past the largest entry, the assembler keeps nothing more (the
     stream is still relayed whole; only what semcache holds of it is bounded)."""
