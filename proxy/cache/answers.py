@@ -148,7 +148,8 @@ def relay(
     and the upstream body is still read to its end, to ``observe`` and ``on_complete``.
     The upstream's ``Content-Length`` is kept when the bytes relayed are the upstream's own
     (no ``rewrite``; a decoded body comes without one): a download shows its size, and a body
-    cut short is seen as cut. An event stream's is not: a cut one gets an ``error`` event.
+    cut short is seen as cut. An event stream's is not: a cut one gets an ``error`` event;
+    nor a 204's or 304's, which have no body to measure.
     ``head``: the answer to a ``HEAD`` request, which has no body (RFC 9110 §9.3.2): its
     ``Content-Length`` is the one a ``GET`` would get, kept as the upstream sent it (uvicorn
     adds none to a HEAD answer), and an error is relayed as it came, having no body to rewrite.
@@ -156,7 +157,11 @@ def relay(
     headers = response_headers(response, decoded=False)
     if not head and openai_errors and _is_foreign_error(response):
         return _ForeignError(upstream, response, extra_headers, on_finish)
-    if head or (rewrite is None and not is_plain_event_stream(response)):
+    if head or (
+        rewrite is None
+        and response.status_code not in _NO_BODY
+        and not is_plain_event_stream(response)
+    ):
         length = header(response, b"content-length")
         if length is not None:
             headers.append((b"content-length", length))
@@ -167,6 +172,9 @@ def relay(
     )  # fmt: skip
 
 
+_NO_BODY = frozenset({204, 304})
+"""Answers without a body: a 304's ``Content-Length`` is the representation's (RFC 9110
+§8.6), which the server would wait for as a body, fail, and drop the connection."""
 _READABLE_ENCODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"identity"})
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
 
 import httpx
 import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from tests.unit.harness import Proxy
 
@@ -112,3 +117,84 @@ async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
     response = await proxy.client.get("/%761/models")
     assert response.status_code == 400
     assert route.call_count == 0
+
+
+class _Socket:
+    """The client's end of one connection to uvicorn's protocol: what the server wrote, and
+    whether it closed the connection."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
+
+
+async def _served_by_uvicorn(app: object, request: bytes) -> tuple[bytes, bool, list[str]]:
+    """``request`` through uvicorn's own HTTP protocol (the one semcache serves with), which
+    holds a body to the ``Content-Length`` it was told: what it wrote, whether it dropped the
+    connection, and what it logged as an error."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None)  # type: ignore[arg-type]
+    config.load()
+    errors: list[str] = []
+
+    class Errors(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    handler = Errors(logging.ERROR)
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        protocol = HttpToolsProtocol(config, ServerState(), {})
+        socket = _Socket()
+        protocol.connection_made(socket)  # type: ignore[arg-type]
+        protocol.data_received(request)
+        for _ in range(200):
+            if socket.closed or (protocol.cycle is not None and protocol.cycle.response_complete):
+                break
+            await asyncio.sleep(0.01)
+        dropped = socket.closed
+        protocol.connection_lost(None)
+    finally:
+        logger.removeHandler(handler)
+    return socket.written, dropped, errors
+
+
+async def test_a_not_modified_answer_with_a_length_is_relayed_without_a_failure(
+    proxy: Proxy,
+) -> None:
+    """A 304 may say the length of the representation it stands for (RFC 9110 §8.6) but has
+    no body. Relayed with that length on a GET, uvicorn waited for the body the length
+    announced, raised 'Response content shorter than Content-Length' (an ASGI exception in the
+    log) and dropped the connection."""
+    proxy.upstream.get("/files/f1/content").respond(
+        304, headers={"etag": '"v1"', "content-length": "5000"}
+    )
+    written, dropped, errors = await _served_by_uvicorn(
+        proxy.app,
+        b'GET /v1/files/f1/content HTTP/1.1\r\nhost: semcache.test\r\nif-none-match: "v1"\r\n\r\n',
+    )
+    assert written.startswith(b"HTTP/1.1 304 ")
+    assert b'etag: "v1"' in written
+    assert errors == []
+    assert not dropped, "the keep-alive connection was dropped"
