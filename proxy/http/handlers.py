@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -369,10 +370,18 @@ async def read_body(request: Request, limit: int, fields: Mapping[str, str]) -> 
 
 
 def check_path(path: str) -> None:
-    """Dot segments would let a request leave the upstream's base path (``/v1/../admin``)."""
+    """Dot segments would let a request leave the upstream's base path (``/v1/../admin``): one
+    written plainly or escaped (``%2e%2e``), or inside a segment whose escaped slashes a gateway
+    in front of the upstream may decode first (``..%2F..%2Fadmin``; nginx does, and then
+    resolves the dots)."""
     for segment in path.split("/"):
-        if unquote(segment) in (".", ".."):
+        decoded = unquote(segment)
+        if any(part in (".", "..") for part in _SLASHES.split(decoded)):
             raise BadRequestError("the path must not contain '.' or '..' segments")
+
+
+_SLASHES = re.compile(r"[/\\]")
+"""What a server may read as a path separator once decoded: ``/``, and ``\\`` (IIS, Windows)."""
 
 
 def _error_outcome(exc: HTTPError) -> str:

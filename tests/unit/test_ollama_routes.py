@@ -439,8 +439,10 @@ async def test_a_chat_sent_as_curl_sends_it_is_still_cached(clock: FakeClock) ->
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/%2e%2e/%2e%2e/admin", "/api/tags/%2E%2E/x", "/api/%2e/tags"]
-)
+    "path",
+    ["/api/%2e%2e/%2e%2e/admin", "/api/tags/%2E%2E/x", "/api/%2e/tags", "/api/..%2F..%2Fadmin",
+     "/api/tags/..%5Cx"],
+)  # fmt: skip
 async def test_a_dot_segment_never_reaches_ollama(clock: FakeClock, path: str) -> None:
     """``..`` sent escaped reaches the router decoded and the upstream as sent: with an
     ``SEMCACHE_OLLAMA_URL`` that has a path, it would climb out of it. Refused, as on ``/v1``."""

@@ -110,6 +110,24 @@ async def test_a_relayed_body_keeps_the_upstream_length(proxy: Proxy) -> None:
     assert events.content == b"data: 1\n\n"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/files/%2e%2e/admin", "/v1/files/..%2F..%2Fadmin", "/v1/files/x%2F..%2F..%2Fadmin",
+     "/v1/files/..%5C..%5Cadmin"],
+)  # fmt: skip
+async def test_a_dot_segment_never_reaches_the_upstream(proxy: Proxy, path: str) -> None:
+    """Written plainly, escaped, or behind an escaped slash that a gateway in front of the
+    upstream may decode before it resolves the dots (nginx does): each could climb out of the
+    upstream's base path, and each is a 400 that never goes upstream."""
+    route = proxy.upstream.route().respond(200, json={})
+    answer = await proxy.client.get(path)
+    assert answer.status_code == 400
+    assert "'.' or '..'" in answer.json()["error"]["message"]
+    assert route.call_count == 0
+    fine = await proxy.client.get("/v1/files/file-a.b..c/content")
+    assert (fine.status_code, route.call_count) == (200, 1)
+
+
 async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
     """``/%761/models`` reads as ``/v1/models``, but as sent it is no path under the upstream's
     base URL: semcache cannot map it without changing it."""
