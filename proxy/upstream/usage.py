@@ -37,11 +37,11 @@ async def open_stream(
     *,
     ask: bool,
 ) -> Opened:
-    """Send a streamed chat request, asking for usage when ``ask`` and the client did not.
-    An upstream that refuses the option (a 400 or 422 naming ``stream_options``) gets the
-    request again as the client sent it."""
+    """Send a streamed chat request, asking for usage when ``ask`` and the client did not (nor
+    for vLLM's continuous usage, :func:`_continuous`). An upstream that refuses the option (a
+    400 or 422 naming ``stream_options``) gets the request again as the client sent it."""
     forward = upstream.forward_headers(headers, accept_encoding=IDENTITY)
-    if not ask or chat.include_usage:
+    if not ask or chat.include_usage or _continuous(chat.body):
         return Opened(await upstream.send("POST", url, headers=forward, content=chat.raw), False)
     response = await upstream.send("POST", url, headers=forward, content=with_usage(chat.body))
     if response.status_code not in CLIENT_ERRORS:
@@ -50,6 +50,14 @@ async def open_stream(
     if b"stream_options" not in body:
         return Opened(response, False, refused=body)
     return Opened(await upstream.send("POST", url, headers=forward, content=chat.raw), False)
+
+
+def _continuous(body: dict[str, Any]) -> bool:
+    """Whether the client asks vLLM for usage on every chunk (``continuous_usage_stats``), which
+    vLLM sends only with ``include_usage``: asked on its behalf, usage would come on every
+    chunk, not in one chunk the stripper can take out. Such a request goes as it came."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("continuous_usage_stats"))
 
 
 def with_usage(body: dict[str, Any]) -> bytes:

@@ -126,6 +126,37 @@ async def test_an_upstream_that_refuses_stream_options_gets_the_request_as_sent(
     assert route.call_count == 2
 
 
+async def test_vllms_continuous_usage_is_not_turned_on_behind_the_clients_back(
+    proxy: Proxy,
+) -> None:
+    """vLLM sends usage on every chunk when ``continuous_usage_stats`` and ``include_usage``
+    are both set, and none with the first alone: asked for usage on the client's behalf, its
+    every chunk would have carried one the client never asked for. Sent as it came."""
+
+    def vllm(request: httpx.Request) -> httpx.Response:
+        options = orjson.loads(request.content).get("stream_options") or {}
+        continuous = options.get("include_usage") and options.get("continuous_usage_stats")
+        chunks = [
+            {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": w},
+                          "finish_reason": "stop" if w == WORDS[-1] else None}],
+             **({"usage": USAGE} if continuous else {})}
+            for w in WORDS
+        ]  # fmt: skip
+        content = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+        return httpx.Response(
+            200,
+            content=content + b"data: [DONE]\n\n",
+            headers={"content-type": "text/event-stream"},
+        )
+
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=vllm)
+    asked = {**chat_body(), "stream": True, "stream_options": {"continuous_usage_stats": True}}
+    response = await proxy.chat(asked)
+    assert all("usage" not in c for c in _chunks(response))
+    assert route.calls.last.request.content == orjson.dumps(asked)
+
+
 async def test_a_client_error_is_relayed_after_one_call(proxy: Proxy) -> None:
     error = {"error": {"message": "model 'nope' not found", "type": "invalid_request_error"}}
     route = proxy.upstream.post("/chat/completions").respond(400, json=error)
