@@ -1,10 +1,13 @@
 """``/dashboard``: the cache at a glance, live, behind the admin token.
 
 The token is typed once into a login form; the browser then holds a session cookie (HttpOnly,
-SameSite=Strict; Secure when the page came over HTTPS) whose value is its expiry and an HMAC of
-it under the token, never the token itself, so the token is never in a URL, a log or the page's
-script, and a copied cookie stops working after ``SESSION_SECONDS`` (12 h), on the server's
-clock, whatever the browser does with it. Changing the token ends every session.
+SameSite=Strict, ``Path=/dashboard``; Secure when the page came over HTTPS, which behind a proxy
+that ends TLS is what its ``X-Forwarded-Proto`` or ``Forwarded`` says) whose value is its expiry
+and an HMAC of it under the token, never the token itself, so the token is never in a URL, a log
+or the page's script, and a copied cookie stops working after ``SESSION_SECONDS`` (12 h), on the
+server's clock, whatever the browser does with it. Changing the token ends every session. The
+path keeps the cookie off every other route: semcache forwards a ``/v1/*`` or ``/api/*``
+request's headers, cookies included, to the upstream.
 
 The page is static HTML, script and a charting library (uPlot, MIT, vendored in ``static/``): no
 build step, nothing fetched from the internet. It polls ``/dashboard/data`` every two seconds.
@@ -28,6 +31,9 @@ from proxy.http.history import History
 from proxy.semantic import report
 
 COOKIE = "semcache_dashboard"
+COOKIE_PATH = "/dashboard"
+"""Where the browser sends the session: the page, its data, sign-in and sign-out; never a
+route whose headers go on to the upstream."""
 SESSION_SECONDS = 12 * 3600
 TOP_ENTRIES = 10
 STATIC = {
@@ -91,18 +97,40 @@ async def login(request: Request) -> Response:
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
         return _page("login.html", 401, error=True)
     expires = int(svc.cache.clock()) + SESSION_SECONDS
-    secure = "; Secure" if request.url.scheme == "https" else ""
+    secure = "; Secure" if _over_https(request) else ""
     cookie = (
-        f"{COOKIE}={session_value(token, expires)}; Max-Age={SESSION_SECONDS}; Path=/; "
-        f"HttpOnly; SameSite=Strict{secure}"
+        f"{COOKIE}={session_value(token, expires)}; Max-Age={SESSION_SECONDS}; "
+        f"Path={COOKIE_PATH}; HttpOnly; SameSite=Strict{secure}"
     )
     headers = [(b"location", b"/dashboard"), (b"set-cookie", cookie.encode()), *SECURITY]
     return raw_response(b"", 303, headers)
 
 
+def _over_https(request: Request) -> bool:
+    """Whether the browser reached the page over HTTPS: semcache itself serves plain HTTP, so
+    over HTTPS means behind a proxy that ends TLS and says so (``X-Forwarded-Proto: https``,
+    or ``proto=https`` in ``Forwarded``, RFC 7239). Trusting a client's word is safe here: it
+    can only make its own cookie Secure, which is stricter."""
+    if request.url.scheme == "https":
+        return True
+    said = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if said == "https":
+        return True
+    first = request.headers.get("forwarded", "").split(",")[0]
+    for pair in first.split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name.lower() == "proto" and value.strip('"').lower() == "https":
+            return True
+    return False
+
+
 async def logout(request: Request) -> Response:
-    cookie = f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
-    return raw_response(b"", 303, [(b"location", b"/dashboard"), (b"set-cookie", cookie.encode())])
+    """The session cookie cleared, and the one releases before ``Path=/dashboard`` set on /."""
+    headers = [(b"location", b"/dashboard")]
+    for path in (COOKIE_PATH, "/"):
+        cookie = f"{COOKIE}=; Max-Age=0; Path={path}; HttpOnly; SameSite=Strict"
+        headers.append((b"set-cookie", cookie.encode()))
+    return raw_response(b"", 303, headers)
 
 
 async def data(request: Request) -> Response:

@@ -117,6 +117,7 @@ def test_sign_in_and_watch_the_numbers_move(
     cookies = page.context.cookies()
     [session] = [c for c in cookies if c["name"] == "semcache_dashboard"]
     assert session["httpOnly"] is True
+    assert session["path"] == "/dashboard"  # never sent with a request semcache forwards
     assert session["value"] != TOKEN
 
     page.click("text=Sign out")

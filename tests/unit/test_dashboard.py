@@ -149,3 +149,44 @@ async def test_an_empty_admin_token_signs_no_one_in(
     assert "set-cookie" not in login.headers
     assert bare.status_code == 401
     assert forged.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [{"x-forwarded-proto": "https"}, {"forwarded": 'for=192.0.2.1;proto="https";host=a.test'}],
+)
+async def test_behind_a_proxy_that_ends_tls_the_session_cookie_is_secure(
+    upstream_mock: respx.MockRouter, clock: FakeClock, forwarded: dict[str, str]
+) -> None:
+    """semcache serves plain HTTP only (no TLS option, and uvicorn's forwarded headers are off),
+    so a dashboard over HTTPS is always behind a proxy that ends TLS: the sign-in's cookie must
+    be Secure there, or the browser hands the session to any plain-HTTP request to the host.
+    A client can only make its own cookie stricter by sending the header, never looser."""
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        behind = await p.client.post("/dashboard/login", data={"token": TOKEN}, headers=forwarded)
+        plain = await p.client.post(
+            "/dashboard/login", data={"token": TOKEN}, headers={"x-forwarded-proto": "http"}
+        )
+    assert "; Secure" in behind.headers["set-cookie"]
+    assert "Secure" not in plain.headers["set-cookie"]
+
+
+async def test_the_session_cookie_is_never_sent_upstream(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The session cookie is scoped to /dashboard: a browser signed in sends it with no
+    /v1/* or /api/* request, which semcache forwards with its headers to the upstream (a
+    third party holding a 12 h admin session). Signing out clears the cookie a release that
+    scoped it to / gave as well."""
+    models = upstream_mock.get("/models").respond(200, json={"data": []})
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        signed = await p.client.post("/dashboard/login", data={"token": TOKEN})
+        assert "; Path=/dashboard;" in signed.headers["set-cookie"]
+        assert (await p.client.get("/dashboard/data")).status_code == 200  # the jar sends it
+        await p.client.get("/v1/models", headers={"authorization": "Bearer sk-test-a"})
+        out = await p.client.post("/dashboard/logout")
+    sent = models.calls.last.request.headers.get("cookie", "")
+    assert COOKIE not in sent
+    cleared = out.headers.get_list("set-cookie")
+    assert any("Path=/dashboard;" in c and "Max-Age=0" in c for c in cleared)
+    assert any("Path=/;" in c and "Max-Age=0" in c for c in cleared)
