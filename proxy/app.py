@@ -31,6 +31,7 @@ from proxy.http import admin, dashboard, entries, handlers, ollama, ops
 from proxy.http.history import History
 from proxy.http.readiness import UpstreamProbe
 from proxy.metrics import Metrics
+from proxy.requests import loggable
 from proxy.semantic import SYNC_SECONDS, Adaptive, Embedder, Reader, Verifier, semantic_cache
 from proxy.settings import Settings, mask_url
 from proxy.stores import Cache, Store, open_store
@@ -295,7 +296,7 @@ async def _logged(
         request_log.debug(
             "%s %s %s %s%s %.1f ms",
             scope["method"],
-            scope["path"],
+            loggable(scope["path"]),  # decoded: an escaped CR or LF is one here
             seen["status"],
             seen["cache"],
             f" ({detail})" if detail else "",
@@ -325,6 +326,6 @@ async def _semcache_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", request.method, loggable(request.url.path))
     body = error_body("semcache failed unexpectedly; see its log", "server_error", code="internal")
     return raw_response(body, 500, [JSON])

@@ -85,3 +85,12 @@ def json_or_none(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+
+
+def loggable(text: str) -> str:
+    """A client's text (a path, a model name) as it may go into a log line: control
+    characters (CR, LF, ESC...) written escaped, as ``repr`` writes them, so a client cannot
+    end the line and forge the next one, nor drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

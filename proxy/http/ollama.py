@@ -30,7 +30,7 @@ from proxy.http.handlers import (
     services,
 )
 from proxy.http.validate import unkeyable
-from proxy.requests import json_or_none, parse_object
+from proxy.requests import json_or_none, loggable, parse_object
 
 log = logging.getLogger("semcache.ollama")
 
@@ -149,10 +149,14 @@ async def _send_raw(
                     svc, Filters(), lambda item: meta_of(item).get("model") in changes
                 )
             except HTTPError:  # the store failed: the entries stay, the answer stands
-                log.warning("entries of model %s not removed: the store failed", changes[0])
+                log.warning(
+                    "entries of model %s not removed: the store failed", loggable(changes[0])
+                )
                 return
             if removed:
-                log.info("model %s changed upstream: %d entries removed", changes[0], removed)
+                log.info(
+                    "model %s changed upstream: %d entries removed", loggable(changes[0]), removed
+                )
 
         forget = forget_changed
 

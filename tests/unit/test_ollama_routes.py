@@ -479,3 +479,24 @@ async def test_a_query_reaches_ollama_on_every_route_and_scopes_the_entries(
     assert [a.headers["x-cache"] for a in answers] == ["MISS", "MISS", "HIT", "BYPASS"]
     assert [c.request.url.query for c in chat.calls] == [b"key=a", b"key=b", b"key=c"]
     assert tags.calls.last.request.url.query == b"key=d"
+
+
+async def test_a_model_name_cannot_forge_lines_in_the_log(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The name of a model removed through the proxy is logged with its entries' count; the
+    name is the client's (a JSON string may hold a newline), so it is written escaped."""
+    name = "tutor\n2026-01-01 00:00:00,000 WARNING semcache.app: forged"
+    ask = {"model": name, "messages": [{"role": "user", "content": QUESTION}], "stream": False}
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{OLLAMA}/chat").respond(200, json=_answer(name, "Paris."))
+        router.route(method="DELETE", url="http://upstream.test/api/delete").respond(
+            200, json={"status": "success"}
+        )
+        async with make_proxy(router, clock) as p:
+            await p.client.post("/api/chat", json=ask)
+            caplog.set_level("INFO", logger="semcache.ollama")
+            await p.client.request("DELETE", "/api/delete", json={"model": name})
+    [record] = [r for r in caplog.records if r.name == "semcache.ollama"]
+    assert "\n" not in record.getMessage()
+    assert "tutor\\n2026" in record.getMessage()

@@ -80,3 +80,19 @@ async def test_an_escaped_path_is_passed_through_as_sent_never_cached(
     assert answers[0].headers["x-cache-reason"] == "not-cacheable:route"
     assert route.call_count == 2
     assert [c.request.url.raw_path for c in route.calls] == [path.encode()] * 2
+
+
+async def test_a_client_cannot_forge_lines_in_the_debug_log(
+    proxy: Proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--log-level debug`` logs each request's path, which arrives percent-decoded: an
+    escaped CR or LF (``/v1/x%0D%0A...``) would otherwise start a line of the client's choosing
+    in the operator's log. Control characters are written escaped; the line stays one line."""
+    caplog.set_level("DEBUG", logger="semcache.requests")
+    forged = "2026-01-01 00:00:00,000 INFO semcache.app: cache cleared"
+    await proxy.client.get(f"/nothing%0D%0A{forged.replace(' ', '%20')}%1B[2J")
+    [record] = [r for r in caplog.records if r.name == "semcache.requests"]
+    line = record.getMessage()
+    for control in ("\n", "\r", "\x1b"):
+        assert control not in line
+    assert "/nothing\\r\\n2026-01-01" in line  # still there to read, escaped
