@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,9 +29,6 @@ class Cache:
     ) -> None:
         self.store = store
         self.clock = clock
-        # Entry ids need to be unique, not secret: a generator seeded once from the OS, rather
-        # than a getrandom() system call per stored entry.
-        self._ids = random.Random(os.urandom(16))
         self._metrics = metrics
         self._last_logged = float("-inf")
         self._suppressed = 0
@@ -53,7 +49,10 @@ class Cache:
         meta: bytes = b"",
     ) -> Entry:
         return Entry(
-            id=f"{self._ids.getrandbits(64):016x}",
+            # From the OS, not a seeded ``random.Random``: a client sees the id of every entry
+            # it is served, and 312 of a Mersenne Twister's give away every later one, another
+            # tenant's included. A getrandom() call costs about 0.2 µs more per stored entry.
+            id=os.urandom(8).hex(),
             body=body,
             created_at=self.clock(),
             tokens=tokens,

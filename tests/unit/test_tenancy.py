@@ -330,3 +330,35 @@ async def test_the_admin_filters_by_a_namespace_as_its_listing_shows_it(clock: F
                 "/cache/entries", params={"namespace": scoped[0]}, headers=ADMIN
             )).json()["entries"]  # fmt: skip
     assert [e["namespace"] for e in one] == [scoped[0]]
+
+
+def _untemper(y: int) -> int:
+    """The Mersenne Twister state word behind one 32-bit output (its tempering undone)."""
+    y ^= y >> 18
+    y ^= (y << 15) & 0xEFC60000
+    t = y
+    for _ in range(5):
+        t = y ^ ((t << 7) & 0x9D2C5680)
+    y = t
+    t = y
+    for _ in range(2):
+        t = y ^ (t >> 11)
+    return t & 0xFFFFFFFF
+
+
+def test_entry_ids_cannot_be_predicted_from_earlier_ones() -> None:
+    """Must NOT: a tenant sees the ``X-Cache-Entry-Id`` of each of its hits; from 312 of them a
+    generator like Python's ``random`` (MT19937, 624 words of state) is known, and with it the
+    ids of every entry stored after, another tenant's included (how many they stored, and the
+    id their feedback and the admin's routes name). Ids come from the OS's generator."""
+    import random
+
+    cache = Cache(MemoryStore(max_entries=10, max_bytes=10_000), Metrics())
+    seen = [int(cache.new_entry(b"x").id, 16) for _ in range(312)]
+    words = []
+    for value in seen:  # getrandbits(64): the first 32-bit output is the low half
+        words += [value & 0xFFFFFFFF, value >> 32]
+    mirror = random.Random()
+    mirror.setstate((3, (*[_untemper(w) for w in words], 624), None))
+    predicted = [f"{mirror.getrandbits(64):016x}" for _ in range(3)]
+    assert [cache.new_entry(b"x").id for _ in range(3)] != predicted
