@@ -147,7 +147,9 @@ class Upstream:
         accept_encoding: bytes | None = None,
         to: str | None = None,
     ) -> Headers:
-        """The client's headers minus hop-by-hop and semcache's own ``X-Cache-*`` controls.
+        """The client's headers minus hop-by-hop, semcache's own ``X-Cache-*`` controls and its
+        own cookies (``semcache_*``: the dashboard's session, which a browser that signed in
+        before it was scoped to ``/dashboard`` still sends on every route).
 
         The upstream key is added only when the client sends none, and only to the upstream's
         own origin: not when ``to`` (the URL the request goes to) is another host, such as an
@@ -164,6 +166,10 @@ class Upstream:
                 continue
             if lower in CREDENTIAL_HEADERS:
                 has_key = True
+            if lower == b"cookie" and OWN_COOKIE_PREFIX in value:
+                value = _without_own_cookies(value)
+                if not value:
+                    continue
             # A field value has no surrounding whitespace (RFC 9110 §5.5); httpx refuses it.
             out.append((name, value.strip(b" \t")))
         if accept_encoding is not None:
@@ -325,6 +331,16 @@ class _HttpxResponse:
 
 # uvicorn adds its own Date; a response has one (RFC 9110 §6.6.1).
 _DROP_RESPONSE = _DROP | {b"date"}
+
+
+OWN_COOKIE_PREFIX = b"semcache_"
+"""The names of the cookies semcache sets (the dashboard's session) begin so."""
+
+
+def _without_own_cookies(value: bytes) -> bytes:
+    """A ``Cookie`` header's pairs (``a=1; b=2``) but semcache's own."""
+    pairs = [p for p in value.split(b";") if not p.strip().startswith(OWN_COOKIE_PREFIX)]
+    return b";".join(pairs).strip(b" ;")
 
 
 def _nothing() -> None:

@@ -12,6 +12,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from proxy.http import dashboard
+from proxy.upstream.client import OWN_COOKIE_PREFIX
 from tests.unit.harness import Proxy
 
 pytestmark = pytest.mark.anyio
@@ -126,6 +128,21 @@ async def test_a_dot_segment_never_reaches_the_upstream(proxy: Proxy, path: str)
     assert route.call_count == 0
     fine = await proxy.client.get("/v1/files/file-a.b..c/content")
     assert (fine.status_code, route.call_count) == (200, 1)
+
+
+async def test_semcaches_own_cookies_never_reach_the_upstream(proxy: Proxy) -> None:
+    """The dashboard's session (a browser signed in before it was scoped to ``/dashboard`` still
+    sends it on every route) is an admin credential: it is taken out of a forwarded ``Cookie``,
+    the client's other cookies go on, and a header of semcache's cookies alone is dropped."""
+    assert dashboard.COOKIE.encode().startswith(OWN_COOKIE_PREFIX)
+    route = proxy.upstream.get("/models").respond(200, json={"data": []})
+    session = f"{dashboard.COOKIE}=123.abc"
+    await proxy.client.get("/v1/models", headers={"cookie": f"a=1; {session}; b=2"})
+    assert route.calls.last.request.headers["cookie"] == "a=1; b=2"
+    await proxy.client.get("/v1/models", headers={"cookie": session})
+    assert "cookie" not in route.calls.last.request.headers
+    await proxy.client.get("/v1/models", headers={"cookie": "a=1"})
+    assert route.calls.last.request.headers["cookie"] == "a=1"
 
 
 async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
