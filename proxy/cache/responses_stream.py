@@ -110,26 +110,22 @@ def replay(response: dict[str, Any]) -> bytes:
                     send("response.content_part.added", **where, part=part)
                 send("response.content_part.done", **where, part=part)
         elif kind == "reasoning":
-            for n, part in enumerate(item.get("summary") or []):
-                if not isinstance(part, dict):
-                    continue
-                where = {"item_id": item_id, "output_index": index, "summary_index": n}
-                text = str(part.get("text", ""))
-                send("response.reasoning_summary_part.added", **where, part={**part, "text": ""})
-                for piece in _pieces(text):
-                    send("response.reasoning_summary_text.delta", **where, delta=piece)
-                send("response.reasoning_summary_text.done", **where, text=text)
-                send("response.reasoning_summary_part.done", **where, part=part)
-            for c, part in enumerate(item.get("content") or []):
-                if not isinstance(part, dict):
-                    continue
-                where = {"item_id": item_id, "output_index": index, "content_index": c}
-                text = str(part.get("text", ""))
-                send("response.content_part.added", **where, part={**part, "text": ""})
-                for piece in _pieces(text):
-                    send("response.reasoning_text.delta", **where, delta=piece)
-                send("response.reasoning_text.done", **where, text=text)
-                send("response.content_part.done", **where, part=part)
+            reasoning = (
+                ("summary", "summary_index", "response.reasoning_summary_part",
+                 "response.reasoning_summary_text"),
+                ("content", "content_index", "response.content_part", "response.reasoning_text"),
+            )  # fmt: skip
+            for field, counter, part_event, text_event in reasoning:
+                for n, part in enumerate(item.get(field) or []):
+                    if not isinstance(part, dict):
+                        continue
+                    where = {"item_id": item_id, "output_index": index, counter: n}
+                    text = str(part.get("text", ""))
+                    send(f"{part_event}.added", **where, part={**part, "text": ""})
+                    for piece in _pieces(text):
+                        send(f"{text_event}.delta", **where, delta=piece)
+                    send(f"{text_event}.done", **where, text=text)
+                    send(f"{part_event}.done", **where, part=part)
         elif kind == "function_call":
             arguments = str(item.get("arguments", ""))
             step = ARGUMENT_CHARS_PER_DELTA

@@ -14,7 +14,7 @@ from uvicorn.server import ServerState
 
 from proxy.http import dashboard
 from proxy.upstream.client import OWN_COOKIE_PREFIX
-from tests.unit.harness import Proxy
+from tests.unit.harness import FakeSocket, Proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -154,36 +154,6 @@ async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
     assert route.call_count == 0
 
 
-class _Socket:
-    """The client's end of one connection to uvicorn's protocol: what the server wrote, and
-    whether it closed the connection."""
-
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
-
-
 async def _served_by_uvicorn(app: object, request: bytes) -> tuple[bytes, bool, list[str]]:
     """``request`` through uvicorn's own HTTP protocol (the one semcache serves with), which
     holds a body to the ``Content-Length`` it was told: what it wrote, whether it dropped the
@@ -201,7 +171,7 @@ async def _served_by_uvicorn(app: object, request: bytes) -> tuple[bytes, bool, 
     logger.addHandler(handler)
     try:
         protocol = HttpToolsProtocol(config, ServerState(), {})
-        socket = _Socket()
+        socket = FakeSocket()
         protocol.connection_made(socket)  # type: ignore[arg-type]
         protocol.data_received(request)
         for _ in range(200):

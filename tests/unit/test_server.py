@@ -10,45 +10,13 @@ import pytest
 
 from proxy.http.server import _HeadJoiningTransport
 from proxy.metrics import SERVER
+from tests.unit.harness import FakeSocket
 
 pytestmark = pytest.mark.anyio
 
 
-class Recorder:
-    """The socket's side: what was written, one entry per write."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed or self.aborted
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 8080) if name == "sockname" else default
-
-
-def joining() -> tuple[_HeadJoiningTransport, Recorder]:
-    inner = Recorder()
+def joining() -> tuple[_HeadJoiningTransport, FakeSocket]:
+    inner = FakeSocket()
     return _HeadJoiningTransport(inner, asyncio.get_running_loop()), inner  # type: ignore[arg-type]
 
 
@@ -125,7 +93,7 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def protocol() -> tuple[Any, Recorder]:
+def protocol() -> tuple[Any, FakeSocket]:
     """semcache's serving protocol on a recording socket, as uvicorn makes one per connection."""
     from uvicorn.config import Config
     from uvicorn.server import ServerState
@@ -135,7 +103,7 @@ def protocol() -> tuple[Any, Recorder]:
     config = Config(_ok, http=CoalescingProtocol, log_level="warning", lifespan="off")
     config.load()
     made = CoalescingProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    inner = Recorder()
+    inner = FakeSocket()
     made.connection_made(inner)  # type: ignore[arg-type]
     return made, inner
 
@@ -147,7 +115,7 @@ def head(*lines: bytes, method: bytes = b"GET", body: bytes = b"") -> bytes:
     return b"\r\n".join(fields) + b"\r\n\r\n" + body
 
 
-async def answers(inner: Recorder) -> bytes:
+async def answers(inner: FakeSocket) -> bytes:
     for _ in range(20):
         await asyncio.sleep(0)
     return b"".join(inner.writes)
