@@ -56,13 +56,22 @@ def canonical_chat(body: Mapping[str, Any]) -> dict[str, Any]:
     return canonical
 
 
-def embedding_key(namespace: str, params: Mapping[str, Any], item: str | list[int]) -> str:
-    """Key of one embedding input item; ``params`` is the request minus ignored fields."""
+def embedding_key(
+    namespace: str,
+    params: Mapping[str, Any],
+    item: str | list[int],
+    *,
+    endpoint: str | None = None,
+) -> str:
+    """Key of one embedding input item; ``params`` is the request minus ignored fields.
+    ``endpoint``: an embeddings API other than the upstream's (semcache's own embedder), hashed
+    beside the request, never written into it: no client body can then name it."""
     canonical = {
         k: canonical_numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS
     }
     canonical["input"] = item
-    return f"emb:{namespace}:{digest(canonical)}"
+    hashed: object = canonical if endpoint is None else [canonical, endpoint]
+    return f"emb:{namespace}:{digest(hashed)}"
 
 
 def normalize_text(text: str, *, trim: bool = True) -> str:

@@ -97,10 +97,10 @@ class HTTPEmbedder:
         return None
 
     async def embed(self, text: str, *, namespace: str, api_key: str | None) -> Vector:
-        params: dict[str, str] = {"model": self._model}
-        if self._own_endpoint:
-            params["\x00embed_url"] = self._url
-        key = embedding_key(namespace, params, text)
+        # The same key as a client's ``/v1/embeddings`` of this text would have, unless the
+        # embeddings API is not the upstream: then it is hashed beside.
+        endpoint = self._url if self._own_endpoint else None
+        key = embedding_key(namespace, {"model": self._model}, text, endpoint=endpoint)
         entry = await self._cache.get(key)
         if entry is not None:
             return unit(np.frombuffer(entry.body, dtype="<f4"))

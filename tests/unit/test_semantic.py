@@ -365,6 +365,35 @@ async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_ent
     assert via_api.headers["x-cache"] == "MISS"  # the embedder's vectors stay its own
 
 
+async def test_a_client_body_cannot_name_the_embeddings_api_of_semcaches_own_embedder(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The embedder's own API was written into its entries' key as a body field
+    (``"\\x00embed_url"``): a client that sent that field was served the vector another API
+    made, and the upstream was never asked."""
+    upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    upstream = upstream_mock.post("/embeddings").respond(
+        200,
+        json={"object": "list", "data": [{"index": 0, "embedding": [0.1, 0.2]}], "model": "emb"},
+    )
+    with respx.mock(base_url="http://embedder.test/v1", assert_all_called=False) as other:
+        other.post("/embeddings").respond(
+            200,
+            json={"object": "list", "data": [{"index": 0, "embedding": [0.6, 0.8]}], "model": "e"},
+        )
+        async with make_proxy(
+            upstream_mock, clock, embed_model="emb", embed_url="http://embedder.test/v1"
+        ) as proxy:
+            await proxy.chat(chat_body(QUESTION))
+            crafted = {"model": "emb", "input": QUESTION,
+                       "\x00embed_url": "http://embedder.test/v1/embeddings"}  # fmt: skip
+            via_api = await proxy.client.post(
+                "/v1/embeddings", json=crafted, headers={"authorization": "Bearer sk-test-a"}
+            )
+    assert via_api.headers["x-cache"] == "MISS"
+    assert upstream.call_count == 1
+
+
 class FakeReader:
     """Sketches prompts as the local model would, from a hash of their words; or cannot start."""
 
