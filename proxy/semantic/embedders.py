@@ -128,10 +128,16 @@ class HTTPEmbedder:
         parsed = parse_vectors(response.status_code, raw, 1)
         if parsed is None:
             raise EmbedderError("the embedder's answer has no usable embedding")
-        (vector,), (tokens,), _ = parsed
+        (vector,), (tokens,), made_by = parsed
+        # As the /v1/embeddings route's entries say (proxy.cache.miss.entry_meta): a client's
+        # hit on this one names the model the upstream ran, and removing a model's entries
+        # (semcache rm --model, an Ollama pull through semcache) finds it.
+        meta = {"route": "embeddings", "model": made_by or self._model, "lookup": "exact"}
         await self._cache.put(
             key,
-            self._cache.new_entry(vector.astype("<f4").tobytes(), tokens=tokens),
+            self._cache.new_entry(
+                vector.astype("<f4").tobytes(), tokens=tokens, meta=orjson.dumps(meta)
+            ),
             self._ttl_seconds,
             kind="embedding",
         )

@@ -394,6 +394,40 @@ async def test_a_client_body_cannot_name_the_embeddings_api_of_semcaches_own_emb
     assert upstream.call_count == 1
 
 
+async def test_a_vector_the_embedder_stored_names_the_model_the_upstream_named(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The HTTP embedder's entries serve clients' ``/v1/embeddings`` (same API, same key): a
+    hit on one named the alias asked for, not the model the upstream ran, and ``semcache rm
+    --model`` (or an Ollama pull through semcache) could not find it, as it had no model."""
+    upstream_mock.post("/chat/completions").mock(side_effect=numbered)
+    upstream_mock.post("/embeddings").respond(
+        200,
+        json={
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8, 0.0]}],
+            "model": "emb-v2",
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        },
+    )
+    admin = {"authorization": "Bearer admin-token-123"}
+    async with make_proxy(
+        upstream_mock, clock, embed_model="emb", admin_token="admin-token-123"
+    ) as proxy:
+        await proxy.chat(chat_body(QUESTION))
+        hit = await proxy.client.post(
+            "/v1/embeddings",
+            json={"model": "emb", "input": QUESTION},
+            headers={"authorization": "Bearer sk-test-a"},
+        )
+        listed = await proxy.client.get(
+            "/cache/entries", params={"model": "emb-v2", "route": "embeddings"}, headers=admin
+        )
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.json()["model"] == "emb-v2"
+    assert len(listed.json()["entries"]) == 1
+
+
 class FakeReader:
     """Sketches prompts as the local model would, from a hash of their words; or cannot start."""
 
