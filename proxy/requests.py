@@ -35,6 +35,10 @@ class EmbeddingRequest:
     single: bool
     """``input`` was one string or one token array rather than a list of them."""
     base64: bool
+    mixed: bool = False
+    """``input`` lists strings beside token arrays: none of the shapes the OpenAI spec allows
+    (vLLM's request type refuses it too; another server may take it). It goes upstream whole, never
+    cached: served in part from the cache, it would get a 200 its upstream may never give."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,9 +273,11 @@ def embedding_request(raw: bytes) -> EmbeddingRequest:
         raise BadRequestError(
             "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
         )
+    kinds = {type(item) for item in items}
     return EmbeddingRequest(
-        body=body, model=model, items=items, single=single, base64=encoding == "base64"
-    )
+        body=body, model=model, items=items, single=single, base64=encoding == "base64",
+        mixed=len(kinds) > 1,
+    )  # fmt: skip
 
 
 def _model(body: dict[str, Any]) -> str:

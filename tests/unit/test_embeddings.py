@@ -208,6 +208,22 @@ async def test_bad_embedding_requests_are_400(proxy: Proxy, body: dict[str, Any]
     assert route.call_count == 0
 
 
+async def test_strings_mixed_with_token_arrays_go_upstream_whole_never_cached(
+    proxy: Proxy,
+) -> None:
+    """``input`` is one string, strings, token ids or token arrays (the OpenAI spec's oneOf):
+    ``["a", [1, 2]]`` is none of them, and vLLM's request type refuses it. Split into items, its
+    cached ones were served and only the rest went upstream: a 200 the upstream never gave."""
+    route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input=[[1, 2]])
+    await embed(proxy, input="a")
+    response = await embed(proxy, input=["a", [1, 2]])
+    assert response.headers["x-cache"] == "BYPASS"
+    assert response.headers["x-cache-reason"] == "bypass:mixed-input"
+    assert orjson.loads(route.calls.last.request.content)["input"] == ["a", [1, 2]]
+    assert route.call_count == 3
+
+
 async def test_a_miss_carries_the_upstreams_own_headers(proxy: Proxy) -> None:
     """The SDK reads ``x-request-id``; rate-limit headers tell the caller its budget. A miss
     (or a partial one) relays them with its answer; the body's type and length are semcache's."""
