@@ -34,6 +34,10 @@ CHAT_IGNORED_FIELDS = frozenset(
     }
 )
 EMBEDDING_IGNORED_FIELDS = frozenset({"input", "encoding_format", "user"})
+EMBEDDING_BYTES_FIELDS = frozenset({"embed_dtype", "endianness"})
+"""vLLM's fields that say what a base64 vector's bytes are (float16, bfloat16, fp8; big-endian)
+rather than little-endian float32: with one of them the two formats carry different data, and
+``encoding_format`` is part of the key."""
 
 _MAX_EXACT_INT_FLOAT = 2.0**53
 
@@ -69,6 +73,8 @@ def embedding_key(
     canonical = {
         k: canonical_numbers(v) for k, v in params.items() if k not in EMBEDDING_IGNORED_FIELDS
     }
+    if not EMBEDDING_BYTES_FIELDS.isdisjoint(params):
+        canonical["encoding_format"] = params.get("encoding_format") or "float"
     canonical["input"] = item
     hashed: object = canonical if endpoint is None else [canonical, endpoint]
     return f"emb:{namespace}:{digest(hashed)}"

@@ -224,6 +224,37 @@ async def test_strings_mixed_with_token_arrays_go_upstream_whole_never_cached(
     assert route.call_count == 3
 
 
+@pytest.mark.parametrize(("field", "value"), [("embed_dtype", "float16"), ("endianness", "big")])
+async def test_a_base64_whose_bytes_a_field_redefines_never_serves_a_float_request(
+    proxy: Proxy, field: str, value: str
+) -> None:
+    """vLLM's ``embed_dtype`` and ``endianness`` say what a base64 vector's bytes are
+    (float16, big-endian float32); its ``float`` answer is the plain numbers. Read as
+    little-endian float32 and served to a ``float`` request with the same fields, they were
+    other numbers (half as many, for float16)."""
+    truth = np.asarray([0.5, -0.25, 0.125, 1.0], dtype=np.float32)
+
+    def vllm(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        emb: Any = truth.tolist()
+        if body.get("encoding_format") == "base64":
+            raw = truth.astype(np.float16) if body.get("embed_dtype") == "float16" else truth
+            raw = raw.byteswap() if body.get("endianness") == "big" else raw
+            emb = base64.b64encode(raw.tobytes()).decode()
+        data = [{"object": "embedding", "index": 0, "embedding": emb}]
+        usage = {"prompt_tokens": 1, "total_tokens": 1}
+        return httpx.Response(200, json={"data": data, "model": "emb-test", "usage": usage})
+
+    route = proxy.upstream.post("/embeddings").mock(side_effect=vllm)
+    packed = await embed(proxy, input="x", encoding_format="base64", **{field: value})
+    again = await embed(proxy, input="x", encoding_format="base64", **{field: value})
+    plain = await embed(proxy, input="x", encoding_format="float", **{field: value})
+    assert again.headers["x-cache"] == "HIT"
+    assert again.json()["data"] == packed.json()["data"]  # the same bytes, as they came
+    assert plain.json()["data"][0]["embedding"] == truth.tolist()
+    assert route.call_count == 2
+
+
 async def test_a_miss_carries_the_upstreams_own_headers(proxy: Proxy) -> None:
     """The SDK reads ``x-request-id``; rate-limit headers tell the caller its budget. A miss
     (or a partial one) relays them with its answer; the body's type and length are semcache's."""
