@@ -9,6 +9,7 @@ in the format the client asks for (``float`` or ``base64``).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -162,7 +163,12 @@ class EmbeddingPipeline:
         if missing:
             extra.append((b"x-cache-reason", reason.encode()))
         else:
-            extra.append((b"x-cache-lookup", b"exact"))
+            # As any hit: its age is its oldest item's (the answer is as old as its oldest
+            # part), and one item's entry is named (several are not one entry).
+            oldest = max(self._cache.clock() - e.created_at for e in entries)
+            extra += [(b"x-cache-lookup", b"exact"), (b"age", b"%d" % max(0, math.floor(oldest)))]
+            if len(entries) == 1:
+                extra.append((b"x-cache-entry-id", entries[0].id.encode()))
         body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
         return raw_response(body_out, 200, [*relayed, JSON, (b"x-cache", state.encode()), *extra])
 

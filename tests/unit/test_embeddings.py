@@ -85,6 +85,25 @@ async def test_only_missing_items_go_upstream_and_order_is_kept(proxy: Proxy) ->
     assert route.call_count == 2
 
 
+async def test_a_hit_says_its_age_and_one_items_entry(proxy: Proxy) -> None:
+    """As every hit does: ``Age`` (a batch is as old as its oldest item) and, for one input,
+    the ``X-Cache-Entry-Id`` of its entry (a batch's items are several entries: none named)."""
+    proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
+    await embed(proxy, input="old")
+    proxy.clock.advance(30)
+    await embed(proxy, input="new")
+    proxy.clock.advance(12)
+    one = await embed(proxy, input="old")
+    batch = await embed(proxy, input=["new", "old"])
+    assert (one.headers["x-cache"], one.headers["age"]) == ("HIT", "42")
+    assert len(one.headers["x-cache-entry-id"]) == 16
+    assert (batch.headers["x-cache"], batch.headers["age"]) == ("HIT", "42")
+    assert "x-cache-entry-id" not in batch.headers
+    partial = await embed(proxy, input=["old", "fresh"])
+    assert partial.headers["x-cache"] == "MISS"
+    assert "age" not in partial.headers
+
+
 async def test_token_arrays_are_items(proxy: Proxy) -> None:
     route = proxy.upstream.post("/embeddings").mock(side_effect=fake_embeddings)
     await embed(proxy, input=[1, 2, 3])
