@@ -35,10 +35,13 @@ class EmbeddingRequest:
     single: bool
     """``input`` was one string or one token array rather than a list of them."""
     base64: bool
-    mixed: bool = False
-    """``input`` lists strings beside token arrays: none of the shapes the OpenAI spec allows
-    (vLLM's request type refuses it too; another server may take it). It goes upstream whole, never
-    cached: served in part from the cache, it would get a 200 its upstream may never give."""
+    passthrough: str | None = None
+    """Why the request goes upstream whole, as sent, never cached (a ``bypass:`` reason), when
+    it is one semcache cannot cache but another server may take: ``mixed-input`` (``input``
+    lists strings beside token arrays, none of the OpenAI spec's shapes: served in part from
+    the cache it would get a 200 its upstream may never give), ``encoding-format`` (a format
+    but ``float`` and ``base64``, such as vLLM's ``bytes``), ``messages-input`` (vLLM's
+    chat-style embeddings, ``messages`` in place of ``input``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,8 +140,8 @@ async def responses(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     async def handle(svc: Services, parsed: EmbeddingRequest, asked: Asked) -> Response:
         control = asked.control
-        if parsed.mixed and not control.bypass:
-            control = control.bypassed("mixed-input")
+        if parsed.passthrough is not None and not control.bypass:
+            control = control.bypassed(parsed.passthrough)
         return await svc.embeddings.handle(
             parsed, asked.raw, namespace=asked.namespace, control=control,
             headers=asked.headers, query=asked.query,

@@ -254,6 +254,11 @@ def _sampled(body: dict[str, Any], raw: bytes, model: str) -> ChatRequest:
 def embedding_request(raw: bytes) -> EmbeddingRequest:
     body = parse_object(raw)
     model = _model(body)
+    if "input" not in body and isinstance(body.get("messages"), list):
+        return EmbeddingRequest(
+            body=body, model=model, items=[], single=False, base64=False,
+            passthrough="messages-input",
+        )  # fmt: skip
     value = body.get("input")
     items: list[str | list[int]]
     if isinstance(value, str) or (
@@ -269,14 +274,16 @@ def embedding_request(raw: bytes) -> EmbeddingRequest:
             param="input",
         )
     encoding = body.get("encoding_format", "float")
+    passthrough = None
     if encoding not in ("float", "base64", None):
-        raise BadRequestError(
-            "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
-        )
-    kinds = {type(item) for item in items}
+        if not isinstance(encoding, str):
+            raise BadRequestError("'encoding_format' must be a string", param="encoding_format")
+        passthrough = "encoding-format"
+    elif len({type(item) for item in items}) > 1:
+        passthrough = "mixed-input"
     return EmbeddingRequest(
         body=body, model=model, items=items, single=single, base64=encoding == "base64",
-        mixed=len(kinds) > 1,
+        passthrough=passthrough,
     )  # fmt: skip
 
 

@@ -216,7 +216,7 @@ async def test_bypass_relays_untouched(proxy: Proxy) -> None:
         pytest.param({"model": "m", "input": [1, "a"]}, id="mixed"),
         pytest.param({"model": "m", "input": [[]]}, id="empty-token-array"),
         pytest.param({"model": "m", "input": 5}, id="number"),
-        pytest.param({"model": "m", "input": "x", "encoding_format": "int8"}, id="format"),
+        pytest.param({"model": "m", "input": "x", "encoding_format": 8}, id="format"),
     ],
 )
 async def test_bad_embedding_requests_are_400(proxy: Proxy, body: dict[str, Any]) -> None:
@@ -225,6 +225,34 @@ async def test_bad_embedding_requests_are_400(proxy: Proxy, body: dict[str, Any]
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"model": "m", "input": "x", "encoding_format": "bytes"}, "encoding-format"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "messages-input"),
+    ],
+    ids=["vllm-bytes", "vllm-messages"],
+)
+async def test_what_vllm_takes_and_semcache_cannot_cache_goes_upstream_as_sent(
+    proxy: Proxy, body: dict[str, Any], reason: str
+) -> None:
+    """vLLM answers ``encoding_format: bytes`` and chat-style ``messages`` in place of
+    ``input``; semcache caches neither, and a 400 would refuse what the upstream takes."""
+    route = proxy.upstream.post("/embeddings").respond(200, content=b"vllm's own answer")
+    raw = orjson.dumps(body)
+    answers = [
+        await proxy.client.post(
+            "/v1/embeddings", content=raw, headers={"authorization": "Bearer sk-test-a"}
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-cache-reason"] for a in answers] == [f"bypass:{reason}"] * 2
+    assert answers[1].content == b"vllm's own answer"
+    assert route.call_count == 2
+    assert route.calls.last.request.content == raw
 
 
 async def test_strings_mixed_with_token_arrays_go_upstream_whole_never_cached(
