@@ -140,6 +140,13 @@ class EmbeddingPipeline:
                 found[i] = entry
             if control.store:
                 await self._save([keys[i] for i in missing], new_entries, control)
+            if len(missing) == len(keys):
+                # Nothing came from the cache: the upstream's answer as it sent it (fields of
+                # its own, such as vLLM's id and created, its float spelling, its usage).
+                items = (b"x-cache-hit-items", f"0/{len(keys)}".encode())
+                return raw_response(
+                    body, status, [*response_headers(response, decoded=True), *extra, items]
+                )
         else:
             self._metrics.request(ROUTE, "hit")
             self._metrics.hit_items(model, sum(e.tokens for e in found if e is not None))

@@ -302,6 +302,28 @@ async def test_a_base64_whose_bytes_a_field_redefines_never_serves_a_float_reque
     assert route.call_count == 2
 
 
+async def test_a_whole_miss_is_the_upstreams_own_answer(proxy: Proxy) -> None:
+    """With nothing from the cache, the client gets the upstream's bytes: its own fields (vLLM's
+    ``id`` and ``created``), its numbers as it wrote them, its usage. Only a batch merged with
+    hits is semcache's writing."""
+
+    def vllm(request: httpx.Request) -> httpx.Response:
+        answer = fake_embeddings(request).json()
+        answer |= {"id": "embd-1", "created": 1700000000}
+        answer["data"][0]["embedding"] = [0.1257302165031433, -0.5]  # float32 as float64 text
+        answer["usage"] = {"prompt_tokens": 7, "total_tokens": 7}
+        return httpx.Response(200, content=orjson.dumps(answer))
+
+    route = proxy.upstream.post("/embeddings").mock(side_effect=vllm)
+    miss = await embed(proxy, input="a")
+    assert (miss.headers["x-cache"], miss.headers["x-cache-hit-items"]) == ("MISS", "0/1")
+    assert miss.content == orjson.dumps(vllm(route.calls.last.request).json())
+    hit = await embed(proxy, input="a")
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.json()["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+    assert [round(x, 6) for x in hit.json()["data"][0]["embedding"]] == [0.12573, -0.5]
+
+
 async def test_a_miss_carries_the_upstreams_own_headers(proxy: Proxy) -> None:
     """The SDK reads ``x-request-id``; rate-limit headers tell the caller its budget. A miss
     (or a partial one) relays them with its answer; the body's type and length are semcache's."""
