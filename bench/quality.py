@@ -17,7 +17,9 @@ file with the keys ``precision``, ``recall``, ``wrong_hit_rate``, ``threshold`` 
 floor), ``pairs``, ``hits``, ``wrong_hits``, ``cosine_recall_at_same_wrong_hit_rate``,
 ``recall_gain_vs_cosine_at_same_wrong_hit_rate``, ``cosine_recall_at_same_precision``,
 ``recall_gain_vs_cosine``, ``rejections``, ``model_scores`` (per label, the least, median and
-largest score of the pairs the model scored, beside the bucket thresholds in force) ...
+largest score of the pairs the model scored, beside the bucket thresholds in force), and with
+``--sweep 0.85,0.8`` ``threshold_sweep`` (the rates were every bucket's threshold at most each
+value: a reading of the shipped model's scores, nothing chosen from the file) ...
 Writes a precision/recall curve to ``docs/quality-<file>.png``.
 
 **Cross-domain mode** (``--cross-domain``) measures how the *method* transfers to a domain it
@@ -159,7 +161,11 @@ def read_all(texts: list[str], reader: LocalEmbedder) -> dict[str, tuple[Vector,
 
 
 def measure(
-    path: Path, model: VerifierModel, max_wrong_hit_rate: float, reader: LocalEmbedder
+    path: Path,
+    model: VerifierModel,
+    max_wrong_hit_rate: float,
+    reader: LocalEmbedder,
+    sweep: tuple[float, ...] = (),
 ) -> Measured:
     q1, q2, labels = tv.read_pairs(path)
     read = read_all(sorted(set(q1) | set(q2)), reader)
@@ -204,6 +210,12 @@ def measure(
     result["embedder"] = f"local:{READER_MODEL}"
     scored = np.array([v.score is not None and v.margin != SAME_WORDS_MARGIN for v in verdicts])
     result["model_scores"] = model_scores(scores, labels, scored, verifier)
+    if sweep:
+        # What the shipped model's own verdicts give with every bucket's threshold at most t:
+        # a reading of its scores, not a threshold fitted to the file (nothing is chosen here).
+        result["threshold_sweep"] = [
+            {"at_most": t, **rates(decided | (scored & (scores >= t)), labels)} for t in sweep
+        ]
     return Measured(result, sims.astype(np.float32), scores, labels)
 
 
@@ -289,6 +301,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-png", action="store_true", help="skip the curve PNG")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="comma-separated thresholds: also report the rates if every bucket's threshold "
+        "were at most each (threshold_sweep)",
+    )
     args = parser.parse_args()
     if args.cross_domain:
         held = args.data or [args.data_dir / "qqp-dev.tsv", args.data_dir / "traps-dev.tsv"]
@@ -309,7 +327,8 @@ def main() -> None:
     reader = LocalEmbedder(READER_MODEL, projection=model.projection)
     results = []
     for path in args.data:
-        m = measure(path, model, args.max_wrong_hit_rate, reader)
+        sweep = tuple(float(t) for t in args.sweep.split(",") if t.strip())
+        m = measure(path, model, args.max_wrong_hit_rate, reader, sweep)
         if not args.no_png:
             out = ROOT / "docs" / f"quality-{path.stem}.png"
             curve_png(out, m, f"{path.name}: {m.result['pairs']} pairs")
