@@ -96,15 +96,21 @@ def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _as_message(item: Any) -> Any:
     """An input item as a chat message: an ``input_text`` part becomes a text part (so a user
-    message of text only can be compared); ``"type": "message"``, which the API takes as said
-    when left out, is dropped. Other items (tool calls and their outputs, reasoning) stay as
-    they are: they have no role, so they are context, and never the text compared."""
+    message of text only can be compared), and a content of one ``input_text`` part a string;
+    ``"type": "message"``, which the API takes as said when left out, is dropped. Other items
+    (tool calls and their outputs, reasoning) stay as they are: they have no role, so they are
+    context, and never the text compared."""
     if not isinstance(item, dict) or item.get("type", "message") != "message":
         return item
     out = {k: v for k, v in item.items() if k != "type"}
     content = item.get("content")
     if isinstance(content, list):
-        out["content"] = [_as_part(part) for part in content]
+        parts = [_as_part(part) for part in content]
+        # One ``input_text`` part is what the API reads a string content as: the same request.
+        # Any other list stays one (the partition keeps its parts, but for their text).
+        one = parts[0] if len(parts) == 1 and isinstance(parts[0], dict) else {}
+        plain = one.get("type") == "text" and len(one) == 2
+        out["content"] = one["text"] if plain else parts
     return out
 
 

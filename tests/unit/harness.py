@@ -125,6 +125,8 @@ class make_proxy:
 QUESTION = "What is the capital of France?"
 SAME_WORDS = "the capital of France is what?"
 """The same bag of words as ``QUESTION``: cosine 1.0 under the hash embedder."""
+INDENTED = "  print(1)\nprint(2)\nWhy does Python raise an error here?"
+"""Python refuses this code (unexpected indent on its first line); unindented it runs."""
 
 
 def numbered(request: httpx.Request, route: respx.Route) -> httpx.Response:

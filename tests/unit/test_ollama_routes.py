@@ -14,6 +14,7 @@ import respx
 
 from proxy.semantic.embedders import HashEmbedder
 from tests.unit.harness import (
+    INDENTED,
     QUESTION,
     SAME_WORDS,
     UPSTREAM,
@@ -109,6 +110,41 @@ async def test_a_chat_completion_cannot_plant_its_answer_in_ollamas_partitions(
     assert response.headers["x-cache"] == "MISS"
     assert response.json()["message"]["content"] == "Paris."
     assert ollama.call_count == 1
+
+
+def refusing_content_lists(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """As Ollama does: a message's ``content`` is a string (Go's ``Message.Content``)."""
+    if any(not isinstance(m["content"], str) for m in orjson.loads(request.content)["messages"]):
+        refused = "json: cannot unmarshal array into Go struct field Message.messages.content"
+        return httpx.Response(400, json={"error": f"{refused} of type string"})
+    n = route.call_count + 1
+    return httpx.Response(200, json={**CHAT, "message": {"role": "assistant",
+                                                         "content": f"answer {n}"}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status"),
+    [
+        pytest.param(INDENTED, INDENTED.lstrip(), 200, id="first-line-indented"),
+        pytest.param(QUESTION, [{"type": "text", "text": SAME_WORDS}], 400, id="content-list"),
+    ],
+)
+async def test_the_same_compared_text_in_another_shape_never_hits_on_ollama(
+    clock: FakeClock, first: Any, second: Any, status: int
+) -> None:
+    """Must NOT hit: the compared text strips the first line's indentation (code the model
+    reads) and joins a list of text parts, which Ollama refuses (its content is a string), so
+    each pair compared as the same text in one partition."""
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{OLLAMA}/chat").mock(side_effect=refusing_content_lists)
+        async with make_proxy(router, clock, embedder=HashEmbedder(64)) as p:
+            for text in (first, second):
+                response = await p.client.post("/api/chat", json={
+                    "model": "m", "stream": False,
+                    "messages": [{"role": "user", "content": text}]})  # fmt: skip
+    assert response.status_code == status
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/api/tags"])

@@ -16,7 +16,15 @@ from proxy.cache.responses import semantic_body
 from proxy.semantic.embedders import HashEmbedder
 from proxy.semantic.partition import semantic_partition, semantic_text
 from tests.unit import harness
-from tests.unit.harness import QUESTION, SAME_WORDS, FakeClock, Proxy, chat_body, make_proxy
+from tests.unit.harness import (
+    INDENTED,
+    QUESTION,
+    SAME_WORDS,
+    FakeClock,
+    Proxy,
+    chat_body,
+    make_proxy,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -179,6 +187,33 @@ async def test_a_text_part_never_shares_a_partition_with_an_input_text_part(
     assert route.call_count == 2
 
 
+SPELL_AS_STRING = [{"role": "user", "content": "Spell the word 'in\nto' backwards."}]
+SPELL_AS_PARTS = [
+    {"role": "user", "content": [{"type": "input_text", "text": text}
+                                 for text in ("Spell the word 'in", "to' backwards.")]}
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(INDENTED, INDENTED.lstrip(), id="first-line-indented"),
+        pytest.param(SPELL_AS_STRING, SPELL_AS_PARTS, id="string-vs-parts"),
+    ],
+)
+async def test_the_same_compared_text_in_another_shape_never_hits(
+    proxy: Proxy, first: Any, second: Any
+) -> None:
+    """Must NOT hit (as on chat): the first line's indentation is code the model reads, and
+    the upstream joins text parts without the line break the compared text joins them with."""
+    route = proxy.upstream.post("/responses").mock(side_effect=answered)
+    await respond(proxy, ask("", input=first))
+    response = await respond(proxy, ask("", input=second))
+    assert response.headers["x-cache"] == "MISS"
+    assert text(response) == "answer 2"
+    assert route.call_count == 2
+
+
 def in_context(question: str, context: dict[str, Any]) -> dict[str, Any]:
     context = dict(context)
     items: list[dict[str, Any]] = []
@@ -272,7 +307,7 @@ def test_the_chat_reading_keeps_every_field_but_the_last_text_in_the_partition()
     )  # fmt: skip
     chat = semantic_body(body)
     assert chat is not None
-    assert chat["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}]
+    assert chat["messages"] == [{"role": "user", "content": "Hi there"}]  # one part: a string
     assert semantic_text(chat, max_chars=100) == "Hi there"
     assert "input" not in chat
     assert chat["instructions"] == "Be brief."

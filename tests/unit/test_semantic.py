@@ -22,6 +22,7 @@ from proxy.stores.memory import MemoryStore
 from proxy.stores.similarity import Neighbor
 from proxy.upstream import Upstream
 from tests.unit.harness import (
+    INDENTED,
     QUESTION,
     SAME_WORDS,
     FakeClock,
@@ -152,6 +153,33 @@ async def test_another_cache_namespace_never_hits(proxy: Proxy) -> None:
     same = await proxy.chat(chat_body(SAME_WORDS), **{"x-cache-namespace": "user-1"})
     assert other.headers["x-cache"] == "MISS"
     assert (same.headers["x-cache"], same.headers["x-cache-lookup"]) == ("HIT", "semantic")
+    assert route.call_count == 2
+
+
+SPELL = [{"type": "text", "text": "Spell the word 'in"}, {"type": "text", "text": "to' backwards."}]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(INDENTED, INDENTED.lstrip(), id="first-line-indented"),
+        pytest.param("Spell the word 'in\nto' backwards.", SPELL, id="string-vs-parts"),
+    ],
+)
+async def test_the_same_compared_text_in_another_shape_never_hits(
+    proxy: Proxy, first: str | list[dict[str, str]], second: str | list[dict[str, str]]
+) -> None:
+    """Must NOT hit: the text compared is the last message's, its parts joined with a line
+    break and its leading whitespace stripped, so these pairs compared as the same text in one
+    partition. Yet the first line's indentation is code the model reads (Python refuses the
+    indented snippet), and the upstream joins text parts without a separator (the second asks
+    about 'into', the first about 'in', a line break, 'to')."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    for text in (first, second):
+        response = await proxy.chat({"model": "gpt-test",
+                                     "messages": [{"role": "user", "content": text}]})  # fmt: skip
+    assert response.headers["x-cache"] == "MISS"
+    assert content(response) == "answer 2"
     assert route.call_count == 2
 
 
