@@ -87,11 +87,19 @@ def semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
     items: list[Any] = [{"role": "user", "content": given}] if isinstance(given, str) else [
         _as_message(item) for item in given or ()
     ]  # fmt: skip
+    if "messages" in body:
+        # Chat's field, not this API's (the upstream refuses it): the items go where it was, so
+        # it is kept as a last item of its own, never the user's, and nothing is compared.
+        items.append({"role": NOT_AN_INPUT_FIELD, "content": body["messages"]})
     out = {k: v for k, v in body.items() if k != "input"}
     if isinstance(out.get("instructions"), str):
         out["instructions"] = normalize_text(out["instructions"])
     out["messages"] = items
     return out
+
+
+NOT_AN_INPUT_FIELD = "messages (not a Responses field)"
+"""The role a body's own ``messages`` field is read under (:func:`semantic_body`)."""
 
 
 def _as_message(item: Any) -> Any:

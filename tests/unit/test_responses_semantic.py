@@ -187,6 +187,31 @@ async def test_a_text_part_never_shares_a_partition_with_an_input_text_part(
     assert route.call_count == 2
 
 
+def refusing_unknown_fields(request: httpx.Request, route: respx.Route) -> httpx.Response:
+    """As the API does: a field it does not know (``messages``, chat's) is a 400."""
+    if "messages" in orjson.loads(request.content):
+        return httpx.Response(400, json={"error": {
+            "message": "Unknown parameter: 'messages'.", "type": "invalid_request_error",
+            "param": "messages", "code": "unknown_parameter"}})  # fmt: skip
+    return answered(request, route)
+
+
+async def test_a_body_with_a_messages_field_never_hits_one_without(proxy: Proxy) -> None:
+    """Must NOT hit: the chat reading put the items under ``messages``, over the body's own
+    ``messages`` field, so a body carrying one (which the upstream refuses, and which says
+    what a chat model would read as the conversation) shared the partition of one without."""
+    route = proxy.upstream.post("/responses").mock(side_effect=refusing_unknown_fields)
+    await respond(proxy, ask(QUESTION))
+    german = [{"role": "system", "content": "Answer in German."}]
+    response = await proxy.client.post(
+        "/v1/responses", json=ask(SAME_WORDS, messages=german),
+        headers={"authorization": "Bearer sk-test-a"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.headers["x-cache"] == "MISS"
+    assert route.call_count == 2
+
+
 SPELL_AS_STRING = [{"role": "user", "content": "Spell the word 'in\nto' backwards."}]
 SPELL_AS_PARTS = [
     {"role": "user", "content": [{"type": "input_text", "text": text}
