@@ -13,6 +13,7 @@ from typing import Any
 
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import miss_reason
+from proxy.cache.policy import chat_semantic_body
 from proxy.requests import CacheControl, ChatRequest, is_fresh
 from proxy.semantic import Judged, Lookup, SemanticCache
 from proxy.stores import Cache
@@ -41,12 +42,17 @@ async def explain(
         exact |= {"entry_id": entry.id, "age_seconds": round(age, 1), "fresh": not stale}
     out["exact"] = exact
 
-    query = await semantic.query(chat.body, namespace=namespace, api_key=api_key, count=False)
+    looked_at = chat_semantic_body(chat.body)
+    query = None if looked_at is None else await semantic.query(
+        looked_at, namespace=namespace, api_key=api_key, count=False
+    )  # fmt: skip
     trace: list[Judged] = []
     found = Lookup()
     section: dict[str, Any] = {"state": semantic.state}
-    if query is None:
-        section["skipped"] = semantic.skipped(chat.body)
+    if looked_at is None:
+        section["skipped"] = "stored-response"
+    elif query is None:
+        section["skipped"] = semantic.skipped(looked_at)
     elif not (control.lookup and control.semantic):
         section["skipped"] = "semantic-off" if control.lookup else "no-cache"
     else:
@@ -68,7 +74,7 @@ async def explain(
             "entry_id": hit.entry.id,
             "similarity": round(hit.similarity, 4),
         }
-    reason = miss_reason(semantic, chat.body, control, stale, query, found)
+    reason = miss_reason(semantic, looked_at, control, stale, query, found)
     return out | {"decision": "MISS", "reason": reason, "shadow_hit": found.shadow_hit}
 
 

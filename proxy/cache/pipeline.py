@@ -28,7 +28,7 @@ from proxy.cache.coalesce import Outcome, Publish, SingleFlight, take_turn
 from proxy.cache.feedback import Feedback, kept_id
 from proxy.cache.keys import chat_key
 from proxy.cache.miss import Miss, entry_meta, exact_copy, miss_reason, read_limit, relay_unstored
-from proxy.cache.policy import completion_tokens_saved, with_served_tier
+from proxy.cache.policy import chat_semantic_body, completion_tokens_saved, with_served_tier
 from proxy.errors import HTTPError
 from proxy.metrics import Metrics
 from proxy.requests import CacheControl, ChatRequest, is_fresh, json_or_none
@@ -113,7 +113,10 @@ class ChatPipeline:
                         self._audit(Candidate(group, None, "", key, entry), chat, url, headers)
                     return hit
 
-        semantic = await self._semantic.query(chat.body, namespace=namespace, api_key=api_key)
+        looked_at = chat_semantic_body(chat.body)
+        semantic = None if looked_at is None else await self._semantic.query(
+            looked_at, namespace=namespace, api_key=api_key
+        )  # fmt: skip
         found = Lookup()
         if semantic is not None and control.lookup and control.semantic:
             found = await self._semantic.lookup(semantic, control, model=chat.model)
@@ -127,7 +130,7 @@ class ChatPipeline:
                     self._audit(found.candidate, chat, url, headers, semantic=True)
                     return hit
 
-        reason = miss_reason(self._semantic, chat.body, control, stale, semantic, found)
+        reason = miss_reason(self._semantic, looked_at, control, stale, semantic, found)
         self._metrics.miss_reasons[reason.split(" ", 1)[0]] += 1
         miss = Miss(url, headers, chat, key, namespace, control, semantic, found, reason)
         if not (control.lookup and control.store) or self._coalesce_timeout_seconds == 0:
@@ -146,7 +149,10 @@ class ChatPipeline:
         """Store ``completion`` as the answer to ``chat`` (``POST /cache/import``), as a miss
         would have: the same key, the same storability rules, its vector for semantic lookup."""
         key = chat_key(namespace, chat.body)
-        semantic = await self._semantic.query(chat.body, namespace=namespace, api_key=api_key)
+        looked_at = chat_semantic_body(chat.body)
+        semantic = None if looked_at is None else await self._semantic.query(
+            looked_at, namespace=namespace, api_key=api_key
+        )  # fmt: skip
         control = CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
         miss = Miss("", (), chat, key, namespace, control, semantic, Lookup())
         return await self._store(miss, 200, completion)

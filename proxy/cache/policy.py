@@ -104,6 +104,14 @@ TIER_SHOWN_AS = {"fast": "priority"}
 ``service_tier=priority`` regardless of if you specify ``service_tier=fast`` or ``priority``")."""
 
 
+def chat_semantic_body(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A chat request as semantic lookup reads it, or None when it is matched exactly only:
+    with ``"store": true`` its answer's id is a stored completion the client may fetch
+    (``GET /chat/completions/{id}``), whose messages are those of the request that made it, so
+    a reworded request is not served it (as on the Responses API, ``stored-response``)."""
+    return None if body.get("store") is True else body
+
+
 def served_tier(stored: Any, asked: Any) -> Any:
     """The ``service_tier`` a hit shows: the tier the upstream would have served this request
     on, not the one the stored answer was made on (a ``flex`` answer is no ``priority`` one).

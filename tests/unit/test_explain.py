@@ -51,6 +51,16 @@ async def test_an_exact_hit_is_explained_with_its_entry(proxy: Proxy) -> None:
     assert answer["exact"]["fresh"] is True
 
 
+async def test_a_stored_completion_is_explained_as_exact_only(proxy: Proxy) -> None:
+    """As the request would be served: ``"store": true`` is matched exactly only."""
+    await proxy.chat(chat_body(QUESTION, store=True), authorization="Bearer sk-a")
+    answer = await ask(proxy, SAME_WORDS, api_key="sk-a", request=chat_body(SAME_WORDS, store=True))
+    real = await proxy.chat(chat_body(SAME_WORDS, store=True), authorization="Bearer sk-a")
+    assert (answer["decision"], answer["reason"]) == ("MISS", "stored-response")
+    assert real.headers["x-cache-reason"] == "stored-response"
+    assert answer["semantic"]["skipped"] == "stored-response"
+
+
 async def test_a_semantic_hit_shows_the_candidate_and_verdict(proxy: Proxy) -> None:
     await proxy.chat(chat_body(QUESTION), authorization="Bearer sk-a")
     answer = await ask(proxy, SAME_WORDS, api_key="sk-a")

@@ -66,6 +66,22 @@ async def test_rephrased_question_is_a_semantic_hit(proxy: Proxy) -> None:
     assert stats["semantic_enabled"] is True
 
 
+async def test_a_stored_completion_is_never_served_to_a_rewording(proxy: Proxy) -> None:
+    """Must NOT hit: with ``"store": true`` the answer's id is a stored completion its client
+    may fetch, whose messages are the first wording's; a rewording asks the upstream (exact
+    only, ``stored-response``, as on the Responses API), the same request still hits."""
+    route = proxy.upstream.post("/chat/completions").mock(side_effect=numbered)
+    await proxy.chat(chat_body(QUESTION, store=True))
+    reworded = await proxy.chat(chat_body(SAME_WORDS, store=True))
+    again = await proxy.chat(chat_body(QUESTION, store=True))
+    assert (reworded.headers["x-cache"], reworded.headers["x-cache-reason"]) == (
+        "MISS", "stored-response"
+    )  # fmt: skip
+    assert content(reworded) == "answer 2"
+    assert (again.headers["x-cache"], again.headers["x-cache-lookup"]) == ("HIT", "exact")
+    assert route.call_count == 2
+
+
 async def test_semantic_hit_replays_as_a_stream(proxy: Proxy) -> None:
     proxy.upstream.post("/chat/completions").respond(200, json=completion("Paris is the capital."))
     await proxy.chat(chat_body(QUESTION))
