@@ -140,13 +140,14 @@ async def _send_raw(
     )
     forget: Callable[[], Awaitable[None]] | None = None
     if changes and 200 <= response.status_code < 300:
+        changed = {model_id(name) for name in changes} - {None}
 
         async def forget_changed() -> None:
             # One walk of the store for every spelling; it pauses between pages, and this
             # answer ends when it is done (the client's next request sees the new model).
             try:
                 removed = await remove_matching(
-                    svc, Filters(), lambda item: meta_of(item).get("model") in changes
+                    svc, Filters(), lambda item: model_id(meta_of(item).get("model")) in changed
                 )
             except HTTPError:  # the store failed: the entries stay, the answer stands
                 log.warning(
@@ -166,20 +167,37 @@ async def _send_raw(
 
 
 def _model_names(raw: bytes, fields: tuple[str, ...]) -> tuple[str, ...]:
-    """The model names a management request's body gives, each as Ollama spells it both ways
-    (``llama3.2`` is ``llama3.2:latest``)."""
+    """The model names a management request's body gives (each compared as :func:`model_id`
+    reads it: ``llama3.2`` is ``llama3.2:latest``)."""
     body = json_or_none(raw)
     names: list[str] = []
     for field in fields:
         name = body.get(field) if isinstance(body, dict) else None
         if isinstance(name, str) and name.strip():
-            name = name.strip()
-            names.append(name)
-            if name.endswith(":latest"):
-                names.append(name.removesuffix(":latest"))
-            elif ":" not in name.rsplit("/", 1)[-1]:
-                names.append(name + ":latest")
+            names.append(name.strip())
     return tuple(dict.fromkeys(names))
+
+
+OLLAMA_NAME_DEFAULTS = ("registry.ollama.ai", "library", "latest")
+
+
+def model_id(name: object) -> str | None:
+    """The model a name is to Ollama: ``[host/][namespace/]model[:tag]`` with the parts left out
+    filled in (``tutor`` is ``registry.ollama.ai/library/tutor:latest``) and case folded, since
+    Ollama finds a model whatever the case of each part (types/model ``ParseName``;
+    server/routes.go ``getExistingName``, which every route resolves a name with). None for
+    what is no name."""
+    if not isinstance(name, str) or not name.strip():
+        return None
+    rest, tag = name.strip(), ""
+    if rest.rfind(":") > rest.rfind("/"):
+        rest, _, tag = rest.rpartition(":")
+    rest, _, model = rest.rpartition("/")  # no "/": rest is ""
+    rest, _, namespace = rest.rpartition("/")
+    host = rest.partition("://")[2] if "://" in rest else rest
+    default_host, default_namespace, default_tag = OLLAMA_NAME_DEFAULTS
+    parts = (host or default_host, namespace or default_namespace, model, tag or default_tag)
+    return "{}/{}/{}:{}".format(*parts).casefold()
 
 
 def _with_query(url: str, query: bytes) -> str:

@@ -303,8 +303,18 @@ def _answer(model: str, content: str) -> dict[str, Any]:
         ("DELETE", "/api/delete", {"model": "tutor"}, 200, True),
         ("DELETE", "/api/delete", {"model": "tutor"}, 404, False),  # nothing changed
         ("POST", "/api/pull", {"model": "other"}, 200, False),  # another model's
+        # Ollama finds a model whatever the case of its name, and fills in the registry,
+        # namespace and tag (server/routes.go getExistingName, types/model ParseName).
+        ("DELETE", "/api/delete", {"model": "Tutor"}, 200, True),
+        ("POST", "/api/create", {"model": "TUTOR:Latest", "from": "llama3.2"}, 200, True),
+        ("POST", "/api/pull", {"model": "registry.ollama.ai/library/tutor:latest"}, 200, True),
+        ("POST", "/api/copy", {"source": "llama3.2", "destination": "library/tutor"}, 200, True),
+        ("POST", "/api/pull", {"model": "someone/tutor"}, 200, False),  # another namespace's
+        ("POST", "/api/pull", {"model": "tutor:q4"}, 200, False),  # another tag
     ],
-    ids=["created", "pulled", "copied-onto", "deleted", "delete-failed", "other-model"],
+    ids=["created", "pulled", "copied-onto", "deleted", "delete-failed", "other-model",
+         "deleted-other-case", "created-other-case", "pulled-full-name", "copied-onto-namespaced",
+         "other-namespace", "other-tag"],
 )  # fmt: skip
 async def test_a_model_changed_through_the_proxy_takes_its_entries_with_it(
     clock: FakeClock,
