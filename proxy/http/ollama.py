@@ -17,6 +17,7 @@ from proxy.cache.answers import cache_headers, raw_response, relay
 from proxy.cache.catalog import Filters, meta_of
 from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import KINDS
+from proxy.cache.ollama_stream import LineParser
 from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.entries import remove_matching
@@ -139,10 +140,24 @@ async def _send_raw(
         content=raw,
     )
     forget: Callable[[], Awaitable[None]] | None = None
+    observe: Callable[[bytes], bool] | None = None
     if changes and 200 <= response.status_code < 300:
         changed = {model_id(name) for name in changes} - {None}
+        # A streamed pull or create says 200 with its first progress line; a failure after
+        # that is an ``{"error": ...}`` line (Ollama's server/routes.go ``streamResponse``),
+        # and the model is as it was.
+        lines, failed = LineParser(), False
+
+        def watch(chunk: bytes) -> bool:
+            nonlocal failed
+            for line in lines.feed(chunk):
+                part = json_or_none(line)
+                failed = failed or (isinstance(part, dict) and "error" in part)
+            return False
 
         async def forget_changed() -> None:
+            if failed:
+                return
             # One walk of the store for every spelling; it pauses between pages, and this
             # answer ends when it is done (the client's next request sees the new model).
             try:
@@ -159,11 +174,12 @@ async def _send_raw(
                     "model %s changed upstream: %d entries removed", loggable(changes[0]), removed
                 )
 
-        forget = forget_changed
+        forget, observe = forget_changed, watch
 
     return relay(
-        svc.upstream, response, extra_headers=PASSED, on_complete=forget, openai_errors=False
-    )
+        svc.upstream, response, extra_headers=PASSED, observe=observe, on_complete=forget,
+        openai_errors=False,
+    )  # fmt: skip
 
 
 def _model_names(raw: bytes, fields: tuple[str, ...]) -> tuple[str, ...]:

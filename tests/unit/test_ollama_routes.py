@@ -546,3 +546,37 @@ async def test_a_model_name_cannot_forge_lines_in_the_log(
     [record] = [r for r in caplog.records if r.name == "semcache.ollama"]
     assert "\n" not in record.getMessage()
     assert "tutor\\n2026" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("lines", "forgotten"),
+    [
+        ([{"status": "pulling manifest"}, {"status": "verifying sha256 digest"},
+          {"status": "writing manifest"}, {"status": "success"}], True),
+        ([{"status": "pulling manifest"}, {"status": "pulling 6a0746a1ec1a", "total": 9,
+          "completed": 3}, {"error": "max retries exceeded: connection reset by peer"}], False),
+    ],
+    ids=["pulled", "failed-midway"],
+)  # fmt: skip
+async def test_a_pull_that_fails_once_its_progress_began_keeps_the_models_entries(
+    clock: FakeClock, lines: list[dict[str, Any]], forgotten: bool
+) -> None:
+    """A streamed pull (the ``ollama`` CLI's, and the libraries' with ``stream=True``) answers
+    200 with its first progress line; a failure after that is an ``{"error": ...}`` line
+    (server/routes.go ``streamResponse``), and the model is as it was: its entries stay."""
+    ask = {"model": "tutor", "messages": [{"role": "user", "content": QUESTION}], "stream": False}
+    progress = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    with respx.mock(assert_all_called=False) as router:
+        chat = router.post(f"{OLLAMA}/chat").mock(
+            side_effect=[httpx.Response(200, json=_answer("tutor", f"answer {n}")) for n in (1, 2)]
+        )
+        router.post(f"{OLLAMA}/pull").respond(
+            200, content=progress, headers={"content-type": "application/x-ndjson"}
+        )
+        async with make_proxy(router, clock) as p:
+            await p.client.post("/api/chat", json=ask)
+            pulled = await p.client.post("/api/pull", json={"model": "tutor"})
+            again = await p.client.post("/api/chat", json=ask)
+    assert (pulled.status_code, pulled.content) == (200, progress)
+    assert again.headers["x-cache"] == ("MISS" if forgotten else "HIT")
+    assert chat.call_count == (2 if forgotten else 1)
