@@ -45,6 +45,10 @@ CHANGES_A_MODEL = {
 """Routes after whose success a model name answers differently (or not at all), and the body
 fields that name it: entries are keyed by the name, so that model's entries go."""
 PASSED = cache_headers("BYPASS", reason="not-cacheable:route")
+LONG_RUNNING = frozenset({"/api/pull", "/api/push", "/api/create"})
+"""Routes whose answer may rightly take longer than ``SEMCACHE_UPSTREAM_TIMEOUT`` to begin: a
+pull, push or create with ``"stream": false`` (the ``ollama`` libraries' default) says nothing
+until the model is moved or made, and Ollama cancels it when the connection closes."""
 
 
 async def ollama_api(request: Request) -> Response:
@@ -120,6 +124,7 @@ async def _pass(request: Request, url: str) -> Response:
         url,
         headers=[*svc.upstream.forward_headers(request.headers.raw, to=url), *framing],
         content=body,
+        patient=_sent_path_is(request, LONG_RUNNING),
     )
     return relay(
         svc.upstream, response, extra_headers=PASSED, openai_errors=False,
@@ -138,6 +143,7 @@ async def _send_raw(
         url,
         headers=svc.upstream.forward_headers(request.headers.raw, to=url),
         content=raw,
+        patient=_sent_path_is(request, LONG_RUNNING),
     )
     forget: Callable[[], Awaitable[None]] | None = None
     observe: Callable[[bytes], bool] | None = None
@@ -180,6 +186,10 @@ async def _send_raw(
         svc.upstream, response, extra_headers=PASSED, observe=observe, on_complete=forget,
         openai_errors=False,
     )  # fmt: skip
+
+
+def _sent_path_is(request: Request, paths: frozenset[str]) -> bool:
+    return request.method == "POST" and "/api/" + request.path_params["path"] in paths
 
 
 def _model_names(raw: bytes, fields: tuple[str, ...]) -> tuple[str, ...]:

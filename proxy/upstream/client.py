@@ -101,6 +101,7 @@ class Upstream:
                 "write": timeouts.write, "pool": timeouts.pool,
             }
         }  # fmt: skip
+        self._patient_extensions = {"timeout": {**self._extensions["timeout"], "read": None}}
 
     @classmethod
     def from_settings(
@@ -204,11 +205,14 @@ class Upstream:
         headers: Headers,
         content: Content,
         background: bool = False,
+        patient: bool = False,
     ) -> UpstreamResponse:
         """Send and return once the response headers arrived; the caller reads or streams the
         body and closes the response, which frees its slot (``SEMCACHE_MAX_INFLIGHT``).
         ``background`` (audits) takes no slot: it never makes a client wait or fail; the
-        auditor bounds its own concurrency."""
+        auditor bounds its own concurrency. ``patient``: no read timeout, for a request whose
+        upstream may rightly say nothing for longer than ``SEMCACHE_UPSTREAM_TIMEOUT`` (Ollama's
+        pull, push or create of a model, unstreamed, answers once it is done)."""
         if _FORBIDDEN.search(b"".join([name + value for name, value in headers])):
             # Refused before anything is sent: a CR or LF would split the request (smuggling).
             raise self._errors.failed(
@@ -219,7 +223,7 @@ class Upstream:
         started = time.perf_counter()
         try:
             with self.errors():
-                request = self._request(method, url, headers, content)
+                request = self._request(method, url, headers, content, patient=patient)
                 response = _HttpxResponse(await self._transport.handle_async_request(request))
         except BaseException:
             release()
@@ -227,19 +231,22 @@ class Upstream:
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
         return response if release is _nothing else _SlotResponse(response, release)
 
-    def _request(self, method: str, url: str, headers: Headers, content: Content) -> httpx.Request:
+    def _request(
+        self, method: str, url: str, headers: Headers, content: Content, *, patient: bool = False
+    ) -> httpx.Request:
         """A body in bytes goes in httpx's server-side form (``stream=``): semcache knows Host
         and the body's length, so httpx has no header to fill in. A streamed one httpx frames."""
         parsed = _parsed(url)
+        extensions = self._patient_extensions if patient else self._extensions
         if not isinstance(content, bytes):
             return httpx.Request(
-                method, parsed, headers=headers, content=content, extensions=self._extensions
+                method, parsed, headers=headers, content=content, extensions=extensions
             )
         length = b"%d" % len(content)
         request = httpx.Request(
             method, parsed, stream=httpx.ByteStream(content),
             headers=[*headers, (b"host", parsed.netloc), (b"content-length", length)],
-            extensions=self._extensions,
+            extensions=extensions,
         )  # fmt: skip
         request.read()  # the transport hands aiohttp ``request.content``
         return request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from typing import Any
@@ -12,7 +13,9 @@ import orjson
 import pytest
 import respx
 
+from proxy.app import create_app
 from proxy.semantic.embedders import HashEmbedder
+from proxy.settings import Settings
 from tests.unit.harness import (
     INDENTED,
     QUESTION,
@@ -580,3 +583,43 @@ async def test_a_pull_that_fails_once_its_progress_began_keeps_the_models_entrie
     assert (pulled.status_code, pulled.content) == (200, progress)
     assert again.headers["x-cache"] == ("MISS" if forgotten else "HIT")
     assert chat.call_count == (2 if forgotten else 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "patient"),
+    [("/api/pull", True), ("/api/push", True), ("/api/create", True), ("/api/show", False)],
+)
+async def test_a_model_pulled_pushed_or_created_unstreamed_may_take_longer_than_the_timeout(
+    path: str, patient: bool
+) -> None:
+    """The ``ollama`` libraries' ``pull()``, ``push()`` and ``create()`` default to
+    ``"stream": false``: Ollama says nothing until the model is moved or made (minutes for a
+    large one), and cancels the work when the connection closes. Timed out at
+    ``SEMCACHE_UPSTREAM_TIMEOUT``, such a call failed through semcache where it succeeds
+    straight at Ollama. Other routes keep the timeout."""
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        await anyio.sleep(0.8)
+        body = b'{"status":"success"}'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+
+    server = await asyncio.start_server(answer_late, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = Settings(upstream_url=f"http://127.0.0.1:{port}/v1", upstream_timeout_seconds=0.3)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(path, json={"model": "big", "stream": False})
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+    assert response.status_code == (200 if patient else 504)
