@@ -10,7 +10,7 @@ Server-side state decides what may be cached (OpenAI API reference, "Create a mo
   a key of the request cannot see.
 - A served response's ``id`` must be one the caller can use as ``previous_response_id``: the
   response was created upstream for the same API key (entries are per tenant), and the entry
-  lives at most as long as the upstream keeps responses (30 days; the default TTL is 7). So
+  lives at most as long as the upstream keeps responses (30 days, whatever the TTL asked). So
   ``store`` is part of the key: an answer the upstream kept never serves a request that asked it
   not to keep one, nor the reverse. With ``SEMCACHE_SHARED_CACHE`` (tenants share entries) a
   response kept upstream for one key would be served to another, whose
@@ -32,6 +32,7 @@ last user message's text, in partitions of its own (never a chat completion's or
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from proxy.cache.exact import Format
@@ -39,7 +40,22 @@ from proxy.cache.keys import responses_key
 from proxy.cache.policy import usage_tokens, with_served_tier
 from proxy.cache.responses_stream import Ending, is_whole, replay
 from proxy.canonical import normalize_text
-from proxy.requests import ChatRequest
+from proxy.requests import CacheControl, ChatRequest
+
+KEPT_SECONDS = 30 * 86400
+"""How long the upstream keeps a response it stored (OpenAI API reference, "Create a model
+response", ``store``: 30 days)."""
+
+
+def kept_no_longer(body: dict[str, Any], control: CacheControl) -> CacheControl:
+    """``control`` with a lifetime no longer than the upstream keeps the response: a hit serves
+    its id, to continue from (``previous_response_id``) or fetch, which must still exist there
+    (an ``X-Cache-TTL`` or ``SEMCACHE_TTL`` past 30 days would serve a dropped one). A
+    ``"store": false`` response has no such id."""
+    if body.get("store") is False or control.ttl_seconds <= KEPT_SECONDS:
+        return control
+    return replace(control, ttl_seconds=KEPT_SECONDS)
+
 
 SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt")
 SERVER_STATE_TOOLS = frozenset({"file_search", "mcp"})

@@ -23,7 +23,7 @@ from proxy.cache.keys import api_key_from
 from proxy.cache.ollama import OllamaPipeline
 from proxy.cache.pipeline import ChatPipeline
 from proxy.cache.policy import cache_control
-from proxy.cache.responses import not_cacheable
+from proxy.cache.responses import kept_no_longer, not_cacheable
 from proxy.cache.tenancy import Tenancy
 from proxy.errors import (
     BadRequestError,
@@ -125,7 +125,7 @@ async def completions(request: Request) -> Response:
 
 async def responses(request: Request) -> Response:
     async def handle(svc: Services, parsed: ChatRequest, asked: Asked) -> Response:
-        control = asked.control
+        control = kept_no_longer(parsed.body, asked.control)
         why = not_cacheable(parsed.body, shared=svc.settings.shared_cache)
         if why is not None:
             control = control.bypassed(why)

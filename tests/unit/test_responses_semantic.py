@@ -467,6 +467,29 @@ async def test_a_response_deleted_upstream_is_not_served_again(
         assert again.json()["id"] == "resp_2"
 
 
+@pytest.mark.parametrize("store", [None, False], ids=["kept-upstream", "store-false"])
+async def test_a_kept_response_is_never_served_after_the_upstream_dropped_it(
+    proxy: Proxy, store: bool | None
+) -> None:
+    """The upstream keeps a response 30 days (OpenAI API reference, "Create a model
+    response", ``store``); a hit serves its id for ``previous_response_id`` or a ``GET``, so
+    an entry of a kept response lives no longer, whatever ``X-Cache-TTL`` (or
+    ``SEMCACHE_TTL``) says. A ``"store": false`` one has no id to outlive."""
+    made = proxy.upstream.post("/responses").mock(side_effect=answered)
+    body = {"model": "gpt-test", "input": QUESTION} | ({} if store is None else {"store": store})
+    headers = {"authorization": "Bearer sk-test-a", "x-cache-ttl": str(60 * 86400)}
+    first = await proxy.client.post("/v1/responses", json=body, headers=headers)
+    assert first.json()["id"] == "resp_1"
+    proxy.clock.advance(30 * 86400 - 1)
+    assert (await respond(proxy, body)).headers["x-cache"] == "HIT"
+    proxy.clock.advance(2)
+    again = await respond(proxy, body)
+    if store is False:
+        assert (again.headers["x-cache"], made.call_count) == ("HIT", 1)
+    else:
+        assert (again.headers["x-cache"], again.json()["id"]) == ("MISS", "resp_2")
+
+
 @pytest.mark.parametrize("store", [True, None], ids=["stored", "not-stored"])
 async def test_a_stored_chat_completion_deleted_upstream_is_not_served_again(
     proxy: Proxy, store: bool | None
