@@ -69,6 +69,8 @@ def not_cacheable(body: dict[str, Any], *, shared: bool) -> str | None:
         return "server-state"
     if any(_reads_server_state(tool) for tool in _list(body.get("tools"))):
         return "server-state"
+    if any(_is_a_reference(item) for item in _list(body.get("input"))):
+        return "server-state"
     if body.get("background") is True:
         return "background"
     if shared and body.get("store") is not False:
@@ -84,6 +86,17 @@ def _reads_server_state(tool: Any) -> bool:
     # A code interpreter in a container that already exists (an id, not "auto") runs on the
     # files and state that container holds.
     return tool.get("type") == "code_interpreter" and isinstance(tool.get("container"), str)
+
+
+def _is_a_reference(item: Any) -> bool:
+    """An input item given by id only (``{"type": "item_reference", "id": "msg_..."}``, the
+    type may be left out): an item of a response the upstream keeps, read there, and gone (the
+    upstream refusing the request) once that response is deleted, as with
+    ``previous_response_id``."""
+    if not isinstance(item, dict):
+        return False
+    kind = item.get("type")
+    return kind == "item_reference" or (kind is None and set(item) <= {"id", "type"})
 
 
 def _list(value: Any) -> list[Any]:

@@ -67,6 +67,37 @@ def test_anything_that_can_change_the_answer_or_its_id_does_not(other: dict[str,
         ({"tools": [{"type": "code_interpreter", "container": "cntr_1"}]}, False, "server-state"),
         ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, False, None),
         ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, False, None),
+        # An item of a response the upstream keeps, by id: gone with that response.
+        (
+            {
+                "input": [
+                    {"type": "item_reference", "id": "msg_0"},
+                    {"role": "user", "content": "And?"},
+                ]
+            },
+            False,
+            "server-state",
+        ),
+        (
+            {"input": [{"id": "msg_0"}, {"role": "user", "content": "And?"}]},
+            False,
+            "server-state",
+        ),  # the type may be left out (the openai SDK's ItemReference)
+        (
+            {
+                "input": [
+                    {
+                        "type": "message",
+                        "id": "msg_0",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": "Hi."}],
+                    },
+                    {"role": "user", "content": "And?"},
+                ]
+            },
+            False,
+            None,
+        ),  # given whole
         ({"background": True}, False, "background"),
         ({}, True, "stored-response"),
         ({"store": False}, True, None),
