@@ -4,6 +4,7 @@ the real MiniLM model in tests/integration/test_semantic_meaning.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import anyio
@@ -382,11 +383,14 @@ async def test_http_embedder_goes_through_the_embedding_cache(
     assert same_via_api.headers["x-cache"] == "HIT"
 
 
-async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_entries(
+@asynccontextmanager
+async def own_embedder(
     upstream_mock: respx.MockRouter, clock: FakeClock
-) -> None:
+) -> AsyncIterator[tuple[Proxy, respx.Route, respx.Route]]:
+    """A proxy whose embedder has an embeddings API of its own (``SEMCACHE_EMBED_URL``): the
+    proxy, the upstream's embeddings route and the embedder's, each answering one vector."""
     upstream_mock.post("/chat/completions").mock(side_effect=numbered)
-    upstream_mock.post("/embeddings").respond(
+    upstream = upstream_mock.post("/embeddings").respond(
         200,
         json={"object": "list", "data": [{"index": 0, "embedding": [0.1, 0.2]}], "model": "emb"},
     )
@@ -398,12 +402,19 @@ async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_ent
         async with make_proxy(
             upstream_mock, clock, embed_model="emb", embed_url="http://embedder.test/v1"
         ) as proxy:
-            await proxy.chat(chat_body(QUESTION))
-            via_api = await proxy.client.post(
-                "/v1/embeddings",
-                json={"model": "emb", "input": QUESTION},
-                headers={"authorization": "Bearer sk-test-a"},
-            )
+            yield proxy, upstream, own
+
+
+async def test_an_embeddings_api_of_its_own_gets_no_client_key_and_no_shared_entries(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    async with own_embedder(upstream_mock, clock) as (proxy, _, own):
+        await proxy.chat(chat_body(QUESTION))
+        via_api = await proxy.client.post(
+            "/v1/embeddings",
+            json={"model": "emb", "input": QUESTION},
+            headers={"authorization": "Bearer sk-test-a"},
+        )
     assert own.call_count == 1
     assert "authorization" not in own.calls.last.request.headers
     assert via_api.headers["x-cache"] == "MISS"  # the embedder's vectors stay its own
@@ -415,25 +426,13 @@ async def test_a_client_body_cannot_name_the_embeddings_api_of_semcaches_own_emb
     """The embedder's own API was written into its entries' key as a body field
     (``"\\x00embed_url"``): a client that sent that field was served the vector another API
     made, and the upstream was never asked."""
-    upstream_mock.post("/chat/completions").mock(side_effect=numbered)
-    upstream = upstream_mock.post("/embeddings").respond(
-        200,
-        json={"object": "list", "data": [{"index": 0, "embedding": [0.1, 0.2]}], "model": "emb"},
-    )
-    with respx.mock(base_url="http://embedder.test/v1", assert_all_called=False) as other:
-        other.post("/embeddings").respond(
-            200,
-            json={"object": "list", "data": [{"index": 0, "embedding": [0.6, 0.8]}], "model": "e"},
+    async with own_embedder(upstream_mock, clock) as (proxy, upstream, _):
+        await proxy.chat(chat_body(QUESTION))
+        crafted = {"model": "emb", "input": QUESTION,
+                   "\x00embed_url": "http://embedder.test/v1/embeddings"}  # fmt: skip
+        via_api = await proxy.client.post(
+            "/v1/embeddings", json=crafted, headers={"authorization": "Bearer sk-test-a"}
         )
-        async with make_proxy(
-            upstream_mock, clock, embed_model="emb", embed_url="http://embedder.test/v1"
-        ) as proxy:
-            await proxy.chat(chat_body(QUESTION))
-            crafted = {"model": "emb", "input": QUESTION,
-                       "\x00embed_url": "http://embedder.test/v1/embeddings"}  # fmt: skip
-            via_api = await proxy.client.post(
-                "/v1/embeddings", json=crafted, headers={"authorization": "Bearer sk-test-a"}
-            )
     assert via_api.headers["x-cache"] == "MISS"
     assert upstream.call_count == 1
 
