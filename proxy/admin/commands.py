@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 import orjson
@@ -266,7 +267,7 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
     def show(config_path: str | None, url: str | None, token: str | None, entry_id: str) -> None:
         """Show one entry (GET /cache/entries/ID)."""
         with admin(config_path, url, token) as client:
-            entry = client.get(f"/cache/entries/{entry_id}")
+            entry = client.get(entry_path(entry_id))
         click.echo(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
 
     @main.command()
@@ -284,7 +285,7 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         params = query(namespace, route, model, lookup, older_than, newer_than)
         with admin(config_path, url, token) as client:
             if entry_id is not None:
-                removed = client.delete(f"/cache/entries/{entry_id}")["removed"]
+                removed = client.delete(entry_path(entry_id))["removed"]
             else:
                 if not params and tenant_key is None:
                     raise click.UsageError("give an entry id or a filter (flush removes all)")
@@ -314,3 +315,10 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
                 progress=progress,
             )  # fmt: skip
         click.echo(f"exported {n} entries", err=dest.name == "<stdout>")
+
+
+def entry_path(entry_id: str) -> str:
+    """``/cache/entries/{entry_id}`` with the id one path segment, whatever it holds: left as
+    typed, ``..`` was a dot segment the HTTP client resolved, so ``semcache rm ..`` sent
+    ``DELETE /cache`` and removed every entry without the confirmation ``flush`` asks for."""
+    return "/cache/entries/" + quote(entry_id, safe="").replace(".", "%2E")

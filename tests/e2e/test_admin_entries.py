@@ -215,3 +215,18 @@ def test_every_cached_route_s_entries_are_listed_shown_and_can_be_reported(
         assert mine.status_code == 200, (route, mine.text)
         again = httpx.post(f"{admin_proxy.url}{path}", json=body, headers=auth, timeout=30)
         assert again.headers["x-cache"] == "MISS", route  # reported wrong, removed
+
+
+def test_an_entry_id_is_one_path_segment_never_another_route(
+    admin_proxy: ProxyProcess, question: str
+) -> None:
+    """``semcache rm ..`` sent ``DELETE /cache`` (the HTTP client resolved the dot segment):
+    every entry gone, without the confirmation ``flush`` asks for."""
+    url = admin_proxy.url
+    chat(admin_proxy, f"{question} dots", "sk-ent-dots")
+    for args in (["rm", ".."], ["rm", "../../cache"], ["show", ".."], ["rm", "x?route=chat"]):
+        result = cli(*args, "--url", url)
+        assert result.returncode == 1, (args, result.stdout)
+        assert "404" in result.stderr, (args, result.stderr)
+    assert chat(admin_proxy, f"{question} dots", "sk-ent-dots").headers["x-cache"] == "HIT"
+

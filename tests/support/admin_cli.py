@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def cli(
     *args: str, stdin: bytes | None = None, token: str | None = TOKEN
 ) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # the checkout under test, not the one installed
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if token is not None:
         env["SEMCACHE_ADMIN_TOKEN"] = token
     return subprocess.run(
