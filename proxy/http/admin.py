@@ -168,7 +168,7 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
             tokens=int(fields.get("tokens", 0)),
             replay=base64.b64decode(fields.get("replay", ""), validate=True),
             completion_tokens=int(fields.get("completion_tokens", 0)),
-            meta=orjson.dumps(fields.get("meta") or {}),
+            meta=orjson.dumps(_unindexed(fields.get("meta"))),
         )
         bytes.fromhex(entry.id)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
@@ -182,6 +182,14 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
         await svc.feedback.remember(
             entry, key=key, partition="", ttl_seconds=ttl_seconds, kept_as=_kept_as(key, entry)
         )
+
+
+def _unindexed(meta: object) -> object:
+    """An exported entry's meta as restored: no vector comes back with it, so semantic lookups
+    cannot find it and it is listed as ``exact`` (``/cache/entries?lookup=``, ``semcache ls``)."""
+    if not isinstance(meta, dict):
+        return meta or {}
+    return {**meta, "lookup": "exact"} if meta.get("lookup") == "semantic" else meta
 
 
 def _kept_as(key: str, entry: Entry) -> str | None:

@@ -230,3 +230,25 @@ def test_an_entry_id_is_one_path_segment_never_another_route(
         assert "404" in result.stderr, (args, result.stderr)
     assert chat(admin_proxy, f"{question} dots", "sk-ent-dots").headers["x-cache"] == "HIT"
 
+
+def test_a_restored_entry_is_not_listed_as_semantic(
+    admin_proxy: ProxyProcess, question: str, tmp_path: Path
+) -> None:
+    """An export's entries come back without their vectors (README): semantic lookups cannot
+    find them, so ``--lookup semantic`` must not list them as if they could."""
+    url = admin_proxy.url
+    chat(admin_proxy, f"{question} restored", "sk-ent-restore")
+    listed = cli("ls", "--url", url, "--key", "sk-ent-restore", "--json")
+    [before] = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert before["lookup"] == "semantic"
+    dump = tmp_path / "export.jsonl"
+    assert cli("export", str(dump), "--url", url, "--key", "sk-ent-restore").returncode == 0
+    assert cli("flush", "--url", url, "--yes").returncode == 0
+    restored = cli("import", str(dump), "--url", url, "--no-progress")
+    assert restored.returncode == 0, restored.stderr
+    semantic = cli("ls", "--url", url, "--key", "sk-ent-restore", "--lookup", "semantic")
+    assert semantic.stdout == ""
+    exact = cli("ls", "--url", url, "--key", "sk-ent-restore", "--lookup", "exact", "--json")
+    [after] = [orjson.loads(line) for line in exact.stdout.splitlines()]
+    assert after["id"] == before["id"]
+    assert after["lookup"] == "exact"
