@@ -307,11 +307,14 @@ _SHOWN_QUERY = frozenset({"api-version"})
 
 def mask_url(url: str) -> str:
     """``url`` for a log line or a stats page: its password and query values (but
-    ``api-version``) as ``***``."""
+    ``api-version``) as ``***``; a user name without a password (``https://sk-...@host``, a key
+    sent as Basic auth) is the credential itself and is masked too."""
     parts = urlsplit(url)
     netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
     query = "&".join(
         item if name in _SHOWN_QUERY or not sep else f"{name}=***"
         for item in parts.query.split("&")

@@ -239,6 +239,22 @@ def test_public_view_masks_keys_in_every_url() -> None:
     assert Settings(upstream_url=plain).public()["upstream_url"] == plain
 
 
+def test_a_key_given_as_the_url_s_user_name_is_masked() -> None:
+    """Must NOT leak: ``https://sk-...@host/v1`` (a key as the Basic-auth user name, no
+    password) was printed whole by ``semcache doctor`` and the start-up line."""
+    s = Settings(
+        upstream_url="https://sk-user-key@gw.example.test/v1",
+        redis_url="redis://token-only@cache.internal:6379/0",
+        embed_url="https://u:p@ss@emb.example.test/v1",
+    )
+    public = s.public()
+    assert public["upstream_url"] == "https://***@gw.example.test/v1"
+    assert public["redis_url"] == "redis://***@cache.internal:6379/0"
+    assert public["embed_url"] == "https://u:***@emb.example.test/v1"
+    for secret in ("sk-user-key", "token-only", "p@ss"):
+        assert secret not in str(public)
+
+
 def test_cli_exposes_one_flag_per_setting() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
