@@ -114,3 +114,20 @@ def test_a_bad_url_stops_with_one_line_not_a_traceback(
     assert result.output.count("\n") == 1, result.output
     assert "Traceback" not in result.output
     assert started == []
+
+
+def test_ls_shows_a_model_s_control_characters_escaped() -> None:
+    """A client's model name ``m\\n<fake line>`` (or a terminal escape) was printed raw by
+    ``semcache ls``: any caller could write lines into an operator's listing."""
+    from proxy.admin.display import entry_line
+
+    row = {
+        "id": "0123456789abcdef", "route": "chat", "model": "m\nfeedfacefeedface  chat \x1b[2J",
+        "age_seconds": 1.0, "ttl_seconds": 60.0, "hits": 0, "prompt": "hi",
+    }  # fmt: skip
+    line = entry_line(row)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert line.startswith("0123456789abcdef  chat       m\\nfeedface")
+    plain = entry_line(row | {"model": "gpt-4o-mini"})
+    assert "gpt-4o-mini" in plain
