@@ -14,6 +14,10 @@ from proxy.settings_sources import ENV_PREFIX
 if TYPE_CHECKING:
     from proxy.settings import Settings
 
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+"""The longest lifetime an entry may be given: ``SEMCACHE_TTL``, ``X-Cache-TTL``, an import's
+``ttl_seconds``."""
+
 
 def check_settings(settings: Settings) -> None:
     """Raise :class:`~proxy.errors.SettingsError` for the first setting out of bounds."""
@@ -49,6 +53,11 @@ def check_settings(settings: Settings) -> None:
         _check(
             math.isfinite(value) and value > 0, _name(settings, name), "must be a positive number"
         )
+    _check(
+        settings.ttl_seconds <= MAX_TTL_SECONDS,
+        "ttl",
+        f"must be between 1 and {MAX_TTL_SECONDS} (10 years)",
+    )
     for name in (
         "upstream_max_connections",
         "ttl_seconds",

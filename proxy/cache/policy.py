@@ -14,12 +14,12 @@ from typing import Any
 
 from proxy.errors import BadRequestError
 from proxy.requests import CacheControl
+from proxy.settings_checks import MAX_TTL_SECONDS
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # The OpenAI API's default sampling temperature, assumed when a request sends none.
 DEFAULT_TEMPERATURE = 1.0
-MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
 def cache_control(

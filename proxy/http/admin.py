@@ -16,11 +16,12 @@ from starlette.responses import Response
 from proxy.cache.answers import JSON, raw_response
 from proxy.cache.catalog import ROUTES
 from proxy.cache.explain import explain
-from proxy.cache.policy import MAX_TTL_SECONDS, cache_control
+from proxy.cache.policy import cache_control
 from proxy.errors import BadRequestError, HTTPError
 from proxy.http.handlers import Services, header_fields, read_body, require_admin, services
 from proxy.http.validate import chat_request
 from proxy.requests import json_or_none, parse_object
+from proxy.settings_checks import MAX_TTL_SECONDS
 from proxy.stores import Entry
 from proxy.upstream import CREDENTIAL_HEADERS, completion_is_storable
 

@@ -65,6 +65,9 @@ def test_example_config_documents_every_setting_and_loads() -> None:
         ({"SEMCACHE_REDIS_URL": "redis://h:port/0"}, "SEMCACHE_REDIS_URL is not a valid Redis"),
         ({"SEMCACHE_REDIS_URL": "http://x"}, "SEMCACHE_REDIS_URL must start with redis://"),
         ({"SEMCACHE_TTL": "0"}, "SEMCACHE_TTL must be a positive integer"),
+        # Above X-Cache-TTL's and an import's 10-year cap: every import line that gave no
+        # ttl_seconds was refused with "'ttl_seconds' must be 1 to 315360000".
+        ({"SEMCACHE_TTL": "400000000"}, "SEMCACHE_TTL must be between 1 and 315360000"),
         ({"SEMCACHE_UPSTREAM_TIMEOUT": "nan"}, "SEMCACHE_UPSTREAM_TIMEOUT must be a positive"),
         ({"SEMCACHE_MAX_TEMPERATURE": "-1"}, "SEMCACHE_MAX_TEMPERATURE must be >= 0"),
         ({"SEMCACHE_LOG_LEVEL": "loud"}, "SEMCACHE_LOG_LEVEL must be one of"),
