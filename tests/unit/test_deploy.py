@@ -4,17 +4,22 @@ reachable only on the compose network, pinned images, health checks on the port 
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from tests.support.balancer import POLICY, find_haproxy
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -148,6 +153,63 @@ def test_haproxy_accepts_the_balancer_config() -> None:
     # The replicas' names resolve only on the compose network; init-addr none lets it start.
     result = subprocess.run([binary, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_balancer_s_log_never_holds_a_query_string(tmp_path: Path) -> None:
+    """Must NOT leak: the README promises no access log (paths' query strings can carry keys),
+    but the replicas profile's HAProxy logged each request line whole, ``?key=...`` included,
+    to the container's stdout. Run with config/haproxy.cfg, the replicas on loopback."""
+    binary = find_haproxy()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have haproxy (.ci/run installs it)")
+        pytest.skip("haproxy is not installed")
+
+    class Replica(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    replica = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replica)
+    threading.Thread(target=replica.serve_forever, daemon=True).start()
+    port = free_port()
+    config = HAPROXY_CFG.read_text()
+    config = re.sub(r"(?m)^resolvers docker\n(    .*\n)+", "", config)
+    config = config.replace(" resolvers docker init-addr last,libc,none", "")
+    config = config.replace("bind :8080", f"bind 127.0.0.1:{port}")
+    config = re.sub(
+        r"(?m)^(    server \S+) \S+$", rf"\1 127.0.0.1:{replica.server_address[1]}", config
+    )
+    (tmp_path / "haproxy.cfg").write_text(config)
+    proc = subprocess.Popen(
+        [binary, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v1/models?key=sk-in-the-query")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        time.sleep(0.5)  # the log line is written once the exchange ends
+    finally:
+        proc.terminate()
+        log, _ = proc.communicate(timeout=10)
+        replica.shutdown()
+        replica.server_close()
+    assert '"GET /v1/models HTTP/1.1"' in log  # still a line per request, for operators
+    assert "sk-in-the-query" not in log
 
 
 def test_docker_compose_config_validates_the_replicas_profile() -> None:
