@@ -191,6 +191,7 @@ def register(main: click.Group, load: LoadSettings, served_url: ServedUrl) -> No
         click.echo(
             f"import: {result['lines']} lines: {result['imported']} stored, "
             f"{result['failed']} failed"
+            + (f", {result['expired']} expired since the export" if result.get("expired") else "")
         )
         for error in result["errors"]:
             click.echo(f"  {error}", err=True)

@@ -91,7 +91,7 @@ async def cache_import(request: Request) -> Response:
     store it (same key, vector, storability rules) or counted as failed with its reason."""
     svc = services(request)
     require_admin(request, svc, required=True)
-    counts = {"imported": 0, "failed": 0}
+    counts = {"imported": 0, "failed": 0, "expired": 0}
     errors: list[str] = []
     number = 0
     pending = b""
@@ -118,8 +118,7 @@ async def _import_line(
     try:
         row = parse_object(line)
         if "entry" in row:
-            await _restore(svc, row)
-            counts["imported"] += 1
+            counts["imported" if await _restore(svc, row) else "expired"] += 1
             return
         chat = chat_request(orjson.dumps(_field(row, "request", dict, required=True)))
         completion = _field(row, "response", dict, required=True)
@@ -147,11 +146,12 @@ async def _import_line(
         counts["imported"] += 1
 
 
-async def _restore(svc: Services, row: dict[str, Any]) -> None:
+async def _restore(svc: Services, row: dict[str, Any]) -> bool:
     """A line of ``GET /cache/export``: the entry back under its own key (the same deployment's
     secret makes the same namespaces), with the ref its id is found by (``/cache/entries/{id}``,
     ``POST /cache/feedback``), as a miss leaves one for every route but embeddings. Its
-    semantic vector is not restored, so the ref names no partition."""
+    semantic vector is not restored, so the ref names no partition. It expires when it would
+    have: False, and nothing stored, for an entry whose lifetime ended since the export."""
     key = _field(row, "key", str, required=True)
     if not key.startswith(tuple(ROUTES.values())) or key.count(":") < 2:
         raise BadRequestError("'key' is not an entry key", param="key")
@@ -175,14 +175,23 @@ async def _restore(svc: Services, row: dict[str, Any]) -> None:
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise BadRequestError(f"'entry' is not an exported entry: {exc}", param="entry") from exc
     ttl = row.get("ttl_seconds")
-    ttl_seconds = svc.settings.ttl_seconds if not isinstance(ttl, int | float) else ttl
-    ttl_seconds = max(1.0, float(ttl_seconds))
+    ttl_seconds = svc.settings.ttl_seconds if not isinstance(ttl, int | float) else float(ttl)
+    age = row.get("age_seconds")
+    if isinstance(ttl, int | float) and isinstance(age, int | float):
+        # The export's ttl_seconds was what was left then (at created_at + age_seconds): the
+        # time since counts too, or each restore would lengthen the entry's life.
+        exported_at = entry.created_at + float(age)
+        ttl_seconds -= max(0.0, svc.cache.clock() - exported_at)
+        if ttl_seconds <= 0:
+            return False
+    ttl_seconds = max(1.0, ttl_seconds)
     if not await svc.cache.put(key, entry, ttl_seconds, kind="import"):
         raise BadRequestError("not stored (too large, or the store failed)")
     if not key.startswith(ROUTES["embeddings"]):
         await svc.feedback.remember(
             entry, key=key, partition="", ttl_seconds=ttl_seconds, kept_as=_kept_as(key, entry)
         )
+    return True
 
 
 def _unindexed(meta: object) -> object:

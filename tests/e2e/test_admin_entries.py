@@ -3,6 +3,7 @@ running ``semcache serve``, on the memory store and on a real Redis."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -252,3 +253,35 @@ def test_a_restored_entry_is_not_listed_as_semantic(
     [after] = [orjson.loads(line) for line in exact.stdout.splitlines()]
     assert after["id"] == before["id"]
     assert after["lookup"] == "exact"
+
+
+def test_a_restored_entry_expires_when_it_would_have(
+    admin_proxy: ProxyProcess, question: str, tmp_path: Path
+) -> None:
+    """An export's ttl_seconds is what was left at the export: the import restarted that count,
+    so an entry restored after its lifetime ended was served again (HIT at an age past its
+    X-Cache-TTL), and every export-import cycle lengthened an entry's life."""
+    url = admin_proxy.url
+    text = f"{question} short-lived"
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": text}]}
+    auth = {"authorization": "Bearer sk-ent-ttl"}
+    first = httpx.post(
+        f"{url}/v1/chat/completions", json=body, headers=auth | {"x-cache-ttl": "2"}, timeout=30
+    )
+    assert first.headers["x-cache"] == "MISS"
+    chat(admin_proxy, f"{question} long-lived", "sk-ent-ttl")
+    dump = tmp_path / "export.jsonl"
+    assert cli("export", str(dump), "--url", url, "--key", "sk-ent-ttl").returncode == 0
+    assert len(dump.read_bytes().splitlines()) == 2
+    time.sleep(3)
+    assert cli("flush", "--url", url, "--yes").returncode == 0
+    restored = cli("import", str(dump), "--url", url, "--no-progress")
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.strip() == (
+        "import: 2 lines: 1 stored, 0 failed, 1 expired since the export"
+    )
+    again = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30)
+    assert again.headers["x-cache"] == "MISS"
+    listed = cli("ls", "--url", url, "--key", "sk-ent-ttl", "--json")
+    [kept] = [orjson.loads(line) for line in listed.stdout.splitlines() if "long-lived" in line]
+    assert kept["ttl_seconds"] < 604800 - 3  # the time since the export counted

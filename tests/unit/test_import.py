@@ -43,7 +43,7 @@ async def test_imported_answers_are_served_exactly_semantically_and_per_tenant(
         other = await p.chat(
             chat_body("What is the capital of France?"), authorization="Bearer sk-b"
         )
-    assert result == {"imported": 2, "failed": 0, "lines": 2, "errors": []}
+    assert result == {"imported": 2, "failed": 0, "expired": 0, "lines": 2, "errors": []}
     assert exact.headers["x-cache"] == "HIT"
     assert "Paris (imported)" in exact.text
     assert reworded.headers["x-cache-lookup"] == "semantic"
