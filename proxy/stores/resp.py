@@ -166,9 +166,12 @@ class RespClient:
                 )
             try:
                 setup = []
-                if a.password is not None:
+                if a.password is not None or a.username is not None:
+                    # A user without a password (``redis://user@host``: an ACL ``nopass``
+                    # user) is still that user, as redis-py authenticates it, not ``default``.
                     user = () if a.username is None else (a.username.encode(),)
-                    setup.append(connection.send(encode(b"AUTH", *user, a.password.encode())))
+                    password = (a.password or "").encode()
+                    setup.append(connection.send(encode(b"AUTH", *user, password)))
                 if a.db:
                     setup.append(connection.send(encode(b"SELECT", b"%d" % a.db)))
                 for reply in setup:

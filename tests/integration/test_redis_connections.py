@@ -216,6 +216,35 @@ async def test_wrong_password_or_a_key_outside_the_acl_is_a_store_error_never_lo
         assert quote(PASSWORD) not in text
 
 
+async def test_a_user_without_a_password_is_the_user_of_every_connection(
+    acl_socket_server: RedisServer, key_prefix: str
+) -> None:
+    """``redis://user@host/0`` names an ACL user with ``nopass``. redis-py authenticated as that
+    user, but the lean client (GET, SET, locks, VSIM) sent no AUTH without a password and ran
+    as ``default``: outside the user's key patterns, and refused where ``default`` is off."""
+    with redis.Redis(port=acl_socket_server.port) as admin:
+        admin.execute_command("ACL", "SETUSER", "keyless", "on", "nopass", "~t:*", "+@all")
+        try:
+            store = RedisStore.from_url(
+                f"redis://keyless@127.0.0.1:{acl_socket_server.port}/0",
+                prefix=key_prefix,
+                timeout_seconds=1.0,
+            )
+            try:
+                await exercise(store)
+                await store.put("chat:ns:a", entry(), 60)
+                ones = np.ones(4, dtype=np.float32)
+                await store.add_vector("p", "chat:ns:a", ones, "t", 60)
+                assert await store.nearest("p", ones, k=1, min_similarity=0.9)
+                own = admin.client_id()
+                users = {c["user"] for c in admin.client_list() if int(c["id"]) != own}
+            finally:
+                await store.close()
+        finally:
+            admin.execute_command("ACL", "DELUSER", "keyless")
+    assert users == {"keyless"}
+
+
 async def test_unix_socket_and_database_number(
     acl_socket_server: RedisServer, key_prefix: str
 ) -> None:
