@@ -64,7 +64,9 @@ async def _store(svc: Services, settings: Settings) -> Check:
         return Check("store", True, "memory: in this process (not shared between replicas)")
     vectors = await svc.cache.supports_vectors()
     detail = "redis: reachable, " + (
-        "vector sets available" if vectors else "no vector sets (Redis 8 needed for semantic)"
+        "vector sets available"
+        if vectors
+        else "no vector sets (semantic needs Redis 8, and an ACL allowing VADD VSIM VREM VCARD)"
     )
     return Check("store", True, detail)
 

@@ -123,8 +123,8 @@ class SemanticCache:
         if await self._cache.supports_vectors() is False:
             self.state = "off: the store has no vector search (Redis 8 vector sets)"
             log.warning(
-                "the store has no vector search (Redis 8 vector sets): semantic lookup is off, "
-                "exact caching works as usual"
+                "the store has no vector search (Redis 8 vector sets, allowed by its ACL): "
+                "semantic lookup is off, exact caching works as usual"
             )
             return
         try:

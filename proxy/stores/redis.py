@@ -28,6 +28,7 @@ A failure becomes a ``StoreError``; an outage rests the store (:mod:`proxy.store
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,8 @@ from proxy.stores.vectorset import (
     vector_add_command,
     vector_search_command,
 )
+
+log = logging.getLogger("semcache.cache")
 
 REF = "ref:"
 LOCK = "lock:"
@@ -202,7 +205,16 @@ class RedisStore:
             try:
                 await self._command("VCARD", self._prefix + "vset:probe")
             except ResponseError as exc:
-                if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
+                if isinstance(exc, NoPermissionError):
+                    # Redis 8 puts the vector set commands in no ACL category: a user granted
+                    # categories only (``+@read +@write``) has vector sets it may not use.
+                    log.warning(
+                        "redis: the ACL user may not run VCARD, so semantic lookup is off; "
+                        "vector set commands are in no ACL category: grant them by name "
+                        "(+vadd +vsim +vrem +vcard)"
+                    )
+                    return False
+                if "unknown command" in str(exc).lower():
                     return False
                 raise
         return True

@@ -320,6 +320,30 @@ async def test_a_refused_command_fails_alone_while_an_outage_rests_the_store(
         await wrong.close()
 
 
+async def test_an_acl_of_categories_only_is_told_to_grant_the_vector_commands_by_name(
+    redis_url: str, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis 8's vector set commands belong to no ACL category, so a user granted categories
+    (``+@read +@write``) has Redis 8 without the vector sets. Semantic lookup was switched off
+    saying the store "has no vector search (Redis 8 vector sets)", which sends the operator to
+    upgrade a Redis 8; the log now names the ACL and the commands to grant."""
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "bycategory", "on", f">{PASSWORD}", f"~{key_prefix}*",
+            "+@read", "+@write", "+@keyspace", "+@connection", "+@scripting",
+        )  # fmt: skip
+        url = redis_url.replace("redis://", f"redis://bycategory:{quote(PASSWORD)}@", 1)
+        store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+        try:
+            with caplog.at_level(logging.WARNING):
+                assert await store.supports_vectors() is False
+            await exercise(store)  # everything else works
+        finally:
+            await store.close()
+            admin.execute_command("ACL", "DELUSER", "bycategory")
+    assert "+vadd +vsim +vrem +vcard" in caplog.text
+
+
 @pytest.fixture
 def no_info_user(redis_url: str, key_prefix: str) -> Iterator[str]:
     """A common least-privilege ACL: every command but the ``@dangerous`` ones (``INFO`` among
