@@ -26,6 +26,12 @@ def check_url(url: str, *, cluster: bool) -> None:
         options = parse_url(url)
     except ValueError as exc:
         raise SettingsError(f"SEMCACHE_REDIS_URL is not a valid Redis URL: {exc}") from None
+    if options.get("decode_responses"):
+        # redis-py would hand the store text where it reads bytes: the packed entries, the
+        # namespace secret (a UnicodeDecodeError at start-up), the keys a flush compares.
+        raise SettingsError(
+            "SEMCACHE_REDIS_URL: decode_responses is not supported (the store reads bytes)"
+        )
     parts = urlsplit(url)
     path = unquote(parts.path).strip("/")
     if parts.scheme != "unix" and path and not path.isdigit():

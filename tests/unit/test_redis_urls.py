@@ -80,6 +80,8 @@ def test_settings_accept_each_shape_and_mask_the_password() -> None:
         ("redis://h/0?socket_timeout=abc", False, "Invalid value for 'socket_timeout'"),
         ("unix:///run/redis.sock?db=x", False, "Invalid value for 'db'"),
         ("redis://h:6379/zero", False, "the path must be the database number"),
+        ("redis://h/0?decode_responses=True", False, "decode_responses is not supported"),
+        ("unix:///s.sock?decode_responses=yes", False, "decode_responses is not supported"),
         ("redis+sentinel://sentinel-a/mymaster", False, "each sentinel must be host:port"),
         ("redis+sentinel://h:70000/m", False, "each sentinel must be host:port"),
         ("redis://h:7000/1", True, "SEMCACHE_REDIS_CLUSTER: a Redis Cluster has database 0"),
