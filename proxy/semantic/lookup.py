@@ -274,7 +274,7 @@ class SemanticCache:
         entry = await self._cache.get(neighbor.id)
         if entry is None:
             if record:  # the entry expired or was evicted before its vector: drop the orphan
-                await self._cache.remove_vector(query.partition, neighbor.id)
+                await self._cache.remove_orphan(query.partition, neighbor.id)
             self._tally(record, "no_match")
             return Lookup()
         age = self._cache.clock() - entry.created_at

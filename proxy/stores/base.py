@@ -89,6 +89,10 @@ class Store(Protocol):
 
     async def remove_vector(self, partition: str, key: str) -> None: ...
 
+    async def remove_orphan(self, partition: str, key: str) -> None:
+        """Remove ``key``'s row from ``partition`` unless its entry exists: a search found the
+        row without its entry, and a writer may have stored both anew since (entry first)."""
+
     async def delete(self, key: str) -> None:
         """Remove the entry at ``key`` (its vector rows may stay: a search skips orphans)."""
 

@@ -107,6 +107,12 @@ class Cache:
         except StoreError as exc:
             self._failed("remove_vector", exc)
 
+    async def remove_orphan(self, partition: str, key: str) -> None:
+        try:
+            await self.store.remove_orphan(partition, key)
+        except StoreError as exc:
+            self._failed("remove_vector", exc)
+
     async def delete(self, key: str) -> None:
         try:
             await self.store.delete(key)

@@ -136,6 +136,10 @@ class MemoryStore:
     async def remove_vector(self, partition: str, key: str) -> None:
         self._drop_vector(key)
 
+    async def remove_orphan(self, partition: str, key: str) -> None:
+        if key not in self._entries:
+            self._drop_vector(key)
+
     async def delete(self, key: str) -> None:
         if key in self._entries:
             self._remove(key)

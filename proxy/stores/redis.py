@@ -1,11 +1,12 @@
 """Shared store on Redis (standalone, cluster or sentinel: :mod:`proxy.stores.redis_clients`):
 one string key per entry, written with its expiry.
 
-Key layout. Every command and script touches exactly one key (no MGET, no multi-key Lua, no
-MULTI), so on a Redis Cluster no two keys need to share a slot and no key carries a hash tag:
-keys spread over every master, and one tenant or partition never pins one master. A vector
-set's elements name entry keys, but the set is searched (VSIM) and the entry read (GET) by two
-commands, each routed to its own slot's master.
+Key layout. On a cluster every command and script touches exactly one key (no MGET, no
+multi-key Lua, no MULTI; standalone and sentinel, one script removes an orphan row only while
+its entry is absent, :meth:`RedisStore.remove_orphan`), so on a Redis Cluster no two keys need
+to share a slot and no key carries a hash tag: keys spread over every master, and one tenant or
+partition never pins one master. A vector set's elements name entry keys, but the set is
+searched (VSIM) and the entry read (GET) by two commands, each routed to its own slot's master.
 
     <prefix>chat:<namespace>:<sha256>   a chat completion entry
     <prefix>emb:<namespace>:<sha256>    one embedding vector
@@ -21,7 +22,8 @@ refs and vector sets, and nothing else under the prefix: another deployment's pr
 extend this one (``semcache:staging:`` under ``semcache:``), and its keys are not ours.
 
 Values are packed :class:`Entry` bytes. A vector set expires with the latest entry added to
-it; an element whose entry expired earlier is removed the first time a search finds it.
+it; an element whose entry expired earlier is removed the first time a search finds it (unless
+the entry was stored again meanwhile: the check and the removal are one script).
 
 A failure becomes a ``StoreError``; an outage rests the store (:mod:`proxy.stores.redis_failures`).
 """
@@ -165,6 +167,17 @@ class RedisStore:
     async def remove_vector(self, partition: str, key: str) -> None:
         with self._failures:
             await self._command("VREM", self._prefix + VECTOR_SET + partition, key)
+
+    async def remove_orphan(self, partition: str, key: str) -> None:
+        """One script checks the entry and removes the row, so a writer that stores the entry
+        (then its row) between the lookup's GET and this keeps its row. On a cluster the entry
+        and the set live in different slots: no script holds both, the row goes unchecked."""
+        if isinstance(self._client, RedisCluster):
+            await self.remove_vector(partition, key)
+            return
+        vset = self._prefix + VECTOR_SET + partition
+        with self._failures:
+            await self._client.eval(_REMOVE_ORPHAN, 2, self._prefix + key, vset, key)
 
     async def delete(self, key: str) -> None:
         with self._failures:
@@ -347,6 +360,13 @@ class RedisStore:
 # Delete the lock only if this token still holds it (one key: fine on a cluster).
 _UNLOCK = b"""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+# Remove a row only while its entry is absent (standalone and sentinel: two keys, one server).
+_REMOVE_ORPHAN = """
+if redis.call('exists', KEYS[1]) == 0 then return redis.call('vrem', KEYS[2], ARGV[1]) end
 return 0
 """
 

@@ -369,3 +369,59 @@ async def test_app_started_while_redis_is_down_keeps_semantic_matching_on(
     assert not any("no vector search" in r.getMessage() for r in caplog.records)
     assert states == ["MISS", "HIT"]
     assert len(vector_sets) == 1  # the miss was indexed once Redis was back
+
+
+async def test_an_orphan_removed_by_a_lookup_never_takes_the_row_of_its_entry_stored_anew(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A lookup that finds a row whose entry expired removes the row. On Redis the entry's GET
+    is a round trip (and other replicas write meanwhile): the same prompt, asked again in that
+    window, stored its entry and row anew, then the lookup's VREM took the new row, and the
+    entry could not be found semantically for its whole TTL."""
+    from proxy.metrics import Metrics
+    from proxy.requests import CacheControl
+    from proxy.semantic.embedders import HashEmbedder
+    from proxy.semantic.lookup import SemanticCache
+    from proxy.semantic.verifier import CosineVerifier
+    from proxy.stores.guard import Cache
+
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, timeout_seconds=1.0)
+    cache = Cache(store, Metrics())
+    semantic = SemanticCache(
+        cache, HashEmbedder(64), Metrics(), verifier=CosineVerifier(0.5), reader=None,
+        fallback=CosineVerifier(0.5), min_similarity=0.5, max_age_seconds=None,
+        max_chars=1000, timeout_seconds=5,
+    )  # fmt: skip
+    await semantic.start()
+
+    def chat(text: str) -> dict[str, object]:
+        return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+    stored = await semantic.query(chat("what is the capital city of france"), namespace="ns",
+                                  api_key=None)  # fmt: skip
+    asked = await semantic.query(chat("what is the capital city of france now"), namespace="ns",
+                                 api_key=None)  # fmt: skip
+    assert stored is not None
+    assert asked is not None
+    await cache.put("chat:ns:k", cache.new_entry(b'"old"'), 60, kind="chat")
+    await semantic.remember(stored, "chat:ns:k", 60)
+    await cache.delete("chat:ns:k")  # expired or evicted: its row stays
+    real_get = cache.get
+
+    async def get_while_the_prompt_is_stored_again(key: str) -> Entry | None:
+        found = await real_get(key)
+        await cache.put(key, cache.new_entry(b'"new"'), 60, kind="chat")
+        await semantic.remember(stored, key, 60)
+        return found
+
+    control = CacheControl(lookup=True, store=True, ttl_seconds=60)
+    try:
+        cache.get = get_while_the_prompt_is_stored_again  # type: ignore[method-assign]
+        racing = await semantic.lookup(asked, control)
+        cache.get = real_get  # type: ignore[method-assign]
+        later = await semantic.lookup(asked, control)
+    finally:
+        await store.close()
+    assert racing.hit is None  # the orphan was a miss
+    assert later.hit is not None
+    assert later.hit.entry.body == b'"new"'
