@@ -177,7 +177,10 @@ class RedisStore:
             return
         vset = self._prefix + VECTOR_SET + partition
         with self._failures:
-            await self._client.eval(_REMOVE_ORPHAN, 2, self._prefix + key, vset, key)
+            try:
+                await self._client.eval(_REMOVE_ORPHAN, 2, self._prefix + key, vset, key)
+            except NoPermissionError:  # an ACL without EVAL: the row goes unchecked
+                await self._command("VREM", vset, key)
 
     async def delete(self, key: str) -> None:
         with self._failures:

@@ -425,3 +425,25 @@ async def test_an_orphan_removed_by_a_lookup_never_takes_the_row_of_its_entry_st
     assert racing.hit is None  # the orphan was a miss
     assert later.hit is not None
     assert later.hit.entry.body == b'"new"'
+
+
+async def test_an_acl_without_scripts_still_removes_orphan_rows(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The checked removal is a script; a user without ``EVAL`` removes the row unchecked, as
+    before, instead of leaving every orphan to turn its lookups into misses."""
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "noscript", "on", ">pw", f"~{key_prefix}*", "+@all", "-@scripting"
+        )
+        url = redis_url.replace("redis://", "redis://noscript:pw@", 1)
+        store = RedisStore.from_url(url, prefix=key_prefix, timeout_seconds=1.0)
+        try:
+            await store.add_vector("p", "chat:ns:gone", unit(1, 0, 0), "gone", 60)
+            await add(store, "p", "chat:ns:kept", unit(1, 0.1, 0), "kept")
+            await store.remove_orphan("p", "chat:ns:gone")
+            found = await store.nearest("p", unit(1, 0, 0), k=5, min_similarity=0.5)
+        finally:
+            await store.close()
+            admin.execute_command("ACL", "DELUSER", "noscript")
+    assert [n.id for n in found] == ["chat:ns:kept"]
