@@ -184,7 +184,9 @@ async def _restore(svc: Services, row: dict[str, Any]) -> bool:
         ttl_seconds -= max(0.0, svc.cache.clock() - exported_at)
         if ttl_seconds <= 0:
             return False
-    ttl_seconds = max(1.0, ttl_seconds)
+    # Within what a request's X-Cache-TTL may ask: Redis refuses an expiry past its integers
+    # (a hand-edited 1e20), which the memory store would have kept.
+    ttl_seconds = min(float(MAX_TTL_SECONDS), max(1.0, ttl_seconds))
     if not await svc.cache.put(key, entry, ttl_seconds, kind="import"):
         raise BadRequestError("not stored (too large, or the store failed)")
     if not key.startswith(ROUTES["embeddings"]):

@@ -9,6 +9,7 @@ import pytest
 import respx
 
 from proxy.semantic.embedders import HashEmbedder
+from proxy.settings_checks import MAX_TTL_SECONDS
 from tests.unit.harness import FakeClock, chat_body, completion, make_proxy
 
 pytestmark = pytest.mark.anyio
@@ -121,6 +122,24 @@ async def test_an_entry_restored_from_an_export_is_found_by_its_id(
     assert removed.json() == {"removed": 1}, removed.text
     assert after == ["MISS", "MISS"]  # both gone: asked upstream again
     assert route.call_count == 4
+
+
+async def test_a_restored_entry_lives_no_longer_than_a_request_may_ask(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A hand-edited export line's ``ttl_seconds`` (``1e20``) is held to the 10-year cap of
+    ``X-Cache-TTL``: Redis refused such an expiry, so the line failed there and not here."""
+    upstream_mock.post("/chat/completions").respond(200, json=completion("Paris."))
+    async with make_proxy(upstream_mock, clock, admin_token=TOKEN) as p:
+        await p.chat(chat_body("What is the capital of France?"))
+        line = orjson.loads((await p.client.get("/cache/export", headers=ADMIN)).content)
+        assert (await p.client.delete("/cache", headers=ADMIN)).status_code == 200
+        line.pop("age_seconds", None)
+        edited = orjson.dumps({**line, "ttl_seconds": 1e20})
+        result = (await p.client.post("/cache/import", content=edited, headers=ADMIN)).json()
+        listed = (await p.client.get("/cache/entries", headers=ADMIN)).json()["entries"]
+    assert (result["imported"], result["failed"]) == (1, 0)
+    assert [e["ttl_seconds"] for e in listed] == [float(MAX_TTL_SECONDS)]
 
 
 async def test_a_restored_entry_follows_a_delete_at_the_upstream(
