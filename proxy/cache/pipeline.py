@@ -171,7 +171,9 @@ class ChatPipeline:
         try:
             return await self._miss(miss, publish=publish, followed=turn.followed)
         except HTTPError as exc:
-            await publish(Outcome(status_code=exc.status_code, headers=[JSON], body=exc.body()))
+            await publish(
+                Outcome(status_code=exc.status_code, headers=[JSON, *exc.headers], body=exc.body())
+            )
             raise
         except BaseException:
             with anyio.CancelScope(shield=True):

@@ -165,6 +165,35 @@ async def test_inflight_limit_queues_then_answers_503(
     assert {r.status_code for r in responses} == {200, 503}
 
 
+async def test_followers_of_an_overloaded_leader_are_told_when_to_retry(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A leader that found no upstream slot hands its 503 to its followers with its
+    ``Retry-After``: the openai SDK waits what it says, as it does for the leader."""
+    gate = Gate()
+    upstream_mock.post("/chat/completions").mock(side_effect=gate)
+    async with make_proxy(
+        upstream_mock, clock, max_inflight=1, queue_timeout_seconds=0.05
+    ) as proxy:
+        responses: list[httpx.Response] = []
+
+        async def one(text: str) -> None:
+            responses.append(await proxy.chat(chat_body(text)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "first")  # takes the only slot
+            await anyio.wait_all_tasks_blocked()
+            async with anyio.create_task_group() as same:
+                for _ in range(3):  # a leader waiting for a slot, and two followers
+                    same.start_soon(one, "second")
+            gate.open.set()
+    rejected = [r for r in responses if r.status_code == 503]
+    assert len(rejected) == 3
+    assert [r.headers.get("retry-after") for r in rejected] == ["1"] * 3
+    assert {r.json()["error"]["code"] for r in rejected} == {"overloaded"}
+    assert gate.calls == 1
+
+
 async def test_answers_over_the_entry_limit_are_served_not_stored(
     upstream_mock: respx.MockRouter, clock: FakeClock
 ) -> None:
