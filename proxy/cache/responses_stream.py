@@ -28,6 +28,9 @@ WORDS_PER_DELTA = 3
 ARGUMENT_CHARS_PER_DELTA = 16
 
 
+_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
 class Ending:
     """Watches a stream's events for its end: ``done`` once it ended, ``response`` when it
     ended completed."""
@@ -44,11 +47,14 @@ class Ending:
         if not isinstance(event, dict):
             return
         kind = event.get("type")
-        if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
-            self.done = True
+        # An event named ``error`` comes as the parser's ERROR_EVENT_DATA, without its type.
+        if kind in _ENDS or "error" in event:
             response = event.get("response")
-            if kind == "response.completed" and isinstance(response, dict):
+            if kind == "response.completed" and isinstance(response, dict) and not self.done:
                 self.response = response
+            else:  # a failure, or anything after the end (an error event): nothing to store
+                self.response = None
+            self.done = True
 
     def result(self) -> dict[str, Any] | None:
         return self.response

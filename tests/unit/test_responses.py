@@ -209,6 +209,24 @@ def test_only_completed_responses_with_output_are_whole() -> None:
     assert ended.result() is None
 
 
+def test_an_error_after_the_completed_response_leaves_nothing_to_store() -> None:
+    """An ``error`` event is a failed stream wherever it comes, as on chat completions: the
+    response it follows is not stored (the client saw the error)."""
+    completed = {"type": "response.completed", "response": response(MESSAGE)}
+    failure = {"type": "error", "code": "server_error", "message": "late", "param": None}
+    for named in (b"", b"event: error\n"):  # OpenAI names it; the data alone says it too
+        parser, ended = EventParser(), Ending()
+        for data in parser.feed(
+            b"event: response.completed\ndata: %s\n\n" % orjson.dumps(completed)
+        ):
+            ended.feed(data)
+        assert ended.result() is not None
+        for data in parser.feed(named + b"data: %s\n\n" % orjson.dumps(failure)):
+            ended.feed(data)
+        assert ended.done
+        assert ended.result() is None
+
+
 def test_a_replay_streams_a_refusal_as_refusal_events() -> None:
     """An upstream streams a refusal part as ``response.content_part.added`` with an empty
     ``refusal``, ``response.refusal.delta`` pieces and ``response.refusal.done`` (OpenAI API
