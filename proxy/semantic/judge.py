@@ -6,7 +6,8 @@ hangs on a detail:
 1. **Tool calls**: the same functions with the same arguments (as JSON values), in any order;
    an answer with calls and one without differ.
 2. **Numbers**: the same set of numbers in both texts ("42", "3.5", "1,000" = "1000").
-3. **Yes or no**: two answers that open with opposite "yes" / "no" differ.
+3. **Yes or no**: two answers that open with opposite "yes" / "no" differ (markup before
+   the word aside: "**No.**", "# Yes").
 4. **Code**: the same fenced code blocks, whitespace aside.
 5. **Names**: two answers that both name things (capitalized words inside a sentence) but
    share none of those names differ ("Canberra, in Australia" against "Vienna, in Austria").
@@ -112,7 +113,8 @@ def _code(text: str) -> list[str]:
 
 
 def _polarity(text: str) -> str | None:
-    first = _WORD.match(text.lower())
+    """The opening "yes" or "no", past any markup before it ("**No.**", "# Yes", "> No")."""
+    first = _WORD.search(text.lower())
     word = first.group() if first else ""
     return word if word in ("yes", "no") else None
 

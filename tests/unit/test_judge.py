@@ -57,6 +57,22 @@ async def test_different_answers(a: str, b: str | None) -> None:
     assert not await judge.same(answer(a), answer(b))
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("**Yes.** Ibuprofen is safe with food.", "**No.** Ibuprofen is safe with food."),
+        ("# Yes\nIt is safe.", "# No\nIt is safe."),
+        ("> Yes, take it with Ibuprofen.", "> No, take it with Ibuprofen."),
+    ],
+)
+async def test_an_opening_yes_or_no_behind_markdown_is_still_compared(a: str, b: str) -> None:
+    async def alike(texts: list[str]) -> npt.NDArray[np.float32]:  # the rule alone decides
+        return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+    assert not await AnswerJudge(alike).same(answer(a), answer(b))
+    assert await AnswerJudge(alike).same(answer(a), answer(a.replace("food", "meals")))
+
+
 def test_numbers_are_compared_by_value() -> None:
     assert _numbers("1,000 kg and 3.50 m") == _numbers("3.5 m and 1000 kg")
     assert _numbers("10 kg") != _numbers("100 kg")
