@@ -129,8 +129,13 @@ class Feedback:
         if len(self._served) > SERVED_KEPT:
             self._served.popitem(last=False)
 
-    async def report(self, report: Report, *, namespace: str | None) -> dict[str, Any]:
-        """``namespace``: the caller's; None for the admin token (any tenant's entry)."""
+    async def report(
+        self, report: Report, *, namespace: str | None, reporters: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """``namespace``: the caller's; None for the admin token (any tenant's entry).
+        ``reporters``: whom the report is charged to (the namespace of each credential the
+        request carried, :meth:`proxy.cache.tenancy.Tenancy.credentials`); the namespace when
+        empty."""
         ref = await self._cache.get_ref(report.entry_id)
         where = json_or_none(ref) if ref is not None else None
         owner = where.get("n") if isinstance(where, dict) else None
@@ -149,7 +154,7 @@ class Feedback:
         if (
             seen is not None
             and adaptive is not None
-            and self._may_count(namespace)
+            and self._may_count(namespace, reporters)
             and (auditor is None or auditor.count_once(report.entry_id))  # not if an audit did
         ):
             group, margin = seen
@@ -163,20 +168,25 @@ class Feedback:
             "counted_as_wrong_hit": counted,
         }
 
-    def _may_count(self, namespace: str | None) -> bool:
-        """The admin's reports always count; a tenant's, ``EVIDENCE_PER_TENANT`` an hour."""
+    def _may_count(self, namespace: str | None, reporters: frozenset[str]) -> bool:
+        """The admin's reports always count; a tenant's, ``EVIDENCE_PER_TENANT`` an hour, for
+        every credential it carried: extra headers beside a key never buy it more reports."""
         if namespace is None:
             return True
         now = self._clock()
-        times = self._counted.pop(namespace, None) or deque()
-        self._counted[namespace] = times
-        if len(self._counted) > TENANTS_KEPT:
+        charged = []
+        for who in sorted(reporters or {namespace}):
+            times = self._counted.pop(who, None) or deque()
+            self._counted[who] = times
+            while times and times[0] <= now - EVIDENCE_WINDOW_SECONDS:
+                times.popleft()
+            charged.append(times)
+        while len(self._counted) > TENANTS_KEPT:
             self._counted.popitem(last=False)
-        while times and times[0] <= now - EVIDENCE_WINDOW_SECONDS:
-            times.popleft()
-        if len(times) >= EVIDENCE_PER_TENANT:
+        if any(len(times) >= EVIDENCE_PER_TENANT for times in charged):
             return False
-        times.append(now)
+        for times in charged:
+            times.append(now)
         return True
 
 

@@ -33,7 +33,7 @@ def api_key_from(headers: Mapping[str, str]) -> str | None:
     """The caller's key: ``Authorization: Bearer``, else the first of :data:`KEY_HEADERS`."""
     auth = headers.get("authorization")
     if auth:
-        return _bearer(auth)
+        return bearer(auth)
     for name in KEY_HEADERS:
         value = headers.get(name)
         if value:
@@ -59,11 +59,11 @@ def identity_from(
         return None
     if len(found) == 1 and found[0][0] in CREDENTIAL_HEADERS:
         name, value = found[0]
-        return _bearer(value) if name == b"authorization" else value
+        return bearer(value) if name == b"authorization" else value
     return "\n".join(f"{name.decode('latin-1')}:{value}" for name, value in found)
 
 
-def _bearer(value: str) -> str:
+def bearer(value: str) -> str:
     scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else value
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import anyio
 
-from proxy.cache.keys import IDENTITY_HEADERS, identity_from, scope_of
+from proxy.cache.keys import ACCOUNT_HEADERS, IDENTITY_HEADERS, bearer, identity_from, scope_of
 from proxy.errors import UnauthorizedError
 from proxy.stores import Cache
 
@@ -74,6 +74,22 @@ class Tenancy:
         """What a request's namespace derives from (:func:`proxy.cache.keys.identity_from`),
         with the operator's own identity headers (``SEMCACHE_IDENTITY_HEADERS``)."""
         return identity_from(headers, self._identity_headers)
+
+    def credentials(self, headers: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
+        """The namespace of each credential a request carries on its own (each key header's
+        value, the account headers aside): whom a report is charged to. A namespace is derived
+        from all of them together, so a junk header beside a real key makes a new namespace;
+        the key in it is still the same caller's."""
+        accounts = {name.encode() for name in ACCOUNT_HEADERS}
+        found = set()
+        for name, value in headers:
+            name = name.lower()
+            if name in self._identity_headers and name not in accounts:
+                text = value.decode("latin-1")
+                key = bearer(text).strip() if name == b"authorization" else text.strip()
+                if key:
+                    found.add(self.namespace(key))
+        return frozenset(found)
 
     def request_namespace(self, headers: list[tuple[bytes, bytes]], query: bytes) -> str:
         """Where a request's entries live: its caller's namespace (:meth:`identity`), scoped by

@@ -117,11 +117,16 @@ async def cache_feedback(request: Request) -> Response:
     fields = header_fields(request.scope)
     try:
         namespace: str | None = None
+        reporters: frozenset[str] = frozenset()
         if not is_admin(request, svc):
             svc.tenancy.authorize(api_key_from(fields))
-            namespace = svc.tenancy.namespace(svc.tenancy.identity(request.scope["headers"]))
+            headers = request.scope["headers"]
+            namespace = svc.tenancy.namespace(svc.tenancy.identity(headers))
+            reporters = svc.tenancy.credentials(headers) or frozenset({namespace})
         raw = await read_body(request, FEEDBACK_MAX_BYTES, fields)
-        result = await svc.feedback.report(parse_report(raw), namespace=namespace)
+        result = await svc.feedback.report(
+            parse_report(raw), namespace=namespace, reporters=reporters
+        )
     except HTTPError as exc:
         return error_response(exc)
     log.info("feedback: entry %s reported wrong (%s)", result["entry_id"], result)

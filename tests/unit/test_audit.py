@@ -306,6 +306,26 @@ async def test_one_tenants_reports_count_as_evidence_a_few_an_hour(tenants: Prox
     assert group["verdicts"] == {"feedback_wrong": 11}
 
 
+async def test_a_second_credential_header_does_not_buy_a_key_more_reports(
+    tenants: Proxy,
+) -> None:
+    """An extra header the upstream ignores (a junk ``api-key`` beside the real ``Authorization``)
+    makes a namespace of its own; the reports of one key still count ten an hour, whichever
+    other credential headers each request carried."""
+    counted = []
+    for i in range(12):
+        extra = {"authorization": f"Bearer {KEY_A}", "api-key": f"junk-{i}"}
+        await tenants.chat(chat_body(f"what is the capital of country {i}"), **extra)
+        hit = await tenants.chat(chat_body(f"the capital of country {i} is what"), **extra)
+        assert hit.headers["x-cache-lookup"] == "semantic"
+        answer = await tenants.client.post(
+            "/cache/feedback", json={"entry_id": hit.headers["x-cache-entry-id"]}, headers=extra
+        )
+        assert (answer.status_code, answer.json()["semantic"]) == (200, "stopped")
+        counted.append(answer.json()["counted_as_wrong_hit"])
+    assert counted == [True] * 10 + [False] * 2
+
+
 async def test_feedback_scope_all_deletes_and_the_admin_may_report(tenants: Proxy) -> None:
     await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
     hit = await tenants.chat(chat_body(QUESTION), authorization=f"Bearer {KEY_A}")
