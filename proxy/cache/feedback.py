@@ -99,11 +99,11 @@ class Feedback:
         """Where a stored entry lives, by its id: for reports, and ``/cache/entries/{id}``; and
         by ``kept_as``, the id of the object the upstream keeps for the answer (a stored
         response or chat completion), so that deleting that object forgets the entry."""
-        where = {"n": namespace_of(key), "k": key, "p": partition}
+        # With the entry's id: a refresh may replace it under the key.
+        where = {"n": namespace_of(key), "k": key, "p": partition, "i": entry.id}
         await self._cache.put_ref(entry.id, orjson.dumps(where), ttl_seconds)
-        if kept_as is not None:  # with the entry's id: a refresh may replace it under the key
-            kept = orjson.dumps({**where, "i": entry.id})
-            await self._cache.put_ref(KEPT_REF + kept_as, kept, ttl_seconds)
+        if kept_as is not None:
+            await self._cache.put_ref(KEPT_REF + kept_as, orjson.dumps(where), ttl_seconds)
 
     async def deleted_upstream(self, kept_as: str) -> bool:
         """The upstream deleted the object ``kept_as`` (a client's 2xx ``DELETE``): the entry
@@ -143,10 +143,15 @@ class Feedback:
             raise NotFoundError(f"no entry {report.entry_id} for this API key")
         assert isinstance(where, dict)
         key, partition = str(where.get("k")), str(where.get("p") or "")
-        if partition:
-            await self._cache.remove_vector(partition, key)
-        if report.scope == "all":
-            await self._cache.delete(key)
+        # A refresh may have stored a newer answer under the key since: that one is not the
+        # answer reported, and stays (a ref written before ids were kept in it: as it says).
+        current = await self._cache.get(key) if "i" in where else None
+        replaced = current is not None and current.id != report.entry_id
+        if not replaced:
+            if partition:
+                await self._cache.remove_vector(partition, key)
+            if report.scope == "all":
+                await self._cache.delete(key)
         counted = False
         seen = self._served.pop(report.entry_id, None)
         adaptive = self._semantic.adaptive
@@ -164,7 +169,7 @@ class Feedback:
         return {
             "entry_id": report.entry_id,
             "semantic": "stopped",
-            "deleted": report.scope == "all",
+            "deleted": report.scope == "all" and not replaced,
             "counted_as_wrong_hit": counted,
         }
 

@@ -337,6 +337,29 @@ async def test_feedback_scope_all_deletes_and_the_admin_may_report(tenants: Prox
     assert again.headers["x-cache"] == "MISS"
 
 
+async def test_a_report_on_a_replaced_answer_leaves_the_newer_one(tenants: Proxy) -> None:
+    """``scope: all`` deletes the reported entry only: when a refresh (``no-cache``) has
+    stored a new answer under the same key since, that answer is not the one reported."""
+    auth = f"Bearer {KEY_A}"
+    await tenants.chat(chat_body(QUESTION), authorization=auth)
+    old = await tenants.chat(chat_body(QUESTION), authorization=auth)
+    fresh = await tenants.chat(
+        chat_body(QUESTION), authorization=auth, **{"cache-control": "no-cache"}
+    )
+    new = await tenants.chat(chat_body(QUESTION), authorization=auth)
+    assert new.headers["x-cache-entry-id"] != old.headers["x-cache-entry-id"]
+    assert new.json()["choices"][0]["message"]["content"] == "Paris!"
+    body = {"entry_id": old.headers["x-cache-entry-id"], "scope": "all"}
+    reported = await feedback(tenants, body, KEY_A)
+    assert (reported.status_code, reported.json()["deleted"]) == (200, False)
+    again = await tenants.chat(chat_body(QUESTION), authorization=auth)
+    assert again.headers["x-cache"] == "HIT"
+    assert again.headers["x-cache-entry-id"] == new.headers["x-cache-entry-id"]
+    semantic_hit = await tenants.chat(chat_body(SAME_WORDS), authorization=auth)
+    assert semantic_hit.headers["x-cache-lookup"] == "semantic"
+    assert fresh.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
