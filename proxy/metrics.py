@@ -209,7 +209,8 @@ class Metrics:
             "semcache_audits_total",
             "counter",
             "Cached answers compared with fresh ones, by kind (free, shadow, audit, exact) and "
-            "verdict (same, different; dropped, gone, upstream_error, error: not compared).",
+            "verdict (same, different; dropped, gone, paused, upstream_error, error: not "
+            "compared).",
         )
         for (kind, verdict), n in sorted(self.audits.items()):
             lines.append(f'semcache_audits_total{{kind="{kind}",verdict="{verdict}"}} {n}')

@@ -186,6 +186,10 @@ class Auditor:
         return True
 
     async def _ask(self, job: _Job) -> Any:
+        if time.monotonic() < self._paused_until:
+            # Queued before a 429 came back for another: the pause holds for it too.
+            self._metrics.audits[(job.kind, "paused")] += 1
+            return None
         try:
             response = await self._upstream.send(
                 "POST",

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 import respx
 
@@ -15,6 +16,7 @@ from proxy.metrics import Metrics
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import HashEmbedder
 from proxy.semantic.lookup import SemanticCache
+from proxy.stores import Entry
 from tests.unit.harness import (
     QUESTION,
     SAME_WORDS,
@@ -455,6 +457,50 @@ async def test_hits_during_a_pause_never_add_up_to_a_burst_of_audits() -> None:
     assert not any(hits(1000))
     auditor._paused_until = 0.0
     assert hits(8) == [True, False, False, False, True, False, False, False]
+
+
+async def test_audits_queued_before_a_429_wait_out_the_pause() -> None:
+    """A 429 pauses audits: those already queued behind the one that got it are not sent
+    either (they were sent, one 429 after another, to an upstream asking for a rest)."""
+    sent: list[bytes] = []
+
+    class Upstream:
+        def forward_headers(self, headers: Any, **_: Any) -> Any:
+            return list(headers)
+
+        async def send(self, method: str, url: str, **kwargs: Any) -> Any:
+            sent.append(kwargs["content"])
+            return httpx.Response(429, json={"error": {"message": "slow down"}})
+
+        async def read(self, response: httpx.Response) -> bytes:
+            return response.content
+
+    class Cache:
+        async def get(self, key: str) -> Any:
+            return Entry(id="0123456789abcdef", body=orjson.dumps(completion("Paris.")),
+                         created_at=0.0)  # fmt: skip
+
+    metrics = Metrics()
+    auditor = Auditor(
+        Cache(),  # type: ignore[arg-type]
+        Upstream(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        metrics,
+        rate=1.0,
+        concurrency=1,
+    )
+    for i in range(3):
+        body = {"model": "m", "n": i}
+        assert auditor.maybe_audit(Candidate("g", 0.1, "p", "k"), exact=False, url="u",
+                                   headers=(), body=body)  # fmt: skip
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(auditor.run)
+        with anyio.fail_after(2):
+            await auditor.drain()
+        tg.cancel_scope.cancel()
+    assert len(sent) == 1
+    assert metrics.audits[("audit", "paused")] == 2
 
 
 @pytest.mark.parametrize("first", ["audit", "report"])
