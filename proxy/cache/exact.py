@@ -144,6 +144,9 @@ class ExactPipeline:
                 self._semantic, request, as_chat, namespace, api_key, control
             )
             if found.hit is not None:
+                if self._feedback is not None and found.candidate is not None:
+                    self._feedback.served(found.hit.entry.id, found.candidate.group,
+                                          found.candidate.margin)  # fmt: skip
                 return self._hit(found.hit.entry, request, lookup="semantic",
                                  similarity=found.hit.similarity)  # fmt: skip
             reason = miss_reason(self._semantic, as_chat, control, stale, semantic, found)

@@ -105,6 +105,9 @@ class OllamaPipeline:
                 found = await self._semantic.lookup(query, control, model=model)
                 if found.hit is not None:
                     hit = found.hit
+                    if self._feedback is not None and found.candidate is not None:
+                        self._feedback.served(hit.entry.id, found.candidate.group,
+                                              found.candidate.margin)  # fmt: skip
                     age = self._cache.clock() - hit.entry.created_at
                     return self._hit(kind, hit.entry, stream, age, route, model,
                                      similarity=hit.similarity)  # fmt: skip

@@ -261,6 +261,25 @@ async def test_shadow_mode_says_so_on_ollama_as_on_chat_completions(clock: FakeC
     assert route.call_count == 2
 
 
+async def test_a_report_on_a_semantic_hit_counts_as_a_wrong_hit_as_on_chat_completions(
+    clock: FakeClock,
+) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{OLLAMA}/chat").respond(200, json=CHAT)
+        async with make_proxy(router, clock, embedder=HashEmbedder(64)) as p:
+            answers = [
+                await p.client.post("/api/chat", json={"model": "m", "stream": False,
+                                    "messages": [{"role": "user", "content": text}]})
+                for text in (QUESTION, SAME_WORDS)
+            ]  # fmt: skip
+            assert answers[1].headers["x-cache-lookup"] == "semantic"
+            reported = await p.client.post(
+                "/cache/feedback", json={"entry_id": answers[1].headers["x-cache-entry-id"]}
+            )
+    assert reported.status_code == 200
+    assert reported.json()["counted_as_wrong_hit"] is True
+
+
 def _logprob(token: str) -> dict[str, Any]:
     return {"token": token, "logprob": -0.1, "bytes": list(token.encode())}
 

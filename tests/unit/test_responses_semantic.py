@@ -575,3 +575,18 @@ async def test_a_streamed_miss_asks_for_a_stream_it_can_read(proxy: Proxy) -> No
     assert asked.headers["x-cache"] == "MISS"
     assert (await respond(proxy, ask(QUESTION))).headers["x-cache"] == "HIT"
     assert route.call_count == 1
+
+
+async def test_a_report_on_a_semantic_hit_counts_as_a_wrong_hit_as_on_chat(proxy: Proxy) -> None:
+    """``POST /cache/feedback`` on an answer this process served as a semantic hit counts as a
+    wrong hit in its group's evidence, on the Responses API as on chat completions."""
+    proxy.upstream.post("/responses").mock(side_effect=answered)
+    await respond(proxy, ask(QUESTION))
+    hit = await respond(proxy, ask(SAME_WORDS))
+    assert hit.headers["x-cache-lookup"] == "semantic"
+    reported = await proxy.client.post(
+        "/cache/feedback", json={"entry_id": hit.headers["x-cache-entry-id"]},
+        headers={"authorization": "Bearer sk-test-a"},
+    )  # fmt: skip
+    assert reported.status_code == 200
+    assert reported.json()["counted_as_wrong_hit"] is True
