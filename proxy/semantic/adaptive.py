@@ -71,6 +71,9 @@ FIT_BINS = 4
 SYNC_SECONDS = 2.0
 RECHOOSE_GROWTH = 0.02
 MAX_GROUPS = 1000
+RAISED_KEPT = 100_000
+"""Lines above the calibrated one (or closed) of groups evicted from memory, kept until the
+group comes back: made-up model names must not lower a line for the seconds to its sync."""
 COUNTER_PREFIX = "adapt2:"
 """``adapt2``: bins 0.005 wide (``adapt:`` counted 0.02-wide bins; that evidence is not read)."""
 
@@ -183,16 +186,24 @@ class Adaptive:
         self._groups: OrderedDict[str, Group] = OrderedDict()
         self._unsynced: dict[str, Counter[str]] = {}
         """Deltas of groups evicted before their next sync: written at that sync, not lost."""
+        self._raised: OrderedDict[str, int] = OrderedDict()
+        """Offset bins above the calibrated one of evicted groups (:data:`RAISED_KEPT`)."""
 
     def group(self, name: str) -> Group:
         group = self._groups.get(name)
         if group is None:
             group = self._groups[name] = Group(name)
             group.pending.update(self._unsynced.pop(name, Counter()))
+            # Back from eviction: its raised line holds until the next sync chooses again.
+            group.offset_bin = self._raised.pop(name, DEFAULT_BIN)
             if len(self._groups) > MAX_GROUPS:
                 _, evicted = self._groups.popitem(last=False)
                 if evicted.pending:
                     self._unsynced.setdefault(evicted.name, Counter()).update(evicted.pending)
+                if evicted.offset_bin > DEFAULT_BIN:
+                    self._raised[evicted.name] = evicted.offset_bin
+                    if len(self._raised) > RAISED_KEPT:
+                        self._raised.popitem(last=False)
         else:
             self._groups.move_to_end(name)
         return group

@@ -194,3 +194,18 @@ async def test_a_group_evicted_before_its_sync_keeps_its_evidence() -> None:
     stored = await cache.read_counters(COUNTER_PREFIX + "victim")
     assert stored is not None
     assert stored[f"w{bin_of(0.02)}"] == 200
+
+
+async def test_a_group_evicted_by_made_up_names_keeps_a_raised_line() -> None:
+    """A group's line raised by wrong answers (or closed: nothing served) must not fall back
+    to the calibrated one because a client's made-up model names pushed the group out of
+    memory: it did until the next sync re-read the store, and made-up names can go on."""
+    cache = Cache(MemoryStore(max_entries=100, max_bytes=1 << 20), Metrics())
+    adaptive = Adaptive(cache, TARGET)
+    for name, line in (("raised", DEFAULT_BIN + 8), ("closed", NEVER)):
+        adaptive.group(name).offset_bin = line
+    raised, closed = adaptive.offset("raised"), adaptive.offset("closed")
+    for i in range(MAX_GROUPS + 5):
+        adaptive.looked_up(f"made-up-{i}", None)
+    assert "raised" not in [g.name for g in adaptive.groups()]
+    assert (adaptive.offset("raised"), adaptive.offset("closed")) == (raised, closed)
