@@ -5,7 +5,8 @@ hangs on a detail:
 
 1. **Tool calls**: the same functions with the same arguments (as JSON values), in any order;
    an answer with calls and one without differ.
-2. **Numbers**: the same set of numbers in both texts ("42", "3.5", "1,000" = "1000").
+2. **Numbers**: the same set of numbers in both texts ("42", "3.5", "1,000" = "1000",
+   ".5" = "0.5", "1e5" = "100000", "\u22125" = "-5").
 3. **Yes or no**: two answers that open with opposite "yes" / "no" differ (markup before
    the word aside: "**No.**", "# Yes").
 4. **Code**: the same fenced code blocks, whitespace aside.
@@ -33,7 +34,7 @@ from proxy.settings import DEFAULT_JUDGE_SIMILARITY
 EmbedTexts = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
 """Unit vectors for texts, one row each."""
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![\w.])[-\u2212]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+(?!\w))?")
 _CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _WORD = re.compile(r"\w+")
 _SENTENCE = re.compile(r"(?<=[.!?:;])\s+")
@@ -105,7 +106,12 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def _numbers(text: str) -> set[str]:
-    return {f"{float(n.replace(',', '')):.12g}" for n in _NUMBER.findall(text)}
+    return {f"{float(_plain(n)):.12g}" for n in _NUMBER.findall(text)}
+
+
+def _plain(number: str) -> str:
+    """A number as ``float`` reads it: no thousands separators, an ASCII minus."""
+    return number.replace(",", "").replace("\u2212", "-")
 
 
 def _code(text: str) -> list[str]:

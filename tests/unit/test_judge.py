@@ -76,6 +76,14 @@ async def test_an_opening_yes_or_no_behind_markdown_is_still_compared(a: str, b:
 def test_numbers_are_compared_by_value() -> None:
     assert _numbers("1,000 kg and 3.50 m") == _numbers("3.5 m and 1000 kg")
     assert _numbers("10 kg") != _numbers("100 kg")
+    # A leading decimal point, an exponent and a Unicode minus are numbers too.
+    assert _numbers("Take .5 mg") != _numbers("Take .25 mg")
+    assert _numbers("Take .5 mg") == _numbers("Take 0.5 mg")
+    assert _numbers("About 1e5 cells") != _numbers("About 1e9 cells")
+    assert _numbers("About 1e5 cells") == _numbers("About 100000 cells")
+    assert _numbers("It is \u22125 degrees") != _numbers("It is 5 degrees")
+    assert _numbers("It is \u22125 degrees") == _numbers("It is -5 degrees")
+    assert _numbers("Version 3.11. Then 7.") == _numbers("7 and 3.11")
 
 
 async def test_tool_calls_compare_by_name_and_arguments_as_json() -> None:
