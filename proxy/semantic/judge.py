@@ -9,7 +9,8 @@ hangs on a detail:
    ".5" = "0.5", "1e5" = "100000", "\u22125" = "-5").
 3. **Yes or no**: two answers that open with opposite "yes" / "no" differ (markup before
    the word aside: "**No.**", "# Yes").
-4. **Code**: the same fenced code blocks, whitespace aside.
+4. **Code**: the same fenced code blocks (``` or ~~~; one left open runs to the end),
+   whitespace aside.
 5. **Names**: two answers that both name things (capitalized words inside a sentence) but
    share none of those names differ ("Canberra, in Australia" against "Vienna, in Austria").
 6. **Text**: the two answers' embeddings (the proxy's own embedder) at cosine
@@ -35,7 +36,8 @@ EmbedTexts = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
 """Unit vectors for texts, one row each."""
 
 _NUMBER = re.compile(r"(?<![\w.])[-\u2212]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+(?!\w))?")
-_CODE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+_CODE = re.compile(r"(`{3,}|~{3,})[^\n]*\n(.*?)(?:\1|\Z)", re.DOTALL)
+"""A fenced code block, ``` or ~~~ (CommonMark), to its closing fence or the end of the text."""
 _WORD = re.compile(r"\w+")
 _SENTENCE = re.compile(r"(?<=[.!?:;])\s+")
 _NAME = re.compile(r"\b[A-Z][\w-]+")
@@ -115,7 +117,7 @@ def _plain(number: str) -> str:
 
 
 def _code(text: str) -> list[str]:
-    return [" ".join(block.split()) for block in _CODE.findall(text)]
+    return [" ".join(block.split()) for _, block in _CODE.findall(text)]
 
 
 def _polarity(text: str) -> str | None:

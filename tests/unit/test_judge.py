@@ -73,6 +73,22 @@ async def test_an_opening_yes_or_no_behind_markdown_is_still_compared(a: str, b:
     assert await AnswerJudge(alike).same(answer(a), answer(a.replace("food", "meals")))
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Run:\n~~~sh\nrm -rf /tmp/build\n~~~", "Run:\n~~~sh\nrm -rf /\n~~~"),
+        ("Run:\n```sh\nrm -rf /tmp/build", "Run:\n```sh\nrm -rf /"),  # a fence left open
+        ("Use ```sh\nrm -rf /tmp/build\n```", "Use ```sh\nrm -rf /\n```"),
+    ],
+)
+async def test_code_in_any_fence_is_compared(a: str, b: str) -> None:
+    async def alike(texts: list[str]) -> npt.NDArray[np.float32]:  # the rule alone decides
+        return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+    assert not await AnswerJudge(alike).same(answer(a), answer(b))
+    assert await AnswerJudge(alike).same(answer(a), answer(a.replace("Run:", "Run this:")))
+
+
 def test_numbers_are_compared_by_value() -> None:
     assert _numbers("1,000 kg and 3.50 m") == _numbers("3.5 m and 1000 kg")
     assert _numbers("10 kg") != _numbers("100 kg")
