@@ -57,6 +57,11 @@ async def test_different_answers(a: str, b: str | None) -> None:
     assert not await judge.same(answer(a), answer(b))
 
 
+async def alike(texts: list[str]) -> npt.NDArray[np.float32]:
+    """An embedder that finds every two answers alike: the judge's rules alone decide."""
+    return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [
@@ -66,9 +71,6 @@ async def test_different_answers(a: str, b: str | None) -> None:
     ],
 )
 async def test_an_opening_yes_or_no_behind_markdown_is_still_compared(a: str, b: str) -> None:
-    async def alike(texts: list[str]) -> npt.NDArray[np.float32]:  # the rule alone decides
-        return np.full((len(texts), 4), 0.5, dtype=np.float32)
-
     assert not await AnswerJudge(alike).same(answer(a), answer(b))
     assert await AnswerJudge(alike).same(answer(a), answer(a.replace("food", "meals")))
 
@@ -82,9 +84,6 @@ async def test_an_opening_yes_or_no_behind_markdown_is_still_compared(a: str, b:
     ],
 )
 async def test_code_in_any_fence_is_compared(a: str, b: str) -> None:
-    async def alike(texts: list[str]) -> npt.NDArray[np.float32]:  # the rule alone decides
-        return np.full((len(texts), 4), 0.5, dtype=np.float32)
-
     assert not await AnswerJudge(alike).same(answer(a), answer(b))
     assert await AnswerJudge(alike).same(answer(a), answer(a.replace("Run:", "Run this:")))
 
