@@ -13,8 +13,9 @@ Code outside this package imports from here only:
 - :func:`semantic_text` (``partition.py``): the text a lookup compares, if any;
 - :class:`Candidate` (``audit.py``): a lookup's best candidate, served or not;
 - :class:`Adaptive` (``adaptive.py``): the adaptive line, and ``SYNC_SECONDS``, how often
-  each process adds its evidence to the store's counters and re-reads them; :func:`report`,
-  the line and its evidence per group, and :func:`render`, that report as Prometheus gauges;
+  each process adds its evidence to the store's counters and re-reads them; :func:`report`
+  (``adaptive_report.py``), the line and its evidence per group, and :func:`render`, that
+  report as Prometheus gauges;
 - the :class:`Embedder`, :class:`Reader` (``embedders.py``) and :class:`Verifier`
   (``verifier.py``) protocols a caller may pass in, and :func:`load_sentence_transformer`
   with its :class:`EmbedderError`: ``semcache serve`` loads a ``local:`` model before it
@@ -33,7 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.metrics import Metrics
-from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive, render, report
+from proxy.semantic.adaptive import SYNC_SECONDS, Adaptive
+from proxy.semantic.adaptive_report import render, report
 from proxy.semantic.audit import Auditor, Candidate
 from proxy.semantic.embedders import (
     READER_MODEL,

@@ -11,7 +11,8 @@ import pytest
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.display import summary
 from proxy.metrics import Metrics
-from proxy.semantic.adaptive import Adaptive, bin_of, edge, report
+from proxy.semantic.adaptive import Adaptive, bin_of, edge
+from proxy.semantic.adaptive_report import report
 from proxy.stores.guard import Cache
 from proxy.stores.memory import MemoryStore
 
