@@ -291,8 +291,6 @@ class ExactPipeline:
     ) -> tuple[SemanticQuery | None, Lookup]:
         """The request's vector (stored with its answer, also when the lookup is skipped) and,
         when asked for, the semantic lookup: as on chat, minus audits and feedback."""
-        if as_chat is None:
-            return None, Lookup()
         query = await semantic.query(
             as_chat, namespace=namespace, api_key=api_key, api=self.format.route
         )

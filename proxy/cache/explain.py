@@ -43,9 +43,7 @@ async def explain(
     out["exact"] = exact
 
     looked_at = chat_semantic_body(chat.body)
-    query = None if looked_at is None else await semantic.query(
-        looked_at, namespace=namespace, api_key=api_key, count=False
-    )  # fmt: skip
+    query = await semantic.query(looked_at, namespace=namespace, api_key=api_key, count=False)
     trace: list[Judged] = []
     found = Lookup()
     section: dict[str, Any] = {"state": semantic.state}

@@ -114,9 +114,7 @@ class ChatPipeline:
                     return hit
 
         looked_at = chat_semantic_body(chat.body)
-        semantic = None if looked_at is None else await self._semantic.query(
-            looked_at, namespace=namespace, api_key=api_key
-        )  # fmt: skip
+        semantic = await self._semantic.query(looked_at, namespace=namespace, api_key=api_key)
         found = Lookup()
         if semantic is not None and control.lookup and control.semantic:
             found = await self._semantic.lookup(semantic, control, model=chat.model)
@@ -150,9 +148,7 @@ class ChatPipeline:
         would have: the same key, the same storability rules, its vector for semantic lookup."""
         key = chat_key(namespace, chat.body)
         looked_at = chat_semantic_body(chat.body)
-        semantic = None if looked_at is None else await self._semantic.query(
-            looked_at, namespace=namespace, api_key=api_key
-        )  # fmt: skip
+        semantic = await self._semantic.query(looked_at, namespace=namespace, api_key=api_key)
         control = CacheControl(lookup=True, store=True, ttl_seconds=ttl_seconds)
         miss = Miss("", (), chat, key, namespace, control, semantic, Lookup())
         return await self._store(miss, 200, completion)

@@ -165,7 +165,7 @@ class SemanticCache:
 
     async def query(
         self,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         *,
         namespace: str,
         api_key: str | None,
@@ -173,11 +173,12 @@ class SemanticCache:
         api: str | None = None,
     ) -> SemanticQuery | None:
         """Embed (and sketch) the request's last user message; None when it has none to
-        compare, or the embedder failed (the request then goes on exact-only). ``count``:
+        compare, or the embedder failed (the request then goes on exact-only), or when there
+        is no ``body`` to read (a request matched exactly only, nothing counted). ``count``:
         off for a dry run (``POST /cache/explain``). ``api``: the API of a body read as chat
         messages (:func:`~proxy.semantic.partition.semantic_partition`); None for chat
         completions."""
-        if not self.enabled or self._embedder is None:
+        if not self.enabled or self._embedder is None or body is None:
             return None
         text = semantic_text(body, max_chars=self._max_chars)
         if text is None:
