@@ -39,13 +39,18 @@ def cache_headers(
     if reason is not None:
         headers.append((b"x-cache-reason", reason.encode()))
     if entry is not None:
-        headers += [
-            (b"x-cache-lookup", lookup.encode()),
-            (b"age", str(max(0, math.floor(age))).encode()),
-            (b"x-cache-entry-id", entry.id.encode()),
-        ]
+        headers += hit_headers(lookup, age, entry.id)
         if similarity is not None:
             headers.append((b"x-cache-similarity", f"{similarity:.4f}".encode()))
+    return headers
+
+
+def hit_headers(lookup: str, age: float, entry_id: str | None) -> Headers:
+    """What a hit says of what served it: how it was found, its ``Age``, and the entry's id
+    (None for an answer made of several entries: an embeddings batch)."""
+    headers = [(b"x-cache-lookup", lookup.encode()), (b"age", b"%d" % max(0, math.floor(age)))]
+    if entry_id is not None:
+        headers.append((b"x-cache-entry-id", entry_id.encode()))
     return headers
 
 

@@ -9,13 +9,19 @@ in the format the client asks for (``float`` or ``base64``).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterable, Sequence
 
 import orjson
 from starlette.responses import Response
 
-from proxy.cache.answers import JSON, cache_headers, raw_response, relay, upstream_answer
+from proxy.cache.answers import (
+    JSON,
+    cache_headers,
+    hit_headers,
+    raw_response,
+    relay,
+    upstream_answer,
+)
 from proxy.cache.miss import entry_meta, read_limit, relay_unstored
 from proxy.canonical import embedding_key
 from proxy.metrics import Metrics
@@ -173,9 +179,8 @@ class EmbeddingPipeline:
             # As any hit: its age is its oldest item's (the answer is as old as its oldest
             # part), and one item's entry is named (several are not one entry).
             oldest = max(self._cache.clock() - e.created_at for e in entries)
-            extra += [(b"x-cache-lookup", b"exact"), (b"age", b"%d" % max(0, math.floor(oldest)))]
-            if len(entries) == 1:
-                extra.append((b"x-cache-entry-id", entries[0].id.encode()))
+            one = entries[0].id if len(entries) == 1 else None
+            extra += hit_headers("exact", oldest, one)
         body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
         return raw_response(body_out, 200, [*relayed, JSON, (b"x-cache", state.encode()), *extra])
 
