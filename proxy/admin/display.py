@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.requests import loggable
+
 
 def _semantic_line(figures: dict[str, Any]) -> str:
     if figures.get("semantic_enabled") is False:
@@ -108,12 +110,8 @@ def entry_line(e: dict[str, Any]) -> str:
     ttl = "-" if e["ttl_seconds"] is None else f"{e['ttl_seconds']:.0f}s"
     # The model is the client's own string: its control characters (a newline, a terminal
     # escape) are shown escaped, as the prompt is, so no request can write lines of its own.
-    model = _printable(str(e["model"]))
+    model = loggable(str(e["model"]))
     return (
         f"{e['id']}  {e['route']:<10} {model[:24]:<24} age {e['age_seconds']:.0f}s "
         f"ttl {ttl}  hits {e['hits']}  {e['prompt'][:60]!r}"
     )
-
-
-def _printable(text: str) -> str:
-    return text if text.isprintable() else repr(text)[1:-1]
