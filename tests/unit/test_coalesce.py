@@ -138,38 +138,12 @@ async def test_different_requests_do_not_coalesce(proxy: Proxy) -> None:
     assert gate.calls == 3
 
 
-async def test_inflight_limit_queues_then_answers_503(
-    upstream_mock: respx.MockRouter, clock: FakeClock
-) -> None:
-    gate = Gate()
-    upstream_mock.post("/chat/completions").mock(side_effect=gate)
-    async with make_proxy(
-        upstream_mock, clock, max_inflight=1, queue_timeout_seconds=0.05
-    ) as proxy:
-        responses: list[httpx.Response] = []
-
-        async def one(text: str) -> None:
-            responses.append(await proxy.chat(chat_body(text)))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(one, "first")
-            await anyio.wait_all_tasks_blocked()
-            await one("second")  # waits 50 ms for the only slot, then gives up
-            gate.open.set()
-        stats = (await proxy.client.get("/cache/stats")).json()
-    rejected = next(r for r in responses if r.status_code == 503)
-    assert rejected.headers["retry-after"] == "1"
-    assert rejected.json()["error"]["code"] == "overloaded"
-    assert stats["upstream_errors"]["overloaded"] == 1
-    assert gate.calls == 1
-    assert {r.status_code for r in responses} == {200, 503}
-
-
-async def test_followers_of_an_overloaded_leader_are_told_when_to_retry(
-    upstream_mock: respx.MockRouter, clock: FakeClock
-) -> None:
-    """A leader that found no upstream slot hands its 503 to its followers with its
-    ``Retry-After``: the openai SDK waits what it says, as it does for the leader."""
+async def while_the_only_slot_is_held(
+    upstream_mock: respx.MockRouter, clock: FakeClock, *texts: str
+) -> tuple[list[httpx.Response], Gate, dict[str, Any]]:
+    """``SEMCACHE_MAX_INFLIGHT=1`` with a 50 ms queue: a request takes the only upstream slot,
+    then ``texts`` are asked together and wait for it; the slot is let go once they answered.
+    Every answer, the upstream gate, and ``/cache/stats``."""
     gate = Gate()
     upstream_mock.post("/chat/completions").mock(side_effect=gate)
     async with make_proxy(
@@ -183,10 +157,34 @@ async def test_followers_of_an_overloaded_leader_are_told_when_to_retry(
         async with anyio.create_task_group() as tg:
             tg.start_soon(one, "first")  # takes the only slot
             await anyio.wait_all_tasks_blocked()
-            async with anyio.create_task_group() as same:
-                for _ in range(3):  # a leader waiting for a slot, and two followers
-                    same.start_soon(one, "second")
+            async with anyio.create_task_group() as together:
+                for text in texts:
+                    together.start_soon(one, text)
             gate.open.set()
+        stats = (await proxy.client.get("/cache/stats")).json()
+    return responses, gate, stats
+
+
+async def test_inflight_limit_queues_then_answers_503(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    # "second" waits 50 ms for the only slot, then gives up.
+    responses, gate, stats = await while_the_only_slot_is_held(upstream_mock, clock, "second")
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert rejected.headers["retry-after"] == "1"
+    assert rejected.json()["error"]["code"] == "overloaded"
+    assert stats["upstream_errors"]["overloaded"] == 1
+    assert gate.calls == 1
+    assert {r.status_code for r in responses} == {200, 503}
+
+
+async def test_followers_of_an_overloaded_leader_are_told_when_to_retry(
+    upstream_mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A leader that found no upstream slot hands its 503 to its followers with its
+    ``Retry-After``: the openai SDK waits what it says, as it does for the leader."""
+    # A leader waiting for a slot, and two followers.
+    responses, gate, _ = await while_the_only_slot_is_held(upstream_mock, clock, *["second"] * 3)
     rejected = [r for r in responses if r.status_code == 503]
     assert len(rejected) == 3
     assert [r.headers.get("retry-after") for r in rejected] == ["1"] * 3
