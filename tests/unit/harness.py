@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +10,11 @@ import anyio
 import httpx
 import orjson
 import respx
+import uvicorn
+from uvicorn.server import ServerState
 
 from proxy.app import create_app
+from proxy.http.server import CoalescingProtocol
 from proxy.metrics import Metrics
 from proxy.semantic.embedders import Embedder, Reader
 from proxy.semantic.verifier import Verifier
@@ -189,3 +193,15 @@ class FakeSocket:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
+
+
+def served_on(app: Any) -> tuple[CoalescingProtocol, FakeSocket]:
+    """``app`` behind semcache's serving protocol (:mod:`proxy.http.server`, uvicorn's
+    httptools protocol) on one fake connection, as ``semcache serve`` makes one per client:
+    bytes given to ``data_received`` are a request, what it writes lands on the socket."""
+    config = uvicorn.Config(app, http=CoalescingProtocol, lifespan="off", log_config=None)
+    config.load()
+    protocol = CoalescingProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    socket = FakeSocket()
+    protocol.connection_made(socket)  # type: ignore[arg-type]
+    return protocol, socket

@@ -8,13 +8,10 @@ import logging
 
 import httpx
 import pytest
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from proxy.http import dashboard
 from proxy.upstream.client import OWN_COOKIE_PREFIX
-from tests.unit.harness import FakeSocket, Proxy
+from tests.unit.harness import Proxy, served_on
 
 pytestmark = pytest.mark.anyio
 
@@ -155,11 +152,9 @@ async def test_an_escaped_v1_prefix_is_refused(proxy: Proxy) -> None:
 
 
 async def _served_by_uvicorn(app: object, request: bytes) -> tuple[bytes, bool, list[str]]:
-    """``request`` through uvicorn's own HTTP protocol (the one semcache serves with), which
+    """``request`` through semcache's serving protocol (uvicorn's httptools one), which
     holds a body to the ``Content-Length`` it was told: what it wrote, whether it dropped the
     connection, and what it logged as an error."""
-    config = uvicorn.Config(app, lifespan="off", log_config=None)  # type: ignore[arg-type]
-    config.load()
     errors: list[str] = []
 
     class Errors(logging.Handler):
@@ -170,9 +165,7 @@ async def _served_by_uvicorn(app: object, request: bytes) -> tuple[bytes, bool, 
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(handler)
     try:
-        protocol = HttpToolsProtocol(config, ServerState(), {})
-        socket = FakeSocket()
-        protocol.connection_made(socket)  # type: ignore[arg-type]
+        protocol, socket = served_on(app)
         protocol.data_received(request)
         for _ in range(200):
             if socket.closed or (protocol.cycle is not None and protocol.cycle.response_complete):

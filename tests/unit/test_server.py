@@ -10,7 +10,7 @@ import pytest
 
 from proxy.http.server import _HeadJoiningTransport
 from proxy.metrics import SERVER
-from tests.unit.harness import FakeSocket
+from tests.unit.harness import FakeSocket, served_on
 
 pytestmark = pytest.mark.anyio
 
@@ -95,17 +95,7 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
 
 def protocol() -> tuple[Any, FakeSocket]:
     """semcache's serving protocol on a recording socket, as uvicorn makes one per connection."""
-    from uvicorn.config import Config
-    from uvicorn.server import ServerState
-
-    from proxy.http.server import CoalescingProtocol
-
-    config = Config(_ok, http=CoalescingProtocol, log_level="warning", lifespan="off")
-    config.load()
-    made = CoalescingProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    inner = FakeSocket()
-    made.connection_made(inner)  # type: ignore[arg-type]
-    return made, inner
+    return served_on(_ok)
 
 
 def head(*lines: bytes, method: bytes = b"GET", body: bytes = b"") -> bytes:
